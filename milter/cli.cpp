@@ -1,0 +1,115 @@
+#include "milter/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "milter/cli_commands.h"
+#include "milter/services.h"
+
+namespace mtasts::milter {
+namespace {
+
+void set_up_logging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("mta-sts-milter");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S%z %l %v");
+  logger->set_level(spdlog::level::from_str(level));
+  spdlog::set_default_logger(logger);
+}
+
+struct Options {
+  std::string config_path;
+  bool print_config = false;
+  bool json = false;
+  std::string domain;
+  std::string file;
+  std::vector<std::string> mx_hosts;
+  std::vector<std::string> records;
+  CacheArgs cache;
+};
+
+void add_cache_commands(CLI::App& app, Options& o) {
+  auto* cache = app.add_subcommand("cache", "inspect and seed the policy cache");
+  cache->require_subcommand(1);
+  cache->add_subcommand("list", "one line per cached policy");
+  cache->add_subcommand("show", "the cached policy of DOMAIN as JSON")->add_option("DOMAIN", o.cache.operand)->required();
+  cache->add_subcommand("forget", "remove DOMAIN from the cache")->add_option("DOMAIN", o.cache.operand)->required();
+  cache->add_subcommand("import", "seed the cache from JSON lines (FILE or -)")
+      ->add_option("FILE", o.cache.operand)
+      ->required();
+  cache->add_subcommand("export", "print every cached policy as JSON lines");
+  cache->add_subcommand("refresh", "run one pass of the background refresher")
+      ->add_flag("--force", o.cache.force, "re-fetch every cached policy, due or not");
+}
+
+void add_commands(CLI::App& app, Options& o) {
+  app.add_option("-c,--config", o.config_path, "TOML configuration file (default: embedded defaults)");
+  app.add_flag("--print-config", o.print_config, "print the effective configuration and exit");
+
+  auto* check = app.add_subcommand("check", "resolve DOMAIN's MTA-STS policy now");
+  check->add_flag("--json", o.json, "print JSON");
+  check->add_option("DOMAIN", o.domain)->required();
+
+  auto* lint_policy = app.add_subcommand("lint-policy", "validate a policy file (RFC 8461 3.2)");
+  lint_policy->add_flag("--json", o.json, "print JSON");
+  lint_policy->add_option("--mx", o.mx_hosts, "an MX host to check against the policy (repeatable)");
+  lint_policy->add_option("FILE", o.file, "policy file, or - for standard input")->required();
+
+  auto* lint_txt = app.add_subcommand("lint-txt", "validate a _mta-sts TXT RRset (RFC 8461 3.1)");
+  lint_txt->add_flag("--json", o.json, "print JSON");
+  lint_txt->add_option("RECORD", o.records, "one argument per TXT record")->required();
+
+  add_cache_commands(app, o);
+}
+
+int dispatch(CLI::App& app, const Options& o, const Config& config) {
+  if (app.got_subcommand("check")) return check_command(config, o.domain, o.json);
+  if (app.got_subcommand("cache")) {
+    CacheArgs args = o.cache;
+    args.action = app.get_subcommand("cache")->get_subcommands().front()->get_name();
+    return cache_command(config, args);
+  }
+  std::cerr << "mta-sts-milter: the milter daemon is not part of this build yet; "
+               "use a subcommand (see --help)\n";
+  return 69;  // EX_UNAVAILABLE
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"mta-sts-milter: MTA-STS (RFC 8461) for outbound mail"};
+  Options o;
+  add_commands(app, o);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kExitOk : kExitInvalid;
+  }
+  // The lint commands need no configuration at all.
+  if (app.got_subcommand("lint-policy")) return lint_policy_command(o.file, o.mx_hosts, o.json);
+  if (app.got_subcommand("lint-txt")) return lint_txt_command(o.records, o.json);
+
+  const auto config = load_config(o.config_path);
+  if (!config) {
+    std::cerr << "mta-sts-milter: " << config.error().detail << "\n";
+    return kExitConfig;
+  }
+  if (o.print_config) {
+    std::cout << render_config(*config);
+    return kExitOk;
+  }
+  try {
+    set_up_logging(config->log_level);
+    return dispatch(app, o, *config);
+  } catch (const StartupError& e) {
+    spdlog::critical("startup event=failed error=\"{}\"", e.what());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    spdlog::critical("cli event=internal-error error=\"{}\"", e.what());
+    return 70;  // EX_SOFTWARE
+  }
+}
+
+}  // namespace mtasts::milter

@@ -1,0 +1,195 @@
+#include "milter/config.h"
+
+#include <toml++/toml.h>
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <set>
+#include <sstream>
+#include <vector>
+
+namespace mtasts::milter {
+namespace {
+
+using Apply = std::function<std::string(Config&, const toml::node&)>;  // "" or the error
+using Show = std::function<std::string(const Config&)>;
+
+struct Setting {
+  std::string_view name;  // "section.key"
+  std::string_view help;
+  Apply apply;
+  Show show;
+};
+
+std::string quoted(const std::string& text) {
+  std::ostringstream out;
+  out << toml::value<std::string>(text);
+  return out.str();
+}
+
+template <class Field>
+Setting integer(std::string_view name, std::string_view help, long min, long max, Field field) {
+  return {name, help,
+          [=](Config& c, const toml::node& n) -> std::string {
+            const auto v = n.value<std::int64_t>();
+            if (!n.is_integer() || !v) return "must be an integer";
+            if (*v < min || *v > max) return fmt::format("must be between {} and {}", min, max);
+            field(c) = static_cast<std::remove_reference_t<decltype(field(c))>>(*v);
+            return "";
+          },
+          [=](const Config& c) { return std::to_string(field(const_cast<Config&>(c))); }};
+}
+
+template <class Field>
+Setting text(std::string_view name, std::string_view help, Field field) {
+  return {name, help,
+          [=](Config& c, const toml::node& n) -> std::string {
+            if (!n.is_string()) return "must be a string";
+            field(c) = *n.value<std::string>();
+            return "";
+          },
+          [=](const Config& c) { return quoted(field(const_cast<Config&>(c))); }};
+}
+
+template <class Field>
+Setting boolean(std::string_view name, std::string_view help, Field field) {
+  return {name, help,
+          [=](Config& c, const toml::node& n) -> std::string {
+            if (!n.is_boolean()) return "must be true or false";
+            field(c) = *n.value<bool>();
+            return "";
+          },
+          [=](const Config& c) { return field(const_cast<Config&>(c)) ? std::string("true") : "false"; }};
+}
+
+template <class Field>
+Setting text_list(std::string_view name, std::string_view help, Field field) {
+  return {name, help,
+          [=](Config& c, const toml::node& n) -> std::string {
+            const auto* array = n.as_array();
+            if (!array) return "must be an array of strings";
+            std::vector<std::string> values;
+            for (const auto& item : *array) {
+              if (!item.is_string()) return "must be an array of strings";
+              values.push_back(*item.value<std::string>());
+            }
+            field(c) = std::move(values);
+            return "";
+          },
+          [=](const Config& c) {
+            std::string out = "[";
+            for (const auto& v : field(const_cast<Config&>(c))) out += (out.size() > 1 ? ", " : "") + quoted(v);
+            return out + "]";
+          }};
+}
+
+std::string check_log_level(Config& c, const toml::node& n) {
+  static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error"};
+  if (!n.is_string() || !levels.contains(*n.value<std::string>())) return "must be trace|debug|info|warn|error";
+  c.log_level = *n.value<std::string>();
+  return "";
+}
+
+const std::vector<Setting>& settings() {
+  static const std::vector<Setting> table{
+      text("milter.socket", "libmilter socket: inet:PORT@ADDR or unix:/path (Postfix writes inet:ADDR:PORT)",
+           [](Config& c) -> std::string& { return c.milter_socket; }),
+      text("store.path", "SQLite policy cache; its folder is created if missing",
+           [](Config& c) -> std::string& { return c.store_path; }),
+      boolean("dns.use_resolv_conf", "forward DNS to the servers in /etc/resolv.conf",
+              [](Config& c) -> bool& { return c.dns.use_resolv_conf; }),
+      text_list("dns.forwarders", "forwarders (ADDR or ADDR@PORT); empty with use_resolv_conf=false: recurse",
+                [](Config& c) -> std::vector<std::string>& { return c.dns.forwarders; }),
+      text_list("dns.trust_anchor_files", "DNSSEC trust anchors; non-empty REPLACES the root anchor",
+                [](Config& c) -> std::vector<std::string>& { return c.dns.trust_anchor_files; }),
+      text_list("dns.stub_zones", "stub zones, ZONE=ADDR[@PORT]",
+                [](Config& c) -> std::vector<std::string>& { return c.dns.stub_zones; }),
+      text("dns.dnssec_self_test", "a name that must validate as secure at start-up (empty: skip)",
+           [](Config& c) -> std::string& { return c.dns.self_test_name; }),
+      integer("dns.timeout", "seconds per DNS lookup", 1, 60,
+              [](Config& c) -> long& { return c.dns_timeout_seconds; }),
+      text("https.ca_file", "CA bundle for policy hosts (empty: the system trust store)",
+           [](Config& c) -> std::string& { return c.https.ca_file; }),
+      integer("https.timeout", "seconds per policy fetch (RFC 8461 3.3 suggests 60)", 1, 300,
+              [](Config& c) -> long& { return c.https.timeout_seconds; }),
+      integer("https.connect_timeout", "seconds to connect to a policy host", 1, 60,
+              [](Config& c) -> long& { return c.https.connect_timeout_seconds; }),
+      integer("https.port", "policy host port (443; tests only)", 1, 65535,
+              [](Config& c) -> int& { return c.https.port; }),
+      text("https.proxy", "HTTPS proxy URL (empty: never use a proxy, environment ignored)",
+           [](Config& c) -> std::string& { return c.https.proxy; }),
+      integer("policy.txt_recheck_interval", "seconds before the TXT id is re-checked on use", 0, 86400,
+              [](Config& c) -> std::int64_t& { return c.policy.txt_recheck_interval; }),
+      integer("policy.fetch_backoff", "seconds between fetch attempts per (domain, id) after a failure", 300,
+              86400, [](Config& c) -> std::int64_t& { return c.policy.fetch_backoff; }),
+      integer("policy.refresh_interval", "seconds between background refreshes of a cached policy", 3600,
+              31557600, [](Config& c) -> std::int64_t& { return c.policy.refresh_interval; }),
+      integer("policy.memory_cache_entries", "policies kept in memory in front of the store", 1, 10000000,
+              [](Config& c) -> std::size_t& { return c.policy.memory_cache_entries; }),
+      integer("policy.decision_deadline_ms", "longest wait for a policy per decision (0: wait)", 0, 60000,
+              [](Config& c) -> long& { return c.decision_deadline_ms; }),
+      Setting{"log.level", "trace|debug|info|warn|error", check_log_level,
+              [](const Config& c) { return quoted(c.log_level); }},
+  };
+  return table;
+}
+
+const Setting* find_setting(std::string_view name) {
+  for (const auto& s : settings())
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+// Applies every leaf of the parsed file; the first problem wins.
+policy::Result<Config> apply_table(const toml::table& root) {
+  Config config;
+  for (const auto& [section, node] : root) {
+    const auto* table = node.as_table();
+    if (!table) return policy::Error{"config-key", fmt::format("'{}' must be a [section]", section.str())};
+    for (const auto& [key, value] : *table) {
+      const std::string name = fmt::format("{}.{}", section.str(), key.str());
+      const Setting* setting = find_setting(name);
+      if (!setting) return policy::Error{"config-key", fmt::format("unknown setting '{}'", name)};
+      if (auto problem = setting->apply(config, value); !problem.empty())
+        return policy::Error{"config-value", fmt::format("{} {}", name, problem)};
+    }
+  }
+  config.policy.dns_timeout = std::chrono::seconds(config.dns_timeout_seconds);
+  return config;
+}
+
+}  // namespace
+
+policy::Result<Config> load_config(const std::string& path) {
+  if (path.empty()) {
+    Config config;
+    config.policy.dns_timeout = std::chrono::seconds(config.dns_timeout_seconds);
+    return config;
+  }
+  try {
+    return apply_table(toml::parse_file(path));
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    const bool unreadable = where.line == 0;
+    return policy::Error{unreadable ? "config-read" : "config-syntax",
+                         fmt::format("{}:{}:{}: {}", path, where.line, where.column, e.description())};
+  }
+}
+
+std::string render_config(const Config& config) {
+  std::string out;
+  std::string section;
+  for (const auto& s : settings()) {
+    const auto dot = s.name.find('.');
+    const std::string this_section(s.name.substr(0, dot));
+    if (this_section != section) {
+      out += fmt::format("{}[{}]\n", out.empty() ? "" : "\n", this_section);
+      section = this_section;
+    }
+    out += fmt::format("{} = {}  # {}\n", s.name.substr(dot + 1), s.show(config), s.help);
+  }
+  return out;
+}
+
+}  // namespace mtasts::milter

@@ -1,0 +1,35 @@
+#include "milter/services.h"
+
+#include <spdlog/spdlog.h>
+#include <sysexits.h>
+
+#include <filesystem>
+
+namespace mtasts::milter {
+
+std::unique_ptr<store::SqliteStore> open_store(const Config& config) {
+  const std::filesystem::path path(config.store_path);
+  std::error_code ec;
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+  try {
+    return std::make_unique<store::SqliteStore>(config.store_path);
+  } catch (const std::exception& e) {
+    throw StartupError(std::string("cannot open the policy store: ") + e.what(), EX_CANTCREAT);
+  }
+}
+
+std::unique_ptr<Services> make_services(const Config& config) {
+  auto services = std::make_unique<Services>();
+  services->store = open_store(config);
+  try {
+    services->dns = std::make_unique<policy::net::UnboundDns>(config.dns);
+  } catch (const std::exception& e) {
+    throw StartupError(std::string("cannot set up DNS: ") + e.what(), EX_CONFIG);
+  }
+  services->fetcher = std::make_unique<policy::net::CurlFetcher>(config.https);
+  services->resolver = std::make_unique<policy::Resolver>(*services->dns, *services->fetcher, *services->store,
+                                                          services->clock, config.policy);
+  return services;
+}
+
+}  // namespace mtasts::milter

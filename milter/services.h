@@ -1,0 +1,41 @@
+// Wires the engine to its real sources (libunbound, libcurl, SQLite) from a
+// Config. Construction errors are start-up errors: StartupError carries one
+// clear sentence and the sysexits code to exit with.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+
+#include "milter/config.h"
+#include "milter/system_clock.h"
+#include "policy/net/curl_fetcher.h"
+#include "policy/net/unbound_dns.h"
+#include "policy/resolver.h"
+#include "store/sqlite_store.h"
+
+namespace mtasts::milter {
+
+class StartupError : public std::runtime_error {
+ public:
+  StartupError(const std::string& what, int exit_code) : std::runtime_error(what), exit_code_(exit_code) {}
+  int exit_code() const { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
+// Opens the store only (for `cache` commands that need no network).
+std::unique_ptr<store::SqliteStore> open_store(const Config& config);
+
+struct Services {
+  SystemClock clock;
+  std::unique_ptr<store::SqliteStore> store;
+  std::unique_ptr<policy::net::UnboundDns> dns;
+  std::unique_ptr<policy::net::CurlFetcher> fetcher;
+  std::unique_ptr<policy::Resolver> resolver;  // declared last: destroyed first
+};
+
+// Throws StartupError.
+std::unique_ptr<Services> make_services(const Config& config);
+
+}  // namespace mtasts::milter

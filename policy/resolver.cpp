@@ -1,0 +1,431 @@
+// The policy resolution engine. RFC 8461:
+//  §3.3 "senders SHOULD ... fetch a new policy" only when the TXT id changed;
+//       a fetch failure with a cached policy keeps the cached one;
+//  §5.1 policy application control flow (no TXT with a valid cached policy:
+//       keep using it until it expires);
+//  §8.1 "the sender SHOULD ... refresh ... periodically" and keep the cache
+//       until a new policy is successfully fetched.
+// Why the shape: every network step runs in a per-domain job (single-flight)
+// outside the lock, so a caller can give up at its deadline while the job
+// finishes and fills the cache for the retry.
+#include "policy/resolver.h"
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "policy/memory_cache.h"
+#include "policy/txt_record.h"
+
+namespace mtasts::policy {
+
+std::string_view to_string(PolicySource source) {
+  switch (source) {
+    case PolicySource::Cache: return "cache";
+    case PolicySource::Fetched: return "fetched";
+    case PolicySource::Stale: return "stale";
+    case PolicySource::None: return "none";
+  }
+  return "none";
+}
+
+namespace {
+
+// Failures that may go away by themselves (and may be an attacker blocking
+// discovery): the caller cannot treat them as a definite "no policy".
+bool is_temporary_reason(std::string_view reason) {
+  return reason == "timeout" || reason == "connect" || reason == "deadline" ||
+         reason.starts_with("http-5") || reason.starts_with("dns-servfail") ||
+         reason == "dns-timeout" || reason == "dnssec-bogus" || reason == "internal-error";
+}
+
+// What the `_mta-sts` TXT lookup told us.
+struct TxtOutcome {
+  enum class Kind { Id, NoRecord, Invalid, Error } kind = Kind::NoRecord;
+  std::string id;
+  std::string reason;  // for Invalid and Error
+  DnsSecurity security = DnsSecurity::Insecure;
+};
+
+TxtOutcome classify_txt(const DnsAnswer& answer) {
+  TxtOutcome out;
+  out.security = answer.security;
+  if (answer.security == DnsSecurity::Bogus) {
+    out.kind = TxtOutcome::Kind::Error;
+    out.reason = "dnssec-bogus";
+    return out;
+  }
+  switch (answer.status) {
+    case DnsStatus::NxDomain:
+    case DnsStatus::NoData: out.kind = TxtOutcome::Kind::NoRecord; return out;
+    case DnsStatus::ServFail: out.kind = TxtOutcome::Kind::Error; out.reason = "dns-servfail"; return out;
+    case DnsStatus::Timeout: out.kind = TxtOutcome::Kind::Error; out.reason = "dns-timeout"; return out;
+    case DnsStatus::Ok: break;
+  }
+  const auto parsed = parse_txt_rrset(answer.records);
+  if (parsed) {
+    out.kind = TxtOutcome::Kind::Id;
+    out.id = parsed->id;
+  } else if (parsed.error().code == "no-record") {
+    out.kind = TxtOutcome::Kind::NoRecord;
+  } else {
+    out.kind = TxtOutcome::Kind::Invalid;
+    out.reason = "txt-" + parsed.error().code;
+  }
+  return out;
+}
+
+// A fetch attempt's outcome: the new policy or the classified failure.
+struct FetchOutcome {
+  std::optional<StoredPolicy> policy;
+  ResultType type = ResultType::StsPolicyFetchError;
+  std::string reason;
+};
+
+Resolution base_resolution(const std::string& domain, PolicySource source, DnsSecurity dnssec) {
+  Resolution r;
+  r.domain = domain;
+  r.source = source;
+  r.dnssec = dnssec;
+  return r;
+}
+
+Resolution from_policy(const StoredPolicy& policy, PolicySource source) {
+  Resolution r = base_resolution(policy.domain, source, policy.dnssec);
+  r.txt_id = policy.txt_id;
+  r.policy = policy;
+  return r;
+}
+
+std::string error_text(std::optional<ResultType> type, const std::string& reason) {
+  if (reason.empty()) return "";
+  return type ? std::string(to_string(*type)) + ":" + reason : reason;
+}
+
+std::int64_t jitter_for(const std::string& domain, std::int64_t interval) {
+  const auto spread = static_cast<std::size_t>(interval / 8 + 1);
+  return static_cast<std::int64_t>(std::hash<std::string>{}(domain) % spread);
+}
+
+}  // namespace
+
+struct Resolver::Impl {
+  Dns& dns;
+  PolicyFetcher& fetcher;
+  PolicyStore& store;
+  const Clock& clock;
+  ResolverConfig config;
+
+  std::mutex mu;
+  MemoryCache memory;
+  std::unordered_map<std::string, std::shared_future<Resolution>> inflight;
+  std::condition_variable idle;
+  int jobs = 0;
+
+  Impl(Dns& d, PolicyFetcher& f, PolicyStore& s, const Clock& c, ResolverConfig cfg)
+      : dns(d), fetcher(f), store(s), clock(c), config(cfg), memory(cfg.memory_cache_entries) {}
+
+  Deadline dns_deadline() const { return std::chrono::steady_clock::now() + config.dns_timeout; }
+
+  bool usable(const std::optional<StoredPolicy>& p, std::int64_t now) const {
+    return p && p->expires_at > now;
+  }
+
+  // The answer from memory when the TXT id was checked recently enough.
+  std::optional<Resolution> fresh_answer(const std::string& domain, std::int64_t now) {
+    std::lock_guard lock(mu);
+    CacheEntry* entry = memory.find(domain);
+    if (!entry || now - entry->checked_at >= config.txt_recheck_interval) return std::nullopt;
+    if (!entry->policy) return base_resolution(domain, PolicySource::None, DnsSecurity::Insecure);
+    if (!usable(entry->policy, now)) return std::nullopt;
+    entry->policy->last_used = now;
+    entry->last_used_dirty = true;
+    Resolution r = from_policy(*entry->policy, entry->stale ? PolicySource::Stale : PolicySource::Cache);
+    r.result_type = entry->error_type;
+    r.reason = entry->error_reason;
+    return r;
+  }
+
+  // Brings a stored policy into memory after a restart or an eviction.
+  void warm_from_store(const std::string& domain) {
+    {
+      std::lock_guard lock(mu);
+      if (memory.find(domain)) return;
+    }
+    auto stored = store.load(domain);  // disk I/O outside the lock
+    if (!stored) return;
+    std::lock_guard lock(mu);
+    if (memory.find(domain)) return;
+    CacheEntry entry;
+    entry.checked_at = stored->last_checked;
+    entry.policy = std::move(stored);
+    memory.put(domain, std::move(entry));
+  }
+
+  std::optional<StoredPolicy> cached_policy(const std::string& domain, std::int64_t now) {
+    std::lock_guard lock(mu);
+    CacheEntry* entry = memory.find(domain);
+    if (!entry || !usable(entry->policy, now)) return std::nullopt;
+    return entry->policy;
+  }
+
+  void remember(const std::string& domain, std::optional<StoredPolicy> policy, std::int64_t now,
+                PolicySource source = PolicySource::Cache, std::optional<ResultType> type = std::nullopt,
+                const std::string& reason = "") {
+    CacheEntry entry;
+    entry.policy = std::move(policy);
+    entry.checked_at = now;
+    entry.stale = source == PolicySource::Stale;
+    entry.error_type = type;
+    entry.error_reason = reason;
+    std::lock_guard lock(mu);
+    memory.put(domain, std::move(entry));
+  }
+
+  // The cached policy stays in force (source cache or stale); the TXT check
+  // is recorded as done so the next check waits txt_recheck_interval.
+  Resolution keep_cached(const StoredPolicy& cached, PolicySource source, std::optional<ResultType> type,
+                         const std::string& reason, DnsSecurity dnssec, std::int64_t now) {
+    const std::string error = error_text(type, reason);
+    const auto touched = store.touch(cached.domain, now, now, error);
+    if (!touched) spdlog::warn("store event=touch-failed domain={} error={}", cached.domain, touched.error().code);
+    StoredPolicy updated = cached;
+    updated.last_checked = now;
+    updated.last_used = now;
+    updated.last_error = error;
+    remember(cached.domain, updated, now, source, type, reason);
+    Resolution r = from_policy(updated, source);
+    r.dnssec = dnssec;
+    r.result_type = type;
+    r.reason = reason;
+    return r;
+  }
+
+  Resolution stale(const StoredPolicy& cached, std::optional<ResultType> type, const std::string& reason,
+                   DnsSecurity dnssec, std::int64_t now) {
+    return keep_cached(cached, PolicySource::Stale, type, reason, dnssec, now);
+  }
+
+  Resolution no_policy(const std::string& domain, std::optional<ResultType> type,
+                       const std::string& reason, DnsSecurity dnssec) {
+    Resolution r = base_resolution(domain, PolicySource::None, dnssec);
+    r.result_type = type;
+    r.reason = reason;
+    r.temporary = is_temporary_reason(reason);
+    return r;
+  }
+
+  FetchOutcome fetch_policy(const std::string& domain, const std::string& txt_id,
+                            DnsSecurity dnssec, std::int64_t now);
+  Resolution discover(const std::string& domain);
+  Resolution after_txt_id(const std::string& domain, const TxtOutcome& txt,
+                          const std::optional<StoredPolicy>& cached, std::int64_t now);
+  std::shared_future<Resolution> start_or_join(const std::string& domain);
+  bool refresh_one(const StoredPolicy& old, std::int64_t now);
+};
+
+FetchOutcome Resolver::Impl::fetch_policy(const std::string& domain, const std::string& txt_id,
+                                          DnsSecurity dnssec, std::int64_t now) {
+  FetchOutcome out;
+  const auto host = dns.lookup_addresses("mta-sts." + domain, dns_deadline());
+  if (host.security == DnsSecurity::Bogus) {
+    out.reason = "dnssec-bogus";
+    return out;
+  }
+  if (host.status != DnsStatus::Ok) {
+    out.reason = host.status == DnsStatus::Timeout    ? "dns-timeout"
+                 : host.status == DnsStatus::ServFail ? "dns-servfail"
+                                                      : "dns-no-address";
+    return out;
+  }
+  auto fetched = fetcher.fetch(domain, host.records);
+  if (const auto* failed = std::get_if<FetchError>(&fetched)) {
+    out.type = failed->type;
+    out.reason = failed->reason;
+    return out;
+  }
+  auto& body = std::get<FetchedBody>(fetched).body;
+  const auto parsed = parse_policy(body);
+  if (!parsed.policy) {
+    out.type = ResultType::StsPolicyInvalid;
+    out.reason = "policy-syntax";
+    return out;
+  }
+  StoredPolicy p;
+  p.domain = domain;
+  p.txt_id = txt_id;
+  p.raw = std::move(body);
+  p.policy = *parsed.policy;
+  p.fetched_at = now;
+  p.expires_at = now + p.policy.max_age;
+  p.last_checked = now;
+  p.last_used = now;
+  p.dnssec = dnssec;
+  out.policy = std::move(p);
+  return out;
+}
+
+Resolution Resolver::Impl::after_txt_id(const std::string& domain, const TxtOutcome& txt,
+                                        const std::optional<StoredPolicy>& cached, std::int64_t now) {
+  if (cached && cached->txt_id == txt.id)
+    return keep_cached(*cached, PolicySource::Cache, std::nullopt, "", txt.security, now);
+
+  if (const auto failure = store.load_failure(domain);
+      failure && failure->txt_id == txt.id && failure->retry_at > now) {
+    spdlog::debug("resolve event=backoff domain={} reason={}", domain, failure->reason);
+    if (cached) return stale(*cached, failure->type, failure->reason, txt.security, now);
+    return no_policy(domain, failure->type, failure->reason, txt.security);
+  }
+
+  auto fetched = fetch_policy(domain, txt.id, txt.security, now);
+  if (!fetched.policy) {
+    spdlog::info("resolve event=fetch-failed domain={} txt_id={} result_type={} reason={}", domain,
+                 txt.id, to_string(fetched.type), fetched.reason);
+    const auto saved = store.save_failure(
+        FetchFailure{domain, txt.id, now, now + config.fetch_backoff, fetched.type, fetched.reason});
+    if (!saved) spdlog::warn("store event=save-failure-failed domain={} error={}", domain, saved.error().code);
+    if (cached) return stale(*cached, fetched.type, fetched.reason, txt.security, now);
+    return no_policy(domain, fetched.type, fetched.reason, txt.security);
+  }
+
+  const auto saved = store.save(*fetched.policy);
+  if (!saved) spdlog::error("store event=save-failed domain={} error={}", domain, saved.error().code);
+  (void)store.clear_failure(domain);
+  remember(domain, fetched.policy, now);
+  spdlog::info("resolve event=fetched domain={} txt_id={} mode={} max_age={}", domain, txt.id,
+               to_string(fetched.policy->policy.mode), fetched.policy->policy.max_age);
+  return from_policy(*fetched.policy, PolicySource::Fetched);
+}
+
+Resolution Resolver::Impl::discover(const std::string& domain) {
+  const std::int64_t now = clock.now();
+  warm_from_store(domain);
+  const auto cached = cached_policy(domain, now);
+  const auto txt = classify_txt(dns.lookup_txt("_mta-sts." + domain, dns_deadline()));
+
+  switch (txt.kind) {
+    case TxtOutcome::Kind::Error:
+      if (cached) return stale(*cached, ResultType::StsPolicyFetchError, txt.reason, txt.security, now);
+      return no_policy(domain, ResultType::StsPolicyFetchError, txt.reason, txt.security);
+    case TxtOutcome::Kind::NoRecord:
+    case TxtOutcome::Kind::Invalid:
+      // §5.1: without a (valid) TXT record an unexpired cached policy still applies.
+      if (cached) {
+        const std::string why = txt.kind == TxtOutcome::Kind::NoRecord ? "txt-missing" : txt.reason;
+        return stale(*cached, std::nullopt, why, txt.security, now);
+      }
+      remember(domain, std::nullopt, now);
+      return no_policy(domain, std::nullopt, txt.reason, txt.security);
+    case TxtOutcome::Kind::Id: break;
+  }
+  return after_txt_id(domain, txt, cached, now);
+}
+
+std::shared_future<Resolution> Resolver::Impl::start_or_join(const std::string& domain) {
+  std::lock_guard lock(mu);
+  if (const auto it = inflight.find(domain); it != inflight.end()) return it->second;
+  auto promise = std::make_shared<std::promise<Resolution>>();
+  std::shared_future<Resolution> future = promise->get_future().share();
+  inflight.emplace(domain, future);
+  ++jobs;
+  std::thread([this, domain, promise] {
+    Resolution result;
+    try {
+      result = discover(domain);
+    } catch (const std::exception& e) {
+      spdlog::error("resolve event=internal-error domain={} error=\"{}\"", domain, e.what());
+      result = no_policy(domain, std::nullopt, "internal-error", DnsSecurity::Insecure);
+    }
+    promise->set_value(result);
+    std::lock_guard done(mu);
+    inflight.erase(domain);
+    --jobs;
+    idle.notify_all();
+  }).detach();
+  return future;
+}
+
+bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
+  const auto txt = classify_txt(dns.lookup_txt("_mta-sts." + old.domain, dns_deadline()));
+  const std::string txt_id = txt.kind == TxtOutcome::Kind::Id ? txt.id : old.txt_id;
+  const DnsSecurity dnssec = txt.kind == TxtOutcome::Kind::Id ? txt.security : old.dnssec;
+  auto fetched = fetch_policy(old.domain, txt_id, dnssec, now);
+  if (!fetched.policy) {
+    if (old.policy.mode != Mode::None)
+      spdlog::warn("refresh event=failed domain={} result_type={} reason={}", old.domain,
+                   to_string(fetched.type), fetched.reason);
+    (void)store.touch(old.domain, old.last_checked, old.last_used, error_text(fetched.type, fetched.reason));
+    return false;
+  }
+  const Policy& fresh = fetched.policy->policy;
+  const bool weaker_mode = old.policy.mode == Mode::Enforce && fresh.mode != Mode::Enforce;
+  if (weaker_mode || fresh.mx != old.policy.mx)
+    spdlog::warn("refresh event=downgrade domain={} old_mode={} new_mode={} mx_changed={}", old.domain,
+                 to_string(old.policy.mode), to_string(fresh.mode), fresh.mx != old.policy.mx);
+  fetched.policy->last_used = old.last_used;
+  const auto saved = store.save(*fetched.policy);
+  if (!saved) spdlog::error("store event=save-failed domain={} error={}", old.domain, saved.error().code);
+  remember(old.domain, fetched.policy, now);
+  spdlog::info("refresh event=fetched domain={} txt_id={} mode={}", old.domain, txt_id, to_string(fresh.mode));
+  return true;
+}
+
+Resolver::Resolver(Dns& dns, PolicyFetcher& fetcher, PolicyStore& store, const Clock& clock,
+                   ResolverConfig config)
+    : impl_(std::make_unique<Impl>(dns, fetcher, store, clock, config)) {}
+
+Resolver::~Resolver() {
+  wait_idle();
+  flush();
+}
+
+Resolution Resolver::resolve(const std::string& domain, Deadline deadline) {
+  const std::int64_t now = impl_->clock.now();
+  if (auto fast = impl_->fresh_answer(domain, now)) return *fast;
+  const auto job = impl_->start_or_join(domain);
+  if (job.wait_until(deadline) == std::future_status::ready) return job.get();
+  // The job goes on and fills the cache for the retry.
+  if (const auto cached = impl_->cached_policy(domain, now)) {
+    Resolution r = from_policy(*cached, PolicySource::Stale);
+    r.reason = "deadline";
+    return r;
+  }
+  return impl_->no_policy(domain, std::nullopt, "deadline", DnsSecurity::Insecure);
+}
+
+int Resolver::refresh_due(bool force) {
+  const std::int64_t now = impl_->clock.now();
+  const std::int64_t interval = impl_->config.refresh_interval;
+  int refreshed = 0;
+  for (const auto& old : impl_->store.list()) {
+    const std::int64_t half_life = std::max<std::int64_t>(old.policy.max_age / 2, 1);
+    const std::int64_t due = old.fetched_at + std::min(interval - jitter_for(old.domain, interval), half_life);
+    if (!force && now < due) continue;
+    if (impl_->refresh_one(old, now)) ++refreshed;
+  }
+  return refreshed;
+}
+
+void Resolver::flush() {
+  std::vector<StoredPolicy> dirty;
+  {
+    std::lock_guard lock(impl_->mu);
+    dirty = impl_->memory.take_dirty();
+  }
+  for (const auto& p : dirty) {
+    const auto touched = impl_->store.touch(p.domain, p.last_checked, p.last_used, p.last_error);
+    if (!touched) spdlog::warn("store event=flush-failed domain={} error={}", p.domain, touched.error().code);
+  }
+}
+
+void Resolver::wait_idle() {
+  std::unique_lock lock(impl_->mu);
+  impl_->idle.wait(lock, [this] { return impl_->jobs == 0; });
+}
+
+}  // namespace mtasts::policy

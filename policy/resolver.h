@@ -1,0 +1,80 @@
+// The policy resolution engine: RFC 8461 §3.3 (fetching), §5.1 (policy
+// application control flow) and §8.1 (refresh, cache replacement).
+// Sees only sources.h. Thread-safe: one Resolver serves every caller; no I/O
+// happens under its lock; concurrent requests for one domain share one
+// TXT-check-and-fetch (single-flight).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "policy/sources.h"
+
+namespace mtasts::policy {
+
+struct ResolverConfig {
+  std::int64_t txt_recheck_interval = 60;    // s; re-check the TXT id on use after this
+  std::int64_t fetch_backoff = 300;          // s; per (domain, id) after a failed fetch (>= 300)
+  std::int64_t refresh_interval = 86400;     // s; background HTTPS refetch, jittered
+  std::size_t memory_cache_entries = 100000; // bounded LRU in front of the store
+  std::chrono::milliseconds dns_timeout{5000};  // per lookup inside a discovery job
+};
+
+enum class PolicySource {
+  Cache,    // cached policy, TXT id current (or checked recently)
+  Fetched,  // fetched over HTTPS during this call
+  Stale,    // cached policy used because discovery failed (TXT gone, DNS or fetch error)
+  None,     // no policy applies
+};
+std::string_view to_string(PolicySource source);  // "cache" | "fetched" | "stale" | "none"
+
+struct Resolution {
+  std::string domain;
+  PolicySource source = PolicySource::None;
+  DnsSecurity dnssec = DnsSecurity::Insecure;   // of the _mta-sts TXT answer (or cached)
+  std::optional<std::string> txt_id;            // from DNS, or the cached one
+  std::optional<StoredPolicy> policy;           // the policy that applies, if any
+  std::optional<ResultType> result_type;        // discovery error, kept for reporting
+  std::string reason;                           // its reason code ("" when none)
+  // True when the answer is unknown because of a temporary error (no usable
+  // policy, but one may exist): callers must not treat it as "no policy" for
+  // anything but delivery under RFC 8461 §5.
+  bool temporary = false;
+};
+
+class Resolver {
+ public:
+  Resolver(Dns& dns, PolicyFetcher& fetcher, PolicyStore& store, const Clock& clock,
+           ResolverConfig config);
+  ~Resolver();
+  Resolver(const Resolver&) = delete;
+  Resolver& operator=(const Resolver&) = delete;
+
+  // Resolves the policy for a normalised domain. Returns by `deadline` at the
+  // latest; work still running then (a slow fetch) goes on in the background
+  // and fills the cache, and this call answers {temporary, reason "deadline"}
+  // (or the cached policy as Stale when one is known).
+  Resolution resolve(const std::string& domain, Deadline deadline);
+
+  // One pass of the background refresher (§8.1 "senders SHOULD ... refresh"):
+  // re-fetches over HTTPS, regardless of the TXT id, every cached policy whose
+  // refresh time has come (daily with jitter, and before half of max_age).
+  // Logs failed refreshes (except for mode none) and downgrades at warning.
+  // Returns the number of policies re-fetched successfully.
+  int refresh_due(bool force = false);
+
+  // Writes batched last_used updates to the store.
+  void flush();
+
+  // Waits for background fetches to finish (shutdown, tests).
+  void wait_idle();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mtasts::policy

@@ -1,0 +1,127 @@
+// The interfaces the resolution engine needs from the outside world. The
+// engine (resolver.h) sees only these; policy/net and store/ implement them,
+// tests implement fakes. All implementations must be thread-safe: the engine
+// calls them from many threads at once, never while holding its own lock.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <variant>
+#include <string>
+#include <vector>
+
+#include "policy/policy.h"
+#include "policy/result.h"
+#include "policy/tlsrpt.h"
+
+namespace mtasts::policy {
+
+using Deadline = std::chrono::steady_clock::time_point;
+
+// DNSSEC view of an answer (RFC 4033 §5): kept apart everywhere.
+enum class DnsSecurity { Secure, Insecure, Bogus };
+std::string_view to_string(DnsSecurity security);  // "secure" | "insecure" | "bogus"
+
+enum class DnsStatus {
+  Ok,        // records present
+  NxDomain,  // name does not exist
+  NoData,    // name exists, no records of the type
+  ServFail,  // upstream failure (includes a validation failure reported as SERVFAIL)
+  Timeout,   // deadline reached or resolver gave up
+};
+std::string_view to_string(DnsStatus status);
+
+struct DnsAnswer {
+  DnsStatus status = DnsStatus::ServFail;
+  DnsSecurity security = DnsSecurity::Insecure;
+  std::vector<std::string> records;  // TXT: character-strings joined; A/AAAA: text addresses
+  std::string why_bogus;             // resolver's explanation when Bogus
+};
+
+class Dns {
+ public:
+  virtual ~Dns() = default;
+  // TXT records of `name` (an A-label FQDN without trailing dot).
+  virtual DnsAnswer lookup_txt(const std::string& name, Deadline deadline) = 0;
+  // A and AAAA records of `name`, IPv4 first.
+  virtual DnsAnswer lookup_addresses(const std::string& name, Deadline deadline) = 0;
+};
+
+// Why a policy fetch failed: the RFC 8460 type (StsPolicyFetchError or
+// StsWebpkiInvalid) and a stable reason code ("http-404", "redirect",
+// "content-type", "too-large", "timeout", "connect", "tls", "cert-expired",
+// "cert-untrusted", "cert-host-mismatch", ...).
+struct FetchError {
+  ResultType type = ResultType::StsPolicyFetchError;
+  std::string reason;
+  std::string detail;
+  bool temporary = false;  // timeouts, connection and 5xx failures
+};
+
+struct FetchedBody {
+  std::string body;  // at most kMaxPolicyBytes
+};
+
+class PolicyFetcher {
+ public:
+  virtual ~PolicyFetcher() = default;
+  // GET https://mta-sts.<policy_domain>/.well-known/mta-sts.txt, connecting
+  // only to `addresses` (from our own DNS lookup). Blocks up to the fetcher's
+  // own timeout (not the caller's decision deadline).
+  virtual std::variant<FetchedBody, FetchError> fetch(const std::string& policy_domain,
+                                                      std::span<const std::string> addresses) = 0;
+};
+
+// What the store keeps for one domain. `raw` is authoritative; `policy` is
+// re-parsed from it on load.
+struct StoredPolicy {
+  std::string domain;
+  std::string txt_id;
+  std::string raw;
+  Policy policy;
+  std::int64_t fetched_at = 0;    // unix seconds
+  std::int64_t expires_at = 0;    // fetched_at + max_age
+  std::int64_t last_checked = 0;  // last TXT id check
+  std::int64_t last_used = 0;
+  DnsSecurity dnssec = DnsSecurity::Insecure;
+  std::string last_error;         // "" or "<result-type>:<reason>"
+};
+
+// A remembered fetch failure, for the 5-minute back-off per (domain, id).
+struct FetchFailure {
+  std::string domain;
+  std::string txt_id;
+  std::int64_t failed_at = 0;
+  std::int64_t retry_at = 0;
+  ResultType type = ResultType::StsPolicyFetchError;
+  std::string reason;
+};
+
+class PolicyStore {
+ public:
+  virtual ~PolicyStore() = default;
+  // nullopt when absent or when the stored raw text no longer parses (logged).
+  virtual std::optional<StoredPolicy> load(const std::string& domain) = 0;
+  // Errors (disk full, read-only) are values: the engine logs and goes on.
+  virtual Result<bool> save(const StoredPolicy& policy) = 0;
+  // Updates last_checked / last_used / last_error only.
+  virtual Result<bool> touch(const std::string& domain, std::int64_t last_checked,
+                             std::int64_t last_used, const std::string& last_error) = 0;
+  virtual Result<bool> forget(const std::string& domain) = 0;
+  virtual std::vector<StoredPolicy> list() = 0;
+  virtual std::optional<FetchFailure> load_failure(const std::string& domain) = 0;
+  virtual Result<bool> save_failure(const FetchFailure& failure) = 0;
+  virtual Result<bool> clear_failure(const std::string& domain) = 0;
+};
+
+// Wall-clock time in unix seconds; injectable so expiry, back-off and refresh
+// are tested without waiting.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual std::int64_t now() const = 0;
+};
+
+}  // namespace mtasts::policy

@@ -1,0 +1,38 @@
+// SQLite implementation of policy::PolicyStore. WAL journal, busy timeout,
+// prepared statements as RAII, schema version in PRAGMA user_version with
+// migrations. The schema is documented in README ("The cache database") and
+// is meant to be read with plain sqlite3. Raw policy text is authoritative and
+// re-parsed on load with policy::parse_policy (one parser).
+// Thread-safe: one connection guarded by a mutex (SQLite work is short).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "policy/sources.h"
+
+namespace mtasts::store {
+
+class SqliteStore final : public policy::PolicyStore {
+ public:
+  // Opens or creates the database and migrates it. Throws std::runtime_error
+  // with one clear sentence when the file cannot be opened or migrated.
+  explicit SqliteStore(const std::string& path);
+  ~SqliteStore() override;
+
+  std::optional<policy::StoredPolicy> load(const std::string& domain) override;
+  policy::Result<bool> save(const policy::StoredPolicy& policy) override;
+  policy::Result<bool> touch(const std::string& domain, std::int64_t last_checked,
+                             std::int64_t last_used, const std::string& last_error) override;
+  policy::Result<bool> forget(const std::string& domain) override;
+  std::vector<policy::StoredPolicy> list() override;
+  std::optional<policy::FetchFailure> load_failure(const std::string& domain) override;
+  policy::Result<bool> save_failure(const policy::FetchFailure& failure) override;
+  policy::Result<bool> clear_failure(const std::string& domain) override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mtasts::store
