@@ -1,5 +1,5 @@
 // The MTA-STS policy body, RFC 8461 §3.2.
-//   sts-policy-record = *WSP sts-policy-field *WSP *(sts-policy-term sts-policy-field *WSP) [sts-policy-term]
+//   sts-policy-record = sts-policy-field *WSP *(sts-policy-term sts-policy-field *WSP) [sts-policy-term]
 //   sts-policy-term = LF / CRLF;  field = key ":" *WSP value
 //   version: STSv1 | mode: enforce/testing/none | max_age: 1*10DIGIT | mx: pattern
 // "max_age ... up to 31557600"; "mx ... one or more, one per line";

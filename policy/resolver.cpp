@@ -341,9 +341,14 @@ std::shared_future<Resolution> Resolver::Impl::start_or_join(const std::string& 
       spdlog::error("resolve event=internal-error domain={} error=\"{}\"", domain, e.what());
       result = no_policy(domain, std::nullopt, "internal-error", DnsSecurity::Insecure);
     }
+    // Leave the in-flight table before publishing the result, so a caller
+    // that has seen this result never joins this (finished) job again.
+    {
+      std::lock_guard done(mu);
+      inflight.erase(domain);
+    }
     promise->set_value(result);
     std::lock_guard done(mu);
-    inflight.erase(domain);
     --jobs;
     idle.notify_all();
   }).detach();

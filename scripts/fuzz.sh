@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds every libFuzzer target (tests/fuzz/fuzz_*.cpp) with clang-14 and
+# ASan/UBSan into build-fuzz/, then runs each for N seconds.
+#   scripts/fuzz.sh [seconds-per-target]      (default 10; or FUZZ_SECONDS)
+# Corpora grow in build-fuzz/corpus/<target>; crash inputs land in
+# build-fuzz/artifacts/<target>/. Optional read-only seeds: tests/fuzz/corpus/<target>/,
+# optional dictionary: tests/fuzz/<target>.dict. Exits non-zero if any target
+# fails to build or finds a crash, leak, timeout or sanitizer report.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build="$root/build-fuzz"
+seconds=${1:-${FUZZ_SECONDS:-10}}
+jobs=${FUZZ_BUILD_JOBS:-2}
+
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
+  echo "fuzz: seconds must be a positive integer, got '$seconds'" >&2
+  exit 64
+fi
+
+shopt -s nullglob
+targets=()
+for source in "$root"/tests/fuzz/fuzz_*.cpp; do
+  name=$(basename "$source" .cpp)
+  targets+=("$name")
+done
+if [ "${#targets[@]}" -eq 0 ]; then
+  echo "fuzz: no tests/fuzz/fuzz_*.cpp targets" >&2
+  exit 66
+fi
+
+cmake -S "$root" -B "$build" -DMTASTS_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
+cmake --build "$build" --target "${targets[@]}" -j"$jobs"
+
+failed=()
+for name in "${targets[@]}"; do
+  corpus="$build/corpus/$name"
+  artifacts="$build/artifacts/$name"
+  mkdir -p "$corpus" "$artifacts"
+  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+        -artifact_prefix="$artifacts/")
+  [ -f "$root/tests/fuzz/$name.dict" ] && args+=(-dict="$root/tests/fuzz/$name.dict")
+  dirs=("$corpus")
+  [ -d "$root/tests/fuzz/corpus/$name" ] && dirs+=("$root/tests/fuzz/corpus/$name")
+  echo "fuzz: $name for ${seconds}s" >&2
+  if ! "$build/tests/fuzz/$name" "${args[@]}" "${dirs[@]}" >"$build/$name.log" 2>&1; then
+    echo "fuzz: $name FAILED; see $build/$name.log and $artifacts/" >&2
+    tail -n 30 "$build/$name.log" >&2
+    failed+=("$name")
+  else
+    grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' "$build/$name.log" | tail -n 2 >&2 || true
+  fi
+done
+
+if [ "${#failed[@]}" -ne 0 ]; then
+  echo "fuzz: failing targets: ${failed[*]}" >&2
+  exit 1
+fi
+echo "fuzz: all ${#targets[@]} targets clean" >&2

@@ -1,0 +1,351 @@
+// The resolution engine against scripted sources: RFC 8461 §3.3, §5.1, §8.1.
+#include "policy/resolver.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "fakes/fake_sources.h"
+
+namespace mtasts::testing {
+namespace {
+
+constexpr const char* kEnforce = "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n";
+constexpr const char* kTesting = "version: STSv1\nmode: testing\nmx: mx.example.com\nmax_age: 86400\n";
+constexpr const char* kNone = "version: STSv1\nmode: none\nmax_age: 86400\n";
+
+Deadline soon(int ms = 2000) { return std::chrono::steady_clock::now() + std::chrono::milliseconds(ms); }
+
+struct World {
+  FakeDns dns;
+  FakeFetcher fetcher;
+  MemoryStore store;
+  FakeClock clock;
+  ResolverConfig config;
+  std::unique_ptr<Resolver> resolver;
+
+  World() {
+    dns.set("mta-sts.example.com", txt_answer({"127.0.0.1"}));
+    config.fetch_backoff = 300;
+    config.txt_recheck_interval = 60;
+    restart();
+  }
+  void restart() {
+    resolver.reset();
+    resolver = std::make_unique<Resolver>(dns, fetcher, store, clock, config);
+  }
+  void publish(const std::string& id, const char* body, DnsSecurity sec = DnsSecurity::Insecure) {
+    dns.set("_mta-sts.example.com", txt_answer({"v=STSv1; id=" + id + ";"}, sec));
+    fetcher.set("example.com", FetchedBody{body});
+  }
+  Resolution resolve(int deadline_ms = 2000) { return resolver->resolve("example.com", soon(deadline_ms)); }
+};
+
+// One resolve from a scripted world, no cache.
+struct FirstContactCase {
+  std::string name;
+  DnsAnswer txt;
+  std::variant<FetchedBody, FetchError> fetch;
+  PolicySource source;
+  std::optional<ResultType> result_type;
+  std::string reason;
+  bool temporary;
+  int fetches;
+};
+
+TEST(Resolver, FirstContactTable) {
+  const FetchError e404{ResultType::StsPolicyFetchError, "http-404", "", false};
+  const FetchError e503{ResultType::StsPolicyFetchError, "http-503", "", true};
+  const FetchError timeout{ResultType::StsPolicyFetchError, "timeout", "", true};
+  const FetchError expired{ResultType::StsWebpkiInvalid, "cert-expired", "", false};
+  const std::vector<FirstContactCase> cases{
+      {"enforce", txt_answer({"v=STSv1; id=1;"}), FetchedBody{kEnforce}, PolicySource::Fetched, {}, "", false, 1},
+      {"no txt", status_answer(DnsStatus::NxDomain), FetchedBody{kEnforce}, PolicySource::None, {}, "", false, 0},
+      {"nodata", status_answer(DnsStatus::NoData), FetchedBody{kEnforce}, PolicySource::None, {}, "", false, 0},
+      {"unrelated txt", txt_answer({"v=spf1 -all"}), FetchedBody{kEnforce}, PolicySource::None, {}, "", false, 0},
+      {"two records", txt_answer({"v=STSv1; id=1;", "v=STSv1; id=2;"}), FetchedBody{kEnforce},
+       PolicySource::None, {}, "txt-multiple-records", false, 0},
+      {"bad txt", txt_answer({"v=STSv1; id=;"}), FetchedBody{kEnforce}, PolicySource::None, {}, "txt-syntax",
+       false, 0},
+      {"bogus", status_answer(DnsStatus::ServFail, DnsSecurity::Bogus), FetchedBody{kEnforce},
+       PolicySource::None, ResultType::StsPolicyFetchError, "dnssec-bogus", true, 0},
+      {"servfail", status_answer(DnsStatus::ServFail), FetchedBody{kEnforce}, PolicySource::None,
+       ResultType::StsPolicyFetchError, "dns-servfail", true, 0},
+      {"dns timeout", status_answer(DnsStatus::Timeout), FetchedBody{kEnforce}, PolicySource::None,
+       ResultType::StsPolicyFetchError, "dns-timeout", true, 0},
+      {"404", txt_answer({"v=STSv1; id=1;"}), e404, PolicySource::None, ResultType::StsPolicyFetchError,
+       "http-404", false, 1},
+      {"503", txt_answer({"v=STSv1; id=1;"}), e503, PolicySource::None, ResultType::StsPolicyFetchError,
+       "http-503", true, 1},
+      {"timeout", txt_answer({"v=STSv1; id=1;"}), timeout, PolicySource::None, ResultType::StsPolicyFetchError,
+       "timeout", true, 1},
+      {"expired cert", txt_answer({"v=STSv1; id=1;"}), expired, PolicySource::None, ResultType::StsWebpkiInvalid,
+       "cert-expired", false, 1},
+      {"bad policy", txt_answer({"v=STSv1; id=1;"}), FetchedBody{"version: STSv1\nmode: enforce\n"},
+       PolicySource::None, ResultType::StsPolicyInvalid, "policy-syntax", false, 1},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    World w;
+    w.dns.set("_mta-sts.example.com", c.txt);
+    w.fetcher.set("example.com", c.fetch);
+    const auto r = w.resolve();
+    EXPECT_EQ(r.source, c.source);
+    EXPECT_EQ(r.result_type, c.result_type);
+    EXPECT_EQ(r.reason, c.reason);
+    EXPECT_EQ(r.temporary, c.temporary);
+    EXPECT_EQ(w.fetcher.calls("example.com"), c.fetches);
+    EXPECT_EQ(r.policy.has_value(), c.source == PolicySource::Fetched);
+  }
+}
+
+TEST(Resolver, FetchedPolicyIsStoredAndServedFromMemory) {
+  World w;
+  w.publish("1", kEnforce, DnsSecurity::Secure);
+  auto r = w.resolve();
+  ASSERT_EQ(r.source, PolicySource::Fetched);
+  EXPECT_EQ(r.dnssec, DnsSecurity::Secure);
+  EXPECT_EQ(r.policy->policy.mode, Mode::Enforce);
+  EXPECT_EQ(r.policy->expires_at, w.clock.now() + 86400);
+  ASSERT_TRUE(w.store.load("example.com"));
+  const int dns_calls = w.dns.calls("_mta-sts.example.com");
+  w.clock.advance(30);
+  r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::Cache);
+  EXPECT_EQ(w.dns.calls("_mta-sts.example.com"), dns_calls) << "within the recheck interval: no DNS";
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+}
+
+TEST(Resolver, SameIdAfterRecheckIntervalKeepsCacheWithoutFetch) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.clock.advance(61);
+  const auto r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::Cache);
+  EXPECT_EQ(w.dns.calls("_mta-sts.example.com"), 2);
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+  EXPECT_EQ(w.store.load("example.com")->last_checked, w.clock.now());
+}
+
+TEST(Resolver, NewIdRefetchesAndReplacesCache) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.clock.advance(61);
+  w.publish("2", kTesting);
+  const auto r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::Fetched);
+  EXPECT_EQ(r.policy->policy.mode, Mode::Testing);
+  EXPECT_EQ(w.store.load("example.com")->txt_id, "2");
+}
+
+TEST(Resolver, NewIdWithFailingFetchKeepsCacheAndBacksOff) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.clock.advance(61);
+  w.dns.set("_mta-sts.example.com", txt_answer({"v=STSv1; id=2;"}));
+  w.fetcher.set("example.com", FetchError{ResultType::StsPolicyFetchError, "http-500", "", true});
+  auto r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::Stale);
+  EXPECT_EQ(r.policy->policy.mode, Mode::Enforce);
+  EXPECT_EQ(r.reason, "http-500");
+  EXPECT_EQ(w.store.load("example.com")->txt_id, "1") << "cache replaced only after a successful fetch";
+  EXPECT_EQ(w.fetcher.calls("example.com"), 2);
+
+  w.clock.advance(120);  // past the recheck interval, inside the back-off
+  r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::Stale);
+  EXPECT_EQ(r.reason, "http-500");
+  EXPECT_EQ(w.fetcher.calls("example.com"), 2) << "no retry within the back-off";
+
+  w.clock.advance(300);
+  w.fetcher.set("example.com", FetchedBody{kTesting});
+  r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::Fetched);
+  EXPECT_EQ(w.fetcher.calls("example.com"), 3);
+}
+
+TEST(Resolver, BackOffAlsoHoldsAcrossRestart) {
+  World w;
+  w.dns.set("_mta-sts.example.com", txt_answer({"v=STSv1; id=1;"}));
+  w.fetcher.set("example.com", FetchError{ResultType::StsPolicyFetchError, "http-404", "", false});
+  w.resolve();
+  w.restart();
+  w.clock.advance(100);
+  const auto r = w.resolve();
+  EXPECT_EQ(r.reason, "http-404");
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+}
+
+struct CachedCase {
+  std::string name;
+  DnsAnswer txt;
+  PolicySource source;
+  std::optional<ResultType> result_type;
+  std::string reason;
+};
+
+TEST(Resolver, CachedPolicySurvivesDiscoveryFailures) {
+  const std::vector<CachedCase> cases{
+      {"txt removed", status_answer(DnsStatus::NxDomain), PolicySource::Stale, {}, "txt-missing"},
+      {"txt broken", txt_answer({"v=STSv1; id=#;"}), PolicySource::Stale, {}, "txt-syntax"},
+      {"bogus", status_answer(DnsStatus::ServFail, DnsSecurity::Bogus), PolicySource::Stale,
+       ResultType::StsPolicyFetchError, "dnssec-bogus"},
+      {"servfail", status_answer(DnsStatus::ServFail), PolicySource::Stale, ResultType::StsPolicyFetchError,
+       "dns-servfail"},
+      {"same id", txt_answer({"v=STSv1; id=1;"}), PolicySource::Cache, {}, ""},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    World w;
+    w.publish("1", kEnforce);
+    w.resolve();
+    w.clock.advance(61);
+    w.dns.set("_mta-sts.example.com", c.txt);
+    auto r = w.resolve();
+    EXPECT_EQ(r.source, c.source);
+    EXPECT_EQ(r.result_type, c.result_type);
+    EXPECT_EQ(r.reason, c.reason);
+    EXPECT_FALSE(r.temporary);
+    ASSERT_TRUE(r.policy);
+    EXPECT_EQ(r.policy->policy.mode, Mode::Enforce);
+    // The answer from memory before the next check says the same.
+    w.clock.advance(10);
+    r = w.resolve();
+    EXPECT_EQ(r.source, c.source);
+    EXPECT_EQ(r.reason, c.reason);
+  }
+}
+
+TEST(Resolver, ExpiredCacheNoLongerApplies) {
+  World w;
+  w.publish("1", "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 100\n");
+  w.resolve();
+  w.clock.advance(101);
+  w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::NxDomain));
+  const auto r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::None);
+  EXPECT_FALSE(r.policy);
+}
+
+TEST(Resolver, FetchedModeNoneReplacesEnforceAtOnce) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.clock.advance(61);
+  w.publish("2", kNone);
+  const auto r = w.resolve();
+  EXPECT_EQ(r.policy->policy.mode, Mode::None);
+  EXPECT_EQ(w.store.load("example.com")->policy.mode, Mode::None);
+}
+
+TEST(Resolver, RestartServesStoredPolicyWithoutFetch) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.restart();
+  w.clock.advance(10);
+  auto r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::Cache);
+  w.clock.advance(100);
+  r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::Cache);
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+}
+
+TEST(Resolver, ConcurrentCallersShareOneFetch) {
+  World w;
+  w.publish("1", kEnforce);
+  w.fetcher.set_delay(std::chrono::milliseconds(200));
+  std::vector<std::thread> callers;
+  std::atomic<int> fetched_or_cached{0};
+  for (int i = 0; i < 16; ++i)
+    callers.emplace_back([&] {
+      const auto r = w.resolve(5000);
+      if (r.policy && r.policy->policy.mode == Mode::Enforce) ++fetched_or_cached;
+    });
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(fetched_or_cached.load(), 16);
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+}
+
+TEST(Resolver, DeadlineAnswersUnknownAndJobFillsCache) {
+  World w;
+  w.publish("1", kEnforce);
+  w.fetcher.set_delay(std::chrono::milliseconds(300));
+  auto r = w.resolve(20);
+  EXPECT_EQ(r.source, PolicySource::None);
+  EXPECT_TRUE(r.temporary);
+  EXPECT_EQ(r.reason, "deadline");
+  w.resolver->wait_idle();
+  r = w.resolve(20);
+  EXPECT_EQ(r.source, PolicySource::Cache);
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+}
+
+TEST(Resolver, DeadlineWithCachedPolicyKeepsIt) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.clock.advance(61);
+  w.publish("2", kTesting);
+  w.fetcher.set_delay(std::chrono::milliseconds(300));
+  const auto r = w.resolve(20);
+  EXPECT_EQ(r.source, PolicySource::Stale);
+  EXPECT_EQ(r.policy->policy.mode, Mode::Enforce);
+  EXPECT_FALSE(r.temporary);
+  w.resolver->wait_idle();
+}
+
+TEST(Resolver, RefresherRefetchesDuePoliciesRegardlessOfId) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  EXPECT_EQ(w.resolver->refresh_due(false), 0) << "not due yet";
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+  w.clock.advance(86400 / 2);  // half of max_age: due
+  EXPECT_EQ(w.resolver->refresh_due(false), 1);
+  EXPECT_EQ(w.fetcher.calls("example.com"), 2);
+  EXPECT_EQ(w.resolver->refresh_due(true), 1) << "--force refetches even when not due";
+  EXPECT_EQ(w.fetcher.calls("example.com"), 3);
+}
+
+TEST(Resolver, RefresherKeepsCacheWhenFetchFails) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.fetcher.set("example.com", FetchError{ResultType::StsPolicyFetchError, "timeout", "", true});
+  EXPECT_EQ(w.resolver->refresh_due(true), 0);
+  const auto stored = w.store.load("example.com");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->policy.mode, Mode::Enforce);
+  EXPECT_EQ(stored->last_error, "sts-policy-fetch-error:timeout");
+}
+
+TEST(Resolver, FullStoreStillAnswersFromTheFetch) {
+  World w;
+  w.store.set_full(true);
+  w.publish("1", kEnforce);
+  const auto r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::Fetched);
+  EXPECT_EQ(r.policy->policy.mode, Mode::Enforce);
+  w.clock.advance(10);
+  EXPECT_EQ(w.resolve().source, PolicySource::Cache) << "memory still holds it";
+}
+
+TEST(Resolver, NoPolicyIsRememberedForTheRecheckInterval) {
+  World w;
+  w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::NxDomain));
+  w.resolve();
+  w.clock.advance(30);
+  EXPECT_EQ(w.resolve().source, PolicySource::None);
+  EXPECT_EQ(w.dns.calls("_mta-sts.example.com"), 1);
+  w.clock.advance(31);
+  w.resolve();
+  EXPECT_EQ(w.dns.calls("_mta-sts.example.com"), 2);
+}
+
+}  // namespace
+}  // namespace mtasts::testing
