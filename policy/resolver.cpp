@@ -39,7 +39,8 @@ namespace {
 // Failures that may go away by themselves (and may be an attacker blocking
 // discovery): the caller cannot treat them as a definite "no policy".
 bool is_temporary_reason(std::string_view reason) {
-  return reason == "timeout" || reason == "connect" || reason == "deadline" ||
+  return reason == "timeout" || reason == "connect" || reason == "transfer" || reason == "proxy" ||
+         reason == "deadline" || reason == "http-429" ||
          reason.starts_with("http-5") || reason.starts_with("dns-servfail") ||
          reason == "dns-timeout" || reason == "dnssec-bogus" || reason == "internal-error";
 }
