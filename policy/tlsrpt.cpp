@@ -1,0 +1,40 @@
+// RFC 8460 §4.3 result types and their exact report strings.
+#include "policy/tlsrpt.h"
+
+#include <array>
+#include <utility>
+
+namespace mtasts::policy {
+namespace {
+
+constexpr std::array<std::pair<ResultType, std::string_view>, 11> kNames{{
+    {ResultType::StartTlsNotSupported, "starttls-not-supported"},      // §4.3.1
+    {ResultType::CertificateHostMismatch, "certificate-host-mismatch"},
+    {ResultType::CertificateExpired, "certificate-expired"},
+    {ResultType::CertificateNotTrusted, "certificate-not-trusted"},
+    {ResultType::ValidationFailure, "validation-failure"},
+    {ResultType::TlsaInvalid, "tlsa-invalid"},                          // §4.3.2.1
+    {ResultType::DnssecInvalid, "dnssec-invalid"},
+    {ResultType::DaneRequired, "dane-required"},
+    {ResultType::StsPolicyFetchError, "sts-policy-fetch-error"},        // §4.3.2.2
+    {ResultType::StsPolicyInvalid, "sts-policy-invalid"},
+    {ResultType::StsWebpkiInvalid, "sts-webpki-invalid"},
+}};
+
+}  // namespace
+
+std::string_view to_string(ResultType type) {
+  for (const auto& [value, name] : kNames) {
+    if (value == type) return name;
+  }
+  return "validation-failure";  // unreachable for valid enum values
+}
+
+std::optional<ResultType> result_type_from_string(std::string_view text) {
+  for (const auto& [value, name] : kNames) {
+    if (name == text) return value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace mtasts::policy

@@ -1,0 +1,119 @@
+#include "store/schema.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <stdexcept>
+#include <string_view>
+
+#include "store/statement.h"
+
+namespace mtasts::store {
+namespace {
+
+struct Migration {
+  int version;
+  std::string_view sql;
+};
+
+// Append only: a released migration is never edited, a change is a new entry.
+// Times are INTEGER unix seconds; enumerations are stored as their RFC / log
+// strings so `sqlite3` shows them as they appear in logs and reports.
+constexpr std::string_view kV1 = R"sql(
+CREATE TABLE policies (
+  domain       TEXT PRIMARY KEY NOT NULL,
+  txt_id       TEXT NOT NULL,
+  mode         TEXT NOT NULL CHECK (mode IN ('enforce', 'testing', 'none')),
+  max_age      INTEGER NOT NULL CHECK (max_age >= 0),
+  mx           TEXT NOT NULL,
+  raw          TEXT NOT NULL,
+  fetched_at   INTEGER NOT NULL,
+  expires_at   INTEGER NOT NULL,
+  last_checked INTEGER NOT NULL,
+  last_used    INTEGER NOT NULL,
+  dnssec       TEXT NOT NULL CHECK (dnssec IN ('secure', 'insecure', 'bogus')),
+  last_error   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX policies_expires_at ON policies (expires_at);
+CREATE VIEW policies_readable AS
+  SELECT domain, txt_id, mode, max_age, mx, dnssec, last_error,
+         strftime('%Y-%m-%dT%H:%M:%SZ', fetched_at, 'unixepoch')   AS fetched_at,
+         strftime('%Y-%m-%dT%H:%M:%SZ', expires_at, 'unixepoch')   AS expires_at,
+         strftime('%Y-%m-%dT%H:%M:%SZ', last_checked, 'unixepoch') AS last_checked,
+         strftime('%Y-%m-%dT%H:%M:%SZ', last_used, 'unixepoch')    AS last_used
+  FROM policies;
+CREATE TABLE fetch_failures (
+  domain      TEXT PRIMARY KEY NOT NULL,
+  txt_id      TEXT NOT NULL,
+  failed_at   INTEGER NOT NULL,
+  retry_at    INTEGER NOT NULL,
+  result_type TEXT NOT NULL,
+  reason      TEXT NOT NULL
+);
+)sql";
+
+constexpr std::array kMigrations{Migration{1, kV1}};
+static_assert(kMigrations.back().version == kSchemaVersion);
+
+std::string errmsg(sqlite3* db) { return sqlite3_errmsg(db); }
+
+void exec_or_throw(sqlite3* db, const std::string& sql, const std::string& path, int target) {
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+    throw std::runtime_error(fmt::format(
+        "Cannot migrate the policy cache database '{}' to schema version {}: {}.", path, target,
+        errmsg(db)));
+  }
+}
+
+void check_not_newer(int version, const std::string& path) {
+  if (version > kSchemaVersion) {
+    throw std::runtime_error(fmt::format(
+        "The policy cache database '{}' has schema version {}, newer than version {} that this "
+        "mta-sts-milter understands; upgrade mta-sts-milter or move the file away.",
+        path, version, kSchemaVersion));
+  }
+}
+
+// Runs inside the transaction: re-reads the version, since another process
+// may have migrated between our first look and taking the write lock.
+void apply_pending(sqlite3* db, const std::string& path) {
+  const int current = schema_version(db, path);
+  check_not_newer(current, path);
+  for (const Migration& migration : kMigrations) {
+    if (migration.version > current) {
+      exec_or_throw(db, std::string(migration.sql), path, migration.version);
+    }
+  }
+  exec_or_throw(db, fmt::format("PRAGMA user_version = {}", kSchemaVersion), path, kSchemaVersion);
+}
+
+}  // namespace
+
+int schema_version(sqlite3* db, const std::string& path) {
+  sqlite3_stmt* raw = nullptr;
+  const int prepare_rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &raw, nullptr);
+  const StatementPtr stmt(raw);
+  if (prepare_rc != SQLITE_OK || sqlite3_step(stmt.get()) != SQLITE_ROW) {
+    throw std::runtime_error(fmt::format(
+        "Cannot read the schema version of the policy cache database '{}': {}.", path, errmsg(db)));
+  }
+  return sqlite3_column_int(stmt.get(), 0);
+}
+
+void migrate(sqlite3* db, const std::string& path) {
+  const int current = schema_version(db, path);
+  check_not_newer(current, path);
+  if (current == kSchemaVersion) {
+    return;
+  }
+  exec_or_throw(db, "BEGIN IMMEDIATE", path, kSchemaVersion);
+  try {
+    apply_pending(db, path);
+    exec_or_throw(db, "COMMIT", path, kSchemaVersion);
+  } catch (...) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+}  // namespace mtasts::store

@@ -1,0 +1,391 @@
+// The policy cache of RFC 8461 §5.1 (a cached policy is used until its
+// max_age, §3.2, runs out, and is replaced only by a newer valid one) and the
+// fetch back-off the RFC allows in §3.3 (senders may rate-limit fetches).
+// Schema: store/schema.cpp, documented in store/SCHEMA.md.
+//
+// Every public method takes the mutex only around SQLite calls; parsing and
+// logging happen outside it. Writes turn every SQLite failure into an Error
+// value and a log line, never an exception.
+#include "store/sqlite_store.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <utility>
+
+#include "store/schema.h"
+#include "store/statement.h"
+
+namespace mtasts::store {
+namespace {
+
+using policy::Error;
+using policy::FetchFailure;
+using policy::Result;
+using policy::StoredPolicy;
+
+constexpr int kBusyTimeoutMs = 5000;
+
+constexpr std::string_view kSelectPolicy =
+    "SELECT domain, txt_id, raw, fetched_at, expires_at, last_checked, last_used, dnssec, "
+    "last_error FROM policies WHERE domain = ?1";
+constexpr std::string_view kSelectAllPolicies =
+    "SELECT domain, txt_id, raw, fetched_at, expires_at, last_checked, last_used, dnssec, "
+    "last_error FROM policies ORDER BY domain";
+constexpr std::string_view kUpsertPolicy =
+    "INSERT INTO policies (domain, txt_id, mode, max_age, mx, raw, fetched_at, expires_at, "
+    "last_checked, last_used, dnssec, last_error) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+    "ON CONFLICT (domain) DO UPDATE SET txt_id = excluded.txt_id, mode = excluded.mode, "
+    "max_age = excluded.max_age, mx = excluded.mx, raw = excluded.raw, "
+    "fetched_at = excluded.fetched_at, expires_at = excluded.expires_at, "
+    "last_checked = excluded.last_checked, last_used = excluded.last_used, "
+    "dnssec = excluded.dnssec, last_error = excluded.last_error";
+constexpr std::string_view kTouchPolicy =
+    "UPDATE policies SET last_checked = ?2, last_used = ?3, last_error = ?4 WHERE domain = ?1";
+constexpr std::string_view kDeletePolicy = "DELETE FROM policies WHERE domain = ?1";
+constexpr std::string_view kSelectFailure =
+    "SELECT domain, txt_id, failed_at, retry_at, result_type, reason FROM fetch_failures "
+    "WHERE domain = ?1";
+constexpr std::string_view kUpsertFailure =
+    "INSERT INTO fetch_failures (domain, txt_id, failed_at, retry_at, result_type, reason) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+    "ON CONFLICT (domain) DO UPDATE SET txt_id = excluded.txt_id, "
+    "failed_at = excluded.failed_at, retry_at = excluded.retry_at, "
+    "result_type = excluded.result_type, reason = excluded.reason";
+constexpr std::string_view kDeleteFailure = "DELETE FROM fetch_failures WHERE domain = ?1";
+
+// A policies row before its raw text is parsed (parsing runs outside the lock).
+struct PolicyRow {
+  StoredPolicy stored;
+  std::string dnssec;
+};
+
+struct FailureRow {
+  FetchFailure failure;
+  std::string result_type;
+};
+
+std::string_view error_code(int rc) {
+  switch (rc & 0xff) {  // primary code of an extended result code
+    case SQLITE_FULL: return "store-full";
+    case SQLITE_READONLY: return "store-readonly";
+    case SQLITE_IOERR: return "store-io";
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return "store-busy";
+    default: return "store-error";
+  }
+}
+
+std::string join_mx(const std::vector<std::string>& patterns) {
+  std::string joined;
+  for (const std::string& pattern : patterns) {
+    if (!joined.empty()) {
+      joined += ' ';
+    }
+    joined += pattern;
+  }
+  return joined;
+}
+
+std::optional<policy::DnsSecurity> dns_security_from_string(std::string_view text) {
+  using policy::DnsSecurity;
+  for (const DnsSecurity security :
+       {DnsSecurity::Secure, DnsSecurity::Insecure, DnsSecurity::Bogus}) {
+    if (policy::to_string(security) == text) {
+      return security;
+    }
+  }
+  return std::nullopt;
+}
+
+PolicyRow read_policy_row(const StatementUse& use) {
+  PolicyRow row;
+  row.stored.domain = use.text(0);
+  row.stored.txt_id = use.text(1);
+  row.stored.raw = use.text(2);
+  row.stored.fetched_at = use.integer(3);
+  row.stored.expires_at = use.integer(4);
+  row.stored.last_checked = use.integer(5);
+  row.stored.last_used = use.integer(6);
+  row.dnssec = use.text(7);
+  row.stored.last_error = use.text(8);
+  return row;
+}
+
+// The authoritative policy is the raw text, re-parsed with the one parser;
+// the mode/max_age/mx columns are for operators only.
+std::optional<StoredPolicy> finish_policy(PolicyRow row) {
+  const auto security = dns_security_from_string(row.dnssec);
+  if (!security) {
+    spdlog::warn("store event=bad-row table=policies domain={} column=dnssec", row.stored.domain);
+    return std::nullopt;
+  }
+  const policy::PolicyParse parsed = policy::parse_policy(row.stored.raw);
+  if (!parsed.policy) {
+    const std::string rule = parsed.issues.empty() ? "unknown" : parsed.issues.front().rule;
+    spdlog::warn("store event=unparsable domain={} policy_id={} rule={}", row.stored.domain,
+                 row.stored.txt_id, rule);
+    return std::nullopt;
+  }
+  row.stored.dnssec = *security;
+  row.stored.policy = *parsed.policy;
+  return std::move(row.stored);
+}
+
+std::optional<FetchFailure> finish_failure(FailureRow row) {
+  const auto type = policy::result_type_from_string(row.result_type);
+  if (!type) {
+    spdlog::warn("store event=bad-row table=fetch_failures domain={} column=result_type",
+                 row.failure.domain);
+    return std::nullopt;
+  }
+  row.failure.type = *type;
+  return std::move(row.failure);
+}
+
+void log_write_error(std::string_view op, std::string_view domain, const Error& error) {
+  spdlog::warn("store event=write-failed op={} domain={} code={} detail=\"{}\"", op, domain,
+               error.code, error.detail);
+}
+
+}  // namespace
+
+struct SqliteStore::Impl {
+  explicit Impl(const std::string& db_path);
+
+  // Runs one write statement under the lock. `bind` binds its parameters.
+  // The value is true when a row was inserted, changed or deleted.
+  Result<bool> write(std::string_view op, std::string_view domain, std::string_view sql,
+                     const std::function<void(StatementUse&)>& bind);
+  // Runs one query under the lock, calling `on_row` for every row. False
+  // (logged) when SQLite fails part-way.
+  bool read(std::string_view op, std::string_view sql, std::string_view key,
+            const std::function<void(const StatementUse&)>& on_row);
+
+  Error error_from(int rc) const {
+    return Error{std::string(error_code(rc)), sqlite3_errmsg(db.get())};
+  }
+
+  std::string path;
+  DbPtr db;
+  StatementCache statements;  // after db: finalised before the connection closes
+  std::mutex mutex;
+};
+
+namespace {
+
+DbPtr open_database(const std::string& path) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
+  DbPtr db(raw);  // a handle is returned even on failure, and must be closed
+  if (rc != SQLITE_OK) {
+    const std::string why = db ? sqlite3_errmsg(db.get()) : sqlite3_errstr(rc);
+    throw std::runtime_error("Cannot open the policy cache database '" + path + "': " + why + ".");
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  return db;
+}
+
+// Returns the first column of the pragma's first row ("" when none).
+std::string pragma(sqlite3* db, const std::string& path, const std::string& sql) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &raw, nullptr);
+  const StatementPtr stmt(raw);
+  if (rc == SQLITE_OK) {
+    rc = sqlite3_step(stmt.get());
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE && rc != SQLITE_OK) {
+    throw std::runtime_error("Cannot configure the policy cache database '" + path + "' (" + sql +
+                             "): " + sqlite3_errmsg(db) + ".");
+  }
+  const auto* const text = rc == SQLITE_ROW ? sqlite3_column_text(stmt.get(), 0) : nullptr;
+  return text == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(text));
+}
+
+void configure(sqlite3* db, const std::string& path) {
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  // WAL: readers never block the writer; NORMAL is durable across a process
+  // crash (only an OS crash may lose the last commits, which are a cache).
+  const std::string journal = pragma(db, path, "PRAGMA journal_mode = WAL");
+  if (journal != "wal") {
+    spdlog::warn("store event=no-wal path=\"{}\" journal_mode={}", path, journal);
+  }
+  pragma(db, path, "PRAGMA synchronous = NORMAL");
+  pragma(db, path, "PRAGMA foreign_keys = ON");
+}
+
+}  // namespace
+
+SqliteStore::Impl::Impl(const std::string& db_path)
+    : path(db_path), db(open_database(db_path)), statements(db.get()) {
+  configure(db.get(), path);
+  const int before = schema_version(db.get(), path);
+  migrate(db.get(), path);
+  if (before != kSchemaVersion) {
+    spdlog::info("store event=migrated path=\"{}\" from={} to={}", path, before, kSchemaVersion);
+  }
+  if (sqlite3_db_readonly(db.get(), "main") == 1) {
+    spdlog::warn("store event=read-only path=\"{}\" writes will fail", path);
+  }
+}
+
+Result<bool> SqliteStore::Impl::write(std::string_view op, std::string_view domain,
+                                      std::string_view sql,
+                                      const std::function<void(StatementUse&)>& bind) {
+  std::optional<Error> error;
+  bool changed = false;
+  try {
+    const std::lock_guard lock(mutex);
+    int rc = SQLITE_OK;
+    sqlite3_stmt* const stmt = statements.get(sql, rc);
+    if (stmt != nullptr) {
+      StatementUse use(stmt);
+      bind(use);
+      rc = use.step();
+    }
+    if (rc == SQLITE_DONE) {
+      changed = sqlite3_changes(db.get()) > 0;
+    } else {
+      error = error_from(rc);
+    }
+  } catch (const std::exception& e) {  // bad_alloc, system_error from the mutex
+    error = Error{"store-error", e.what()};
+  }
+  if (error) {
+    log_write_error(op, domain, *error);
+    return *error;
+  }
+  return changed;
+}
+
+bool SqliteStore::Impl::read(std::string_view op, std::string_view sql, std::string_view key,
+                             const std::function<void(const StatementUse&)>& on_row) {
+  std::optional<Error> error;
+  try {
+    const std::lock_guard lock(mutex);
+    int rc = SQLITE_OK;
+    sqlite3_stmt* const stmt = statements.get(sql, rc);
+    if (stmt != nullptr) {
+      StatementUse use(stmt);
+      if (sqlite3_bind_parameter_count(stmt) > 0) {
+        use.bind(1, key);
+      }
+      while ((rc = use.step()) == SQLITE_ROW) {
+        on_row(use);
+      }
+    }
+    if (rc != SQLITE_DONE) {
+      error = error_from(rc);
+    }
+  } catch (const std::exception& e) {
+    error = Error{"store-error", e.what()};
+  }
+  if (error) {
+    spdlog::warn("store event=read-failed op={} domain={} code={} detail=\"{}\"", op, key,
+                 error->code, error->detail);
+    return false;
+  }
+  return true;
+}
+
+SqliteStore::SqliteStore(const std::string& path) : impl_(std::make_unique<Impl>(path)) {}
+
+SqliteStore::~SqliteStore() = default;
+
+std::optional<StoredPolicy> SqliteStore::load(const std::string& domain) {
+  std::optional<PolicyRow> row;
+  const bool ok = impl_->read("load", kSelectPolicy, domain,
+                              [&row](const StatementUse& use) { row = read_policy_row(use); });
+  if (!ok || !row) {
+    return std::nullopt;
+  }
+  return finish_policy(std::move(*row));
+}
+
+Result<bool> SqliteStore::save(const StoredPolicy& stored) {
+  const std::string mode(policy::to_string(stored.policy.mode));
+  const std::string mx = join_mx(stored.policy.mx);
+  const std::string dnssec(policy::to_string(stored.dnssec));
+  return impl_->write("save", stored.domain, kUpsertPolicy, [&](StatementUse& use) {
+    use.bind(1, stored.domain);
+    use.bind(2, stored.txt_id);
+    use.bind(3, mode);
+    use.bind(4, std::int64_t{stored.policy.max_age});
+    use.bind(5, mx);
+    use.bind(6, stored.raw);
+    use.bind(7, stored.fetched_at);
+    use.bind(8, stored.expires_at);
+    use.bind(9, stored.last_checked);
+    use.bind(10, stored.last_used);
+    use.bind(11, dnssec);
+    use.bind(12, stored.last_error);
+  });
+}
+
+Result<bool> SqliteStore::touch(const std::string& domain, std::int64_t last_checked,
+                                std::int64_t last_used, const std::string& last_error) {
+  return impl_->write("touch", domain, kTouchPolicy, [&](StatementUse& use) {
+    use.bind(1, domain);
+    use.bind(2, last_checked);
+    use.bind(3, last_used);
+    use.bind(4, last_error);
+  });
+}
+
+Result<bool> SqliteStore::forget(const std::string& domain) {
+  return impl_->write("forget", domain, kDeletePolicy,
+                      [&](StatementUse& use) { use.bind(1, domain); });
+}
+
+std::vector<StoredPolicy> SqliteStore::list() {
+  std::vector<PolicyRow> rows;
+  impl_->read("list", kSelectAllPolicies, "",
+              [&rows](const StatementUse& use) { rows.push_back(read_policy_row(use)); });
+  std::vector<StoredPolicy> policies;
+  policies.reserve(rows.size());
+  for (PolicyRow& row : rows) {
+    if (auto stored = finish_policy(std::move(row))) {
+      policies.push_back(std::move(*stored));
+    }
+  }
+  return policies;
+}
+
+std::optional<FetchFailure> SqliteStore::load_failure(const std::string& domain) {
+  std::optional<FailureRow> row;
+  const auto on_row = [&row](const StatementUse& use) {
+    row = FailureRow{FetchFailure{use.text(0), use.text(1), use.integer(2), use.integer(3),
+                                  policy::ResultType::StsPolicyFetchError, use.text(5)},
+                     use.text(4)};
+  };
+  const bool ok = impl_->read("load_failure", kSelectFailure, domain, on_row);
+  if (!ok || !row) {
+    return std::nullopt;
+  }
+  return finish_failure(std::move(*row));
+}
+
+Result<bool> SqliteStore::save_failure(const FetchFailure& failure) {
+  const std::string type(policy::to_string(failure.type));
+  return impl_->write("save_failure", failure.domain, kUpsertFailure, [&](StatementUse& use) {
+    use.bind(1, failure.domain);
+    use.bind(2, failure.txt_id);
+    use.bind(3, failure.failed_at);
+    use.bind(4, failure.retry_at);
+    use.bind(5, type);
+    use.bind(6, failure.reason);
+  });
+}
+
+Result<bool> SqliteStore::clear_failure(const std::string& domain) {
+  return impl_->write("clear_failure", domain, kDeleteFailure,
+                      [&](StatementUse& use) { use.bind(1, domain); });
+}
+
+}  // namespace mtasts::store

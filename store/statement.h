@@ -1,0 +1,70 @@
+// RAII for SQLite handles, private to store/ (no public header exposes
+// sqlite3, ARCHITECTURE.md "Layout"): the connection, prepared statements, a
+// per-connection cache of prepared statements, and a scoped use of one cached
+// statement that resets it on every exit path.
+// Not thread-safe: the owner (SqliteStore) serialises access with its mutex.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace mtasts::store {
+
+struct DbCloser {
+  // close_v2 turns the handle into a zombie if statements are still alive
+  // instead of failing, so destruction order can never leak the connection.
+  void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+
+struct StatementFinalizer {
+  void operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
+};
+using StatementPtr = std::unique_ptr<sqlite3_stmt, StatementFinalizer>;
+
+// Prepared statements of one connection, keyed by their SQL text, prepared on
+// first use and finalised when the cache is destroyed (before the connection:
+// declare the cache after the DbPtr that owns `db`).
+class StatementCache {
+ public:
+  explicit StatementCache(sqlite3* db) : db_(db) {}
+
+  // The statement for `sql`, or nullptr with `rc` set to the SQLite error.
+  sqlite3_stmt* get(std::string_view sql, int& rc);
+
+ private:
+  sqlite3* db_;
+  std::unordered_map<std::string, StatementPtr> statements_;
+};
+
+// One execution of a cached statement: bind, step, read columns. The first
+// bind error is kept and returned by step(). The destructor resets the
+// statement and clears its bindings so the cache can hand it out again.
+class StatementUse {
+ public:
+  explicit StatementUse(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~StatementUse();
+  StatementUse(const StatementUse&) = delete;
+  StatementUse& operator=(const StatementUse&) = delete;
+
+  // Text is bound without copying: it must outlive the step() calls.
+  void bind(int index, std::string_view text);
+  void bind(int index, std::int64_t value);
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int step();
+
+  // Column readers; NULL reads as "" or 0.
+  std::string text(int column) const;
+  std::int64_t integer(int column) const;
+
+ private:
+  sqlite3_stmt* stmt_;
+  int bind_rc_ = SQLITE_OK;
+};
+
+}  // namespace mtasts::store

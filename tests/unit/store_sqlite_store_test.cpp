@@ -1,0 +1,716 @@
+// Tests for store::SqliteStore: field round trips, replacement, the operator
+// columns and view, schema versioning, and the failure paths that matter in
+// production (read-only file, full disk, busy writer, kill -9 mid-write).
+// The tests run as root (see TESTBED-NOTES): the full-disk test mounts a tiny
+// tmpfs, the read-only test drops to `nobody` in a forked child.
+#include "store/sqlite_store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace mtasts::store {
+namespace {
+
+using policy::DnsSecurity;
+using policy::FetchFailure;
+using policy::Mode;
+using policy::ResultType;
+using policy::StoredPolicy;
+
+// ---------------------------------------------------------------- helpers
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string templ = "/tmp/store-test.XXXXXX";
+    if (mkdtemp(templ.data()) == nullptr) {
+      throw std::runtime_error("mkdtemp failed");
+    }
+    path_ = templ;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A second, independent connection for what an operator (or a test) does with
+// plain sqlite3.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    sqlite3* raw = nullptr;
+    const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr);
+    db_.reset(raw);
+    if (rc != SQLITE_OK) {
+      throw std::runtime_error("RawDb open failed: " + path);
+    }
+    sqlite3_busy_timeout(db_.get(), 5000);
+  }
+
+  void exec(const std::string& sql) {
+    char* message = nullptr;
+    if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+      const std::string why = message != nullptr ? message : "?";
+      sqlite3_free(message);
+      throw std::runtime_error("RawDb exec failed: " + sql + ": " + why);
+    }
+  }
+
+  // Runs `sql` with text parameters ?1, ?2, ... and returns every row, each
+  // column as text ("NULL" for NULL), columns separated by '|'.
+  std::vector<std::string> rows(const std::string& sql,
+                                const std::vector<std::string>& params = {}) {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &raw, nullptr) != SQLITE_OK) {
+      throw std::runtime_error("RawDb prepare failed: " + sql + ": " + sqlite3_errmsg(db_.get()));
+    }
+    const std::unique_ptr<sqlite3_stmt, decltype(&sqlite3_finalize)> stmt(raw, &sqlite3_finalize);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      sqlite3_bind_text64(raw, static_cast<int>(i + 1), params[i].data(), params[i].size(),
+                          SQLITE_TRANSIENT, SQLITE_UTF8);
+    }
+    std::vector<std::string> result;
+    int rc = SQLITE_OK;
+    while ((rc = sqlite3_step(raw)) == SQLITE_ROW) {
+      std::string row;
+      for (int c = 0; c < sqlite3_column_count(raw); ++c) {
+        const auto* text = sqlite3_column_text(raw, c);
+        const auto size = static_cast<std::size_t>(sqlite3_column_bytes(raw, c));
+        row += (c > 0 ? "|" : "");
+        row += text == nullptr ? std::string("NULL")
+                               : std::string(reinterpret_cast<const char*>(text), size);
+      }
+      result.push_back(row);
+    }
+    if (rc != SQLITE_DONE) {
+      throw std::runtime_error("RawDb step failed: " + sql + ": " + sqlite3_errmsg(db_.get()));
+    }
+    return result;
+  }
+
+  std::string one(const std::string& sql, const std::vector<std::string>& params = {}) {
+    const auto all = rows(sql, params);
+    return all.empty() ? std::string("<no row>") : all.front();
+  }
+
+ private:
+  struct Closer {
+    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+  };
+  std::unique_ptr<sqlite3, Closer> db_;
+};
+
+std::string mode_text(Mode mode) {
+  switch (mode) {
+    case Mode::Enforce: return "enforce";
+    case Mode::Testing: return "testing";
+    case Mode::None: return "none";
+  }
+  return "?";
+}
+
+std::string raw_policy(Mode mode, std::uint32_t max_age, const std::vector<std::string>& mx) {
+  std::string raw = "version: STSv1\r\nmode: " + mode_text(mode) + "\r\n";
+  for (const auto& pattern : mx) {
+    raw += "mx: " + pattern + "\r\n";
+  }
+  return raw + "max_age: " + std::to_string(max_age) + "\r\n";
+}
+
+StoredPolicy make_policy(const std::string& domain, Mode mode, std::uint32_t max_age,
+                         std::vector<std::string> mx) {
+  StoredPolicy stored;
+  stored.domain = domain;
+  stored.txt_id = "id" + std::to_string(max_age);
+  stored.raw = raw_policy(mode, max_age, mx);
+  stored.policy = policy::Policy{mode, max_age, std::move(mx)};
+  stored.fetched_at = 1700000000;
+  stored.expires_at = stored.fetched_at + max_age;
+  stored.last_checked = 1700000100;
+  stored.last_used = 1700000200;
+  stored.dnssec = DnsSecurity::Insecure;
+  return stored;
+}
+
+// The n-th policy of the bulk tests: every field is a function of n.
+StoredPolicy numbered_policy(int domain_index, std::int64_t n) {
+  const Mode modes[] = {Mode::Enforce, Mode::Testing, Mode::None};
+  const DnsSecurity securities[] = {DnsSecurity::Secure, DnsSecurity::Insecure, DnsSecurity::Bogus};
+  const auto k = static_cast<std::size_t>(n % 3);
+  StoredPolicy stored = make_policy("d" + std::to_string(domain_index) + ".example", modes[k],
+                                    static_cast<std::uint32_t>(86400 + n),
+                                    {"mx" + std::to_string(n) + ".example.net", "*.example.org"});
+  stored.txt_id = "t" + std::to_string(n);
+  stored.fetched_at = 1600000000 + n;
+  stored.expires_at = stored.fetched_at + 86400 + n;
+  stored.last_checked = n * 7;
+  stored.last_used = n * 11;
+  stored.dnssec = securities[k];
+  stored.last_error = n % 2 == 0 ? "" : "sts-policy-fetch-error:http-404";
+  return stored;
+}
+
+// Every field, for readable EXPECT_EQ diffs.
+std::string describe(const StoredPolicy& p) {
+  std::ostringstream out;
+  out << "domain=" << p.domain << " txt_id=" << p.txt_id << " raw=[" << p.raw << "]"
+      << " mode=" << mode_text(p.policy.mode) << " max_age=" << p.policy.max_age << " mx=";
+  for (const auto& pattern : p.policy.mx) {
+    out << pattern << ",";
+  }
+  out << " fetched_at=" << p.fetched_at << " expires_at=" << p.expires_at
+      << " last_checked=" << p.last_checked << " last_used=" << p.last_used
+      << " dnssec=" << static_cast<int>(p.dnssec) << " last_error=" << p.last_error;
+  return out.str();
+}
+
+std::string describe(const std::optional<StoredPolicy>& p) {
+  return p ? describe(*p) : std::string("<nullopt>");
+}
+
+std::string describe(const FetchFailure& f) {
+  std::ostringstream out;
+  out << f.domain << " " << f.txt_id << " " << f.failed_at << " " << f.retry_at << " "
+      << static_cast<int>(f.type) << " " << f.reason;
+  return out.str();
+}
+
+std::string code_of(const policy::Result<bool>& result) {
+  return result ? std::string("ok") : result.error().code;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  std::string db_path() const { return dir_.file("cache.db"); }
+  TempDir dir_;
+};
+
+// ---------------------------------------------------------------- round trips
+
+TEST_F(SqliteStoreTest, RoundTripsEveryFieldAndFillsOperatorColumns) {
+  struct Case {
+    StoredPolicy stored;
+    std::string operator_columns;  // mode|max_age|mx|dnssec as sqlite3 shows them
+  };
+  auto secure = make_policy("secure.example", Mode::Enforce, 604800,
+                            {"mx1.secure.example", "mx2.secure.example", "*.backup.example"});
+  secure.dnssec = DnsSecurity::Secure;
+  secure.last_error = "sts-webpki-invalid:cert-expired";
+  auto testing = make_policy("testing.example", Mode::Testing, 31557600, {"*.testing.example"});
+  testing.fetched_at = 4102444800;  // 2100-01-01: past 2038
+  testing.expires_at = 4134002400;
+  testing.last_used = 0;
+  auto none = make_policy("none.example", Mode::None, 0, {});
+  none.dnssec = DnsSecurity::Bogus;
+  none.txt_id = "20240101T000000";
+  const std::vector<Case> cases = {
+      {secure, "enforce|604800|mx1.secure.example mx2.secure.example *.backup.example|secure"},
+      {testing, "testing|31557600|*.testing.example|insecure"},
+      {none, "none|0||bogus"},
+  };
+  SqliteStore store(db_path());
+  RawDb raw(db_path());
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.stored.domain);
+    const auto saved = store.save(c.stored);
+    ASSERT_TRUE(saved) << saved.error().code;
+    EXPECT_EQ(describe(store.load(c.stored.domain)), describe(c.stored));
+    EXPECT_EQ(raw.one("SELECT mode, max_age, mx, dnssec FROM policies WHERE domain = ?1",
+                      {c.stored.domain}),
+              c.operator_columns);
+  }
+  EXPECT_FALSE(store.load("absent.example").has_value());
+}
+
+TEST_F(SqliteStoreTest, SaveReplacesTheRow) {
+  SqliteStore store(db_path());
+  ASSERT_TRUE(store.save(make_policy("a.example", Mode::Testing, 3600, {"mx.a.example"})));
+  auto replacement = make_policy("a.example", Mode::Enforce, 86400, {"new.a.example"});
+  replacement.txt_id = "second";
+  replacement.dnssec = DnsSecurity::Secure;
+  replacement.last_error = "";
+  ASSERT_TRUE(store.save(replacement));
+  EXPECT_EQ(describe(store.load("a.example")), describe(replacement));
+  EXPECT_EQ(RawDb(db_path()).one("SELECT count(*), mode, mx FROM policies"),
+            "1|enforce|new.a.example");
+}
+
+TEST_F(SqliteStoreTest, ForgetRemovesOnlyThatDomain) {
+  SqliteStore store(db_path());
+  ASSERT_TRUE(store.save(make_policy("a.example", Mode::Enforce, 3600, {"mx.a.example"})));
+  ASSERT_TRUE(store.save(make_policy("b.example", Mode::Enforce, 3600, {"mx.b.example"})));
+  struct Case {
+    std::string domain;
+    bool expected_changed;
+  };
+  const std::vector<Case> cases = {{"a.example", true}, {"a.example", false}, {"c.example", false}};
+  for (const Case& c : cases) {
+    const auto forgotten = store.forget(c.domain);
+    ASSERT_TRUE(forgotten) << forgotten.error().code;
+    EXPECT_EQ(*forgotten, c.expected_changed) << c.domain;
+  }
+  EXPECT_FALSE(store.load("a.example").has_value());
+  EXPECT_TRUE(store.load("b.example").has_value());
+}
+
+TEST_F(SqliteStoreTest, ListIsOrderedByDomainAndSkipsUnparsableRows) {
+  SqliteStore store(db_path());
+  const std::vector<std::string> inserted = {"m.example", "a.example.net", "z.example",
+                                             "a.example", "broken.example", "0.example"};
+  for (const auto& domain : inserted) {
+    ASSERT_TRUE(store.save(make_policy(domain, Mode::Testing, 3600, {"mx." + domain})));
+  }
+  RawDb(db_path()).rows("UPDATE policies SET raw = 'garbage' WHERE domain = 'broken.example'");
+  std::vector<std::string> listed;
+  for (const auto& stored : store.list()) {
+    listed.push_back(stored.domain);
+  }
+  const std::vector<std::string> expected = {"0.example", "a.example", "a.example.net",
+                                             "m.example", "z.example"};
+  EXPECT_EQ(listed, expected);
+}
+
+TEST_F(SqliteStoreTest, TouchUpdatesOnlyTheThreeColumns) {
+  SqliteStore store(db_path());
+  auto original = make_policy("a.example", Mode::Enforce, 86400, {"mx.a.example"});
+  original.dnssec = DnsSecurity::Secure;
+  ASSERT_TRUE(store.save(original));
+  struct Case {
+    std::int64_t last_checked;
+    std::int64_t last_used;
+    std::string last_error;
+  };
+  const std::vector<Case> cases = {{1800000000, 1800000005, "sts-policy-fetch-error:timeout"},
+                                   {1800000100, 1700000000, ""}};
+  for (const Case& c : cases) {
+    const auto touched = store.touch("a.example", c.last_checked, c.last_used, c.last_error);
+    ASSERT_TRUE(touched) << touched.error().code;
+    EXPECT_TRUE(*touched);
+    StoredPolicy expected = original;
+    expected.last_checked = c.last_checked;
+    expected.last_used = c.last_used;
+    expected.last_error = c.last_error;
+    EXPECT_EQ(describe(store.load("a.example")), describe(expected));
+  }
+  const auto absent = store.touch("absent.example", 1, 2, "x");
+  ASSERT_TRUE(absent);
+  EXPECT_FALSE(*absent);
+  EXPECT_FALSE(store.load("absent.example").has_value());
+}
+
+TEST_F(SqliteStoreTest, OperatorColumnsAreNeverReadBackAsTruth) {
+  SqliteStore store(db_path());
+  const auto original = make_policy("a.example", Mode::Enforce, 86400, {"mx.a.example"});
+  ASSERT_TRUE(store.save(original));
+  RawDb(db_path()).exec("UPDATE policies SET mode = 'none', max_age = 1, mx = 'evil.example'");
+  EXPECT_EQ(describe(store.load("a.example")), describe(original));
+}
+
+TEST_F(SqliteStoreTest, RawThatNoLongerParsesLoadsAsNullopt) {
+  using namespace std::string_literals;
+  const std::vector<std::string> bad_raws = {
+      "",
+      "garbage",
+      "version: STSv2\r\nmode: enforce\r\nmx: mx.a.example\r\nmax_age: 86400\r\n",
+      "version: STSv1\r\nmode: enforce\r\nmax_age: 86400\r\n",  // enforce without mx
+      "version: STSv1\r\nmode: none\r\nmax_age: 1\0\r\n"s,  // NUL inside
+  };
+  SqliteStore store(db_path());
+  RawDb raw(db_path());
+  for (const auto& bad : bad_raws) {
+    SCOPED_TRACE(bad);
+    ASSERT_TRUE(store.save(make_policy("a.example", Mode::Enforce, 86400, {"mx.a.example"})));
+    ASSERT_TRUE(store.load("a.example").has_value());
+    raw.rows("UPDATE policies SET raw = ?1 WHERE domain = 'a.example'", {bad});
+    EXPECT_FALSE(store.load("a.example").has_value());
+    EXPECT_TRUE(store.list().empty());
+  }
+}
+
+// ---------------------------------------------------------------- failures
+
+TEST_F(SqliteStoreTest, FetchFailuresSaveLoadReplaceAndClear) {
+  struct Case {
+    FetchFailure failure;
+    std::string stored_type;  // the RFC 8460 string in the column
+  };
+  const std::vector<Case> cases = {
+      {{"a.example", "id1", 1700000000, 1700000300, ResultType::StsPolicyFetchError, "http-404"},
+       "sts-policy-fetch-error"},
+      {{"a.example", "id2", 1700000400, 1700000700, ResultType::StsWebpkiInvalid, "cert-expired"},
+       "sts-webpki-invalid"},
+      {{"b.example", "", 0, 300, ResultType::StsPolicyFetchError, "timeout"},
+       "sts-policy-fetch-error"},
+  };
+  SqliteStore store(db_path());
+  RawDb raw(db_path());
+  for (const Case& c : cases) {
+    SCOPED_TRACE(describe(c.failure));
+    const auto saved = store.save_failure(c.failure);
+    ASSERT_TRUE(saved) << saved.error().code;
+    const auto loaded = store.load_failure(c.failure.domain);
+    ASSERT_TRUE(loaded.has_value());
+    EXPECT_EQ(describe(*loaded), describe(c.failure));
+    EXPECT_EQ(raw.one("SELECT result_type FROM fetch_failures WHERE domain = ?1",
+                      {c.failure.domain}),
+              c.stored_type);
+  }
+  EXPECT_EQ(raw.one("SELECT count(*) FROM fetch_failures"), "2");
+  const auto cleared = store.clear_failure("a.example");
+  ASSERT_TRUE(cleared);
+  EXPECT_TRUE(*cleared);
+  EXPECT_FALSE(store.load_failure("a.example").has_value());
+  EXPECT_TRUE(store.load_failure("b.example").has_value());
+  const auto again = store.clear_failure("a.example");
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(*again);
+}
+
+TEST_F(SqliteStoreTest, FailureWithUnknownResultTypeLoadsAsNullopt) {
+  SqliteStore store(db_path());
+  ASSERT_TRUE(store.save_failure(
+      {"a.example", "id", 1, 2, ResultType::StsPolicyFetchError, "http-404"}));
+  RawDb(db_path()).exec("UPDATE fetch_failures SET result_type = 'STS-POLICY-FETCH-ERROR'");
+  EXPECT_FALSE(store.load_failure("a.example").has_value());
+}
+
+// ---------------------------------------------------------------- schema
+
+TEST_F(SqliteStoreTest, NewFileGetsSchemaVersionOneAndWal) {
+  { SqliteStore store(db_path()); }
+  RawDb raw(db_path());
+  EXPECT_EQ(raw.one("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.one("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(raw.one("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
+                    "WHERE name NOT LIKE 'sqlite_%' ORDER BY name)"),
+            "fetch_failures,policies,policies_expires_at,policies_readable");
+  // Reopening a current file migrates nothing and keeps the data.
+  {
+    SqliteStore store(db_path());
+    ASSERT_TRUE(store.save(make_policy("a.example", Mode::Testing, 60, {"mx.a.example"})));
+  }
+  SqliteStore reopened(db_path());
+  EXPECT_TRUE(reopened.load("a.example").has_value());
+  EXPECT_EQ(raw.one("PRAGMA user_version"), "1");
+}
+
+TEST_F(SqliteStoreTest, ConstructorThrowsOnNewerVersionOrUnusableFile) {
+  struct Case {
+    std::string name;
+    std::string path;
+    std::function<void(const std::string&)> prepare;
+    std::string message_part;
+  };
+  const std::vector<Case> cases = {
+      {"newer version", db_path(),
+       [](const std::string& path) {
+         { SqliteStore store(path); }
+         RawDb(path).exec("PRAGMA user_version = 2");
+       },
+       "schema version 2, newer than version 1"},
+      {"newer version on a file we never saw", dir_.file("other.db"),
+       [](const std::string& path) {
+         sqlite3* db = nullptr;
+         sqlite3_open(path.c_str(), &db);
+         sqlite3_exec(db, "PRAGMA user_version = 40", nullptr, nullptr, nullptr);
+         sqlite3_close(db);
+       },
+       "schema version 40"},
+      {"missing directory", dir_.file("no/such/dir/cache.db"), [](const std::string&) {},
+       "Cannot open the policy cache database"},
+      {"not a database", dir_.file("text.db"),
+       [](const std::string& path) {
+         std::FILE* file = std::fopen(path.c_str(), "w");
+         std::fputs("this is not an SQLite database, it is a text file of some length\n", file);
+         std::fclose(file);
+       },
+       "policy cache database"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    c.prepare(c.path);
+    try {
+      SqliteStore store(c.path);
+      ADD_FAILURE() << "constructor did not throw";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(c.message_part), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.path), std::string::npos) << e.what();
+    }
+  }
+  // The refused file is left as it was.
+  EXPECT_EQ(RawDb(db_path()).one("PRAGMA user_version"), "2");
+}
+
+TEST_F(SqliteStoreTest, ReadableViewShowsIsoUtcTimes) {
+  SqliteStore store(db_path());
+  auto stored = make_policy("a.example", Mode::Enforce, 86400, {"mx.a.example"});
+  stored.fetched_at = 1700000000;
+  stored.expires_at = 1700086400;
+  stored.last_checked = 0;
+  stored.last_used = 951782400;  // leap day 2000-02-29
+  ASSERT_TRUE(store.save(stored));
+  EXPECT_EQ(RawDb(db_path()).one("SELECT domain, mode, mx, fetched_at, expires_at, last_checked, "
+                                 "last_used FROM policies_readable"),
+            "a.example|enforce|mx.a.example|2023-11-14T22:13:20Z|2023-11-15T22:13:20Z|"
+            "1970-01-01T00:00:00Z|2000-02-29T00:00:00Z");
+}
+
+// ---------------------------------------------------------------- errors as values
+
+// Drops to `nobody` in a child and returns the child's exit code: 0 when the
+// store opened the root-owned 0444 file read-only, loaded, and refused the
+// write with store-readonly.
+int readonly_child(const std::string& path) {
+  if (setgid(65534) != 0 || setuid(65534) != 0) {
+    return 10;
+  }
+  try {
+    SqliteStore store(path);
+    if (!store.load("a.example")) {
+      return 11;
+    }
+    const auto saved = store.save(make_policy("b.example", Mode::Testing, 60, {"mx.b.example"}));
+    if (saved || saved.error().code != "store-readonly" || saved.error().detail.empty()) {
+      return 12;
+    }
+    const auto touched = store.touch("a.example", 1, 1, "");
+    return !touched && touched.error().code == "store-readonly" ? 0 : 13;
+  } catch (const std::exception&) {
+    return 14;
+  }
+}
+
+TEST_F(SqliteStoreTest, ReadOnlyFileGivesStoreReadonlyErrors) {
+  {
+    SqliteStore store(db_path());
+    ASSERT_TRUE(store.save(make_policy("a.example", Mode::Testing, 60, {"mx.a.example"})));
+  }
+  // Root ignores permission bits, so the store runs as nobody in a child: the
+  // directory is writable (SQLite needs the -shm file), the database is not.
+  ASSERT_EQ(chmod(dir_.path().c_str(), 0777), 0);
+  ASSERT_EQ(chmod(db_path().c_str(), 0444), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    _exit(readonly_child(db_path()));
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10 setuid, 11 load, 12 save not store-readonly, 13 touch, 14 threw";
+  EXPECT_EQ(RawDb(db_path()).one("SELECT count(*) FROM policies"), "1");
+}
+
+// A tmpfs of a few pages, unmounted (lazily, in case something is still open)
+// on destruction.
+class TinyTmpfs {
+ public:
+  explicit TinyTmpfs(const std::string& path) : path_(path) {
+    std::filesystem::create_directory(path_);
+    mounted_ = mount("tmpfs", path_.c_str(), "tmpfs", 0, "size=256k") == 0;
+  }
+  ~TinyTmpfs() {
+    if (mounted_) {
+      umount2(path_.c_str(), MNT_DETACH);
+    }
+  }
+  TinyTmpfs(const TinyTmpfs&) = delete;
+  TinyTmpfs& operator=(const TinyTmpfs&) = delete;
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
+
+// Writes zeros to `path` until the file system says ENOSPC; returns bytes written.
+std::size_t fill_up(const std::string& path) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) {
+    return 0;
+  }
+  const std::vector<char> zeros(4096, 0);
+  std::size_t total = 0;
+  ssize_t written = 0;
+  while ((written = write(fd, zeros.data(), zeros.size())) > 0) {
+    total += static_cast<std::size_t>(written);
+  }
+  close(fd);
+  return total;
+}
+
+// A policy whose raw body is about `bytes` long (an extension field pads it),
+// so saving it needs fresh pages.
+StoredPolicy big_policy(const std::string& domain, std::size_t bytes) {
+  auto stored = make_policy(domain, Mode::Testing, 3600, {"mx." + domain});
+  stored.raw += "padding: " + std::string(bytes, 'x') + "\r\n";
+  return stored;
+}
+
+TEST_F(SqliteStoreTest, FullDiskGivesStoreFullAndRecoversWhenSpaceReturns) {
+  const std::string mount_point = dir_.file("tiny");
+  TinyTmpfs tmpfs(mount_point);
+  ASSERT_TRUE(tmpfs.mounted()) << "mount -t tmpfs failed (the unit tests run as root)";
+  {
+    SqliteStore store(mount_point + "/cache.db");
+    ASSERT_TRUE(store.save(make_policy("a.example", Mode::Enforce, 3600, {"mx.a.example"})));
+    ASSERT_GT(fill_up(mount_point + "/filler"), 0U);
+    const auto saved = store.save(big_policy("b.example", 40000));
+    ASSERT_FALSE(saved);
+    EXPECT_EQ(saved.error().code, "store-full") << saved.error().detail;
+    EXPECT_FALSE(saved.error().detail.empty());
+    // The process goes on: reads work, and writes work again once there is room.
+    EXPECT_TRUE(store.load("a.example").has_value());
+    std::filesystem::remove(mount_point + "/filler");
+    const auto retried = store.save(big_policy("b.example", 40000));
+    EXPECT_TRUE(retried) << code_of(retried);
+    EXPECT_TRUE(store.load("b.example").has_value());
+  }
+}
+
+TEST_F(SqliteStoreTest, BusyWriterGivesStoreBusyAfterTheTimeoutOnly) {
+  struct Case {
+    std::string name;
+    std::chrono::milliseconds hold;  // how long another connection holds the write lock
+    std::string expected_code;
+  };
+  const std::vector<Case> cases = {
+      {"released within the busy timeout", std::chrono::milliseconds(300), "ok"},
+      {"held past the busy timeout", std::chrono::milliseconds(5600), "store-busy"},
+  };
+  SqliteStore store(db_path());
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    RawDb other(db_path());
+    other.exec("BEGIN IMMEDIATE");
+    std::thread holder([&other, &c] {
+      std::this_thread::sleep_for(c.hold);
+      other.exec("COMMIT");
+    });
+    const auto start = std::chrono::steady_clock::now();
+    const auto saved = store.save(make_policy("a.example", Mode::Enforce, 60, {"mx.a.example"}));
+    const auto waited = std::chrono::steady_clock::now() - start;
+    holder.join();
+    EXPECT_EQ(code_of(saved), c.expected_code);
+    EXPECT_GE(waited, std::min<std::chrono::steady_clock::duration>(
+                          c.hold, std::chrono::milliseconds(4900)));
+  }
+}
+
+// ---------------------------------------------------------------- durability
+
+TEST_F(SqliteStoreTest, ThousandPoliciesSurviveARestart) {
+  constexpr int kCount = 1000;
+  {
+    SqliteStore store(db_path());
+    for (int i = 0; i < kCount; ++i) {
+      const auto saved = store.save(numbered_policy(i, i));
+      ASSERT_TRUE(saved) << i << " " << saved.error().code;
+    }
+  }
+  SqliteStore reopened(db_path());
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_EQ(describe(reopened.load("d" + std::to_string(i) + ".example")),
+              describe(numbered_policy(i, i)));
+  }
+  EXPECT_EQ(reopened.list().size(), static_cast<std::size_t>(kCount));
+}
+
+TEST_F(SqliteStoreTest, ConcurrentWritersAndReadersSeeWholeRows) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 150;
+  SqliteStore store(db_path());
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&store, &failures, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const int n = t * kPerThread + i;
+        if (!store.save(numbered_policy(n, n)) ||
+            describe(store.load("d" + std::to_string(n) + ".example")) !=
+                describe(numbered_policy(n, n))) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(store.list().size(), static_cast<std::size_t>(kThreads * kPerThread));
+}
+
+// Saves forever: domain n % 300 gets the n-th policy, so every row's content
+// is a function of its fetched_at and a torn row would show.
+[[noreturn]] void write_until_killed(const std::string& path) {
+  try {
+    SqliteStore store(path);
+    for (std::int64_t n = 0;; ++n) {
+      store.save(numbered_policy(static_cast<int>(n % 300), n));
+    }
+  } catch (...) {
+  }
+  _exit(3);
+}
+
+TEST_F(SqliteStoreTest, KillNineDuringWritesLeavesAConsistentDatabase) {
+  { SqliteStore create(db_path()); }  // the schema exists before the first kill
+  for (int round = 0; round < 5; ++round) {
+    SCOPED_TRACE(round);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      write_until_killed(db_path());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ASSERT_EQ(kill(child, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
+
+    RawDb raw(db_path());
+    EXPECT_EQ(raw.one("PRAGMA integrity_check"), "ok");
+    const std::string rows = raw.one("SELECT count(*) FROM policies");
+    EXPECT_NE(rows, "0");
+    SqliteStore store(db_path());
+    const auto listed = store.list();
+    EXPECT_EQ(std::to_string(listed.size()), rows);  // every stored row parses
+    for (const auto& stored : listed) {
+      const std::int64_t n = stored.fetched_at - 1600000000;
+      ASSERT_EQ(describe(stored), describe(numbered_policy(static_cast<int>(n % 300), n)));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mtasts::store
