@@ -14,7 +14,7 @@ std::unique_ptr<store::SqliteStore> open_store(const Config& config) {
   try {
     return std::make_unique<store::SqliteStore>(config.store_path);
   } catch (const std::exception& e) {
-    throw StartupError(std::string("cannot open the policy store: ") + e.what(), EX_CANTCREAT);
+    throw StartupError(e.what(), EX_CANTCREAT);
   }
 }
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one command that sets up and runs every test on a fresh Debian 12
+# machine (as root): installs what is missing, builds, runs the unit tests,
+# the fuzzers (10 s each) and the real-server integration tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+build=${MTASTS_BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j"$(nproc)"
+
+echo "== unit tests"
+ctest --test-dir "$build" --output-on-failure -j"$(nproc)"
+
+echo "== fuzzers"
+bash scripts/fuzz.sh "${MTASTS_FUZZ_SECONDS:-10}"
+
+echo "== integration tests"
+MTASTS_BIN="$PWD/$build/milter/mta-sts-milter" bash tests/integration/run_all.sh
