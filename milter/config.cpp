@@ -105,7 +105,7 @@ const std::vector<Setting>& settings() {
                 [](Config& c) -> std::vector<std::string>& { return c.dns.trust_anchor_files; }),
       text_list("dns.stub_zones", "stub zones, ZONE=ADDR[@PORT]",
                 [](Config& c) -> std::vector<std::string>& { return c.dns.stub_zones; }),
-      text("dns.dnssec_self_test", "a name that must validate as secure at start-up (empty: skip)",
+      text("dns.dnssec_self_test", "a name that must validate as secure at start-up (default: the root zone with the root anchor)",
            [](Config& c) -> std::string& { return c.dns.self_test_name; }),
       integer("dns.timeout", "seconds per DNS lookup", 1, 60,
               [](Config& c) -> long& { return c.dns_timeout_seconds; }),
@@ -141,6 +141,14 @@ const Setting* find_setting(std::string_view name) {
   return nullptr;
 }
 
+// Derived values: the engine's DNS timeout, and the DNSSEC self-test name,
+// which defaults to the root zone when the root trust anchor is in use (its
+// DNSKEY must validate); with replaced anchors only an explicit name is tested.
+void finish(Config& config) {
+  config.policy.dns_timeout = std::chrono::seconds(config.dns_timeout_seconds);
+  if (config.dns.self_test_name.empty() && config.dns.trust_anchor_files.empty()) config.dns.self_test_name = ".";
+}
+
 // Applies every leaf of the parsed file; the first problem wins.
 policy::Result<Config> apply_table(const toml::table& root) {
   Config config;
@@ -155,7 +163,7 @@ policy::Result<Config> apply_table(const toml::table& root) {
         return policy::Error{"config-value", fmt::format("{} {}", name, problem)};
     }
   }
-  config.policy.dns_timeout = std::chrono::seconds(config.dns_timeout_seconds);
+  finish(config);
   return config;
 }
 
@@ -164,7 +172,7 @@ policy::Result<Config> apply_table(const toml::table& root) {
 policy::Result<Config> load_config(const std::string& path) {
   if (path.empty()) {
     Config config;
-    config.policy.dns_timeout = std::chrono::seconds(config.dns_timeout_seconds);
+    finish(config);
     return config;
   }
   try {

@@ -26,6 +26,9 @@ std::unique_ptr<Services> make_services(const Config& config) {
   } catch (const std::exception& e) {
     throw StartupError(std::string("cannot set up DNS: ") + e.what(), EX_CONFIG);
   }
+  // Logs loudly (and goes on) when validation cannot work: an upstream that
+  // strips DNSSEC would otherwise make every answer look "insecure".
+  services->dns->dnssec_self_test(std::chrono::steady_clock::now() + std::chrono::seconds(config.dns_timeout_seconds));
   services->fetcher = std::make_unique<policy::net::CurlFetcher>(config.https);
   services->resolver = std::make_unique<policy::Resolver>(*services->dns, *services->fetcher, *services->store,
                                                           services->clock, config.policy);
