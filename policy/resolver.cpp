@@ -393,6 +393,10 @@ Resolver::~Resolver() {
 Resolution Resolver::resolve(const std::string& domain, Deadline deadline) {
   const std::int64_t now = impl_->clock.now();
   if (auto fast = impl_->fresh_answer(domain, now)) return *fast;
+  // After a restart or an eviction, a stored policy whose TXT id was checked
+  // recently is still good without asking DNS.
+  impl_->warm_from_store(domain);
+  if (auto fast = impl_->fresh_answer(domain, now)) return *fast;
   const auto job = impl_->start_or_join(domain);
   if (job.wait_until(deadline) == std::future_status::ready) return job.get();
   // The job goes on and fills the cache for the retry.

@@ -406,3 +406,62 @@ tb_config() {
     done
   done
 }
+
+# ---------------------------------------------------------------- bulk hosts
+# For benchmarks: thousands of policy domains without one address, certificate
+# and server block each (tb_host_add numbers hosts 127.1.0.N, N <= 254).
+
+# tb_cert_multi FILE HOST...: one certificate from the test CA (shared leaf
+# key) valid for every HOST (CN = the first); FILE is where it is written.
+tb_cert_multi() {
+  local out=$1 ca="$TB_DIR/ca" san; shift
+  san=$(printf 'DNS:%s,' "$@"); san=${san%,}
+  openssl req -new -key "$ca/leaf.key" -subj "/CN=$1" -out "$out.csr" 2>/dev/null &&
+    TB_SAN=$san openssl ca -batch -notext -config "$ca/ca.cnf" -extensions leaf_san \
+      -days 30 -in "$out.csr" -out "$out" 2>"$out.log" ||
+    { tb_die "multi-name certificate $out: $(tail -3 "$out.log")"; return 1; }
+}
+
+# tb_nginx_tune WORKERS CONNECTIONS: nginx worker processes and connections
+# per worker (the bed starts with 1 and 256); applied by the next reload.
+tb_nginx_tune() {
+  sed -i -E -e "s/^worker_processes .*;/worker_processes $1;/" \
+    -e "s/worker_connections [0-9]+;/worker_connections $2;/" "$TB_DIR/nginx/nginx.conf"
+}
+
+# tb_bulk_hosts ZONE FORMAT COUNT GROUPS POLICY: COUNT policy domains
+# $(printf FORMAT i).ZONE.test, i = 1..COUNT, each with one _mta-sts TXT record
+# (id=1) and host mta-sts.<domain>. The hosts are dealt round-robin to GROUPS
+# nginx servers (address 127.1.100.g, one certificate naming all its hosts),
+# which all serve the file POLICY. Prints the domains, one a line; run
+# tb_commit afterwards. Call once per bed.
+tb_bulk_hosts() {
+  local zone=$1 format=$2 count=$3 groups=$4 policy=$5 i g label
+  local www="$TB_DIR/www/_bulk" records=() hosts=()
+  [ "$groups" -ge 1 ] && [ "$groups" -le 254 ] || { tb_die "GROUPS must be 1..254"; return 1; }
+  mkdir -p "$www/.well-known" && cp "$policy" "$www/.well-known/mta-sts.txt" || return 1
+  for ((i = 1; i <= count; i++)); do
+    # shellcheck disable=SC2059  # FORMAT is the caller's printf format
+    printf -v label "$format" "$i"
+    g=$(( (i - 1) % groups + 1 ))
+    records+=("_mta-sts.$label IN TXT \"v=STSv1; id=1\"" "mta-sts.$label IN A 127.1.100.$g")
+    hosts[g]+=" mta-sts.$label.$zone.test"
+    echo "$label.$zone.test"
+  done
+  tb_dns_set "$zone" _bulk "${records[@]}"
+  for ((g = 1; g <= groups && g <= count; g++)); do
+    # shellcheck disable=SC2086  # a list of host names
+    tb_cert_multi "$TB_DIR/certs/_bulk$g.crt" ${hosts[g]} || return 1
+    cat >"$TB_DIR/nginx/hosts/_bulk$g.conf" <<CONF
+server {
+  listen 127.1.100.$g:443 ssl;
+  server_name _;
+  access_log off;
+  ssl_certificate $TB_DIR/certs/_bulk$g.crt;
+  ssl_certificate_key $TB_DIR/ca/leaf.key;
+  location = /.well-known/mta-sts.txt { root $www; }
+  location / { return 404; }
+}
+CONF
+  done
+}

@@ -1,0 +1,101 @@
+#include "milter/recipient_route.h"
+
+#include <charconv>
+
+#include "policy/domain.h"
+
+namespace mtasts::milter {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+  return out;
+}
+
+RecipientRoute out_of_scope(std::string domain, std::string reason) {
+  RecipientRoute r;
+  r.kind = RouteKind::OutOfScope;
+  r.domain = std::move(domain);
+  r.reason = std::move(reason);
+  return r;
+}
+
+// "[host]:port", "[host]", "host:port", "host." -> host text and port.
+// Postfix 3.5+ may list several next hops; the first one is the one tried
+// first, and the rest share its transport, so the first decides.
+bool split_next_hop(std::string_view text, std::string_view& host, bool& bracketed, std::uint16_t& port) {
+  text = trim(text.substr(0, text.find(',')));
+  bracketed = text.starts_with('[');
+  if (bracketed) {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) return false;
+    host = text.substr(1, close - 1);
+    text.remove_prefix(close + 1);
+  } else {
+    const auto colon = text.rfind(':');
+    host = text.substr(0, colon);
+    text = colon == std::string_view::npos ? std::string_view{} : text.substr(colon);
+  }
+  if (text.starts_with(':')) {
+    text.remove_prefix(1);
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size() || value == 0 || value > 65535) return false;
+    port = static_cast<std::uint16_t>(value);
+  } else if (!text.empty()) {
+    return false;
+  }
+  return !host.empty();
+}
+
+bool looks_like_ip(std::string_view host) {
+  if (host.starts_with("IPv6:") || host.starts_with("ipv6:")) return true;
+  return host.find(':') != std::string_view::npos ||
+         host.find_first_not_of("0123456789.") == std::string_view::npos;
+}
+
+}  // namespace
+
+RecipientRoute route_recipient(std::string_view address, std::optional<std::string_view> mailer,
+                               std::optional<std::string_view> host, const RouteRules& rules) {
+  address = trim(address);
+  if (address.starts_with('<') && address.ends_with('>')) address = address.substr(1, address.size() - 2);
+  const auto raw_domain = policy::address_domain(address);
+  if (raw_domain.starts_with('[')) return out_of_scope("", "address-literal");
+  const auto domain = policy::normalize_domain(raw_domain);
+  if (!domain) return out_of_scope("", domain.error().code == "address-literal" ? "address-literal" : "bad-domain");
+  if (rules.excluded_domains.contains(*domain)) return out_of_scope(*domain, "excluded");
+
+  RecipientRoute route;
+  route.domain = *domain;
+  if (!mailer || !host) return route;  // Unknown: no macros (non-SMTP submission)
+  if (!rules.smtp_transports.contains(lower(trim(*mailer)))) return out_of_scope(*domain, "transport");
+
+  std::string_view hop;
+  bool bracketed = false;
+  if (!split_next_hop(*host, hop, bracketed, route.port)) return out_of_scope(*domain, "bad-next-hop");
+  if (bracketed && looks_like_ip(hop)) {
+    route.kind = RouteKind::SmartHost;
+    route.relay_address = std::string(hop);
+    return route;
+  }
+  const auto hop_name = policy::normalize_domain(hop);
+  if (!hop_name) return out_of_scope(*domain, "bad-next-hop");
+  if (!bracketed && *hop_name == *domain) {
+    route.kind = RouteKind::RecipientDomain;
+    return route;
+  }
+  route.kind = RouteKind::SmartHost;
+  route.relay_host = *hop_name;
+  route.relay_mx_lookup = !bracketed;
+  return route;
+}
+
+}  // namespace mtasts::milter

@@ -1,0 +1,84 @@
+// RCPT macros from Postfix and Sendmail -> where the recipient goes.
+#include "milter/recipient_route.h"
+
+#include <gtest/gtest.h>
+
+namespace mtasts::milter {
+namespace {
+
+struct RouteCase {
+  std::string name;
+  std::string address;
+  std::optional<std::string> mailer;
+  std::optional<std::string> host;
+  RouteKind kind;
+  std::string domain;
+  std::string relay_host;
+  std::string relay_address;
+  bool relay_mx_lookup;
+  std::uint16_t port;
+  std::string reason;
+};
+
+TEST(RecipientRoute, PostfixAndSendmailMacros) {
+  using K = RouteKind;
+  const std::vector<RouteCase> cases{
+      // Postfix: transport smtp, next hop = domain, no trailing dot.
+      {"postfix domain", "user@Example.COM", "smtp", "example.com", K::RecipientDomain, "example.com", "", "", false, 25, ""},
+      {"postfix angle", "<user@example.com>", "smtp", "example.com", K::RecipientDomain, "example.com", "", "", false, 25, ""},
+      {"postfix relay transport", "u@example.com", "relay", "example.com", K::RecipientDomain, "example.com", "", "", false, 25, ""},
+      {"postfix smart host", "u@example.com", "smtp", "[relay.example.net]:587", K::SmartHost, "example.com", "relay.example.net", "", false, 587, ""},
+      {"postfix smart host list", "u@example.com", "smtp", "[a.example.net]:587, [b.example.net]:587", K::SmartHost, "example.com", "a.example.net", "", false, 587, ""},
+      {"postfix relay via mx", "u@example.com", "smtp", "relay.example.net", K::SmartHost, "example.com", "relay.example.net", "", true, 25, ""},
+      {"postfix relay via mx port", "u@example.com", "smtp", "relay.example.net:2525", K::SmartHost, "example.com", "relay.example.net", "", true, 2525, ""},
+      {"postfix ip smart host", "u@example.com", "smtp", "[192.0.2.7]:25", K::SmartHost, "example.com", "", "192.0.2.7", false, 25, ""},
+      {"postfix ipv6 smart host", "u@example.com", "smtp", "[ipv6:2001:db8::1]", K::SmartHost, "example.com", "", "ipv6:2001:db8::1", false, 25, ""},
+      {"postfix local", "u@example.com", "local", "example.com", K::OutOfScope, "example.com", "", "", false, 25, "transport"},
+      {"postfix virtual", "u@example.com", "virtual", "example.com", K::OutOfScope, "example.com", "", "", false, 25, "transport"},
+      {"postfix lmtp", "u@example.com", "lmtp", "unix:private/dovecot", K::OutOfScope, "example.com", "", "", false, 25, "transport"},
+      {"postfix discard", "u@example.com", "discard", "example.com", K::OutOfScope, "example.com", "", "", false, 25, "transport"},
+      // Sendmail: esmtp, trailing dot; [relay] with SMART_HOST, mailer relay.
+      {"sendmail domain", "u@example.com", "esmtp", "example.com.", K::RecipientDomain, "example.com", "", "", false, 25, ""},
+      {"sendmail smtp", "u@example.com", "smtp", "example.com.", K::RecipientDomain, "example.com", "", "", false, 25, ""},
+      {"sendmail smtp8", "u@example.com", "smtp8", "example.com.", K::RecipientDomain, "example.com", "", "", false, 25, ""},
+      {"sendmail dsmtp", "u@example.com", "dsmtp", "example.com.", K::RecipientDomain, "example.com", "", "", false, 25, ""},
+      {"sendmail smart host", "u@example.com", "relay", "[relay.example.net]", K::SmartHost, "example.com", "relay.example.net", "", false, 25, ""},
+      {"sendmail upper mailer", "u@example.com", "ESMTP", "Example.COM.", K::RecipientDomain, "example.com", "", "", false, 25, ""},
+      {"sendmail local", "u@example.com", "local", "", K::OutOfScope, "example.com", "", "", false, 25, "transport"},
+      // No macros: non-SMTP submission (Postfix non_smtpd_milters).
+      {"no macros", "u@example.com", std::nullopt, std::nullopt, K::Unknown, "example.com", "", "", false, 25, ""},
+      {"mailer only", "u@example.com", "smtp", std::nullopt, K::Unknown, "example.com", "", "", false, 25, ""},
+      // Recipient domains.
+      {"idn domain", "u@bücher.example", "smtp", "xn--bcher-kva.example", K::RecipientDomain, "xn--bcher-kva.example", "", "", false, 25, ""},
+      {"address literal", "u@[192.0.2.1]", "smtp", "[192.0.2.1]", K::OutOfScope, "", "", "", false, 25, "address-literal"},
+      {"no at", "postmaster", "smtp", "example.com", K::OutOfScope, "", "", "", false, 25, "bad-domain"},
+      {"empty domain", "u@", "smtp", "example.com", K::OutOfScope, "", "", "", false, 25, "bad-domain"},
+      {"bad domain", "u@exa mple.com", "smtp", "example.com", K::OutOfScope, "", "", "", false, 25, "bad-domain"},
+      {"excluded", "u@internal.example", "smtp", "internal.example", K::OutOfScope, "internal.example", "", "", false, 25, "excluded"},
+      // Hostile next hops.
+      {"unclosed bracket", "u@example.com", "smtp", "[relay.example.net", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"bad port", "u@example.com", "smtp", "[relay.example.net]:99999", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"port zero", "u@example.com", "smtp", "[relay.example.net]:0", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"junk after bracket", "u@example.com", "smtp", "[relay.example.net]x", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"empty host", "u@example.com", "smtp", "", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"empty brackets", "u@example.com", "smtp", "[]", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"bad host name", "u@example.com", "smtp", "[re lay]", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
+  };
+  RouteRules rules;
+  rules.excluded_domains = {"internal.example"};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto r = route_recipient(c.address, c.mailer ? std::optional<std::string_view>(*c.mailer) : std::nullopt,
+                                   c.host ? std::optional<std::string_view>(*c.host) : std::nullopt, rules);
+    EXPECT_EQ(r.kind, c.kind);
+    EXPECT_EQ(r.domain, c.domain);
+    EXPECT_EQ(r.relay_host, c.relay_host);
+    EXPECT_EQ(r.relay_address, c.relay_address);
+    EXPECT_EQ(r.relay_mx_lookup, c.relay_mx_lookup);
+    EXPECT_EQ(r.port, c.port);
+    EXPECT_EQ(r.reason, c.reason);
+  }
+}
+
+}  // namespace
+}  // namespace mtasts::milter
