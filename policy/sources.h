@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "policy/policy.h"
+#include "policy/probe.h"
 #include "policy/result.h"
 #include "policy/tlsrpt.h"
 
@@ -114,6 +115,45 @@ class PolicyStore {
   virtual std::optional<FetchFailure> load_failure(const std::string& domain) = 0;
   virtual Result<bool> save_failure(const FetchFailure& failure) = 0;
   virtual Result<bool> clear_failure(const std::string& domain) = 0;
+};
+
+// One MX record (RFC 5321 §5.1). `host` is an A-label without trailing dot;
+// the null MX (RFC 7505: preference 0, host ".") is reported as host "".
+struct MxRecord {
+  std::uint16_t preference = 0;
+  std::string host;
+};
+
+struct MxAnswer {
+  DnsStatus status = DnsStatus::ServFail;
+  DnsSecurity security = DnsSecurity::Insecure;
+  std::vector<MxRecord> records;  // sorted by preference, then host
+  bool null_mx = false;           // RFC 7505: the domain accepts no mail
+};
+
+struct TlsaAnswer {
+  DnsStatus status = DnsStatus::ServFail;
+  DnsSecurity security = DnsSecurity::Insecure;
+  std::vector<TlsaRecord> records;
+};
+
+// DNS for next-hop checks (issue: the milter): MX and TLSA. Kept apart from
+// Dns so the policy-resolution fakes stay small.
+class MxDns {
+ public:
+  virtual ~MxDns() = default;
+  virtual MxAnswer lookup_mx(const std::string& domain, Deadline deadline) = 0;
+  // TLSA of _PORT._tcp.HOST (RFC 7672 §3).
+  virtual TlsaAnswer lookup_tlsa(const std::string& host, std::uint16_t port, Deadline deadline) = 0;
+  virtual DnsAnswer lookup_host_addresses(const std::string& host, Deadline deadline) = 0;
+};
+
+// STARTTLS probing of one (host, address). Blocks up to the request's step
+// timeouts. Thread-safe.
+class TlsProber {
+ public:
+  virtual ~TlsProber() = default;
+  virtual ProbeResult probe(const ProbeRequest& request) = 0;
 };
 
 // Wall-clock time in unix seconds; injectable so expiry, back-off and refresh
