@@ -118,7 +118,8 @@ class PolicyStore {
 };
 
 // One MX record (RFC 5321 §5.1). `host` is an A-label without trailing dot;
-// the null MX (RFC 7505: preference 0, host ".") is reported as host "".
+// the null MX (RFC 7505: a single record, preference 0, host ".") is reported
+// as null_mx with no records; a "." target anywhere else stays as host "".
 struct MxRecord {
   std::uint16_t preference = 0;
   std::string host;

@@ -25,11 +25,13 @@
 #include <condition_variable>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -38,9 +40,11 @@ namespace mtasts::policy::net {
 namespace {
 
 constexpr int kTypeA = 1;
+constexpr int kTypeMx = 15;
 constexpr int kTypeTxt = 16;
 constexpr int kTypeAaaa = 28;
 constexpr int kTypeDnskey = 48;
+constexpr int kTypeTlsa = 52;
 constexpr int kClassIn = 1;
 constexpr int kRcodeNoError = 0;
 constexpr int kRcodeNxDomain = 3;
@@ -235,26 +239,138 @@ std::optional<std::string> rdata_text(std::string_view rdata, int rrtype) {
 std::string type_name(int rrtype) {
   switch (rrtype) {
     case kTypeA: return "A";
+    case kTypeMx: return "MX";
     case kTypeTxt: return "TXT";
     case kTypeAaaa: return "AAAA";
     case kTypeDnskey: return "DNSKEY";
+    case kTypeTlsa: return "TLSA";
     default: return "TYPE" + std::to_string(rrtype);
   }
+}
+
+void log_malformed(std::string_view name, int rrtype, std::size_t index, std::size_t length) {
+  spdlog::warn("dns event=malformed-rdata name={} type={} index={} length={}", logfmt_value(name),
+               type_name(rrtype), index, length);
 }
 
 std::vector<std::string> records_of(const ub_result& result, int rrtype) {
   std::vector<std::string> records;
   for (int i = 0; result.data != nullptr && result.data[i] != nullptr; ++i) {
-    const std::string_view rdata{result.data[i], static_cast<std::size_t>(result.len[i])};
+    const std::size_t length = result.len[i] > 0 ? static_cast<std::size_t>(result.len[i]) : 0;
+    const std::string_view rdata{result.data[i], length};
     if (auto text = rdata_text(rdata, rrtype)) {
       records.push_back(std::move(*text));
     } else {
-      spdlog::warn("dns event=malformed-rdata name={} type={} index={} length={}",
-                   logfmt_value(result.qname != nullptr ? result.qname : ""), type_name(rrtype), i,
-                   rdata.size());
+      log_malformed(result.qname != nullptr ? result.qname : "", rrtype,
+                    static_cast<std::size_t>(i), rdata.size());
     }
   }
   return records;
+}
+
+// ------------------------------------------------------------ MX and TLSA
+// libunbound hands out rdata with every domain name already expanded
+// (util/data/msgparse.c decompresses the names of known types such as MX
+// before it stores an RRset, and refuses a message whose names run past
+// their rdata or whose MX rdata is empty), but it passes bytes after the
+// name and any TLSA rdata through untouched; the hermetic CraftedMxRdata /
+// CraftedTlsaRdata tests pin this down. The checks below assume nothing.
+
+constexpr std::size_t kMaxLabel = 63;     // RFC 1035 §2.3.4; 0x40-0xFF are pointers/reserved
+constexpr std::size_t kMaxWireName = 255;  // RFC 1035 §3.1
+
+bool is_ldh(std::string_view label) {
+  return std::all_of(label.begin(), label.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+  });
+}
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// The uncompressed wire-format name (RFC 1035 §3.1) that fills `wire`
+// exactly, as lower-case text without the trailing dot ("" for the root).
+// nullopt for a compression pointer, a reserved label type, a label that is
+// not letter-digit-hyphen (RFC 5321 §2.3.5), a name over 255 octets, a
+// label running past the end, or bytes left after the root label.
+std::optional<std::string> wire_name_text(std::string_view wire) {
+  std::string text;
+  std::size_t pos = 0;
+  while (true) {
+    if (pos >= wire.size() || pos >= kMaxWireName) return std::nullopt;
+    const std::size_t len = static_cast<unsigned char>(wire[pos]);
+    ++pos;
+    if (len == 0) break;
+    if (len > kMaxLabel || len > wire.size() - pos) return std::nullopt;
+    const std::string_view label = wire.substr(pos, len);
+    if (!is_ldh(label)) return std::nullopt;
+    if (!text.empty()) text += '.';
+    std::transform(label.begin(), label.end(), std::back_inserter(text), lower);
+    pos += len;
+  }
+  if (pos != wire.size()) return std::nullopt;
+  return text;
+}
+
+std::uint16_t read_u16(std::string_view bytes, std::size_t pos) {
+  const auto high = static_cast<unsigned char>(bytes.at(pos));
+  const auto low = static_cast<unsigned char>(bytes.at(pos + 1));
+  return static_cast<std::uint16_t>((high << 8) | low);
+}
+
+// MX rdata (RFC 1035 §3.3.9): PREFERENCE (16 bits) and EXCHANGE (a name).
+std::optional<MxRecord> parse_mx(std::string_view rdata) {
+  constexpr std::size_t kPreference = 2;
+  if (rdata.size() <= kPreference) return std::nullopt;
+  auto host = wire_name_text(rdata.substr(kPreference));
+  if (!host) return std::nullopt;
+  return MxRecord{read_u16(rdata, 0), std::move(*host)};
+}
+
+// TLSA rdata (RFC 6698 §2.1): usage, selector, matching type, then the
+// certificate association data (non-empty: nothing could match nothing).
+std::optional<TlsaRecord> parse_tlsa(std::string_view rdata) {
+  constexpr std::size_t kFixed = 3;
+  if (rdata.size() <= kFixed) return std::nullopt;
+  TlsaRecord record;
+  record.usage = static_cast<std::uint8_t>(rdata[0]);
+  record.selector = static_cast<std::uint8_t>(rdata[1]);
+  record.matching_type = static_cast<std::uint8_t>(rdata[2]);
+  const std::string_view data = rdata.substr(kFixed);
+  record.data.assign(data.begin(), data.end());
+  return record;
+}
+
+// Parses each raw rdata of `raw` with `parse`, logging and skipping the
+// malformed ones. A positive answer left with nothing usable is a failure
+// of the upstream, not an empty RRset.
+template <typename Answer, typename Parse>
+Answer parse_answer(const std::string& name, int rrtype, const DnsAnswer& raw, Parse parse) {
+  Answer answer;
+  answer.status = raw.status;
+  answer.security = raw.security;
+  for (std::size_t i = 0; i < raw.records.size(); ++i) {
+    if (auto record = parse(raw.records[i])) {
+      answer.records.push_back(std::move(*record));
+    } else {
+      log_malformed(name, rrtype, i, raw.records[i].size());
+    }
+  }
+  if (answer.status == DnsStatus::Ok && answer.records.empty()) answer.status = DnsStatus::ServFail;
+  return answer;
+}
+
+// RFC 7505 §3: exactly one MX, preference 0, exchange "." means "no mail".
+MxAnswer to_mx_answer(const std::string& domain, const DnsAnswer& raw) {
+  MxAnswer answer = parse_answer<MxAnswer>(domain, kTypeMx, raw, parse_mx);
+  std::sort(answer.records.begin(), answer.records.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.preference, a.host) < std::tie(b.preference, b.host);
+  });
+  if (answer.records.size() == 1 && answer.records[0].preference == 0 &&
+      answer.records[0].host.empty()) {
+    answer.null_mx = true;
+    answer.records.clear();
+  }
+  return answer;
 }
 
 DnsAnswer to_answer(const ub_result& result, int rrtype) {
@@ -516,6 +632,21 @@ DnsAnswer UnboundDns::lookup_addresses(const std::string& name, Deadline deadlin
   DnsAnswer answer = impl_->lookup_addresses(name, deadline);
   log_answer(name, "A+AAAA", answer, started);
   return answer;
+}
+
+MxAnswer UnboundDns::lookup_mx(const std::string& domain, Deadline deadline) {
+  return to_mx_answer(domain, lookup(domain, kTypeMx, deadline));
+}
+
+// RFC 6698 §3 / RFC 7672 §3: the TLSA owner is _PORT._tcp.HOST.
+TlsaAnswer UnboundDns::lookup_tlsa(const std::string& host, std::uint16_t port,
+                                   Deadline deadline) {
+  const std::string name = "_" + std::to_string(port) + "._tcp." + host;
+  return parse_answer<TlsaAnswer>(name, kTypeTlsa, lookup(name, kTypeTlsa, deadline), parse_tlsa);
+}
+
+DnsAnswer UnboundDns::lookup_host_addresses(const std::string& host, Deadline deadline) {
+  return lookup_addresses(host, deadline);
 }
 
 // A secure answer for the test name (its DNSKEY when it is a zone apex, else

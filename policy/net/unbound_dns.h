@@ -1,9 +1,13 @@
 // DNSSEC-validating DNS through libunbound (RFC 4033-4035), implementing
-// policy::Dns. libunbound runs in threaded async mode (ub_ctx_async(ctx, 1));
-// one event thread drives ub_process; callers block on their own deadline and
-// cancel (ub_cancel) when it passes. secure / insecure / bogus are kept apart.
+// policy::Dns (TXT, addresses) and policy::MxDns (MX: RFC 5321 §5.1 and the
+// null MX of RFC 7505 §3; TLSA: RFC 6698 §2.1 at _PORT._tcp.HOST, RFC 7672
+// §3). Thread-safe: any number of threads may call any lookup. libunbound
+// runs in threaded async mode (ub_ctx_async(ctx, 1)); one event thread drives
+// ub_process; callers block on their own deadline and cancel (ub_cancel) when
+// it passes. secure / insecure / bogus are kept apart.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,7 +30,7 @@ struct UnboundConfig {
   std::string self_test_name = "";
 };
 
-class UnboundDns final : public Dns {
+class UnboundDns final : public Dns, public MxDns {
  public:
   // Throws std::runtime_error with one clear sentence on bad configuration
   // (start-up only).
@@ -36,7 +40,26 @@ class UnboundDns final : public Dns {
   DnsAnswer lookup_txt(const std::string& name, Deadline deadline) override;
   DnsAnswer lookup_addresses(const std::string& name, Deadline deadline) override;
 
-  // Generic lookup by RR type number (used by the two above, and later MX/TLSA).
+  // MX of `domain` (A-label, no trailing dot). Each rdata is a 16-bit
+  // preference and an uncompressed wire-format name (RFC 1035 §3.3.9); the
+  // name must end exactly at the end of the rdata and consist of letter,
+  // digit and hyphen labels (RFC 5321 §2.3.5). Hosts come back lower-case
+  // without trailing dot, records sorted by preference then host. A malformed
+  // record is skipped and logged; when every record is malformed the status is
+  // ServFail. A single record "0 ." is the null MX: null_mx true, no records;
+  // "." in any other position is kept as host "". Bogus -> ServFail + Bogus.
+  MxAnswer lookup_mx(const std::string& domain, Deadline deadline) override;
+  // TLSA of _PORT._tcp.HOST: usage, selector, matching type (one octet each)
+  // and at least one octet of association data; shorter rdata is skipped and
+  // logged, ServFail when none is left. Field values are not judged here:
+  // which records are usable (RFC 7672 §2.2) is the prober's business.
+  // Bogus -> ServFail + Bogus.
+  TlsaAnswer lookup_tlsa(const std::string& host, std::uint16_t port, Deadline deadline) override;
+  // Same as lookup_addresses.
+  DnsAnswer lookup_host_addresses(const std::string& host, Deadline deadline) override;
+
+  // Generic lookup by RR type number (used by all of the above); types other
+  // than A, AAAA and TXT come back as raw wire rdata.
   DnsAnswer lookup(const std::string& name, int rrtype, Deadline deadline);
 
   // Resolves self_test_name and reports whether it validated as secure; logs

@@ -2,8 +2,11 @@
 # Smoke test of UnboundDns (policy/net/unbound_dns.cpp) against a real
 # authoritative server. As root it creates a private network namespace, serves
 #   secure.test  signed (ECDSA P-256 key as KSK/CSK, NSEC), DS as trust anchor
-#   bogus.test   signed, then one signed TXT altered so its RRSIG fails
+#   bogus.test   signed, then one signed TXT and one TLSA altered so their
+#                RRSIGs fail
 #   plain.test   unsigned (no anchor covers it: insecure)
+# each with TXT, A/AAAA, MX (two preferences; a null MX at nullmx.ZONE) and
+# TLSA (_25._tcp.mx.ZONE) records.
 # from NSD on 127.0.1.1:53 inside the namespace, and runs the gtest driver
 # (tests/unit/net_unbound_dns_test.cpp) there with MTASTS_DNS_STUB and
 # MTASTS_DNS_TA set. Nothing leaves the namespace.
@@ -47,10 +50,13 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # --- zones ------------------------------------------------------------------
-# write_zone ZONE TXT_ID ADDRESS_SUFFIX: a zone with the records the driver's
-# table expects.
+# hex_octets COUNT BYTE: COUNT octets of BYTE as hex ("a1a1...").
+hex_octets() { printf "$2%.0s" $(seq 1 "$1"); }
+
+# write_zone ZONE TXT_ID ADDRESS_SUFFIX TLSA_BYTE: a zone with the records
+# the driver's tables expect. The upper-case MX target checks lower-casing.
 write_zone() {
-  local zone=$1 id=$2 n=$3
+  local zone=$1 id=$2 n=$3 tlsa=$4
   cat >"$work/$zone.zone" <<EOF
 \$ORIGIN $zone.
 \$TTL 300
@@ -63,6 +69,11 @@ www       A    127.1.0.$n
 www       AAAA 2001:db8::$n
 v4only    A    127.1.0.2
 v6only    AAAA 2001:db8::2
+@         MX   20 mx2
+@         MX   10 MX
+mx        A    127.25.0.$n
+nullmx    MX   0 .
+_25._tcp.mx TLSA 3 1 1 $(hex_octets 32 "$tlsa")
 EOF
 }
 
@@ -79,15 +90,21 @@ sign_zone() {
 }
 
 : >"$work/trust-anchors.ds"
-write_zone secure.test 20240101T000000 1
-write_zone bogus.test bogus1 4
-write_zone plain.test plain1 3
+write_zone secure.test 20240101T000000 1 a1
+write_zone bogus.test bogus1 4 b2
+write_zone plain.test plain1 3 c3
+echo "_25._tcp.mx TLSA 2 0 2 $(hex_octets 64 a1)" >>"$work/secure.test.zone"
+echo "@ MX 10 backup.example.net." >>"$work/plain.test.zone"
 sign_zone secure.test
 sign_zone bogus.test
-# Tamper: change the signed TXT text; its RRSIG (base64, untouched) no longer
-# matches, so a validating resolver answers SERVFAIL / bogus.
-sed -i 's/"v=STSv1; id=bogus1;"/"v=STSv1; id=forged;"/' "$work/bogus.test.zone.signed"
-grep -q 'id=forged' "$work/bogus.test.zone.signed" || die "tampering bogus.test failed"
+# Tamper: change the signed TXT text and the last TLSA octet; their RRSIGs
+# (base64, untouched) no longer match, so a validating resolver answers
+# SERVFAIL / bogus.
+sed -i -e 's/"v=STSv1; id=bogus1;"/"v=STSv1; id=forged;"/' \
+  -e '/IN[[:space:]]*TLSA/s/b2\([[:space:]]*\)$/b3\1/I' "$work/bogus.test.zone.signed"
+grep -q 'id=forged' "$work/bogus.test.zone.signed" || die "tampering bogus.test TXT failed"
+grep -qi 'IN[[:space:]]*TLSA.*b3[[:space:]]*$' "$work/bogus.test.zone.signed" ||
+  die "tampering bogus.test TLSA failed"
 cp "$work/plain.test.zone" "$work/plain.test.zone.signed"
 
 # --- NSD --------------------------------------------------------------------
