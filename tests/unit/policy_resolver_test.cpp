@@ -1,5 +1,6 @@
 // The resolution engine against scripted sources: RFC 8461 §3.3, §5.1, §8.1.
 #include "policy/resolver.h"
+#include "policy/refresher.h"
 
 #include <gtest/gtest.h>
 
@@ -345,6 +346,27 @@ TEST(Resolver, NoPolicyIsRememberedForTheRecheckInterval) {
   w.clock.advance(31);
   w.resolve();
   EXPECT_EQ(w.dns.calls("_mta-sts.example.com"), 2);
+}
+
+}  // namespace
+}  // namespace mtasts::testing
+
+namespace mtasts::testing {
+namespace {
+
+TEST(BackgroundRefresher, RefreshesDuePoliciesOnItsOwnAndStopsCleanly) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.clock.advance(86400 / 2);  // due
+  {
+    BackgroundRefresher refresher(*w.resolver, std::chrono::milliseconds(10));
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (w.fetcher.calls("example.com") < 2 && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_GE(refresher.passes(), 1);
+  }
+  EXPECT_EQ(w.fetcher.calls("example.com"), 2) << "one refresh: the refetched policy is not due again";
 }
 
 }  // namespace

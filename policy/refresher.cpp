@@ -1,0 +1,40 @@
+#include "policy/refresher.h"
+
+#include <spdlog/spdlog.h>
+
+namespace mtasts::policy {
+
+BackgroundRefresher::BackgroundRefresher(Resolver& resolver, std::chrono::milliseconds period)
+    : resolver_(resolver), period_(period), thread_([this] { run(); }) {}
+
+BackgroundRefresher::~BackgroundRefresher() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+int BackgroundRefresher::passes() const {
+  std::lock_guard lock(mu_);
+  return passes_;
+}
+
+void BackgroundRefresher::run() {
+  std::unique_lock lock(mu_);
+  while (!wake_.wait_for(lock, period_, [this] { return stopping_; })) {
+    lock.unlock();
+    try {
+      const int refreshed = resolver_.refresh_due(false);
+      if (refreshed > 0) spdlog::info("refresh event=pass refreshed={}", refreshed);
+    } catch (const std::exception& e) {
+      // A failed pass must not end refreshing for the life of the daemon.
+      spdlog::error("refresh event=pass-failed error=\"{}\"", e.what());
+    }
+    lock.lock();
+    ++passes_;
+  }
+}
+
+}  // namespace mtasts::policy
