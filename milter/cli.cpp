@@ -2,20 +2,29 @@
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <syslog.h>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
 
 #include "milter/cli_commands.h"
+#include "milter/daemon.h"
 #include "milter/services.h"
 
 namespace mtasts::milter {
 namespace {
 
-void set_up_logging(const std::string& level) {
-  auto logger = spdlog::stderr_logger_mt("mta-sts-milter");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S%z %l %v");
-  logger->set_level(spdlog::level::from_str(level));
+void set_up_logging(const Config& config) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (config.log_syslog) {
+    logger = spdlog::syslog_logger_mt("mta-sts-milter", "mta-sts-milter", LOG_PID, LOG_MAIL);
+    logger->set_pattern("%v");  // syslog adds time, host and level
+  } else {
+    logger = spdlog::stderr_logger_mt("mta-sts-milter");
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S%z %l %v");
+  }
+  logger->set_level(spdlog::level::from_str(config.log_level));
   spdlog::set_default_logger(logger);
 }
 
@@ -65,15 +74,14 @@ void add_commands(CLI::App& app, Options& o) {
 }
 
 int dispatch(CLI::App& app, const Options& o, const Config& config) {
+  if (app.get_subcommands().empty()) block_daemon_signals();  // before any thread starts
   if (app.got_subcommand("check")) return check_command(config, o.domain, o.json);
   if (app.got_subcommand("cache")) {
     CacheArgs args = o.cache;
     args.action = app.get_subcommand("cache")->get_subcommands().front()->get_name();
     return cache_command(config, args);
   }
-  std::cerr << "mta-sts-milter: the milter daemon is not part of this build yet; "
-               "use a subcommand (see --help)\n";
-  return 69;  // EX_UNAVAILABLE
+  return run_daemon(config, o.config_path);
 }
 
 }  // namespace
@@ -101,7 +109,7 @@ int run_cli(int argc, char** argv) {
     return kExitOk;
   }
   try {
-    set_up_logging(config->log_level);
+    set_up_logging(*config);
     return dispatch(app, o, *config);
   } catch (const StartupError& e) {
     spdlog::critical("startup event=failed error=\"{}\"", e.what());

@@ -84,6 +84,21 @@ Setting text_list(std::string_view name, std::string_view help, Field field) {
           }};
 }
 
+template <class Field>
+Setting choice(std::string_view name, std::string_view help, std::set<std::string> allowed, Field field) {
+  return {name, help,
+          [=](Config& c, const toml::node& n) -> std::string {
+            if (!n.is_string() || !allowed.contains(*n.value<std::string>())) {
+              std::string list;
+              for (const auto& a : allowed) list += (list.empty() ? "" : "|") + a;
+              return "must be one of " + list;
+            }
+            field(c) = *n.value<std::string>();
+            return "";
+          },
+          [=](const Config& c) { return quoted(field(const_cast<Config&>(c))); }};
+}
+
 std::string check_log_level(Config& c, const toml::node& n) {
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error"};
   if (!n.is_string() || !levels.contains(*n.value<std::string>())) return "must be trace|debug|info|warn|error";
@@ -95,6 +110,41 @@ const std::vector<Setting>& settings() {
   static const std::vector<Setting> table{
       text("milter.socket", "libmilter socket: inet:PORT@ADDR or unix:/path (Postfix writes inet:ADDR:PORT)",
            [](Config& c) -> std::string& { return c.milter_socket; }),
+      text("milter.socket_mode", "octal mode of a unix socket",
+           [](Config& c) -> std::string& { return c.socket_mode; }),
+      text("milter.user", "user to run as after opening the socket (empty: stay)",
+           [](Config& c) -> std::string& { return c.user; }),
+      integer("decision.rcpt_deadline_ms", "longest wait per recipient domain (under milter_command_timeout)", 100,
+              60000, [](Config& c) -> long& { return c.decision.rcpt_deadline_ms; }),
+      integer("decision.message_budget_ms", "longest total wait per message", 100, 120000,
+              [](Config& c) -> long& { return c.decision.message_budget_ms; }),
+      choice("decision.enforce_action", "on a failed enforce policy", {"tempfail", "reject", "quarantine", "tag", "off"},
+             [](Config& c) -> std::string& { return c.decision.enforce_action; }),
+      choice("decision.testing_action", "on a failed testing policy", {"tag", "off"},
+             [](Config& c) -> std::string& { return c.decision.testing_action; }),
+      boolean("decision.strict_testing", "treat testing policies as enforce",
+              [](Config& c) -> bool& { return c.decision.strict_testing; }),
+      choice("decision.non_smtp_action", "on a failure for mail without next-hop macros", {"quarantine", "tag", "off"},
+             [](Config& c) -> std::string& { return c.decision.non_smtp_action; }),
+      text_list("decision.excluded_domains", "recipient domains never checked",
+                [](Config& c) -> std::vector<std::string>& { return c.decision.excluded_domains; }),
+      text_list("decision.smtp_transports", "MTA transports ({rcpt_mailer}) in scope",
+                [](Config& c) -> std::vector<std::string>& { return c.decision.smtp_transports; }),
+      text_list("decision.trusted_relays", "relay hosts accepted without checks (outside RFC 8461)",
+                [](Config& c) -> std::vector<std::string>& { return c.decision.trusted_relays; }),
+      choice("decision.error_action", "on an internal error", {"continue", "tempfail"},
+             [](Config& c) -> std::string& { return c.decision.error_action; }),
+      boolean("probe.enabled", "probe MX hosts for STARTTLS and certificates",
+              [](Config& c) -> bool& { return c.probe.enabled; }),
+      text("probe.ehlo_name", "EHLO name of probes", [](Config& c) -> std::string& { return c.probe.ehlo_name; }),
+      text("probe.ca_file", "CA bundle for MX certificates (empty: the system trust store)",
+           [](Config& c) -> std::string& { return c.probe.ca_file; }),
+      integer("probe.step_timeout_ms", "timeout per probe step (connect, reply, handshake)", 100, 60000,
+              [](Config& c) -> long& { return c.probe.step_timeout_ms; }),
+      integer("probe.success_ttl", "seconds a verified probe is reused", 1, 86400,
+              [](Config& c) -> std::int64_t& { return c.probe.success_ttl; }),
+      integer("probe.failure_ttl", "seconds a failed probe is reused", 1, 86400,
+              [](Config& c) -> std::int64_t& { return c.probe.failure_ttl; }),
       text("store.path", "SQLite policy cache; its folder is created if missing",
            [](Config& c) -> std::string& { return c.store_path; }),
       boolean("dns.use_resolv_conf", "forward DNS to the servers in /etc/resolv.conf",
@@ -129,6 +179,8 @@ const std::vector<Setting>& settings() {
               [](Config& c) -> std::size_t& { return c.policy.memory_cache_entries; }),
       integer("policy.decision_deadline_ms", "longest wait for a policy per decision (0: wait)", 0, 60000,
               [](Config& c) -> long& { return c.decision_deadline_ms; }),
+      boolean("log.syslog", "log to syslog (facility mail) instead of stderr",
+              [](Config& c) -> bool& { return c.log_syslog; }),
       Setting{"log.level", "trace|debug|info|warn|error", check_log_level,
               [](const Config& c) { return quoted(c.log_level); }},
   };

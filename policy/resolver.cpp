@@ -324,7 +324,9 @@ Resolution Resolver::Impl::discover(const std::string& domain) {
       return no_policy(domain, std::nullopt, txt.reason, txt.security);
     case TxtOutcome::Kind::Id: break;
   }
-  return after_txt_id(domain, txt, cached, now);
+  Resolution result = after_txt_id(domain, txt, cached, now);
+  result.fresh_txt_check = result.source == PolicySource::Cache || result.source == PolicySource::Fetched;
+  return result;
 }
 
 std::shared_future<Resolution> Resolver::Impl::start_or_join(const std::string& domain) {

@@ -43,6 +43,9 @@ struct Resolution {
   // policy, but one may exist): callers must not treat it as "no policy" for
   // anything but delivery under RFC 8461 §5.
   bool temporary = false;
+  // True when this call looked up the TXT record and it confirmed the policy
+  // (RFC 8461 §5.1: a permanent rejection needs a fresh check).
+  bool fresh_txt_check = false;
 };
 
 class Resolver {

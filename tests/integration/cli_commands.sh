@@ -89,6 +89,9 @@ expect config-key 78 'True' -- "$BIN" -c "$WORK/bad-key.toml" --print-config
 expect config-syntax 78 'True' -- "$BIN" -c "$WORK/bad-syntax.toml" --print-config
 expect config-missing 78 'True' -- "$BIN" -c "$WORK/nope.toml" --print-config
 expect config-defaults 0 '"txt_recheck_interval = 60" in out and "path = \x27/var/lib/mta-sts-milter/cache.db\x27" in out' -- "$BIN" --print-config
+contrib="$(cd "$(dirname "$0")/../.." && pwd)/contrib/mta-sts-milter.toml"
+DEFAULTS=$("$BIN" --print-config) && export DEFAULTS
+expect contrib-config-is-defaults 0 'out == os.environ["DEFAULTS"]' -- "$BIN" -c "$contrib" --print-config
 expect check-bad-domain 1 'True' -- "$BIN" -c "$conf" check 'exa mple.com'
 expect usage-error 1 'True' -- "$BIN" check
 

@@ -1,0 +1,185 @@
+#include "milter/session.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace mtasts::milter {
+
+std::string_view to_string(Action action) {
+  switch (action) {
+    case Action::Continue: return "continue";
+    case Action::Tempfail: return "tempfail";
+    case Action::Reject: return "reject";
+    case Action::Quarantine: return "quarantine";
+    case Action::Tag: return "tag";
+  }
+  return "continue";
+}
+
+namespace {
+
+Action configured(const std::string& name, bool may_reject) {
+  if (name == "tempfail") return Action::Tempfail;
+  if (name == "reject") return may_reject ? Action::Reject : Action::Tempfail;
+  if (name == "quarantine") return Action::Quarantine;
+  if (name == "tag") return Action::Tag;
+  return Action::Continue;  // "off"
+}
+
+RouteRules rules_from(const DecisionConfig& config) {
+  RouteRules rules;
+  rules.smtp_transports = {config.smtp_transports.begin(), config.smtp_transports.end()};
+  rules.excluded_domains = {config.excluded_domains.begin(), config.excluded_domains.end()};
+  return rules;
+}
+
+policy::NextHop next_hop_from(const RecipientRoute& route) {
+  policy::NextHop hop;
+  hop.recipient_domain = route.domain;
+  hop.kind = route.kind == RouteKind::SmartHost ? policy::NextHopKind::SmartHost : policy::NextHopKind::RecipientDomain;
+  hop.relay_host = route.relay_host;
+  hop.relay_address = route.relay_address;
+  hop.relay_mx_lookup = route.relay_mx_lookup;
+  hop.port = route.port;
+  return hop;
+}
+
+std::string_view or_dash(std::string_view s) { return s.empty() ? std::string_view("-") : s; }
+
+}  // namespace
+
+// §5: only an enforce policy (or testing under strict_testing) changes
+// delivery; a testing failure is at most tagged. Unknown never becomes a
+// permanent failure, and a permanent failure needs a fresh TXT check (§5.1).
+Action choose_action(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp) {
+  const auto& v = result.verdict;
+  if (!v.mode || *v.mode == policy::Mode::None || v.outcome == policy::Outcome::Pass) return Action::Continue;
+  const bool enforce = *v.mode == policy::Mode::Enforce || config.strict_testing;
+  if (!enforce) return v.outcome == policy::Outcome::Fail ? configured(config.testing_action, false) : Action::Continue;
+  const bool may_reject = v.outcome == policy::Outcome::Fail && result.facts.resolution.fresh_txt_check;
+  return configured(non_smtp ? config.non_smtp_action : config.enforce_action, may_reject);
+}
+
+Session::Session(CheckFunction check, std::shared_ptr<const Config> config)
+    : check_(std::move(check)), config_(std::move(config)), rules_(rules_from(config_->decision)) {}
+
+void Session::reset() {
+  decisions_.clear();
+  pending_non_smtp_.clear();
+}
+
+void Session::begin_message(SteadyClock::time_point now) {
+  reset();
+  message_start_ = now;
+}
+
+policy::Deadline Session::deadline_for(SteadyClock::time_point now) const {
+  const auto rcpt = now + std::chrono::milliseconds(config_->decision.rcpt_deadline_ms);
+  const auto budget = message_start_ + std::chrono::milliseconds(config_->decision.message_budget_ms);
+  // A spent budget still asks the checker, with no time: it answers from
+  // memory (a known enforce policy still tempfails) and never waits.
+  return std::max(now, std::min(rcpt, budget));
+}
+
+Session::Decision Session::decide_route(const RecipientRoute& route, SteadyClock::time_point now, bool non_smtp) {
+  Decision d;
+  d.domain = route.domain;
+  d.next_hop = non_smtp ? "unknown" : route.kind == RouteKind::SmartHost ? "relay" : "domain";
+  const auto& trusted = config_->decision.trusted_relays;
+  if (route.kind == RouteKind::SmartHost && !route.relay_host.empty() &&
+      std::find(trusted.begin(), trusted.end(), route.relay_host) != trusted.end()) {
+    d.reason_override = "trusted-relay";
+    return d;
+  }
+  try {
+    d.result = check_(next_hop_from(route), deadline_for(now));
+    d.action = choose_action(*d.result, config_->decision, non_smtp);
+  } catch (const std::exception&) {
+    d.reason_override = "internal-error";
+    d.action = config_->decision.error_action == "tempfail" ? Action::Tempfail : Action::Continue;
+  }
+  d.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - now).count();
+  return d;
+}
+
+RcptReply Session::reply_for(const Decision& d) const {
+  if (d.action != Action::Tempfail && d.action != Action::Reject) return {};
+  const std::string reason = !d.reason_override.empty() ? d.reason_override
+                             : d.result && !d.result->verdict.reason.empty() ? d.result->verdict.reason
+                                                                             : "unverified";
+  const bool reject = d.action == Action::Reject;
+  return {false, reject ? "550" : "451", reject ? "5.7.5" : "4.7.5",
+          fmt::format("MTA-STS: {}: {}", d.domain, reason)};
+}
+
+RcptReply Session::on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
+                           std::optional<std::string_view> host, SteadyClock::time_point now) {
+  const RecipientRoute route = route_recipient(address, mailer, host, rules_);
+  if (route.kind == RouteKind::OutOfScope) return {};
+  if (route.kind == RouteKind::Unknown) {
+    pending_non_smtp_.push_back(route);  // never tempfail at RCPT without a next hop
+    return {};
+  }
+  const std::string key = route.domain + "|" + route.relay_host + route.relay_address;
+  auto it = decisions_.find(key);
+  if (it == decisions_.end()) it = decisions_.emplace(key, decide_route(route, now, false)).first;
+  return reply_for(it->second);
+}
+
+EndOfMessage Session::end_message(std::string_view queue_id, SteadyClock::time_point now) {
+  for (const auto& route : pending_non_smtp_) {
+    const std::string key = route.domain + "|?";
+    if (!decisions_.contains(key)) decisions_.emplace(key, decide_route(route, now, true));
+  }
+  EndOfMessage eom;
+  for (const auto& [key, d] : decisions_) {
+    if (d.action == Action::Tag) {
+      const bool unknown = d.result && d.result->verdict.outcome == policy::Outcome::Unknown;
+      if (!eom.header_value || *eom.header_value == "unknown") eom.header_value = unknown ? "unknown" : "fail";
+    }
+    if (d.action == Action::Quarantine) eom.quarantine_reason = "MTA-STS policy not met";
+  }
+  eom.log_lines = log_lines(queue_id);
+  reset();
+  return eom;
+}
+
+std::vector<std::string> Session::abort_message() {
+  auto lines = log_lines("NOQUEUE");
+  reset();
+  return lines;
+}
+
+std::vector<std::string> Session::log_lines(std::string_view queue_id) const {
+  std::vector<std::string> lines;
+  for (const auto& [key, d] : decisions_)
+    lines.push_back(decision_log_line(queue_id, d.domain, d.next_hop, d.result, d.reason_override, d.action,
+                                      d.elapsed_ms));
+  return lines;
+}
+
+std::string decision_log_line(std::string_view queue_id, std::string_view domain, std::string_view next_hop,
+                              const std::optional<policy::CheckResult>& result, std::string_view reason_override,
+                              Action action, std::int64_t elapsed_ms) {
+  std::string mode = "-", policy_id = "-", source = "none", mx = "-", tls = "none", reason, result_type = "-";
+  if (result) {
+    const auto& v = result->verdict;
+    const auto& r = result->facts.resolution;
+    if (v.mode) mode = policy::to_string(*v.mode);
+    if (r.txt_id) policy_id = *r.txt_id;
+    source = policy::to_string(r.source);
+    if (!v.mx.empty()) mx = v.mx;
+    tls = policy::to_string(v.tls);
+    reason = v.reason;
+    if (v.result_type) result_type = policy::to_string(*v.result_type);
+  }
+  if (!reason_override.empty()) reason = reason_override;
+  return fmt::format(
+      "decision queue_id={} domain={} next_hop={} mode={} policy_id={} source={} mx={} tls={} action={} "
+      "reason={} result_type={} elapsed_ms={}",
+      or_dash(queue_id), or_dash(domain), next_hop, mode, policy_id, source, mx, tls, to_string(action),
+      or_dash(reason), result_type, elapsed_ms);
+}
+
+}  // namespace mtasts::milter

@@ -1,0 +1,90 @@
+// One SMTP connection's view of the messages it carries: routes each
+// recipient, asks the checker for a verdict (policy/decide.h), maps the
+// verdict to an action, and at the end of the message returns the header to
+// add, the quarantine reason and one log line per (message, recipient
+// domain). No libmilter here: milter_callbacks.cpp translates.
+// RFC 8461 §5 (enforce: do not deliver to failing hosts; testing: deliver and
+// report), §5.1 (a permanent failure only after a fresh policy check),
+// §3.4 (smart hosts).
+// Not thread-safe: libmilter calls one connection's callbacks in order.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "milter/config.h"
+#include "milter/recipient_route.h"
+#include "policy/next_hop_checker.h"
+
+namespace mtasts::milter {
+
+enum class Action { Continue, Tempfail, Reject, Quarantine, Tag };
+std::string_view to_string(Action action);  // "continue" | "tempfail" | "reject" | "quarantine" | "tag"
+
+using CheckFunction = std::function<policy::CheckResult(const policy::NextHop&, policy::Deadline)>;
+using SteadyClock = std::chrono::steady_clock;
+
+struct RcptReply {
+  bool accept = true;
+  std::string code;   // "451" / "550"
+  std::string xcode;  // "4.7.5" / "5.7.5"
+  std::string text;   // "MTA-STS: example.com: mx-not-in-policy" (names only this recipient's domain)
+};
+
+struct EndOfMessage {
+  std::optional<std::string> header_value;       // for "MTA-STS:"; never names a domain
+  std::optional<std::string> quarantine_reason;
+  std::vector<std::string> log_lines;
+};
+
+// The action for a verdict (pure; exposed for tests). `non_smtp`: the MTA
+// sent no next-hop macros, so only non_smtp_action applies.
+Action choose_action(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp);
+
+class Session {
+ public:
+  Session(CheckFunction check, std::shared_ptr<const Config> config);
+
+  void begin_message(SteadyClock::time_point now);
+  RcptReply on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
+                    std::optional<std::string_view> host, SteadyClock::time_point now);
+  EndOfMessage end_message(std::string_view queue_id, SteadyClock::time_point now);
+  // Abort or close before end of message: the log lines, with NOQUEUE.
+  std::vector<std::string> abort_message();
+
+ private:
+  struct Decision {
+    std::string domain;
+    std::string next_hop;  // "domain" | "relay" | "unknown"
+    std::optional<policy::CheckResult> result;  // nullopt: not checked (trusted relay)
+    std::string reason_override;                // "trusted-relay", "budget", "internal-error"
+    Action action = Action::Continue;
+    std::int64_t elapsed_ms = 0;
+  };
+
+  policy::Deadline deadline_for(SteadyClock::time_point now) const;
+  Decision decide_route(const RecipientRoute& route, SteadyClock::time_point now, bool non_smtp);
+  RcptReply reply_for(const Decision& d) const;
+  std::vector<std::string> log_lines(std::string_view queue_id) const;
+  void reset();
+
+  CheckFunction check_;
+  std::shared_ptr<const Config> config_;
+  RouteRules rules_;
+  SteadyClock::time_point message_start_{};
+  std::map<std::string, Decision> decisions_;      // key: domain + next hop
+  std::vector<RecipientRoute> pending_non_smtp_;   // no macros: decided at end of message
+};
+
+// The logfmt decision line (README documents every key; never rename one).
+std::string decision_log_line(std::string_view queue_id, std::string_view domain, std::string_view next_hop,
+                              const std::optional<policy::CheckResult>& result, std::string_view reason_override,
+                              Action action, std::int64_t elapsed_ms);
+
+}  // namespace mtasts::milter

@@ -1,0 +1,216 @@
+// Gathers the facts about one recipient's next hop, then decide() (decide.h).
+//
+// RFC 8461 §3.4 (MTA-STS Policies and Smart Hosts): when the sending MTA
+// hands mail to a smart host, the policy that applies is the smart host's,
+// not the recipient domain's: the relay is the "MX host" the MTA connects to.
+// Our reading: the Policy Domain is the relay's host name itself (what the
+// MTA was configured with, e.g. "relay.example.net"), looked up exactly as a
+// recipient domain would be ("_mta-sts.relay.example.net"), never a parent
+// domain (§3.1 allows no tree walk). A relay given as an IP literal has no
+// domain, hence no policy (Resolution source None).
+// §4.1: each candidate host is matched against the policy's mx patterns;
+// §4.2-4.3: matching hosts are probed in preference order until one offers
+// STARTTLS with a valid certificate; RFC 7672 §2.2: a host whose TLSA RRset
+// is DNSSEC-secure is probed with DANE instead, and a bogus TLSA answer makes
+// the host unusable; RFC 7505: a null MX means no candidates;
+// RFC 5321 §5.1: without MX records the domain itself is the only host.
+//
+// Why a TLS failure on one address ends the host's probing while an
+// unreachable address moves on to the next: a certificate or STARTTLS
+// failure is a property of the host (and a TLSRPT failure), a refused
+// connection is not.
+#include "policy/next_hop_checker.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "policy/mx_match.h"
+#include "policy/probe_cache.h"
+
+namespace mtasts::policy {
+
+namespace {
+
+bool past(Deadline deadline) { return std::chrono::steady_clock::now() >= deadline; }
+
+// The Policy Domain (§3.4 reading above); "" when there is none.
+std::string policy_domain_of(const NextHop& hop) {
+  return hop.kind == NextHopKind::SmartHost ? hop.relay_host : hop.recipient_domain;
+}
+
+// Policy-relevant only with a policy whose mode asks for checks (§5).
+bool policy_applies(const Resolution& resolution) {
+  return resolution.policy && resolution.policy->policy.mode != Mode::None;
+}
+
+CandidateFacts candidate(std::string host, std::uint16_t preference) {
+  CandidateFacts c;
+  c.host = std::move(host);
+  c.preference = preference;
+  return c;
+}
+
+enum class HostOutcome { Verified, Failed, Unreachable, DeadlinePassed };
+
+HostOutcome host_outcome(const ProbeResult& result) {
+  switch (result.outcome) {
+    case ProbeOutcome::Verified:
+    case ProbeOutcome::DaneVerified: return HostOutcome::Verified;
+    case ProbeOutcome::TlsFailure: return HostOutcome::Failed;
+    case ProbeOutcome::Unreachable: break;
+  }
+  return HostOutcome::Unreachable;
+}
+
+}  // namespace
+
+struct NextHopChecker::Impl {
+  Resolver& resolver;
+  MxDns& dns;
+  NextHopCheckerConfig config;
+  ProbeCache probes;
+
+  Impl(Resolver& r, MxDns& d, TlsProber& prober, const Clock& clock, NextHopCheckerConfig cfg)
+      : resolver(r),
+        dns(d),
+        config(std::move(cfg)),
+        probes(prober, clock, ProbeCacheConfig{config.probe_success_ttl, config.probe_failure_ttl}) {}
+
+  Resolution resolve(const std::string& domain, Deadline deadline) {
+    if (domain.empty()) return Resolution{};  // IP-literal relay: no Policy Domain
+    return resolver.resolve(domain, deadline);
+  }
+
+  void gather(const NextHop& hop, DecisionFacts& facts, Deadline deadline);
+  void collect_candidates(const NextHop& hop, DecisionFacts& facts, Deadline deadline);
+  void add_mx_candidates(const std::string& domain, DecisionFacts& facts, Deadline deadline);
+  void probe_candidates(DecisionFacts& facts, std::uint16_t port, Deadline deadline);
+  HostOutcome probe_host(CandidateFacts& host, std::uint16_t port, Deadline deadline);
+  ProbeRequest request_for(const std::string& host, std::uint16_t port) const;
+};
+
+void NextHopChecker::Impl::gather(const NextHop& hop, DecisionFacts& facts, Deadline deadline) {
+  const Policy& policy = facts.resolution.policy->policy;
+  collect_candidates(hop, facts, deadline);
+  for (auto& c : facts.candidates) c.matches_policy = !c.host.empty() && policy_allows_mx(policy, c.host);
+  if (past(deadline)) {
+    facts.deadline_passed = true;
+    return;
+  }
+  if (config.probing_enabled) probe_candidates(facts, hop.port, deadline);
+}
+
+void NextHopChecker::Impl::collect_candidates(const NextHop& hop, DecisionFacts& facts,
+                                              Deadline deadline) {
+  if (hop.kind != NextHopKind::SmartHost) {
+    add_mx_candidates(hop.recipient_domain, facts, deadline);
+  } else if (hop.relay_mx_lookup && !hop.relay_host.empty()) {
+    add_mx_candidates(hop.relay_host, facts, deadline);
+  } else {
+    // "[relay]": the MTA connects to the relay itself (an IP literal keeps
+    // host "", which matches no policy).
+    facts.candidates.push_back(candidate(hop.relay_host, 0));
+  }
+}
+
+void NextHopChecker::Impl::add_mx_candidates(const std::string& domain, DecisionFacts& facts,
+                                             Deadline deadline) {
+  const MxAnswer mx = dns.lookup_mx(domain, deadline);
+  facts.mx_status = mx.status;
+  facts.mx_security = mx.security;
+  facts.null_mx = mx.null_mx;
+  if (mx.security == DnsSecurity::Bogus || mx.null_mx) return;
+  switch (mx.status) {
+    case DnsStatus::Ok:
+      for (const auto& record : mx.records)
+        facts.candidates.push_back(candidate(record.host, record.preference));
+      std::stable_sort(facts.candidates.begin(), facts.candidates.end(),
+                       [](const auto& a, const auto& b) { return a.preference < b.preference; });
+      break;
+    case DnsStatus::NxDomain:
+    case DnsStatus::NoData:
+      facts.candidates.push_back(candidate(domain, 0));  // RFC 5321 §5.1 implicit MX
+      break;
+    case DnsStatus::ServFail:
+    case DnsStatus::Timeout: break;  // decide(): Unknown, the retry may do better
+  }
+}
+
+void NextHopChecker::Impl::probe_candidates(DecisionFacts& facts, std::uint16_t port, Deadline deadline) {
+  std::size_t tried = 0;
+  for (auto& c : facts.candidates) {
+    if (!c.matches_policy || c.host.empty()) continue;
+    if (tried++ == config.max_hosts) return;
+    const HostOutcome outcome = probe_host(c, port, deadline);
+    if (outcome == HostOutcome::Verified) return;
+    if (outcome == HostOutcome::DeadlinePassed) {
+      facts.deadline_passed = true;
+      return;
+    }
+  }
+}
+
+ProbeRequest NextHopChecker::Impl::request_for(const std::string& host, std::uint16_t port) const {
+  ProbeRequest request;
+  request.host = host;
+  request.port = port;
+  request.implicit_tls = port == 465;  // RFC 8314 submissions port: TLS from the first byte
+  request.ehlo_name = config.ehlo_name;
+  request.step_timeout = config.probe_step_timeout;
+  return request;
+}
+
+HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, std::uint16_t port, Deadline deadline) {
+  if (past(deadline)) return HostOutcome::DeadlinePassed;
+  const TlsaAnswer tlsa = dns.lookup_tlsa(host.host, port, deadline);
+  if (tlsa.security == DnsSecurity::Bogus) {
+    host.tlsa_bogus = true;  // RFC 7672 §2.1: unusable; decide() records dnssec-invalid
+    return HostOutcome::Failed;
+  }
+  const DnsAnswer addresses = dns.lookup_host_addresses(host.host, deadline);
+  // A lookup cut short by the deadline must not turn a DANE host into a
+  // WebPKI one (nor answer from a WebPKI cache entry).
+  if (past(deadline)) return HostOutcome::DeadlinePassed;
+  ProbeRequest request = request_for(host.host, port);
+  if (tlsa.status == DnsStatus::Ok && tlsa.security == DnsSecurity::Secure && !tlsa.records.empty())
+    request.tlsa = tlsa.records;
+  if (addresses.status != DnsStatus::Ok || addresses.security == DnsSecurity::Bogus)
+    return HostOutcome::Unreachable;
+  const std::size_t count = std::min(addresses.records.size(), config.max_addresses_per_host);
+  for (std::size_t i = 0; i < count; ++i) {
+    request.address = addresses.records[i];
+    auto result = probes.probe(request, deadline);
+    if (!result) return HostOutcome::DeadlinePassed;
+    const HostOutcome outcome = host_outcome(*result);
+    host.probes.push_back(std::move(*result));
+    if (outcome != HostOutcome::Unreachable) return outcome;
+  }
+  return HostOutcome::Unreachable;
+}
+
+NextHopChecker::NextHopChecker(Resolver& resolver, MxDns& dns, TlsProber& prober, const Clock& clock,
+                               NextHopCheckerConfig config)
+    : impl_(std::make_unique<Impl>(resolver, dns, prober, clock, std::move(config))) {}
+
+NextHopChecker::~NextHopChecker() { wait_idle(); }
+
+CheckResult NextHopChecker::check(const NextHop& next_hop, Deadline deadline) {
+  CheckResult out;
+  out.policy_domain = policy_domain_of(next_hop);
+  DecisionFacts& facts = out.facts;
+  // Unknown (no macros yet): the MTA's default route, the recipient's MX.
+  facts.next_hop = next_hop.kind == NextHopKind::SmartHost ? NextHopKind::SmartHost
+                                                           : NextHopKind::RecipientDomain;
+  facts.probing_enabled = impl_->config.probing_enabled;
+  facts.resolution = impl_->resolve(out.policy_domain, deadline);
+  facts.deadline_passed = facts.resolution.reason == "deadline" || past(deadline);
+  if (policy_applies(facts.resolution) && !facts.deadline_passed) impl_->gather(next_hop, facts, deadline);
+  out.verdict = decide(facts);
+  return out;
+}
+
+void NextHopChecker::wait_idle() { impl_->probes.wait_idle(); }
+
+}  // namespace mtasts::policy

@@ -1,0 +1,68 @@
+// Gathers the facts about one recipient's next hop and decides (decide.h):
+// RFC 8461 §3.4 (the policy domain is the recipient domain, or the smart
+// host's domain; never a parent domain), §4.1 (MX matching), §4.2-4.3
+// (STARTTLS with a valid certificate), RFC 7672 (DANE for hosts with secure
+// TLSA), RFC 7505 (null MX), RFC 5321 §5.1 (no MX: the address record).
+// Sees only sources.h and the Resolver. Thread-safe; no I/O under its lock.
+// Probes are cached per (host, address, port) -- success longer than
+// failure -- and concurrent recipients share one probe (single-flight).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "policy/decide.h"
+#include "policy/resolver.h"
+#include "policy/sources.h"
+
+namespace mtasts::policy {
+
+struct NextHopCheckerConfig {
+  bool probing_enabled = true;
+  std::string ehlo_name = "localhost";
+  std::chrono::milliseconds probe_step_timeout{10000};
+  std::int64_t probe_success_ttl = 3600;  // s
+  std::int64_t probe_failure_ttl = 300;   // s (also for unreachable hosts)
+  std::size_t max_hosts = 5;              // matching MX hosts probed at most
+  std::size_t max_addresses_per_host = 2; // addresses probed per host at most
+};
+
+// What the MTA will do with one recipient (from the milter's route).
+struct NextHop {
+  std::string recipient_domain;  // normalised
+  NextHopKind kind = NextHopKind::RecipientDomain;
+  std::string relay_host;        // SmartHost: host name ("" when an IP literal)
+  std::string relay_address;     // SmartHost given as an IP literal
+  bool relay_mx_lookup = false;  // SmartHost not bracketed: MX of relay_host
+  std::uint16_t port = 25;
+};
+
+struct CheckResult {
+  std::string policy_domain;  // whose policy applied (recipient or relay domain)
+  DecisionFacts facts;
+  Verdict verdict;
+};
+
+class NextHopChecker {
+ public:
+  NextHopChecker(Resolver& resolver, MxDns& dns, TlsProber& prober, const Clock& clock,
+                 NextHopCheckerConfig config);
+  ~NextHopChecker();
+  NextHopChecker(const NextHopChecker&) = delete;
+  NextHopChecker& operator=(const NextHopChecker&) = delete;
+
+  // Returns by `deadline`; probes still running then go on in the background
+  // and fill the probe cache for the retry (facts.deadline_passed is set).
+  CheckResult check(const NextHop& next_hop, Deadline deadline);
+
+  // Waits for background probes (shutdown, tests).
+  void wait_idle();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mtasts::policy

@@ -1,0 +1,479 @@
+// NextHopChecker against a real Resolver over scripted sources: RFC 8461
+// §3.4 (smart hosts), §4.1 (MX matching), §4.2 (probing), RFC 7672 (DANE),
+// RFC 7505 (null MX), RFC 5321 §5.1 (implicit MX); probe cache expiry,
+// single-flight and deadlines.
+#include "policy/next_hop_checker.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "fakes/fake_next_hop.h"
+#include "fakes/fake_sources.h"
+
+namespace mtasts::testing {
+namespace {
+
+constexpr const char* kEnforce =
+    "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmx: mx2.example.com\nmx: example.com\nmax_age: 86400\n";
+constexpr const char* kNone = "version: STSv1\nmode: none\nmax_age: 86400\n";
+constexpr const char* kRelay =
+    "version: STSv1\nmode: enforce\nmx: relay.example.net\nmx: *.relay.example.net\nmax_age: 86400\n";
+
+const MxRecord kMx1{10, "mx1.example.com"};
+const MxRecord kMx2{20, "mx2.example.com"};
+
+Deadline soon(int ms = 2000) { return std::chrono::steady_clock::now() + std::chrono::milliseconds(ms); }
+
+ProbeResult verified() { return probe_result(ProbeOutcome::Verified); }
+ProbeResult dane_verified() { return probe_result(ProbeOutcome::DaneVerified); }
+ProbeResult expired() {
+  return probe_result(ProbeOutcome::TlsFailure, ResultType::CertificateExpired, "cert-expired");
+}
+TlsaRecord tlsa_record() { return TlsaRecord{3, 1, 1, std::vector<std::uint8_t>(32, 0xab)}; }
+
+NextHop recipient() { return NextHop{"example.com", NextHopKind::RecipientDomain, "", "", false, 25}; }
+NextHop relay(const std::string& host, bool mx_lookup, std::uint16_t port = 25) {
+  return NextHop{"example.com", NextHopKind::SmartHost, host, "", mx_lookup, port};
+}
+NextHop ip_literal_relay() { return NextHop{"example.com", NextHopKind::SmartHost, "", "192.0.2.7", false, 25}; }
+
+struct World {
+  FakeDns dns;
+  FakeFetcher fetcher;
+  MemoryStore store;
+  FakeClock clock;
+  FakeMxDns mx;
+  FakeTlsProber prober;
+  NextHopCheckerConfig config;
+  // Declared after the fakes: destroyed (and drained) first.
+  std::unique_ptr<Resolver> resolver;
+  std::unique_ptr<NextHopChecker> checker;
+
+  World() {
+    publish("example.com", kEnforce);
+    mx.set_addresses("mx1.example.com", {"192.0.2.1"});
+    mx.set_addresses("mx2.example.com", {"192.0.2.2"});
+  }
+  void publish(const std::string& domain, const char* body) {
+    dns.set("_mta-sts." + domain, txt_answer({"v=STSv1; id=1;"}));
+    dns.set("mta-sts." + domain, txt_answer({"127.0.0.1"}));
+    fetcher.set(domain, FetchedBody{body});
+  }
+  void start() {
+    if (checker) return;
+    resolver = std::make_unique<Resolver>(dns, fetcher, store, clock, ResolverConfig{});
+    checker = std::make_unique<NextHopChecker>(*resolver, mx, prober, clock, config);
+  }
+  CheckResult check(const NextHop& hop = recipient(), int deadline_ms = 2000) {
+    start();
+    return checker->check(hop, soon(deadline_ms));
+  }
+};
+
+struct Case {
+  std::string name;
+  std::function<void(World&)> setup;
+  NextHop hop;
+  Outcome outcome;
+  std::string reason;
+  TlsStatus tls;
+  std::string mx;
+  int probes;
+  int mx_lookups;
+  std::function<void(World&, const CheckResult&)> more = nullptr;
+};
+
+std::vector<Case> cases() {
+  return {
+      {"enforce, matching mx verified",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.prober.set("192.0.2.1", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 1, 1,
+       [](World&, const CheckResult& r) {
+         EXPECT_EQ(r.policy_domain, "example.com");
+         ASSERT_EQ(r.facts.candidates.size(), 1U);
+         EXPECT_TRUE(r.facts.candidates[0].matches_policy);
+         ASSERT_EQ(r.facts.candidates[0].probes.size(), 1U);
+         EXPECT_EQ(r.facts.candidates[0].probes[0].address, "192.0.2.1");
+         EXPECT_EQ(r.verdict.mode, Mode::Enforce);
+       }},
+      {"mx not in policy: no probe",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({{10, "mail.other.net"}}));
+         w.mx.set_addresses("mail.other.net", {"192.0.2.3"});
+         w.prober.set("192.0.2.3", verified());
+       },
+       recipient(), Outcome::Fail, "mx-not-in-policy", TlsStatus::Unverified, "mail.other.net", 0, 1,
+       [](World& w, const CheckResult& r) {
+         EXPECT_EQ(r.verdict.result_type, ResultType::ValidationFailure);
+         EXPECT_EQ(r.verdict.mx_not_in_policy, std::vector<std::string>{"mail.other.net"});
+         EXPECT_EQ(w.mx.tlsa_calls(), 0);
+       }},
+      {"first mx fails tls, second verifies",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1, kMx2}));
+         w.prober.set("192.0.2.1", expired());
+         w.prober.set("192.0.2.2", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx2.example.com", 2, 1},
+      {"first mx verifies: second not probed",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1, kMx2}));
+         w.prober.set("192.0.2.1", verified());
+         w.prober.set("192.0.2.2", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 1, 1},
+      {"all unreachable",
+       [](World& w) { w.mx.set_mx("example.com", mx_answer({kMx1, kMx2})); },
+       recipient(), Outcome::Unknown, "mx-unreachable", TlsStatus::Unverified, "", 2, 1},
+      {"only failures: the most preferred one",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1, kMx2}));
+         w.prober.set("192.0.2.1", expired());
+         w.prober.set("192.0.2.2", probe_result(ProbeOutcome::TlsFailure, ResultType::StartTlsNotSupported,
+                                                "starttls-not-offered"));
+       },
+       recipient(), Outcome::Fail, "cert-expired", TlsStatus::Failed, "mx1.example.com", 2, 1},
+      {"no mx (nxdomain): the domain itself",
+       [](World& w) {
+         w.mx.set_addresses("example.com", {"192.0.2.9"});
+         w.prober.set("192.0.2.9", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "example.com", 1, 1,
+       [](World&, const CheckResult& r) {
+         ASSERT_EQ(r.facts.candidates.size(), 1U);
+         EXPECT_EQ(r.facts.candidates[0].preference, 0);
+       }},
+      {"no mx (nodata): the domain itself",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_status(DnsStatus::NoData));
+         w.mx.set_addresses("example.com", {"192.0.2.9"});
+         w.prober.set("192.0.2.9", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "example.com", 1, 1},
+      {"null mx",
+       [](World& w) { w.mx.set_mx("example.com", null_mx_answer()); },
+       recipient(), Outcome::Pass, "null-mx", TlsStatus::Unverified, "", 0, 1,
+       [](World&, const CheckResult& r) {
+         EXPECT_TRUE(r.facts.null_mx);
+         EXPECT_TRUE(r.facts.candidates.empty());
+       }},
+      {"mx servfail",
+       [](World& w) { w.mx.set_mx("example.com", mx_status(DnsStatus::ServFail)); },
+       recipient(), Outcome::Unknown, "mx-lookup-servfail", TlsStatus::Unverified, "", 0, 1},
+      {"mx timeout",
+       [](World& w) { w.mx.set_mx("example.com", mx_status(DnsStatus::Timeout)); },
+       recipient(), Outcome::Unknown, "mx-lookup-timeout", TlsStatus::Unverified, "", 0, 1},
+      {"mx bogus",
+       [](World& w) { w.mx.set_mx("example.com", mx_answer({kMx1}, DnsSecurity::Bogus)); },
+       recipient(), Outcome::Unknown, "mx-lookup-bogus", TlsStatus::Unverified, "", 0, 1},
+      {"dane: secure tlsa goes with the probe",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_tlsa("mx1.example.com", tlsa_answer({tlsa_record()}, DnsSecurity::Secure));
+         w.prober.set("192.0.2.1", dane_verified());
+       },
+       recipient(), Outcome::Pass, "dane-verified", TlsStatus::Dane, "mx1.example.com", 1, 1,
+       [](World& w, const CheckResult&) {
+         const auto requests = w.prober.requests();
+         ASSERT_EQ(requests.size(), 1U);
+         ASSERT_TRUE(requests[0].tlsa.has_value());
+         EXPECT_EQ(requests[0].tlsa->size(), 1U);
+         EXPECT_EQ(requests[0].tlsa->at(0).usage, 3);
+         EXPECT_EQ(w.mx.last_tlsa_port(), 25);
+       }},
+      {"insecure tlsa: webpki",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_tlsa("mx1.example.com", tlsa_answer({tlsa_record()}, DnsSecurity::Insecure));
+         w.prober.set("192.0.2.1", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 1, 1,
+       [](World& w, const CheckResult&) {
+         const auto requests = w.prober.requests();
+         ASSERT_EQ(requests.size(), 1U);
+         EXPECT_FALSE(requests[0].tlsa.has_value());
+         EXPECT_EQ(requests[0].ehlo_name, "localhost");
+       }},
+      {"bogus tlsa: host unusable, not probed",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_tlsa("mx1.example.com", TlsaAnswer{DnsStatus::ServFail, DnsSecurity::Bogus, {}});
+         w.prober.set("192.0.2.1", verified());
+       },
+       recipient(), Outcome::Fail, "tlsa-bogus", TlsStatus::Failed, "mx1.example.com", 0, 1,
+       [](World&, const CheckResult& r) {
+         ASSERT_EQ(r.facts.candidates.size(), 1U);
+         EXPECT_TRUE(r.facts.candidates[0].tlsa_bogus);
+         EXPECT_EQ(r.verdict.result_type, ResultType::DnssecInvalid);
+       }},
+      {"smart host [relay]: relay's policy, no mx lookup",
+       [](World& w) {
+         w.publish("relay.example.net", kRelay);
+         w.mx.set_addresses("relay.example.net", {"192.0.2.50"});
+         w.prober.set("192.0.2.50", verified());
+       },
+       relay("relay.example.net", false, 587), Outcome::Pass, "verified", TlsStatus::Verified,
+       "relay.example.net", 1, 0,
+       [](World& w, const CheckResult& r) {
+         EXPECT_EQ(r.policy_domain, "relay.example.net");
+         EXPECT_EQ(r.facts.next_hop, NextHopKind::SmartHost);
+         EXPECT_EQ(w.dns.calls("_mta-sts.relay.example.net"), 1);
+         EXPECT_EQ(w.dns.calls("_mta-sts.example.com"), 0);
+         const auto requests = w.prober.requests();
+         ASSERT_EQ(requests.size(), 1U);
+         EXPECT_EQ(requests[0].port, 587);
+         EXPECT_FALSE(requests[0].implicit_tls);
+         EXPECT_EQ(w.mx.last_tlsa_port(), 587);
+       }},
+      {"smart host on port 465: implicit tls",
+       [](World& w) {
+         w.publish("relay.example.net", kRelay);
+         w.mx.set_addresses("relay.example.net", {"192.0.2.50"});
+         w.prober.set("192.0.2.50", verified());
+       },
+       relay("relay.example.net", false, 465), Outcome::Pass, "verified", TlsStatus::Verified,
+       "relay.example.net", 1, 0,
+       [](World& w, const CheckResult&) {
+         const auto requests = w.prober.requests();
+         ASSERT_EQ(requests.size(), 1U);
+         EXPECT_TRUE(requests[0].implicit_tls);
+       }},
+      {"smart host outside its own policy",
+       [](World& w) {
+         w.publish("smtp.example.org", kEnforce);  // patterns name example.com hosts only
+         w.mx.set_addresses("smtp.example.org", {"192.0.2.60"});
+         w.prober.set("192.0.2.60", verified());
+       },
+       relay("smtp.example.org", false), Outcome::Fail, "mx-not-in-policy", TlsStatus::Unverified,
+       "smtp.example.org", 0, 0},
+      {"smart host without policy: recipient's policy ignored",
+       [](World& w) { w.mx.set_addresses("plain.example.org", {"192.0.2.61"}); },
+       relay("plain.example.org", false), Outcome::Pass, "no-policy", TlsStatus::None, "", 0, 0,
+       [](World& w, const CheckResult& r) {
+         EXPECT_EQ(r.facts.resolution.source, PolicySource::None);
+         EXPECT_EQ(w.dns.calls("_mta-sts.example.com"), 0);
+       }},
+      {"smart host with mx lookup",
+       [](World& w) {
+         w.publish("relay.example.net", kRelay);
+         w.mx.set_mx("relay.example.net", mx_answer({{10, "a.relay.example.net"}}));
+         w.mx.set_addresses("a.relay.example.net", {"192.0.2.51"});
+         w.prober.set("192.0.2.51", verified());
+       },
+       relay("relay.example.net", true), Outcome::Pass, "verified", TlsStatus::Verified,
+       "a.relay.example.net", 1, 1,
+       [](World& w, const CheckResult& r) {
+         EXPECT_EQ(r.policy_domain, "relay.example.net");
+         EXPECT_EQ(w.dns.calls("_mta-sts.example.com"), 0);
+       }},
+      {"ip-literal smart host: no policy",
+       [](World& w) { w.prober.set("192.0.2.7", verified()); },
+       ip_literal_relay(), Outcome::Pass, "no-policy", TlsStatus::None, "", 0, 0,
+       [](World& w, const CheckResult& r) {
+         EXPECT_EQ(r.policy_domain, "");
+         EXPECT_EQ(r.facts.resolution.source, PolicySource::None);
+         EXPECT_EQ(w.dns.calls("_mta-sts.example.com"), 0);
+         EXPECT_EQ(w.fetcher.calls("example.com"), 0);
+       }},
+      {"probing disabled",
+       [](World& w) {
+         w.config.probing_enabled = false;
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.prober.set("192.0.2.1", verified());
+       },
+       recipient(), Outcome::Pass, "not-probed", TlsStatus::NotProbed, "mx1.example.com", 0, 1,
+       [](World& w, const CheckResult& r) {
+         EXPECT_FALSE(r.facts.probing_enabled);
+         EXPECT_EQ(w.mx.tlsa_calls(), 0);
+       }},
+      {"no policy: no mx lookup",
+       [](World& w) {
+         w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::NxDomain));
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+       },
+       recipient(), Outcome::Pass, "no-policy", TlsStatus::None, "", 0, 0},
+      {"mode none: no mx lookup",
+       [](World& w) {
+         w.publish("example.com", kNone);
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+       },
+       recipient(), Outcome::Pass, "mode-none", TlsStatus::None, "", 0, 0},
+      {"policy discovery servfail: unknown, no mx lookup",
+       [](World& w) { w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::ServFail)); },
+       recipient(), Outcome::Unknown, "dns-servfail", TlsStatus::None, "", 0, 0},
+      {"second address tried when the first is unreachable",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_addresses("mx1.example.com", {"192.0.2.1", "192.0.2.11"});
+         w.prober.set("192.0.2.11", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 2, 1},
+      {"tls failure on the first address ends the host",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_addresses("mx1.example.com", {"192.0.2.1", "192.0.2.11"});
+         w.prober.set("192.0.2.1", expired());
+         w.prober.set("192.0.2.11", verified());
+       },
+       recipient(), Outcome::Fail, "cert-expired", TlsStatus::Failed, "mx1.example.com", 1, 1,
+       [](World& w, const CheckResult& r) {
+         EXPECT_EQ(w.prober.calls("192.0.2.11"), 0);
+         EXPECT_EQ(r.verdict.result_type, ResultType::CertificateExpired);
+       }},
+      {"at most max_addresses_per_host",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_addresses("mx1.example.com", {"192.0.2.1", "192.0.2.11", "192.0.2.21"});
+       },
+       recipient(), Outcome::Unknown, "mx-unreachable", TlsStatus::Unverified, "", 2, 1,
+       [](World& w, const CheckResult&) { EXPECT_EQ(w.prober.calls("192.0.2.21"), 0); }},
+      {"at most max_hosts",
+       [](World& w) {
+         w.config.max_hosts = 1;
+         w.mx.set_mx("example.com", mx_answer({kMx1, kMx2}));
+         w.prober.set("192.0.2.2", verified());
+       },
+       recipient(), Outcome::Unknown, "mx-unreachable", TlsStatus::Unverified, "", 1, 1},
+      {"non-matching hosts do not count against max_hosts",
+       [](World& w) {
+         w.config.max_hosts = 1;
+         w.mx.set_mx("example.com", mx_answer({{5, "mail.other.net"}, kMx1}));
+         w.prober.set("192.0.2.1", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 1, 1,
+       [](World&, const CheckResult& r) {
+         EXPECT_EQ(r.verdict.mx_not_in_policy, std::vector<std::string>{"mail.other.net"});
+       }},
+  };
+}
+
+TEST(NextHopChecker, ScenarioTable) {
+  for (const auto& c : cases()) {
+    SCOPED_TRACE(c.name);
+    World w;
+    c.setup(w);
+    const CheckResult r = w.check(c.hop);
+    EXPECT_EQ(r.verdict.outcome, c.outcome);
+    EXPECT_EQ(r.verdict.reason, c.reason);
+    EXPECT_EQ(r.verdict.tls, c.tls);
+    EXPECT_EQ(r.verdict.mx, c.mx);
+    EXPECT_EQ(w.prober.calls(), c.probes);
+    EXPECT_EQ(w.mx.mx_calls(), c.mx_lookups);
+    EXPECT_FALSE(r.facts.deadline_passed);
+    if (c.more) c.more(w, r);
+  }
+}
+
+// Probe results are reused while fresh: failures for probe_failure_ttl,
+// successes for probe_success_ttl (FakeClock seconds).
+struct TtlCase {
+  std::string name;
+  ProbeResult result;
+  std::vector<std::pair<std::int64_t, int>> steps;  // {advance before the check, probes after it}
+};
+
+TEST(NextHopChecker, ProbeCacheHitAndExpiry) {
+  const std::vector<TtlCase> cases{
+      {"failure", expired(), {{0, 1}, {0, 1}, {299, 1}, {1, 2}, {0, 2}}},
+      {"unreachable", probe_result(ProbeOutcome::Unreachable), {{0, 1}, {299, 1}, {1, 2}}},
+      {"success", verified(), {{0, 1}, {0, 1}, {301, 1}, {3000, 1}, {299, 2}, {0, 2}}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    World w;
+    w.mx.set_mx("example.com", mx_answer({kMx1}));
+    w.prober.set("192.0.2.1", c.result);
+    for (const auto& [advance, probes] : c.steps) {
+      w.clock.advance(advance);
+      const CheckResult r = w.check();
+      EXPECT_EQ(w.prober.calls(), probes) << "after advancing " << advance;
+      ASSERT_EQ(r.facts.candidates.size(), 1U);
+      ASSERT_EQ(r.facts.candidates[0].probes.size(), 1U);
+      EXPECT_EQ(r.facts.candidates[0].probes[0].outcome, c.result.outcome);
+    }
+  }
+}
+
+// A WebPKI result says nothing about DANE: when the host's TLSA RRset turns
+// secure, it is probed again, with the records.
+TEST(NextHopChecker, DaneAndWebpkiResultsCachedApart) {
+  World w;
+  w.mx.set_mx("example.com", mx_answer({kMx1}));
+  w.prober.set("192.0.2.1", verified());
+  EXPECT_EQ(w.check().verdict.tls, TlsStatus::Verified);
+  w.mx.set_tlsa("mx1.example.com", tlsa_answer({tlsa_record()}, DnsSecurity::Secure));
+  w.prober.set("192.0.2.1", dane_verified());
+  EXPECT_EQ(w.check().verdict.tls, TlsStatus::Dane);
+  const auto requests = w.prober.requests();
+  ASSERT_EQ(requests.size(), 2U);
+  EXPECT_FALSE(requests[0].tlsa.has_value());
+  EXPECT_TRUE(requests[1].tlsa.has_value());
+}
+
+TEST(NextHopChecker, ConcurrentChecksShareOneProbe) {
+  World w;
+  w.mx.set_mx("example.com", mx_answer({kMx1}));
+  w.prober.set("192.0.2.1", verified());
+  w.prober.set_delay(std::chrono::milliseconds(300));
+  w.start();
+  std::vector<CheckResult> results(8);
+  std::vector<std::thread> threads;
+  for (auto& result : results) threads.emplace_back([&w, &result] { result = w.check(recipient(), 5000); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(w.prober.calls(), 1);
+  for (const auto& r : results) {
+    EXPECT_EQ(r.verdict.outcome, Outcome::Pass);
+    EXPECT_EQ(r.verdict.mx, "mx1.example.com");
+  }
+}
+
+// The check answers at its deadline; the probe goes on and fills the cache,
+// so the retry passes without probing again.
+TEST(NextHopChecker, DeadlineLeavesProbeRunningForTheRetry) {
+  World w;
+  w.mx.set_mx("example.com", mx_answer({kMx1}));
+  w.prober.set("192.0.2.1", verified());
+  w.prober.set_delay(std::chrono::milliseconds(600));
+  w.start();
+  ASSERT_TRUE(w.resolver->resolve("example.com", soon()).policy.has_value());  // policy cached
+
+  const auto started = std::chrono::steady_clock::now();
+  const CheckResult first = w.check(recipient(), 100);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(450));
+  EXPECT_TRUE(first.facts.deadline_passed);
+  EXPECT_EQ(first.verdict.outcome, Outcome::Unknown);
+  EXPECT_EQ(first.verdict.reason, "deadline");
+  EXPECT_EQ(first.verdict.tls, TlsStatus::Unverified);
+
+  w.checker->wait_idle();
+  EXPECT_EQ(w.prober.calls(), 1);
+  const CheckResult retry = w.check(recipient(), 100);
+  EXPECT_FALSE(retry.facts.deadline_passed);
+  EXPECT_EQ(retry.verdict.outcome, Outcome::Pass);
+  EXPECT_EQ(retry.verdict.mx, "mx1.example.com");
+  EXPECT_EQ(w.prober.calls(), 1);
+}
+
+// A deadline already past when the check starts: no network at all.
+TEST(NextHopChecker, PastDeadlineProbesNothing) {
+  World w;
+  w.mx.set_mx("example.com", mx_answer({kMx1}));
+  w.prober.set("192.0.2.1", verified());
+  w.start();
+  ASSERT_TRUE(w.resolver->resolve("example.com", soon()).policy.has_value());
+  const CheckResult r = w.checker->check(recipient(), std::chrono::steady_clock::now());
+  EXPECT_TRUE(r.facts.deadline_passed);
+  EXPECT_EQ(r.verdict.outcome, Outcome::Unknown);
+  EXPECT_EQ(r.verdict.reason, "deadline");
+  EXPECT_EQ(w.mx.mx_calls(), 0);
+  EXPECT_EQ(w.prober.calls(), 0);
+}
+
+}  // namespace
+}  // namespace mtasts::testing
