@@ -19,6 +19,8 @@
 #include <iostream>
 #include <thread>
 
+#include <sys/resource.h>
+
 #include "milter/config.h"
 #include "milter/services.h"
 #include "policy/resolver.h"
@@ -120,6 +122,10 @@ int run_warm(int domain_count, int runs) {
                 median(cached), median(sqlite), median(cached) / median(sqlite));
   }
   std::printf("  dns lookups during warm runs: %d (must be 0)\n", dns.calls.load());
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::printf("  peak RSS with %d cached domains in memory: %.1f MiB\n", domain_count,
+              static_cast<double>(usage.ru_maxrss) / 1024.0);
   std::filesystem::remove_all(dir);
   return 0;
 }
