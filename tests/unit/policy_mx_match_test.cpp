@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "printable.h"
+
 #include <string>
 #include <vector>
 
@@ -11,21 +13,7 @@ namespace {
 
 using namespace std::string_literals;
 
-std::string show(const std::string& s) {
-  std::string out;
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7f) {
-      out += c;
-    } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 0xf];
-    }
-  }
-  return out;
-}
+std::string show(const std::string& s) { return mtasts::testing::printable(s); }
 
 struct MxCase {
   std::string pattern;

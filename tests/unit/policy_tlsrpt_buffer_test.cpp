@@ -1,0 +1,235 @@
+// TlsrptBuffer: RFC 8460 §4.1 (UTC days) and §4.4 (counts per policy and per
+// failure-details entry), flushing on an interval and at destruction, and
+// keeping a batch the store refused.
+#include "policy/tlsrpt_buffer.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace mtasts::policy {
+namespace {
+
+constexpr std::int64_t kNoon = 1'700'049'600;  // 2023-11-15T12:00:00Z
+
+TlsrptSession success(std::int64_t at, std::string domain = "example.com") {
+  TlsrptSession s;
+  s.at = at;
+  s.policy_type = "sts";
+  s.policy_domain = std::move(domain);
+  s.policy_string = "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 86400\n";
+  s.mx_patterns = "mx.example.com";
+  s.success = true;
+  s.sending_mta_ip = "192.0.2.100";
+  s.receiving_ip = "192.0.2.1";  // ignored for successes
+  return s;
+}
+
+TlsrptSession failure(std::int64_t at, ResultType type = ResultType::CertificateExpired,
+                      std::string receiving_ip = "192.0.2.1") {
+  TlsrptSession s = success(at);
+  s.success = false;
+  s.result_type = type;
+  s.failure_reason_code = "cert-expired";
+  s.receiving_mx_hostname = "mx.example.com";
+  s.receiving_ip = std::move(receiving_ip);
+  return s;
+}
+
+// A store that can be told to fail, and keeps every accepted batch.
+class FakeStore final : public TlsrptStore {
+ public:
+  Result<bool> add(const std::vector<TlsrptAggregate>& batch) override {
+    std::lock_guard lock(mu_);
+    ++calls_;
+    if (failing_) return Error{"store-full", "disk full"};
+    for (const auto& a : batch) rows_.push_back(a);
+    return true;
+  }
+  void set_failing(bool failing) {
+    std::lock_guard lock(mu_);
+    failing_ = failing;
+  }
+  std::vector<TlsrptAggregate> rows() {
+    std::lock_guard lock(mu_);
+    return rows_;
+  }
+  int calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  std::mutex mu_;
+  bool failing_ = false;
+  int calls_ = 0;
+  std::vector<TlsrptAggregate> rows_;
+};
+
+TlsrptBufferConfig manual() {
+  TlsrptBufferConfig config;
+  config.flush_interval = std::chrono::milliseconds(0);
+  return config;
+}
+
+std::int64_t total(const std::vector<TlsrptAggregate>& rows) {
+  std::int64_t sessions = 0;
+  for (const auto& a : rows) sessions += a.sessions;
+  return sessions;
+}
+
+TEST(TlsrptBuffer, UtcDayTable) {
+  const std::vector<std::pair<std::int64_t, std::string>> cases{
+      {0, "1970-01-01"},
+      {kNoon, "2023-11-15"},
+      {1'700'006'399, "2023-11-14"},  // 23:59:59Z
+      {1'700'006'400, "2023-11-15"},  // 00:00:00Z
+      {951'782'400, "2000-02-29"},
+      {-1, "1969-12-31"},
+  };
+  for (const auto& [at, day] : cases) EXPECT_EQ(utc_day(at), day) << at;
+}
+
+struct AggregationCase {
+  std::string name;
+  std::vector<TlsrptSession> sessions;
+  std::vector<std::pair<std::string, std::int64_t>> expected;  // {day + kind, sessions}, in take() order
+};
+
+TEST(TlsrptBuffer, AggregationTable) {
+  const std::vector<AggregationCase> cases{
+      {"same key counts up", {success(kNoon), success(kNoon + 60), success(kNoon + 3600)},
+       {{"2023-11-15 ok", 3}}},
+      {"utc midnight splits days", {success(1'700'006'399), success(1'700'006'400), success(1'700'006'401)},
+       {{"2023-11-14 ok", 1}, {"2023-11-15 ok", 2}}},
+      {"success and failure apart", {success(kNoon), failure(kNoon), failure(kNoon + 1)},
+       {{"2023-11-15 ok", 1}, {"2023-11-15 certificate-expired", 2}}},
+      {"failures apart by result type",
+       {failure(kNoon), failure(kNoon, ResultType::StartTlsNotSupported)},
+       {{"2023-11-15 certificate-expired", 1}, {"2023-11-15 starttls-not-supported", 1}}},
+      {"failures apart by receiving ip", {failure(kNoon, ResultType::CertificateExpired, "192.0.2.1"),
+                                          failure(kNoon, ResultType::CertificateExpired, "192.0.2.2")},
+       {{"2023-11-15 certificate-expired", 1}, {"2023-11-15 certificate-expired", 1}}},
+      {"successes ignore failure fields", {success(kNoon), [] {
+         TlsrptSession s = success(kNoon);
+         s.receiving_ip = "198.51.100.9";
+         s.sending_mta_ip = "198.51.100.10";
+         return s;
+       }()},
+       {{"2023-11-15 ok", 2}}},
+      {"domains apart", {success(kNoon, "a.example"), success(kNoon, "b.example")},
+       {{"2023-11-15 ok", 1}, {"2023-11-15 ok", 1}}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    TlsrptBuffer buffer(nullptr, manual());
+    for (const auto& s : c.sessions) buffer.record(s);
+    EXPECT_EQ(buffer.pending_sessions(), static_cast<std::int64_t>(c.sessions.size()));
+    const auto rows = buffer.take();
+    std::vector<std::pair<std::string, std::int64_t>> got;
+    for (const auto& a : rows) {
+      got.emplace_back(a.day + " " + (a.success ? "ok" : std::string(to_string(*a.result_type))), a.sessions);
+      if (a.success) {
+        EXPECT_EQ(a.receiving_ip, "");
+        EXPECT_EQ(a.sending_mta_ip, "");
+      }
+    }
+    EXPECT_EQ(got, c.expected);
+    EXPECT_TRUE(buffer.take().empty());
+    EXPECT_EQ(buffer.pending_sessions(), 0);
+  }
+}
+
+TEST(TlsrptBuffer, ConfiguredSendingAddressReplacesTheProbesOwn) {
+  TlsrptBufferConfig config = manual();
+  config.sending_mta_ip = "203.0.113.25";
+  TlsrptBuffer buffer(nullptr, config);
+  buffer.record(failure(kNoon));
+  const auto rows = buffer.take();
+  ASSERT_EQ(rows.size(), 1U);
+  EXPECT_EQ(rows[0].sending_mta_ip, "203.0.113.25");
+  EXPECT_EQ(rows[0].receiving_mx_hostname, "mx.example.com");
+  EXPECT_EQ(rows[0].failure_reason_code, "cert-expired");
+}
+
+TEST(TlsrptBuffer, FlushesOnItsIntervalAndAtDestruction) {
+  FakeStore store;
+  {
+    TlsrptBufferConfig config;
+    config.flush_interval = std::chrono::milliseconds(30);
+    TlsrptBuffer buffer(&store, config);
+    buffer.record(success(kNoon));
+    buffer.record(success(kNoon));
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (store.rows().empty() && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_EQ(store.rows().size(), 1U) << "the flusher wrote on its own";
+    EXPECT_EQ(store.rows()[0].sessions, 2);
+    EXPECT_EQ(buffer.pending_sessions(), 0);
+  }
+  {
+    TlsrptBufferConfig config;
+    config.flush_interval = std::chrono::hours(1);  // only the destructor flushes
+    TlsrptBuffer buffer(&store, config);
+    buffer.record(failure(kNoon));
+  }
+  EXPECT_EQ(total(store.rows()), 3);
+}
+
+TEST(TlsrptBuffer, RefusedBatchIsKeptAndWrittenNextTime) {
+  FakeStore store;
+  TlsrptBuffer buffer(&store, manual());
+  buffer.record(success(kNoon));
+  store.set_failing(true);
+  EXPECT_FALSE(buffer.flush());
+  EXPECT_EQ(buffer.pending_sessions(), 1);
+  buffer.record(success(kNoon));  // merges with the kept batch
+  buffer.record(failure(kNoon));
+  store.set_failing(false);
+  EXPECT_TRUE(buffer.flush());
+  EXPECT_EQ(store.calls(), 2);
+  const auto rows = store.rows();
+  ASSERT_EQ(rows.size(), 2U);
+  EXPECT_EQ(total(rows), 3);
+  EXPECT_EQ(buffer.pending_sessions(), 0);
+  EXPECT_TRUE(buffer.flush()) << "nothing left: no write";
+  EXPECT_EQ(store.calls(), 2);
+}
+
+TEST(TlsrptBuffer, BoundedByMaxPendingKeys) {
+  TlsrptBufferConfig config = manual();
+  config.max_pending = 2;
+  TlsrptBuffer buffer(nullptr, config);
+  buffer.record(success(kNoon, "a.example"));
+  buffer.record(success(kNoon, "b.example"));
+  buffer.record(success(kNoon, "c.example"));  // a new key beyond the bound: dropped
+  buffer.record(success(kNoon, "a.example"));  // a known key still counts
+  const auto rows = buffer.take();
+  ASSERT_EQ(rows.size(), 2U);
+  EXPECT_EQ(rows[0].policy_domain, "a.example");
+  EXPECT_EQ(rows[0].sessions, 2);
+  EXPECT_EQ(rows[1].policy_domain, "b.example");
+}
+
+TEST(TlsrptBuffer, ConcurrentRecordsAllCount) {
+  FakeStore store;
+  TlsrptBufferConfig config;
+  config.flush_interval = std::chrono::milliseconds(1);
+  {
+    TlsrptBuffer buffer(&store, config);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([&buffer] {
+        for (int i = 0; i < 500; ++i) buffer.record(success(kNoon));
+      });
+    for (auto& t : threads) t.join();
+  }
+  EXPECT_EQ(total(store.rows()), 2000);
+}
+
+}  // namespace
+}  // namespace mtasts::policy
