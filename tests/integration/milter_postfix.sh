@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# End-to-end milter test with a real Postfix (RFC 8461 §4 policy application,
+# §5 enforce/testing; RFC 8460 result types in the log): Postfix in the bed's
+# network namespace, configured with contrib/postfix/*.snippet, asks the
+# milter about each recipient; SMTP peers (lib/smtp_peer.py) play the MX hosts,
+# NSD and nginx serve MX records and policies (lib/mailbed.sh, lib/testbed.sh).
+# Data: scenarios/milter_postfix.table; this script only interprets it.
+#
+# Usage: milter_postfix.sh [--bed-only]   (as root)
+#   MTASTS_BIN  the executable (default: <repo>/build/milter/mta-sts-milter)
+#   TB_KEEP=1   keep the bed's temporary directory (logs) for inspection
+# Prints "ok NAME" or "FAIL NAME: why" per row and last "N passed, M failed";
+# exits non-zero when anything failed.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/mailbed.sh
+source "$HERE/lib/mailbed.sh"
+MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
+TABLE="$HERE/scenarios/milter_postfix.table"
+SNIPPETS="$ROOT/contrib/postfix"
+# The decision line's keys, in this order (the milter contract).
+DECISION_KEYS="queue_id domain next_hop mode policy_id source mx tls action reason result_type elapsed_ms"
+PASSED=0
+FAILED=0
+MILTER_CONF="" MILTER_LOG="" WHY=""
+
+trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; echo "${s%"${s##*[![:space:]]}"}"; }
+split_row() {
+  local raw f
+  IFS='|' read -r -a raw <<<"$1"
+  FIELDS=()
+  for f in "${raw[@]}"; do FIELDS+=("$(trim "$f")"); done
+}
+table_rows() { grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$1"; }
+
+report() {  # report NAME WHY ("" = ok)
+  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
+  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
+}
+
+# One SMTP transaction: client.py PORT RCPT... -> JSON on stdout:
+# {"connect", "mail": [code, text], "rcpt": [[code, text]...], "data", "queue_id"}
+CLIENT_PY=$(cat <<'PY'
+import json, re, smtplib, sys
+port, rcpts = int(sys.argv[1]), sys.argv[2:]
+out = {"connect": None, "mail": None, "rcpt": [], "data": None, "queue_id": None}
+def pair(code, text):
+    return [code, text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)]
+try:
+    s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.sender.test", timeout=60)
+    out["connect"] = [220, ""]
+    s.ehlo()
+    out["mail"] = pair(*s.mail("sender@sender.test"))
+    if out["mail"][0] == 250:
+        out["rcpt"] = [pair(*s.rcpt(r)) for r in rcpts]
+        if any(c == 250 for c, _ in out["rcpt"]):
+            out["data"] = pair(*s.data(b"From: <sender@sender.test>\r\n"
+                                       b"Subject: mta-sts milter test\r\n\r\ntest\r\n"))
+            m = re.search(r"queued as ([0-9A-Za-z]+)", out["data"][1])
+            out["queue_id"] = m.group(1) if m else None
+        else:
+            s.rset()
+    s.quit()
+except smtplib.SMTPResponseException as e:
+    key = "connect" if out["connect"] is None else "mail" if out["mail"] is None else "data"
+    out[key] = pair(e.smtp_code, e.smtp_error)
+except (OSError, smtplib.SMTPException) as e:
+    out["error"] = str(e)
+print(json.dumps(out))
+PY
+)
+
+# ------------------------------------------------------------ setup
+setup_domains() {
+  local line
+  while IFS= read -r line; do
+    split_row "$line"
+    [ "${FIELDS[0]}" = domain ] || continue
+    mb_domain_add "${FIELDS[1]##*.}" "${FIELDS[1]%.*}" "${FIELDS[2]}" "${FIELDS[3]}" || return 1
+  done < <(table_rows "$TABLE")
+  mb_commit
+}
+
+# The bed seen from the namespace: Postfix's resolver finds MX hosts, a peer
+# answers, the snippets are in Postfix's effective configuration.
+bed_check() {
+  local why="" out
+  out=$(tb_exec dig +short MX good.plain.test)
+  [ "$out" = "10 mx.good.plain.test." ] || why+="MX via /etc/resolv.conf: '$out'; "
+  out=$(tb_exec dig +short A mx.good.plain.test)
+  mb_wait_port "$out" 25 20 || why+="peer mx.good.plain.test ($out) does not answer; "
+  out=$(mb_postconf smtpd_milters)
+  [ "$out" = "inet:127.0.0.1:8891" ] || why+="smtpd_milters='$out'; "
+  tb_exec postconf -c "$MB_PF" -M submission/inet | grep -q smtpd || why+="no submission service; "
+  report bed "${why%; }"
+}
+
+start_milter() {
+  MILTER_LOG="$MB_DIR/milter.log"
+  [ -f "$MILTER_CONF" ] || mb_milter_config "$MILTER_CONF" || return 1
+  mb_milter_start "$MILTER_CONF" "$MILTER_LOG"
+}
+
+# ------------------------------------------------------------ checks
+# decision_lines FROM DOMAIN: decision lines for DOMAIN after byte FROM of the
+# milter log (the text from "decision " on).
+decision_lines() {
+  tail -c +"$(($1 + 1))" "$MILTER_LOG" |
+    grep -E "(^|[[:space:]])decision queue_id=.* domain=$2( |\$)" | sed -E 's/^.*decision /decision /'
+}
+
+field() {  # field LINE KEY -> value (quotes removed) or "<absent>"
+  local m
+  m=$(grep -oE "(^| )$2=(\"[^\"]*\"|[^ ]*)" <<<"$1" | head -n 1) || { echo "<absent>"; return; }
+  m=${m# }; m=${m#*=}; m=${m#\"}; echo "${m%\"}"
+}
+
+# check_line LINE DOMAIN QID EXPECT... -> mismatches ("" when all match)
+check_line() {
+  local line=$1 domain=$2 qid=$3 kv key want got keys; shift 3
+  keys=$(grep -oE '(^| )[a-z_]+=' <<<"${line#decision }" | tr -d ' =' | tr '\n' ' ')
+  [ "${keys% }" = "$DECISION_KEYS" ] || echo -n "$domain: keys '${keys% }'; "
+  got=$(field "$line" queue_id)
+  [ "$got" = "$qid" ] || echo -n "$domain: queue_id=$got (want $qid); "
+  for kv in "$@"; do
+    key=${kv%%=*}; want=${kv#*=}; got=$(field "$line" "$key")
+    [[ "/$want/" == *"/$got/"* ]] || echo -n "$domain: $key=$got (want $want); "
+  done
+}
+
+# check_codes JSON DOMAIN... CODE...: RCPT replies -> mismatches
+check_codes() {
+  local json=$1 n=$2 i code text; shift 2
+  local domains=("${@:1:n}") codes=("${@:n+1}")
+  for ((i = 0; i < n; i++)); do
+    code=$(jq -r ".rcpt[$i][0] // \"none\"" <<<"$json")
+    text=$(jq -r ".rcpt[$i][1] // \"\"" <<<"$json")
+    [ "$code" = "${codes[i]}" ] || { echo -n "${domains[i]}: RCPT $code $text (want ${codes[i]}); "; continue; }
+    [ "$code" != 451 ] || [[ "$text" == "4.7.5 MTA-STS: ${domains[i]}"* ]] ||
+      echo -n "${domains[i]}: 451 text '$text' (want 4.7.5 MTA-STS: ${domains[i]}: ...); "
+  done
+}
+
+# Postfix's own log shows QID handing the message to each accepted recipient
+# (the discard transport), or QID put on hold by the milter (quarantine).
+check_postfix_log() {
+  local qid=$1 domain; shift
+  for domain in "$@"; do
+    for _ in $(seq 50); do
+      grep -q -e "$qid: to=<user@$domain>" -e "$qid: milter-hold: " "$MB_DIR/maillog" && continue 2
+      sleep 0.1
+    done
+    echo -n "Postfix log has no '$qid: to=<user@$domain>' nor '$qid: milter-hold'; "
+  done
+}
+
+# row_send NAME PORT "DOMAINS" "CODES" "EXPECT" -> why on stdout
+row_send() {
+  local port=$2 domains codes expect from json qid="NOQUEUE" why="" i d tok accepted=()
+  read -r -a domains <<<"$3"; read -r -a codes <<<"$4"; read -r -a expect <<<"$5"
+  [ ${#domains[@]} = ${#codes[@]} ] || { echo "table: ${#domains[@]} domains, ${#codes[@]} codes"; return; }
+  for i in "${!domains[@]}"; do domains[i]="${domains[i]}.test"; done
+  from=$(stat -c %s "$MILTER_LOG")
+  json=$(tb_exec /usr/bin/python3 -c "$CLIENT_PY" "$port" "${domains[@]/#/user@}")
+  [ "$(jq -r '.mail[0] // "none"' <<<"$json")" = 250 ] ||
+    { echo "MAIL not accepted: $json"; return; }
+  why+=$(check_codes "$json" "${#domains[@]}" "${domains[@]}" "${codes[@]}")
+  for i in "${!domains[@]}"; do [ "${codes[i]}" != 250 ] || accepted+=("${domains[i]}"); done
+  if [ ${#accepted[@]} -gt 0 ]; then
+    qid=$(jq -r '.queue_id // "none"' <<<"$json")
+    [ "$qid" != none ] || { echo "${why}DATA not queued: $json"; return; }
+    why+=$(check_postfix_log "$qid" "${accepted[@]}")
+  fi
+  # Per-domain expectations: "@LABEL.ZONE" switches the domain.
+  local -A want=()
+  d=${domains[0]}
+  for tok in "${expect[@]}"; do
+    if [[ "$tok" == @* ]]; then d="${tok#@}.test"; else want[$d]+="$tok "; fi
+  done
+  for d in "${domains[@]}"; do
+    local lines n
+    for _ in $(seq 50); do  # written at end of message or when the transaction ends
+      lines=$(decision_lines "$from" "$d"); [ -n "$lines" ] && break; sleep 0.1
+    done
+    sleep 0.2; lines=$(decision_lines "$from" "$d")
+    n=$(grep -c . <<<"$lines")
+    [ "$n" = 1 ] || { why+="$d: $n decision lines (want 1); "; [ "$n" -gt 0 ] || continue; }
+    # shellcheck disable=SC2086  # the expectations are words
+    why+=$(check_line "$(head -n 1 <<<"$lines")" "$d" "$qid" ${want[$d]:-})
+    [ -z "$why" ] || echo "  $d: $(head -n 1 <<<"$lines")" >&2
+  done
+  echo "${why%; }"
+}
+
+row_hits() {  # row_hits LABEL.ZONE N
+  local got
+  sleep 0.2
+  got=$(tb_hits "mta-sts.$1.test" /.well-known/mta-sts.txt)
+  [ "$got" = "$2" ] || echo "policy requests to mta-sts.$1.test: $got (want $2)"
+}
+
+# Start and stop run in this shell (not in $(...)): it is the milter's parent.
+# They leave their complaint in WHY.
+row_stop() {
+  mb_milter_stop
+  [ "$MB_MILTER_RC" = 0 ] ||
+    WHY="milter exit status $MB_MILTER_RC after SIGTERM (want 0): $(tail -n 2 "$MILTER_LOG" | tr '\n' ' ')"
+}
+
+row_start() {
+  start_milter 2>"$MB_DIR/start.err" || WHY="$(cat "$MB_DIR/start.err")"
+}
+
+# row_config KEY=VALUE...: restart the milter with these config overrides
+# (mb_milter_config; none: the defaults again).
+row_config() {
+  local overrides=()
+  read -r -a overrides <<<"${1:-}"
+  row_stop
+  [ -z "$WHY" ] || return
+  rm -f "$MILTER_CONF"
+  mb_milter_config "$MILTER_CONF" "${overrides[@]}" 2>"$MB_DIR/start.err" || { WHY=$(cat "$MB_DIR/start.err"); return; }
+  row_start
+}
+
+row_queue() {  # row_queue QUEUE N: messages in Postfix's QUEUE (postqueue -j)
+  local got
+  sleep 0.5
+  got=$(tb_exec postqueue -c "$MB_PF" -j | jq -s --arg q "$1" '[.[] | select(.queue_name == $q)] | length')
+  [ "$got" = "$2" ] || echo "messages in queue $1: $got (want $2): $(tb_exec postqueue -c "$MB_PF" -j | head -c 300)"
+}
+
+row_down() {  # row_down CODE: Postfix without its milter
+  local json got
+  json=$(tb_exec /usr/bin/python3 -c "$CLIENT_PY" 25 user@good.plain.test)
+  got=$(jq -r '[.connect, .mail, .rcpt[0]] | map(select(. != null and .[0] != 250 and .[0] != 220)) | .[0][0] // "none"' <<<"$json")
+  [ "$got" = "$1" ] || echo "first refusal $got (want $1): $json"
+}
+
+run_rows() {
+  local line
+  while IFS= read -r line; do
+    split_row "$line"
+    WHY=""
+    case ${FIELDS[0]} in
+      domain) continue ;;
+      send)    WHY=$(row_send "${FIELDS[@]:1}") ;;
+      hits)    WHY=$(row_hits "${FIELDS[2]}" "${FIELDS[3]}") ;;
+      restart) row_stop; [ -n "$WHY" ] || row_start ;;
+      stop)    row_stop ;;
+      start)   row_start ;;
+      down)    WHY=$(row_down "${FIELDS[2]}") ;;
+      config)  row_config "${FIELDS[2]:-}" ;;
+      queue)   WHY=$(row_queue "${FIELDS[2]}" "${FIELDS[3]}") ;;
+      *)       WHY="unknown row kind '${FIELDS[0]}'" ;;
+    esac
+    report "${FIELDS[1]}" "$WHY"
+  done < <(table_rows "$TABLE")
+}
+
+main() {
+  local bed_only=0
+  [ "${1:-}" = --bed-only ] && bed_only=1
+  if [ "$bed_only" = 0 ] && ! [ -x "$MTASTS_BIN" ]; then
+    report setup "MTASTS_BIN '$MTASTS_BIN' is not an executable"
+    echo "$PASSED passed, $FAILED failed"; return 1
+  fi
+  if ! { mailbed_up && setup_domains && mb_postfix_start "$SNIPPETS"; }; then
+    report setup "mail bed did not start"
+    echo "$PASSED passed, $FAILED failed"; return 1
+  fi
+  bed_check
+  if [ "$bed_only" = 0 ]; then
+    MILTER_CONF="$MB_DIR/milter.toml"
+    WHY=""
+    row_start
+    report milter-start "$WHY"
+    [ -n "$WHY" ] || run_rows
+  fi
+  echo "$PASSED passed, $FAILED failed"
+  [ "$FAILED" = 0 ]
+}
+
+main "$@"
