@@ -16,6 +16,15 @@ std::optional<std::string_view> macro(SMFICTX* ctx, const char* name) {
   return std::string_view(value);
 }
 
+// Counts a callback as running for as long as it is in scope.
+class InFlight {
+ public:
+  InFlight() { ++g_context->callbacks_in_flight; }
+  ~InFlight() { --g_context->callbacks_in_flight; }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+};
+
 Session* session_of(SMFICTX* ctx) { return static_cast<Session*>(smfi_getpriv(ctx)); }
 
 Session& session_for(SMFICTX* ctx) {
@@ -53,6 +62,7 @@ sfsistat on_negotiate(SMFICTX*, unsigned long offered_actions, unsigned long off
 }
 
 sfsistat on_envfrom(SMFICTX* ctx, char**) try {
+  const InFlight running;
   session_for(ctx).begin_message(SteadyClock::now());
   return SMFIS_CONTINUE;
 } catch (const std::exception& e) {
@@ -61,6 +71,7 @@ sfsistat on_envfrom(SMFICTX* ctx, char**) try {
 }
 
 sfsistat on_envrcpt(SMFICTX* ctx, char** argv) try {
+  const InFlight running;
   if (!argv || !argv[0]) return SMFIS_CONTINUE;
   const RcptReply reply =
       session_for(ctx).on_rcpt(argv[0], macro(ctx, "{rcpt_mailer}"), macro(ctx, "{rcpt_host}"), SteadyClock::now());
@@ -75,6 +86,7 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) try {
 }
 
 sfsistat on_eom(SMFICTX* ctx) try {
+  const InFlight running;
   const auto queue_id = macro(ctx, "i").value_or("NOQUEUE");
   const EndOfMessage eom = session_for(ctx).end_message(queue_id, SteadyClock::now());
   if (eom.header_value) smfi_addheader(ctx, const_cast<char*>("MTA-STS"), const_cast<char*>(eom.header_value->c_str()));
@@ -87,6 +99,7 @@ sfsistat on_eom(SMFICTX* ctx) try {
 }
 
 sfsistat on_abort(SMFICTX* ctx) try {
+  const InFlight running;
   if (Session* s = session_of(ctx)) log_lines(s->abort_message());
   return SMFIS_CONTINUE;
 } catch (const std::exception& e) {
@@ -95,6 +108,7 @@ sfsistat on_abort(SMFICTX* ctx) try {
 }
 
 sfsistat on_close(SMFICTX* ctx) try {
+  const InFlight running;
   std::unique_ptr<Session> s(session_of(ctx));
   smfi_setpriv(ctx, nullptr);
   if (s) {

@@ -30,6 +30,9 @@ class MilterContext {
   }
   const CheckFunction& check() const { return check_; }
   std::atomic<int> open_sessions{0};
+  // Callbacks running now: what a stop must wait for. Idle connections are
+  // not waited for (libmilter stops serving them once it is told to stop).
+  std::atomic<int> callbacks_in_flight{0};
 
  private:
   CheckFunction check_;
