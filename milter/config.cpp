@@ -1,5 +1,7 @@
 #include "milter/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <toml++/toml.h>
 
 #include <fmt/format.h>
@@ -106,6 +108,18 @@ std::string check_log_level(Config& c, const toml::node& n) {
   return "";
 }
 
+// RFC 8460 §4.4 "sending-mta-ip": an IPv4 or IPv6 address, or empty.
+std::string check_sending_mta_ip(Config& c, const toml::node& n) {
+  if (!n.is_string()) return "must be a string";
+  const std::string value = *n.value<std::string>();
+  in6_addr parsed{};
+  if (!value.empty() && inet_pton(AF_INET, value.c_str(), &parsed) != 1 &&
+      inet_pton(AF_INET6, value.c_str(), &parsed) != 1)
+    return "must be an IPv4 or IPv6 address, or empty";
+  c.tlsrpt.sending_mta_ip = value;
+  return "";
+}
+
 const std::vector<Setting>& settings() {
   static const std::vector<Setting> table{
       text("milter.socket", "libmilter socket: inet:PORT@ADDR or unix:/path (Postfix writes inet:ADDR:PORT)",
@@ -179,6 +193,10 @@ const std::vector<Setting>& settings() {
               [](Config& c) -> std::size_t& { return c.policy.memory_cache_entries; }),
       integer("policy.decision_deadline_ms", "longest wait for a policy per decision (0: wait)", 0, 60000,
               [](Config& c) -> long& { return c.decision_deadline_ms; }),
+      Setting{"tlsrpt.sending_mta_ip", "our address in TLSRPT records (empty: each probe's source address)",
+              check_sending_mta_ip, [](const Config& c) { return quoted(c.tlsrpt.sending_mta_ip); }},
+      integer("tlsrpt.flush_interval", "seconds between writes of TLSRPT counts to the store", 1, 3600,
+              [](Config& c) -> long& { return c.tlsrpt.flush_interval; }),
       boolean("log.syslog", "log to syslog (facility mail) instead of stderr",
               [](Config& c) -> bool& { return c.log_syslog; }),
       Setting{"log.level", "trace|debug|info|warn|error", check_log_level,

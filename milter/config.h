@@ -38,6 +38,12 @@ struct ProbeConfig {
   std::int64_t failure_ttl = 300;
 };
 
+// TLSRPT records (RFC 8460): daily counts in the store, written in batches.
+struct TlsrptConfig {
+  std::string sending_mta_ip;  // empty: each probe's own source address
+  long flush_interval = 30;    // seconds between writes of the counts
+};
+
 struct Config {
   std::string milter_socket = "inet:8891@127.0.0.1";
   std::string socket_mode = "0660";  // unix sockets
@@ -49,6 +55,7 @@ struct Config {
   long dns_timeout_seconds = 5;
   policy::net::CurlFetcherConfig https;
   policy::ResolverConfig policy;
+  TlsrptConfig tlsrpt;
   long decision_deadline_ms = 0;  // 0: `check` waits for discovery to finish
   std::string log_level = "info";
   bool log_syslog = false;  // syslog facility mail instead of stderr

@@ -17,6 +17,8 @@
 #include "policy/net/tls_prober.h"
 #include "policy/next_hop_checker.h"
 #include "policy/refresher.h"
+#include "policy/tlsrpt_buffer.h"
+#include "store/tlsrpt_store.h"
 
 namespace mtasts::milter {
 namespace {
@@ -40,6 +42,39 @@ policy::NextHopCheckerConfig checker_config(const Config& c) {
   out.probe_failure_ttl = c.probe.failure_ttl;
   return out;
 }
+
+// RFC 8460: TLSRPT counts go to the policy cache database (tables
+// tlsrpt_failures / tlsrpt_successes) through their own connection.
+std::unique_ptr<store::SqliteTlsrptStore> open_tlsrpt_store(const Config& config) {
+  try {
+    return std::make_unique<store::SqliteTlsrptStore>(config.store_path);
+  } catch (const std::exception& e) {
+    throw StartupError(e.what(), EX_CANTCREAT);
+  }
+}
+
+policy::TlsrptBufferConfig tlsrpt_config(const Config& c) {
+  policy::TlsrptBufferConfig out;
+  out.sending_mta_ip = c.tlsrpt.sending_mta_ip;
+  out.flush_interval = std::chrono::seconds(c.tlsrpt.flush_interval);
+  return out;
+}
+
+// The resolver outlives the buffer (it belongs to Services): detach it, and
+// wait for its jobs, before the buffer goes, on every exit path.
+class SinkDetach {
+ public:
+  explicit SinkDetach(policy::Resolver& resolver) : resolver_(resolver) {}
+  ~SinkDetach() {
+    resolver_.set_tlsrpt_sink(nullptr);
+    resolver_.wait_idle();
+  }
+  SinkDetach(const SinkDetach&) = delete;
+  SinkDetach& operator=(const SinkDetach&) = delete;
+
+ private:
+  policy::Resolver& resolver_;
+};
 
 void open_socket(const Config& config) {
   if (smfi_setconn(const_cast<char*>(config.milter_socket.c_str())) == MI_FAILURE)
@@ -81,11 +116,14 @@ void reload_loop(MilterContext& context, const std::string& path, const std::ato
   }
 }
 
+// Waits (bounded) for callbacks still deciding, so an MTA waiting on a reply
+// gets it; idle connections are not waited for.
 void drain(MilterContext& context) {
   const auto give_up = std::chrono::steady_clock::now() + kDrainLimit;
-  while (context.open_sessions > 0 && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  spdlog::info("milter event=stopped open_sessions={}", context.open_sessions.load());
+  while (context.callbacks_in_flight > 0 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  spdlog::info("milter event=stopped callbacks_in_flight={} open_sessions={}", context.callbacks_in_flight.load(),
+               context.open_sessions.load());
 }
 
 }  // namespace
@@ -97,9 +135,15 @@ void block_daemon_signals() {
 
 int run_daemon(const Config& config, const std::string& config_path) {
   auto services = make_services(config);
+  const auto tlsrpt_store = open_tlsrpt_store(config);
+  // Declared before the checker: destroyed after every probe has reported.
+  policy::TlsrptBuffer tlsrpt(tlsrpt_store.get(), tlsrpt_config(config));
+  services->resolver->set_tlsrpt_sink(&tlsrpt);
+  const SinkDetach detach(*services->resolver);
   policy::net::SmtpTlsProber prober({config.probe.ca_file, config.probe.ehlo_name});
   policy::NextHopChecker checker(*services->resolver, *services->dns, prober, services->clock,
                                  checker_config(config));
+  checker.set_tlsrpt_sink(&tlsrpt);
   policy::BackgroundRefresher refresher(*services->resolver, kRefreshPeriod);
   MilterContext context(
       [&checker](const policy::NextHop& hop, policy::Deadline deadline) { return checker.check(hop, deadline); },
@@ -119,6 +163,8 @@ int run_daemon(const Config& config, const std::string& config_path) {
   drain(context);
   checker.wait_idle();
   services->resolver->flush();
+  services->resolver->wait_idle();
+  tlsrpt.flush();  // the buffer's destructor tries once more if this fails
   return status == MI_SUCCESS ? 0 : EX_SOFTWARE;
 }
 

@@ -22,7 +22,11 @@
 #include "policy/next_hop_checker.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -64,17 +68,81 @@ HostOutcome host_outcome(const ProbeResult& result) {
   return HostOutcome::Unreachable;
 }
 
+// What a TLSRPT session says about the policy that applied (RFC 8460 §4.4).
+struct ReportContext {
+  std::string policy_domain;
+  std::string policy_string;  // the raw policy text
+  std::string mx_patterns;    // space-joined
+};
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : " ") + item;
+  return out;
+}
+
+// RFC 8460 §4.4 "policy-string" for tlsa: the TLSA RRs in presentation
+// format (RFC 6698 §2.2), one per line.
+std::string tlsa_policy_string(const std::string& host, std::uint16_t port,
+                               const std::vector<TlsaRecord>& records) {
+  std::string out;
+  for (const auto& r : records) {
+    if (!out.empty()) out += '\n';
+    out += "_" + std::to_string(port) + "._tcp." + host + ". IN TLSA " + std::to_string(r.usage) + " " +
+           std::to_string(r.selector) + " " + std::to_string(r.matching_type) + " ";
+    for (const std::uint8_t byte : r.data) {
+      char hex[3];
+      std::snprintf(hex, sizeof hex, "%02X", byte);
+      out += hex;
+    }
+  }
+  return out;
+}
+
+// One probe that ran, as a session; nullopt for an unreachable host.
+std::optional<TlsrptSession> probe_session(const ReportContext& context, const ProbeRequest& request,
+                                           const ProbeResult& result, std::int64_t now) {
+  if (result.outcome == ProbeOutcome::Unreachable) return std::nullopt;
+  TlsrptSession s;
+  s.at = now;
+  s.policy_domain = context.policy_domain;
+  if (request.tlsa) {
+    s.policy_type = "tlsa";
+    s.policy_string = tlsa_policy_string(request.host, request.port, *request.tlsa);
+    s.mx_patterns = request.host;
+  } else {
+    s.policy_type = "sts";
+    s.policy_string = context.policy_string;
+    s.mx_patterns = context.mx_patterns;
+  }
+  s.success = result.outcome != ProbeOutcome::TlsFailure;
+  s.sending_mta_ip = result.source_address;
+  if (s.success) return s;
+  s.result_type = result.result_type.value_or(ResultType::ValidationFailure);
+  s.failure_reason_code = result.reason;
+  s.receiving_mx_hostname = request.host;
+  s.receiving_ip = result.address;
+  return s;
+}
+
 }  // namespace
 
 struct NextHopChecker::Impl {
   Resolver& resolver;
   MxDns& dns;
+  const Clock& clock;
   NextHopCheckerConfig config;
-  ProbeCache probes;
+  std::atomic<TlsrptSink*> sink{nullptr};
+  std::mutex reported_mu;
+  // Failures found without a probe: when each (type, domain, host) was last
+  // recorded, so every message does not count one more session.
+  std::unordered_map<std::string, std::int64_t> reported;  // guarded by reported_mu
+  ProbeCache probes;  // last: destroyed (and drained) first
 
-  Impl(Resolver& r, MxDns& d, TlsProber& prober, const Clock& clock, NextHopCheckerConfig cfg)
+  Impl(Resolver& r, MxDns& d, TlsProber& prober, const Clock& c, NextHopCheckerConfig cfg)
       : resolver(r),
         dns(d),
+        clock(c),
         config(std::move(cfg)),
         probes(prober, clock, ProbeCacheConfig{config.probe_success_ttl, config.probe_failure_ttl}) {}
 
@@ -86,20 +154,74 @@ struct NextHopChecker::Impl {
   void gather(const NextHop& hop, DecisionFacts& facts, Deadline deadline);
   void collect_candidates(const NextHop& hop, DecisionFacts& facts, Deadline deadline);
   void add_mx_candidates(const std::string& domain, DecisionFacts& facts, Deadline deadline);
-  void probe_candidates(DecisionFacts& facts, std::uint16_t port, Deadline deadline);
-  HostOutcome probe_host(CandidateFacts& host, std::uint16_t port, Deadline deadline);
+  void probe_candidates(DecisionFacts& facts, const ReportContext& context, std::uint16_t port,
+                        Deadline deadline);
+  HostOutcome probe_host(CandidateFacts& host, const ReportContext& context, std::uint16_t port,
+                         Deadline deadline);
   ProbeRequest request_for(const std::string& host, std::uint16_t port) const;
+  ProbeCache::OnProbed reporter(const ReportContext& context);
+  bool first_report_within_ttl(const std::string& key, std::int64_t now);
+  void report_without_probe(const ReportContext& context, std::string policy_type, ResultType type,
+                            std::string reason, const std::string& host);
 };
 
+ProbeCache::OnProbed NextHopChecker::Impl::reporter(const ReportContext& context) {
+  if (sink.load() == nullptr) return {};
+  return [this, context](const ProbeRequest& request, const ProbeResult& result) {
+    const auto session = probe_session(context, request, result, clock.now());
+    TlsrptSink* const to = sink.load();
+    if (session && to != nullptr) to->record(*session);
+  };
+}
+
+bool NextHopChecker::Impl::first_report_within_ttl(const std::string& key, std::int64_t now) {
+  const std::int64_t ttl = config.probe_failure_ttl;
+  std::lock_guard lock(reported_mu);
+  if (const auto it = reported.find(key); it != reported.end() && now - it->second < ttl) return false;
+  if (reported.size() >= 50000) std::erase_if(reported, [&](const auto& kv) { return now - kv.second >= ttl; });
+  if (reported.size() >= 50000) reported.clear();  // like the probe cache: costs extra records only
+  reported.insert_or_assign(key, now);
+  return true;
+}
+
+void NextHopChecker::Impl::report_without_probe(const ReportContext& context, std::string policy_type,
+                                                ResultType type, std::string reason, const std::string& host) {
+  TlsrptSink* const to = sink.load();
+  if (to == nullptr) return;
+  const std::int64_t now = clock.now();
+  if (!first_report_within_ttl(policy_type + '\0' + reason + '\0' + context.policy_domain + '\0' + host, now))
+    return;
+  TlsrptSession s;
+  s.at = now;
+  s.policy_type = std::move(policy_type);
+  s.policy_domain = context.policy_domain;
+  if (s.policy_type == "sts") {
+    s.policy_string = context.policy_string;
+    s.mx_patterns = context.mx_patterns;
+  } else {
+    s.mx_patterns = host;
+  }
+  s.result_type = type;
+  s.failure_reason_code = std::move(reason);
+  s.receiving_mx_hostname = host;
+  to->record(s);
+}
+
 void NextHopChecker::Impl::gather(const NextHop& hop, DecisionFacts& facts, Deadline deadline) {
-  const Policy& policy = facts.resolution.policy->policy;
+  const StoredPolicy& stored = *facts.resolution.policy;
+  const ReportContext context{policy_domain_of(hop), stored.raw, join(stored.policy.mx)};
   collect_candidates(hop, facts, deadline);
-  for (auto& c : facts.candidates) c.matches_policy = !c.host.empty() && policy_allows_mx(policy, c.host);
+  for (auto& c : facts.candidates) {
+    c.matches_policy = !c.host.empty() && policy_allows_mx(stored.policy, c.host);
+    // RFC 8461 §4.1 / RFC 8460 §4.3.1: an MX host the policy does not list.
+    if (!c.matches_policy && !c.host.empty())
+      report_without_probe(context, "sts", ResultType::ValidationFailure, "mx-not-in-policy", c.host);
+  }
   if (past(deadline)) {
     facts.deadline_passed = true;
     return;
   }
-  if (config.probing_enabled) probe_candidates(facts, hop.port, deadline);
+  if (config.probing_enabled) probe_candidates(facts, context, hop.port, deadline);
 }
 
 void NextHopChecker::Impl::collect_candidates(const NextHop& hop, DecisionFacts& facts,
@@ -138,12 +260,13 @@ void NextHopChecker::Impl::add_mx_candidates(const std::string& domain, Decision
   }
 }
 
-void NextHopChecker::Impl::probe_candidates(DecisionFacts& facts, std::uint16_t port, Deadline deadline) {
+void NextHopChecker::Impl::probe_candidates(DecisionFacts& facts, const ReportContext& context,
+                                            std::uint16_t port, Deadline deadline) {
   std::size_t tried = 0;
   for (auto& c : facts.candidates) {
     if (!c.matches_policy || c.host.empty()) continue;
     if (tried++ == config.max_hosts) return;
-    const HostOutcome outcome = probe_host(c, port, deadline);
+    const HostOutcome outcome = probe_host(c, context, port, deadline);
     if (outcome == HostOutcome::Verified) return;
     if (outcome == HostOutcome::DeadlinePassed) {
       facts.deadline_passed = true;
@@ -162,11 +285,13 @@ ProbeRequest NextHopChecker::Impl::request_for(const std::string& host, std::uin
   return request;
 }
 
-HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, std::uint16_t port, Deadline deadline) {
+HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, const ReportContext& context,
+                                             std::uint16_t port, Deadline deadline) {
   if (past(deadline)) return HostOutcome::DeadlinePassed;
   const TlsaAnswer tlsa = dns.lookup_tlsa(host.host, port, deadline);
   if (tlsa.security == DnsSecurity::Bogus) {
     host.tlsa_bogus = true;  // RFC 7672 §2.1: unusable; decide() records dnssec-invalid
+    report_without_probe(context, "tlsa", ResultType::DnssecInvalid, "tlsa-bogus", host.host);
     return HostOutcome::Failed;
   }
   const DnsAnswer addresses = dns.lookup_host_addresses(host.host, deadline);
@@ -181,7 +306,7 @@ HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, std::uint16_t
   const std::size_t count = std::min(addresses.records.size(), config.max_addresses_per_host);
   for (std::size_t i = 0; i < count; ++i) {
     request.address = addresses.records[i];
-    auto result = probes.probe(request, deadline);
+    auto result = probes.probe(request, deadline, reporter(context));
     if (!result) return HostOutcome::DeadlinePassed;
     const HostOutcome outcome = host_outcome(*result);
     host.probes.push_back(std::move(*result));
@@ -212,5 +337,7 @@ CheckResult NextHopChecker::check(const NextHop& next_hop, Deadline deadline) {
 }
 
 void NextHopChecker::wait_idle() { impl_->probes.wait_idle(); }
+
+void NextHopChecker::set_tlsrpt_sink(TlsrptSink* sink) { impl_->sink.store(sink); }
 
 }  // namespace mtasts::policy

@@ -6,6 +6,13 @@
 // Sees only sources.h and the Resolver. Thread-safe; no I/O under its lock.
 // Probes are cached per (host, address, port) -- success longer than
 // failure -- and concurrent recipients share one probe (single-flight).
+// TLSRPT (RFC 8460 §4.1, §4.4): with a sink set, every probe that actually
+// runs is one session (cache hits and joined probes are not): Verified and
+// DaneVerified count as successes, TlsFailure as a failure with its result
+// type, Unreachable as nothing (no TLS was attempted). policy-type is "tlsa"
+// for DANE probes, "sts" otherwise. Failures found without a probe (an MX
+// host outside the policy, a bogus TLSA answer) are recorded once per
+// (policy domain, host) per probe_failure_ttl, as a probe would be.
 #pragma once
 
 #include <chrono>
@@ -16,6 +23,7 @@
 #include "policy/decide.h"
 #include "policy/resolver.h"
 #include "policy/sources.h"
+#include "policy/tlsrpt.h"
 
 namespace mtasts::policy {
 
@@ -59,6 +67,10 @@ class NextHopChecker {
 
   // Waits for background probes (shutdown, tests).
   void wait_idle();
+
+  // Where TLSRPT sessions go; nullptr (the default) records nothing. Set it
+  // before the first check(); the sink must outlive the checker.
+  void set_tlsrpt_sink(TlsrptSink* sink);
 
  private:
   struct Impl;

@@ -54,6 +54,8 @@ struct ProbeResult {
   std::string detail;       // human text (server reply, OpenSSL error)
   std::string tls_version;  // "TLSv1.3" when a handshake completed
   std::string address;      // the address probed
+  std::string source_address;  // our local address of the connection (getsockname); "" when
+                               // no connection was made (RFC 8460 §4.4 "sending-mta-ip")
 };
 
 }  // namespace mtasts::policy

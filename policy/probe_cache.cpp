@@ -63,6 +63,20 @@ ProbeResult run_probe(TlsProber& prober, const ProbeRequest& request) {
   return run_failed(request);
 }
 
+// Reports a probe that ran; before the result is published, so a test (or
+// the shutdown drain) that waited for the probe also sees its record.
+void notify(const ProbeCache::OnProbed& on_probed, const ProbeRequest& request,
+            const ProbeResult& result) {
+  if (!on_probed) return;
+  try {
+    on_probed(request, result);
+  } catch (const std::exception& e) {
+    spdlog::error("probe event=report-failed host={} error=\"{}\"", request.host, e.what());
+  } catch (...) {
+    spdlog::error("probe event=report-failed host={}", request.host);
+  }
+}
+
 struct Entry {
   ProbeResult result;
   std::int64_t stored_at = 0;
@@ -98,31 +112,34 @@ struct ProbeCache::Impl {
   }
 
   // The cached result, the running probe to join, or a newly started probe.
-  std::variant<ProbeResult, std::shared_future<ProbeResult>> lookup_or_start(const ProbeRequest& request);
-  std::shared_future<ProbeResult> start(const std::string& key, const ProbeRequest& request);
+  std::variant<ProbeResult, std::shared_future<ProbeResult>> lookup_or_start(const ProbeRequest& request,
+                                                                             OnProbed on_probed);
+  std::shared_future<ProbeResult> start(const std::string& key, const ProbeRequest& request,
+                                        OnProbed on_probed);
   void run_detached(const std::string& key, const ProbeRequest& request,
-                    std::shared_ptr<std::promise<ProbeResult>> promise);
+                    std::shared_ptr<std::promise<ProbeResult>> promise, OnProbed on_probed);
 };
 
 std::variant<ProbeResult, std::shared_future<ProbeResult>> ProbeCache::Impl::lookup_or_start(
-    const ProbeRequest& request) {
+    const ProbeRequest& request, OnProbed on_probed) {
   const std::string key = key_of(request);
   const std::int64_t now = clock.now();
   std::lock_guard lock(mu);
   if (const auto it = entries.find(key); it != entries.end() && fresh(it->second, now))
     return it->second.result;
   if (const auto it = inflight.find(key); it != inflight.end()) return it->second;
-  return start(key, request);
+  return start(key, request, std::move(on_probed));
 }
 
 // Called with `mu` held; the thread takes the lock only after probing.
-std::shared_future<ProbeResult> ProbeCache::Impl::start(const std::string& key, const ProbeRequest& request) {
+std::shared_future<ProbeResult> ProbeCache::Impl::start(const std::string& key, const ProbeRequest& request,
+                                                        OnProbed on_probed) {
   auto promise = std::make_shared<std::promise<ProbeResult>>();
   std::shared_future<ProbeResult> future = promise->get_future().share();
   inflight.emplace(key, future);
   ++jobs;
   try {
-    run_detached(key, request, promise);
+    run_detached(key, request, promise, std::move(on_probed));
   } catch (const std::system_error& e) {  // no thread: answer now rather than hang
     spdlog::error("probe event=thread-failed host={} error=\"{}\"", request.host, e.what());
     inflight.erase(key);
@@ -133,9 +150,11 @@ std::shared_future<ProbeResult> ProbeCache::Impl::start(const std::string& key, 
 }
 
 void ProbeCache::Impl::run_detached(const std::string& key, const ProbeRequest& request,
-                                    std::shared_ptr<std::promise<ProbeResult>> promise) {
-  std::thread([this, key, request, promise = std::move(promise)] {
+                                    std::shared_ptr<std::promise<ProbeResult>> promise,
+                                    OnProbed on_probed) {
+  std::thread([this, key, request, promise = std::move(promise), on_probed = std::move(on_probed)] {
     ProbeResult result = run_probe(prober, request);
+    notify(on_probed, request, result);
     // Cache and leave the in-flight table before publishing, so a caller
     // that has seen this result never joins this finished job again.
     {
@@ -155,8 +174,9 @@ ProbeCache::ProbeCache(TlsProber& prober, const Clock& clock, ProbeCacheConfig c
 
 ProbeCache::~ProbeCache() { wait_idle(); }
 
-std::optional<ProbeResult> ProbeCache::probe(const ProbeRequest& request, Deadline deadline) {
-  auto found = impl_->lookup_or_start(request);
+std::optional<ProbeResult> ProbeCache::probe(const ProbeRequest& request, Deadline deadline,
+                                             OnProbed on_probed) {
+  auto found = impl_->lookup_or_start(request, std::move(on_probed));
   if (auto* cached = std::get_if<ProbeResult>(&found)) return std::move(*cached);
   const auto& job = std::get<std::shared_future<ProbeResult>>(found);
   if (job.wait_until(deadline) != std::future_status::ready) return std::nullopt;

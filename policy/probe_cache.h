@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -31,10 +32,18 @@ class ProbeCache {
   ProbeCache(const ProbeCache&) = delete;
   ProbeCache& operator=(const ProbeCache&) = delete;
 
+  // Called on the probe's own thread once a probe started by this call has
+  // finished (even when the caller gave up at its deadline); never for a
+  // cache hit nor for a caller that joined a running probe: one call per
+  // probe that actually ran (RFC 8460 §4.1, one session). Exceptions it
+  // throws are caught and logged.
+  using OnProbed = std::function<void(const ProbeRequest&, const ProbeResult&)>;
+
   // The fresh cached result for the request's key, or the result of a probe
   // (started now or already running). nullopt when `deadline` passes first;
   // the probe then goes on and its result is cached.
-  std::optional<ProbeResult> probe(const ProbeRequest& request, Deadline deadline);
+  std::optional<ProbeResult> probe(const ProbeRequest& request, Deadline deadline,
+                                   OnProbed on_probed = {});
 
   // Waits until no probe is running (shutdown, tests).
   void wait_idle();

@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <future>
@@ -122,6 +123,7 @@ struct Resolver::Impl {
   const Clock& clock;
   ResolverConfig config;
 
+  std::atomic<TlsrptSink*> sink{nullptr};
   std::mutex mu;
   MemoryCache memory;
   std::unordered_map<std::string, std::shared_future<Resolution>> inflight;
@@ -223,6 +225,8 @@ struct Resolver::Impl {
 
   FetchOutcome fetch_policy(const std::string& domain, const std::string& txt_id,
                             DnsSecurity dnssec, std::int64_t now);
+  void report_fetch_failure(const std::string& domain, const FetchOutcome& failed,
+                            const std::optional<StoredPolicy>& cached, std::int64_t now);
   Resolution discover(const std::string& domain);
   Resolution after_txt_id(const std::string& domain, const TxtOutcome& txt,
                           const std::optional<StoredPolicy>& cached, std::int64_t now);
@@ -271,6 +275,25 @@ FetchOutcome Resolver::Impl::fetch_policy(const std::string& domain, const std::
   return out;
 }
 
+// RFC 8460 §4.4: the session's policy is the one in force (the cached one),
+// if any; no MX host was involved.
+void Resolver::Impl::report_fetch_failure(const std::string& domain, const FetchOutcome& failed,
+                                          const std::optional<StoredPolicy>& cached, std::int64_t now) {
+  TlsrptSink* const to = sink.load();
+  if (to == nullptr) return;
+  TlsrptSession s;
+  s.at = now;
+  s.policy_type = "sts";
+  s.policy_domain = domain;
+  if (cached) {
+    s.policy_string = cached->raw;
+    for (const auto& mx : cached->policy.mx) s.mx_patterns += (s.mx_patterns.empty() ? "" : " ") + mx;
+  }
+  s.result_type = failed.type;
+  s.failure_reason_code = failed.reason;
+  to->record(s);
+}
+
 Resolution Resolver::Impl::after_txt_id(const std::string& domain, const TxtOutcome& txt,
                                         const std::optional<StoredPolicy>& cached, std::int64_t now) {
   if (cached && cached->txt_id == txt.id)
@@ -290,6 +313,7 @@ Resolution Resolver::Impl::after_txt_id(const std::string& domain, const TxtOutc
     const auto saved = store.save_failure(
         FetchFailure{domain, txt.id, now, now + config.fetch_backoff, fetched.type, fetched.reason});
     if (!saved) spdlog::warn("store event=save-failure-failed domain={} error={}", domain, saved.error().code);
+    report_fetch_failure(domain, fetched, cached, now);
     if (cached) return stale(*cached, fetched.type, fetched.reason, txt.security, now);
     return no_policy(domain, fetched.type, fetched.reason, txt.security);
   }
@@ -368,6 +392,7 @@ bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
       spdlog::warn("refresh event=failed domain={} result_type={} reason={}", old.domain,
                    to_string(fetched.type), fetched.reason);
     (void)store.touch(old.domain, old.last_checked, old.last_used, error_text(fetched.type, fetched.reason));
+    report_fetch_failure(old.domain, fetched, old, now);
     return false;
   }
   const Policy& fresh = fetched.policy->policy;
@@ -434,6 +459,8 @@ void Resolver::flush() {
     if (!touched) spdlog::warn("store event=flush-failed domain={} error={}", p.domain, touched.error().code);
   }
 }
+
+void Resolver::set_tlsrpt_sink(TlsrptSink* sink) { impl_->sink.store(sink); }
 
 void Resolver::wait_idle() {
   std::unique_lock lock(impl_->mu);

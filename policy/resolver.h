@@ -3,6 +3,11 @@
 // Sees only sources.h. Thread-safe: one Resolver serves every caller; no I/O
 // happens under its lock; concurrent requests for one domain share one
 // TXT-check-and-fetch (single-flight).
+// TLSRPT (RFC 8460 §4.3.2.2): with a sink set, every HTTPS policy fetch that
+// actually runs and fails (discovery or background refresh) is one failed
+// "sts" session (sts-policy-fetch-error / sts-webpki-invalid /
+// sts-policy-invalid with the reason code); a back-off replay is not, nor a
+// failed TXT lookup (no fetch was attempted).
 #pragma once
 
 #include <chrono>
@@ -12,6 +17,7 @@
 #include <string>
 
 #include "policy/sources.h"
+#include "policy/tlsrpt.h"
 
 namespace mtasts::policy {
 
@@ -74,6 +80,10 @@ class Resolver {
 
   // Waits for background fetches to finish (shutdown, tests).
   void wait_idle();
+
+  // Where TLSRPT sessions go; nullptr (the default) records nothing. Set it
+  // before the first resolve(); the sink must outlive the resolver.
+  void set_tlsrpt_sink(TlsrptSink* sink);
 
  private:
   struct Impl;

@@ -3,7 +3,9 @@
 // kebab-case codes such as "http-404" or "dnssec-bogus".
 #pragma once
 
+#include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace mtasts::policy {
@@ -30,5 +32,33 @@ std::string_view to_string(ResultType type);
 
 // The inverse of to_string; nullopt for anything else (strict, case-sensitive).
 std::optional<ResultType> result_type_from_string(std::string_view text);
+
+// One TLS session attempt worth reporting (RFC 8460 §4.1: "a session" is one
+// attempt to establish TLS with a receiving MTA; for us one STARTTLS probe
+// that actually ran, or one policy fetch that actually failed). Fields map to
+// the report schema of §4.4: policy-type, policy-string, policy-domain,
+// mx-host, and for failures the failure-details entry.
+struct TlsrptSession {
+  std::int64_t at = 0;             // unix seconds (the report day is its UTC date)
+  std::string policy_type;         // "sts" | "tlsa" | "no-policy-found"
+  std::string policy_domain;       // the Policy Domain (recipient or smart host domain)
+  std::string policy_string;       // sts: the raw policy text; tlsa: TLSA RRs, one per line
+  std::string mx_patterns;         // sts: the policy's mx patterns space-joined; tlsa: the MX host
+  bool success = false;            // counts toward total-successful-session-count
+  std::optional<ResultType> result_type;  // failures only (§4.3)
+  std::string failure_reason_code;        // failures only: our stable reason code
+  std::string sending_mta_ip;             // source address of the probe ("" when unknown)
+  std::string receiving_mx_hostname;      // "" for policy fetch failures
+  std::string receiving_ip;
+  std::string additional_information;     // §4.4: a URI, when there is one
+};
+
+// Where sessions go. Implementations must be thread-safe and must never block
+// on I/O: record() is called from probe and discovery threads.
+class TlsrptSink {
+ public:
+  virtual ~TlsrptSink() = default;
+  virtual void record(const TlsrptSession& session) = 0;
+};
 
 }  // namespace mtasts::policy

@@ -52,7 +52,41 @@ CREATE TABLE fetch_failures (
 );
 )sql";
 
-constexpr std::array kMigrations{Migration{1, kV1}};
+// v2: TLSRPT aggregates (RFC 8460 §4.4), per UTC day. Every column is NOT
+// NULL (empty text for "absent") so the UNIQUE keys compare as written and
+// an upsert can add to the count; a row is never split by NULLs.
+constexpr std::string_view kV2 = R"sql(
+CREATE TABLE tlsrpt_failures (
+  day                    TEXT NOT NULL,
+  policy_type            TEXT NOT NULL CHECK (policy_type IN ('sts', 'tlsa', 'no-policy-found')),
+  policy_domain          TEXT NOT NULL,
+  policy_string          TEXT NOT NULL DEFAULT '',
+  mx_patterns            TEXT NOT NULL DEFAULT '',
+  result_type            TEXT NOT NULL,
+  failure_reason_code    TEXT NOT NULL DEFAULT '',
+  sending_mta_ip         TEXT NOT NULL DEFAULT '',
+  receiving_mx_hostname  TEXT NOT NULL DEFAULT '',
+  receiving_ip           TEXT NOT NULL DEFAULT '',
+  additional_information TEXT NOT NULL DEFAULT '',
+  failed_session_count   INTEGER NOT NULL CHECK (failed_session_count > 0),
+  UNIQUE (day, policy_type, policy_domain, policy_string, mx_patterns, result_type,
+          failure_reason_code, sending_mta_ip, receiving_mx_hostname, receiving_ip,
+          additional_information)
+);
+CREATE INDEX tlsrpt_failures_domain_day ON tlsrpt_failures (policy_domain, day);
+CREATE TABLE tlsrpt_successes (
+  day                      TEXT NOT NULL,
+  policy_type              TEXT NOT NULL CHECK (policy_type IN ('sts', 'tlsa', 'no-policy-found')),
+  policy_domain            TEXT NOT NULL,
+  policy_string            TEXT NOT NULL DEFAULT '',
+  mx_patterns              TEXT NOT NULL DEFAULT '',
+  successful_session_count INTEGER NOT NULL CHECK (successful_session_count > 0),
+  UNIQUE (day, policy_type, policy_domain, policy_string, mx_patterns)
+);
+CREATE INDEX tlsrpt_successes_domain_day ON tlsrpt_successes (policy_domain, day);
+)sql";
+
+constexpr std::array kMigrations{Migration{1, kV1}, Migration{2, kV2}};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
 std::string errmsg(sqlite3* db) { return sqlite3_errmsg(db); }

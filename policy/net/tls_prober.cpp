@@ -8,7 +8,9 @@
 // inspect. Failures travel as std::optional<ProbeResult>: nullopt means "go on".
 #include "policy/net/tls_prober.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -617,6 +619,24 @@ ProbeResult SmtpTlsProber::probe(const ProbeRequest& request) {
   return result;
 }
 
+namespace {
+
+// Our end of the connection (RFC 8460 §4.4 "sending-mta-ip"); "" when the
+// kernel will not say.
+std::string local_address(int fd) {
+  sockaddr_storage local{};
+  socklen_t size = sizeof local;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &size) != 0) return "";
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* where = nullptr;
+  if (local.ss_family == AF_INET) where = &reinterpret_cast<const sockaddr_in*>(&local)->sin_addr;
+  if (local.ss_family == AF_INET6) where = &reinterpret_cast<const sockaddr_in6*>(&local)->sin6_addr;
+  if (where == nullptr || inet_ntop(local.ss_family, where, text, sizeof text) == nullptr) return "";
+  return text;
+}
+
+}  // namespace
+
 ProbeResult SmtpTlsProber::run(const ProbeRequest& request) const {
   const std::string& ehlo_name = ehlo_name_.empty() ? request.ehlo_name : ehlo_name_;
   if (!valid_host(request.host) || !valid_ehlo_name(ehlo_name)) {
@@ -626,10 +646,12 @@ ProbeResult SmtpTlsProber::run(const ProbeRequest& request) const {
   if (auto failed = prepare_ssl(context_->ctx.get(), request, ssl)) return *failed;
   std::unique_ptr<Socket> socket;
   if (auto failed = open_connection(request, socket)) return *failed;
-  if (!request.implicit_tls) {
-    if (auto failed = start_tls(socket->get(), request.step_timeout, ehlo_name)) return *failed;
-  }
-  return run_tls(ssl.get(), socket->get(), request);
+  const std::string source = local_address(socket->get());
+  std::optional<ProbeResult> result;
+  if (!request.implicit_tls) result = start_tls(socket->get(), request.step_timeout, ehlo_name);
+  if (!result) result = run_tls(ssl.get(), socket->get(), request);
+  result->source_address = source;
+  return *result;
 }
 
 }  // namespace mtasts::policy::net

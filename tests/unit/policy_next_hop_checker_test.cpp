@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "fakes/fake_next_hop.h"
@@ -473,6 +474,158 @@ TEST(NextHopChecker, PastDeadlineProbesNothing) {
   EXPECT_EQ(r.verdict.reason, "deadline");
   EXPECT_EQ(w.mx.mx_calls(), 0);
   EXPECT_EQ(w.prober.calls(), 0);
+}
+
+// ---------------------------------------------------------------- TLSRPT
+// RFC 8460 §4.1: one session per probe that actually ran.
+
+class RecordingSink final : public TlsrptSink {
+ public:
+  void record(const TlsrptSession& session) override {
+    std::lock_guard lock(mu_);
+    sessions_.push_back(session);
+  }
+  std::vector<TlsrptSession> sessions() {
+    std::lock_guard lock(mu_);
+    return sessions_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<TlsrptSession> sessions_;
+};
+
+struct ReportCase {
+  std::string name;
+  std::function<void(World&)> setup;
+  int checks;  // the same recipient checked this often (cache hits after the first)
+  // Expected sessions as "type success|result-type reason host ip".
+  std::vector<std::string> expected;
+};
+
+std::string describe(const TlsrptSession& s) {
+  return s.policy_type + " " + (s.success ? "success" : std::string(to_string(*s.result_type))) + " " +
+         s.failure_reason_code + " " + s.receiving_mx_hostname + " " + s.receiving_ip;
+}
+
+TEST(NextHopChecker, TlsrptSessionTable) {
+  const std::vector<ReportCase> cases{
+      {"verified probe: one success, cache hits add none",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.prober.set("192.0.2.1", verified());
+       },
+       3, {"sts success   "}},
+      {"tls failure: one failure with its host and address",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.prober.set("192.0.2.1", expired());
+       },
+       2, {"sts certificate-expired cert-expired mx1.example.com 192.0.2.1"}},
+      {"unreachable: nothing",
+       [](World& w) { w.mx.set_mx("example.com", mx_answer({kMx1, kMx2})); },
+       1, {}},
+      {"dane probe: policy type tlsa",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_tlsa("mx1.example.com", tlsa_answer({tlsa_record()}, DnsSecurity::Secure));
+         w.prober.set("192.0.2.1", dane_verified());
+       },
+       2, {"tlsa success   "}},
+      {"mx not in policy: once within the failure ttl",
+       [](World& w) { w.mx.set_mx("example.com", mx_answer({{10, "mail.other.net"}})); },
+       3, {"sts validation-failure mx-not-in-policy mail.other.net "}},
+      {"bogus tlsa: dnssec-invalid once",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_tlsa("mx1.example.com", TlsaAnswer{DnsStatus::ServFail, DnsSecurity::Bogus, {}});
+       },
+       2, {"tlsa dnssec-invalid tlsa-bogus mx1.example.com "}},
+      {"first host fails, second verifies: two sessions",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1, kMx2}));
+         w.prober.set("192.0.2.1", expired());
+         w.prober.set("192.0.2.2", verified());
+       },
+       1, {"sts certificate-expired cert-expired mx1.example.com 192.0.2.1", "sts success   "}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    World w;
+    RecordingSink sink;
+    c.setup(w);
+    w.start();
+    w.checker->set_tlsrpt_sink(&sink);
+    for (int i = 0; i < c.checks; ++i) w.check();
+    w.checker->wait_idle();
+    std::vector<std::string> got;
+    for (const auto& s : sink.sessions()) {
+      got.push_back(describe(s));
+      EXPECT_EQ(s.policy_domain, "example.com");
+      EXPECT_EQ(s.at, w.clock.now());
+    }
+    EXPECT_EQ(got, c.expected);
+  }
+}
+
+TEST(NextHopChecker, TlsrptSessionCarriesThePolicy) {
+  World w;
+  RecordingSink sink;
+  w.mx.set_mx("example.com", mx_answer({kMx1}));
+  ProbeResult failed = expired();
+  failed.source_address = "192.0.2.200";
+  w.prober.set("192.0.2.1", failed);
+  w.start();
+  w.checker->set_tlsrpt_sink(&sink);
+  w.check();
+  w.mx.set_tlsa("mx1.example.com", tlsa_answer({tlsa_record()}, DnsSecurity::Secure));
+  w.prober.set("192.0.2.1", dane_verified());
+  w.check();
+  w.checker->wait_idle();
+  const auto sessions = sink.sessions();
+  ASSERT_EQ(sessions.size(), 2U);
+  EXPECT_EQ(sessions[0].policy_string, kEnforce);
+  EXPECT_EQ(sessions[0].mx_patterns, "mx1.example.com mx2.example.com example.com");
+  EXPECT_EQ(sessions[0].sending_mta_ip, "192.0.2.200");
+  EXPECT_EQ(sessions[1].policy_type, "tlsa");
+  EXPECT_EQ(sessions[1].mx_patterns, "mx1.example.com");
+  std::string hex;
+  for (int i = 0; i < 32; ++i) hex += "AB";
+  EXPECT_EQ(sessions[1].policy_string, "_25._tcp.mx1.example.com. IN TLSA 3 1 1 " + hex);
+}
+
+// A "mx not in policy" failure is recorded again once the failure TTL has
+// passed, like the probe it stands for.
+TEST(NextHopChecker, TlsrptMxNotInPolicyAgainAfterTtl) {
+  World w;
+  RecordingSink sink;
+  w.mx.set_mx("example.com", mx_answer({{10, "mail.other.net"}}));
+  w.start();
+  w.checker->set_tlsrpt_sink(&sink);
+  const std::vector<std::pair<std::int64_t, std::size_t>> steps{{0, 1}, {299, 1}, {1, 2}, {10, 2}};
+  for (const auto& [advance, expected] : steps) {
+    w.clock.advance(advance);
+    w.check();
+    EXPECT_EQ(sink.sessions().size(), expected) << "after advancing " << advance;
+  }
+}
+
+// The caller gives up at its deadline; the probe still runs, and is recorded.
+TEST(NextHopChecker, TlsrptProbeFinishingAfterTheDeadlineIsRecorded) {
+  World w;
+  RecordingSink sink;
+  w.mx.set_mx("example.com", mx_answer({kMx1}));
+  w.prober.set("192.0.2.1", verified());
+  w.prober.set_delay(std::chrono::milliseconds(300));
+  w.start();
+  w.checker->set_tlsrpt_sink(&sink);
+  ASSERT_TRUE(w.resolver->resolve("example.com", soon()).policy.has_value());
+  EXPECT_TRUE(w.check(recipient(), 50).facts.deadline_passed);
+  w.checker->wait_idle();
+  ASSERT_EQ(sink.sessions().size(), 1U);
+  EXPECT_TRUE(sink.sessions()[0].success);
+  w.check();
+  EXPECT_EQ(sink.sessions().size(), 1U) << "the retry is a cache hit";
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
 #include <thread>
 
 #include "fakes/fake_sources.h"
@@ -367,6 +368,106 @@ TEST(BackgroundRefresher, RefreshesDuePoliciesOnItsOwnAndStopsCleanly) {
     EXPECT_GE(refresher.passes(), 1);
   }
   EXPECT_EQ(w.fetcher.calls("example.com"), 2) << "one refresh: the refetched policy is not due again";
+}
+
+// ---------------------------------------------------------------- TLSRPT
+// RFC 8460 §4.3.2.2: a policy fetch that actually ran and failed is one
+// failed sts session; a back-off replay, a TXT lookup error and a success
+// are none.
+
+class RecordingSink final : public TlsrptSink {
+ public:
+  void record(const TlsrptSession& session) override {
+    std::lock_guard lock(mu_);
+    sessions_.push_back(session);
+  }
+  std::vector<TlsrptSession> sessions() {
+    std::lock_guard lock(mu_);
+    return sessions_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<TlsrptSession> sessions_;
+};
+
+struct FetchReportCase {
+  std::string name;
+  DnsAnswer txt;
+  std::variant<FetchedBody, FetchError> fetch;
+  std::vector<std::int64_t> resolves_after;  // clock advance before each resolve
+  std::vector<std::string> expected;         // "result-type reason" per session
+};
+
+TEST(Resolver, TlsrptFetchFailureTable) {
+  const FetchError e404{ResultType::StsPolicyFetchError, "http-404", "", false};
+  const FetchError expired{ResultType::StsWebpkiInvalid, "cert-expired", "", false};
+  const DnsAnswer id1 = txt_answer({"v=STSv1; id=1;"});
+  const std::vector<FetchReportCase> cases{
+      {"404 once, then back-off replays", id1, e404, {0, 61, 100}, {"sts-policy-fetch-error http-404"}},
+      {"back-off over: fetched and recorded again", id1, e404, {0, 61, 300},
+       {"sts-policy-fetch-error http-404", "sts-policy-fetch-error http-404"}},
+      {"webpki", id1, expired, {0}, {"sts-webpki-invalid cert-expired"}},
+      {"invalid policy", id1, FetchedBody{"version: STSv1\nmode: enforce\n"}, {0},
+       {"sts-policy-invalid policy-syntax"}},
+      {"success: nothing", id1, FetchedBody{kEnforce}, {0, 61}, {}},
+      {"txt servfail: no fetch, nothing", status_answer(DnsStatus::ServFail), e404, {0, 61}, {}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    World w;
+    RecordingSink sink;
+    w.resolver->set_tlsrpt_sink(&sink);
+    w.dns.set("_mta-sts.example.com", c.txt);
+    w.fetcher.set("example.com", c.fetch);
+    for (const std::int64_t advance : c.resolves_after) {
+      w.clock.advance(advance);
+      w.resolve();
+    }
+    w.resolver->wait_idle();
+    std::vector<std::string> got;
+    for (const auto& s : sink.sessions()) {
+      got.push_back(std::string(to_string(*s.result_type)) + " " + s.failure_reason_code);
+      EXPECT_EQ(s.policy_type, "sts");
+      EXPECT_EQ(s.policy_domain, "example.com");
+      EXPECT_FALSE(s.success);
+      EXPECT_EQ(s.receiving_mx_hostname, "");
+    }
+    EXPECT_EQ(got, c.expected);
+  }
+}
+
+// A failed fetch of a new id with a policy cached: the session names the
+// policy still in force.
+TEST(Resolver, TlsrptFetchFailureWithCachedPolicyNamesIt) {
+  World w;
+  RecordingSink sink;
+  w.resolver->set_tlsrpt_sink(&sink);
+  w.publish("1", kEnforce);
+  ASSERT_EQ(w.resolve().source, PolicySource::Fetched);
+  w.dns.set("_mta-sts.example.com", txt_answer({"v=STSv1; id=2;"}));
+  w.fetcher.set("example.com", FetchError{ResultType::StsPolicyFetchError, "http-503", "", true});
+  w.clock.advance(61);
+  EXPECT_EQ(w.resolve().source, PolicySource::Stale);
+  const auto sessions = sink.sessions();
+  ASSERT_EQ(sessions.size(), 1U);
+  EXPECT_EQ(sessions[0].policy_string, kEnforce);
+  EXPECT_EQ(sessions[0].mx_patterns, "mx.example.com");
+  EXPECT_EQ(sessions[0].failure_reason_code, "http-503");
+  EXPECT_EQ(sessions[0].at, w.clock.now());
+}
+
+// The background refresh actually fetches: its failure is a session too.
+TEST(Resolver, TlsrptFailedRefreshIsRecorded) {
+  World w;
+  RecordingSink sink;
+  w.resolver->set_tlsrpt_sink(&sink);
+  w.publish("1", kEnforce);
+  ASSERT_EQ(w.resolve().source, PolicySource::Fetched);
+  w.fetcher.set("example.com", FetchError{ResultType::StsWebpkiInvalid, "cert-expired", "", false});
+  EXPECT_EQ(w.resolver->refresh_due(true), 0);
+  ASSERT_EQ(sink.sessions().size(), 1U);
+  EXPECT_EQ(sink.sessions()[0].result_type, ResultType::StsWebpkiInvalid);
 }
 
 }  // namespace

@@ -1,0 +1,187 @@
+// RFC 8460 §4.1 / §4.4 aggregation. Why in memory first: a busy sender
+// probes many hosts a second, and one SQLite transaction every
+// flush_interval is far cheaper than one per session; the counts are what
+// the report needs, never the individual sessions.
+// Why the key is a '\0'-joined string: every field is text without NUL (DNS
+// names, addresses, policy text, reason codes), and one ordered map keeps
+// take() sorted for free.
+#include "policy/tlsrpt_buffer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+namespace mtasts::policy {
+
+std::string utc_day(std::int64_t unix_seconds) {
+  using namespace std::chrono;
+  const sys_days days = floor<std::chrono::days>(sys_seconds{seconds{unix_seconds}});
+  const year_month_day ymd{days};
+  char text[16];
+  std::snprintf(text, sizeof text, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+  return text;
+}
+
+namespace {
+
+TlsrptAggregate aggregate_of(const TlsrptSession& s, const std::string& sending_mta_ip) {
+  TlsrptAggregate a;
+  a.day = utc_day(s.at);
+  a.policy_type = s.policy_type;
+  a.policy_domain = s.policy_domain;
+  a.policy_string = s.policy_string;
+  a.mx_patterns = s.mx_patterns;
+  a.success = s.success;
+  a.sessions = 1;
+  if (s.success) return a;  // §4.4: successes are counted per policy only
+  a.result_type = s.result_type.value_or(ResultType::ValidationFailure);
+  a.failure_reason_code = s.failure_reason_code;
+  a.sending_mta_ip = sending_mta_ip.empty() ? s.sending_mta_ip : sending_mta_ip;
+  a.receiving_mx_hostname = s.receiving_mx_hostname;
+  a.receiving_ip = s.receiving_ip;
+  a.additional_information = s.additional_information;
+  return a;
+}
+
+std::string key_of(const TlsrptAggregate& a) {
+  std::string key;
+  for (const std::string* field :
+       {&a.day, &a.policy_type, &a.policy_domain, &a.policy_string, &a.mx_patterns,
+        &a.failure_reason_code, &a.sending_mta_ip, &a.receiving_mx_hostname, &a.receiving_ip,
+        &a.additional_information}) {
+    key += *field;
+    key += '\0';
+  }
+  key += a.success ? "ok" : std::string(to_string(*a.result_type));
+  return key;
+}
+
+}  // namespace
+
+struct TlsrptBuffer::Impl {
+  TlsrptStore* store;
+  TlsrptBufferConfig config;
+
+  mutable std::mutex mu;
+  std::map<std::string, TlsrptAggregate> pending;  // guarded by mu
+  std::int64_t dropped = 0;                        // guarded by mu
+  std::mutex flushing;                             // one writer at a time
+  std::condition_variable wake;
+  bool stopping = false;  // guarded by mu
+  std::thread flusher;
+
+  Impl(TlsrptStore* s, TlsrptBufferConfig cfg) : store(s), config(std::move(cfg)) {}
+
+  // Adds `a` under the lock; false when it is a new key beyond max_pending.
+  bool merge(TlsrptAggregate a) {
+    std::string key = key_of(a);
+    if (const auto it = pending.find(key); it != pending.end()) {
+      it->second.sessions += a.sessions;
+      return true;
+    }
+    if (pending.size() >= config.max_pending) {
+      dropped += a.sessions;
+      return false;
+    }
+    pending.emplace(std::move(key), std::move(a));
+    return true;
+  }
+
+  std::vector<TlsrptAggregate> take() {
+    std::vector<TlsrptAggregate> batch;
+    std::lock_guard lock(mu);
+    batch.reserve(pending.size());
+    for (auto& [key, a] : pending) batch.push_back(std::move(a));
+    pending.clear();
+    return batch;
+  }
+
+  void put_back(std::vector<TlsrptAggregate> batch) {
+    std::lock_guard lock(mu);
+    for (auto& a : batch) merge(std::move(a));
+  }
+
+  std::int64_t take_dropped() {
+    std::lock_guard lock(mu);
+    return std::exchange(dropped, 0);
+  }
+
+  bool flush();
+  void run();
+};
+
+bool TlsrptBuffer::Impl::flush() {
+  std::lock_guard one_writer(flushing);
+  if (const std::int64_t lost = take_dropped(); lost > 0)
+    spdlog::warn("tlsrpt event=dropped sessions={} reason=buffer-full max_pending={}", lost,
+                 config.max_pending);
+  if (store == nullptr) return true;
+  std::vector<TlsrptAggregate> batch = take();
+  if (batch.empty()) return true;
+  Result<bool> written = Error{"store-error", "exception"};
+  try {
+    written = store->add(batch);
+  } catch (const std::exception& e) {
+    written = Error{"store-error", e.what()};
+  }
+  if (written) return true;
+  std::int64_t sessions = 0;
+  for (const auto& a : batch) sessions += a.sessions;
+  spdlog::warn("tlsrpt event=flush-failed aggregates={} sessions={} code={} action=retry",
+               batch.size(), sessions, written.error().code);
+  put_back(std::move(batch));
+  return false;
+}
+
+void TlsrptBuffer::Impl::run() {
+  std::unique_lock lock(mu);
+  while (!stopping) {
+    wake.wait_for(lock, config.flush_interval, [this] { return stopping; });
+    if (stopping) break;
+    lock.unlock();
+    flush();
+    lock.lock();
+  }
+}
+
+TlsrptBuffer::TlsrptBuffer(TlsrptStore* store, TlsrptBufferConfig config)
+    : impl_(std::make_unique<Impl>(store, std::move(config))) {
+  if (impl_->config.flush_interval.count() > 0) impl_->flusher = std::thread([this] { impl_->run(); });
+}
+
+TlsrptBuffer::~TlsrptBuffer() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  if (impl_->flusher.joinable()) impl_->flusher.join();
+  if (!impl_->flush()) {
+    spdlog::error("tlsrpt event=lost sessions={} reason=last-flush-failed", pending_sessions());
+  }
+}
+
+void TlsrptBuffer::record(const TlsrptSession& session) {
+  TlsrptAggregate a = aggregate_of(session, impl_->config.sending_mta_ip);
+  std::lock_guard lock(impl_->mu);
+  impl_->merge(std::move(a));
+}
+
+std::vector<TlsrptAggregate> TlsrptBuffer::take() { return impl_->take(); }
+
+bool TlsrptBuffer::flush() { return impl_->flush(); }
+
+std::int64_t TlsrptBuffer::pending_sessions() const {
+  std::lock_guard lock(impl_->mu);
+  std::int64_t sessions = 0;
+  for (const auto& [key, a] : impl_->pending) sessions += a.sessions;
+  return sessions;
+}
+
+}  // namespace mtasts::policy

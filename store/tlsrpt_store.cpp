@@ -1,0 +1,223 @@
+// RFC 8460 §4.4 counts per UTC day. Why upserts that add: the buffer
+// flushes partial counts every few seconds and after restarts, so a row is
+// the sum of every flush of that day; the UNIQUE key of schema v2 is the
+// report's grouping (policy, then failure-details entry).
+// Why its own connection rather than SqliteStore's: SqliteStore keeps its
+// handle private, and a second WAL connection costs one file descriptor
+// while keeping the two stores independent (a long TLSRPT transaction never
+// holds the policy store's mutex).
+#include "store/tlsrpt_store.h"
+
+#include <spdlog/spdlog.h>
+
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string_view>
+
+#include "store/schema.h"
+#include "store/statement.h"
+
+namespace mtasts::store {
+namespace {
+
+using policy::Error;
+using policy::Result;
+using policy::TlsrptAggregate;
+
+constexpr int kBusyTimeoutMs = 5000;
+
+constexpr std::string_view kUpsertFailure =
+    "INSERT INTO tlsrpt_failures (day, policy_type, policy_domain, policy_string, mx_patterns, "
+    "result_type, failure_reason_code, sending_mta_ip, receiving_mx_hostname, receiving_ip, "
+    "additional_information, failed_session_count) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+    "ON CONFLICT (day, policy_type, policy_domain, policy_string, mx_patterns, result_type, "
+    "failure_reason_code, sending_mta_ip, receiving_mx_hostname, receiving_ip, "
+    "additional_information) DO UPDATE SET "
+    "failed_session_count = failed_session_count + excluded.failed_session_count";
+constexpr std::string_view kUpsertSuccess =
+    "INSERT INTO tlsrpt_successes (day, policy_type, policy_domain, policy_string, mx_patterns, "
+    "successful_session_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+    "ON CONFLICT (day, policy_type, policy_domain, policy_string, mx_patterns) DO UPDATE SET "
+    "successful_session_count = successful_session_count + excluded.successful_session_count";
+constexpr std::string_view kSelectFailures =
+    "SELECT day, policy_type, policy_domain, policy_string, mx_patterns, result_type, "
+    "failure_reason_code, sending_mta_ip, receiving_mx_hostname, receiving_ip, "
+    "additional_information, failed_session_count FROM tlsrpt_failures "
+    "WHERE day BETWEEN ?1 AND ?2 ORDER BY day, policy_domain, policy_type, result_type, "
+    "receiving_mx_hostname, receiving_ip, failure_reason_code";
+constexpr std::string_view kSelectSuccesses =
+    "SELECT day, policy_type, policy_domain, policy_string, mx_patterns, successful_session_count "
+    "FROM tlsrpt_successes WHERE day BETWEEN ?1 AND ?2 "
+    "ORDER BY day, policy_domain, policy_type, policy_string";
+
+std::string_view error_code(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_FULL: return "store-full";
+    case SQLITE_READONLY: return "store-readonly";
+    case SQLITE_IOERR: return "store-io";
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return "store-busy";
+    default: return "store-error";
+  }
+}
+
+DbPtr open_database(const std::string& path) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                                 nullptr);
+  DbPtr db(raw);
+  if (rc != SQLITE_OK) {
+    const std::string why = db ? sqlite3_errmsg(db.get()) : sqlite3_errstr(rc);
+    throw std::runtime_error("Cannot open the policy cache database '" + path + "': " + why + ".");
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), kBusyTimeoutMs);
+  // Same settings as SqliteStore: WAL (concurrent connections), NORMAL sync.
+  if (sqlite3_exec(db.get(), "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL", nullptr,
+                   nullptr, nullptr) != SQLITE_OK) {
+    throw std::runtime_error("Cannot configure the policy cache database '" + path +
+                             "': " + sqlite3_errmsg(db.get()) + ".");
+  }
+  return db;
+}
+
+void bind_policy(StatementUse& use, const TlsrptAggregate& a) {
+  use.bind(1, a.day);
+  use.bind(2, a.policy_type);
+  use.bind(3, a.policy_domain);
+  use.bind(4, a.policy_string);
+  use.bind(5, a.mx_patterns);
+}
+
+TlsrptAggregate read_policy(const StatementUse& use) {
+  TlsrptAggregate a;
+  a.day = use.text(0);
+  a.policy_type = use.text(1);
+  a.policy_domain = use.text(2);
+  a.policy_string = use.text(3);
+  a.mx_patterns = use.text(4);
+  return a;
+}
+
+std::optional<TlsrptAggregate> read_failure(const StatementUse& use) {
+  TlsrptAggregate a = read_policy(use);
+  a.result_type = policy::result_type_from_string(use.text(5));
+  if (!a.result_type) {
+    spdlog::warn("store event=bad-row table=tlsrpt_failures domain={} column=result_type", a.policy_domain);
+    return std::nullopt;
+  }
+  a.failure_reason_code = use.text(6);
+  a.sending_mta_ip = use.text(7);
+  a.receiving_mx_hostname = use.text(8);
+  a.receiving_ip = use.text(9);
+  a.additional_information = use.text(10);
+  a.sessions = use.integer(11);
+  return a;
+}
+
+}  // namespace
+
+struct SqliteTlsrptStore::Impl {
+  explicit Impl(const std::string& db_path)
+      : path(db_path), db(open_database(db_path)), statements(db.get()) {
+    migrate(db.get(), path);
+  }
+
+  // One upsert; SQLITE_DONE or the error.
+  int upsert(const TlsrptAggregate& a);
+  Result<bool> add_locked(const std::vector<TlsrptAggregate>& batch);
+
+  std::string path;
+  DbPtr db;
+  StatementCache statements;  // after db: finalised before the connection closes
+  std::mutex mutex;
+};
+
+int SqliteTlsrptStore::Impl::upsert(const TlsrptAggregate& a) {
+  int rc = SQLITE_OK;
+  sqlite3_stmt* const stmt = statements.get(a.success ? kUpsertSuccess : kUpsertFailure, rc);
+  if (stmt == nullptr) return rc;
+  StatementUse use(stmt);
+  bind_policy(use, a);
+  if (a.success) {
+    use.bind(6, a.sessions);
+    return use.step();
+  }
+  const std::string type(policy::to_string(a.result_type.value_or(policy::ResultType::ValidationFailure)));
+  use.bind(6, type);
+  use.bind(7, a.failure_reason_code);
+  use.bind(8, a.sending_mta_ip);
+  use.bind(9, a.receiving_mx_hostname);
+  use.bind(10, a.receiving_ip);
+  use.bind(11, a.additional_information);
+  use.bind(12, a.sessions);
+  return use.step();
+}
+
+Result<bool> SqliteTlsrptStore::Impl::add_locked(const std::vector<TlsrptAggregate>& batch) {
+  int rc = sqlite3_exec(db.get(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  for (auto it = batch.begin(); rc == SQLITE_OK && it != batch.end(); ++it) {
+    rc = upsert(*it);
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  }
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db.get(), "COMMIT", nullptr, nullptr, nullptr);
+  if (rc == SQLITE_OK) return true;
+  Error error{std::string(error_code(rc)), sqlite3_errmsg(db.get())};
+  if (sqlite3_get_autocommit(db.get()) == 0) sqlite3_exec(db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+  return error;
+}
+
+SqliteTlsrptStore::SqliteTlsrptStore(const std::string& path) : impl_(std::make_unique<Impl>(path)) {}
+
+SqliteTlsrptStore::~SqliteTlsrptStore() = default;
+
+Result<bool> SqliteTlsrptStore::add(const std::vector<TlsrptAggregate>& batch) {
+  if (batch.empty()) return false;
+  Result<bool> result = false;
+  try {
+    const std::lock_guard lock(impl_->mutex);
+    result = impl_->add_locked(batch);
+  } catch (const std::exception& e) {
+    result = Error{"store-error", e.what()};
+  }
+  if (!result)
+    spdlog::warn("store event=write-failed op=tlsrpt_add aggregates={} code={} detail=\"{}\"", batch.size(),
+                 result.error().code, result.error().detail);
+  return result;
+}
+
+std::vector<TlsrptAggregate> SqliteTlsrptStore::read(const std::string& first_day, const std::string& last_day) {
+  std::vector<TlsrptAggregate> rows;
+  int rc = SQLITE_OK;
+  const std::lock_guard lock(impl_->mutex);
+  for (const std::string_view sql : {kSelectFailures, kSelectSuccesses}) {
+    sqlite3_stmt* const stmt = impl_->statements.get(sql, rc);
+    if (stmt == nullptr) break;
+    StatementUse use(stmt);
+    use.bind(1, first_day);
+    use.bind(2, last_day);
+    const bool failures = sql == kSelectFailures;
+    while ((rc = use.step()) == SQLITE_ROW) {
+      if (!failures) {
+        TlsrptAggregate a = read_policy(use);
+        a.success = true;
+        a.sessions = use.integer(5);
+        rows.push_back(std::move(a));
+      } else if (auto a = read_failure(use)) {
+        rows.push_back(std::move(*a));
+      }
+    }
+    if (rc != SQLITE_DONE) break;
+  }
+  if (rc != SQLITE_DONE) {
+    spdlog::warn("store event=read-failed op=tlsrpt_read code={} detail=\"{}\"", error_code(rc),
+                 sqlite3_errmsg(impl_->db.get()));
+    return {};
+  }
+  return rows;
+}
+
+}  // namespace mtasts::store
