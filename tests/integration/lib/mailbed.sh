@@ -17,7 +17,7 @@
 # Nothing in /etc/postfix is changed: `postfix -c DIR` as root needs no
 # alternate_config_directories entry.
 #
-# Usage: source this file, mailbed_up, mb_domain_add ..., mb_commit,
+# Usage: source this file, mailbed_up, mb_domain_add (mb_relay_add) ..., mb_commit,
 # mb_postfix_start SNIPPET_DIR, mb_milter_config CONF, mb_milter_start CONF LOG
 # (mb_milter_stop: SIGTERM, status in MB_MILTER_RC); mailbed_down runs from
 # the EXIT trap. Postfix's log: $MB_DIR/maillog; the peers': $MB_DIR/peers/peers.log.
@@ -133,6 +133,33 @@ mb_domain_add() {
     for pattern in ${patterns//,/ }; do printf 'mx: %s\n' "$pattern"; done
     printf 'max_age: 86400\n'
   } >"$file"
+  tb_host_add "$zone" "$label" good file "v=STSv1; id=1" &&
+    tb_policy_set "mta-sts.$label.$zone.test" "$file"
+}
+
+# mb_relay_add ZONE LABEL POLICY KIND: smart host LABEL.ZONE.test, an A
+# record (127.25.0.N, no MX) with its own peer, as an MTA's bracketed relay
+# "[LABEL.ZONE.test]" reaches it; its policy domain is LABEL.ZONE.test itself
+# (RFC 8461 §3.4, next_hop=relay). POLICY: enforce | testing | none (mx: the
+# relay's own name) | nopolicy. KIND: good | expired | wrongname | cnonly |
+# selfsigned | nostarttls | starttls454 (see mb_mx_add).
+mb_relay_add() {
+  local zone=$1 label=$2 policy=$3 kind=$4
+  local host="$label.$zone.test" addr="127.25.0.$MB_NEXT_MX" cert="" behaviour=starttls file
+  MB_NEXT_MX=$((MB_NEXT_MX + 1))
+  case $kind in
+    good|expired|wrongname|cnonly) cert=$(tb_cert "$host" "$kind") || return 1 ;;
+    selfsigned) cert=$(mb_cert_selfsigned "$host") || return 1 ;;
+    nostarttls|starttls454) behaviour=$kind ;;
+    *) mb_die "unknown relay kind $kind"; return 1 ;;
+  esac
+  tb_dns_set "$zone" "relay-host.$label" "$label IN A $addr"
+  MB_PEERS+=("$(jq -n -c --arg a "$addr" --arg n "$host" --arg b "$behaviour" \
+    --arg c "$cert" --arg k "$TB_DIR/ca/leaf.key" \
+    '{addr: $a, port: 25, name: $n, behaviour: $b, cert: $c, key: $k}')")
+  [ "$policy" = nopolicy ] && return 0
+  file="$MB_DIR/policies/$label.$zone.txt"
+  printf 'version: STSv1\nmode: %s\nmx: %s\nmax_age: 86400\n' "$policy" "$host" >"$file"
   tb_host_add "$zone" "$label" good file "v=STSv1; id=1" &&
     tb_policy_set "mta-sts.$label.$zone.test" "$file"
 }
