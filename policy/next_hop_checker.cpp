@@ -81,6 +81,18 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
+// RFC 7672 §2.1.1, §3.1.3: only DANE-TA(2) and DANE-EE(3) with a known
+// selector (0, 1) and matching type (0, 1, 2) are usable for SMTP; a host whose
+// secure TLSA RRset has no usable record is treated as having none, so the
+// MTA-STS (WebPKI) check applies to it.
+std::vector<TlsaRecord> usable_tlsa(const std::vector<TlsaRecord>& records) {
+  std::vector<TlsaRecord> usable;
+  for (const auto& r : records)
+    if ((r.usage == 2 || r.usage == 3) && r.selector <= 1 && r.matching_type <= 2 && !r.data.empty())
+      usable.push_back(r);
+  return usable;
+}
+
 // RFC 8460 §4.4 "policy-string" for tlsa: the TLSA RRs in presentation
 // format (RFC 6698 §2.2), one per line.
 std::string tlsa_policy_string(const std::string& host, std::uint16_t port,
@@ -299,8 +311,10 @@ HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, const ReportC
   // WebPKI one (nor answer from a WebPKI cache entry).
   if (past(deadline)) return HostOutcome::DeadlinePassed;
   ProbeRequest request = request_for(host.host, port);
-  if (tlsa.status == DnsStatus::Ok && tlsa.security == DnsSecurity::Secure && !tlsa.records.empty())
-    request.tlsa = tlsa.records;
+  if (tlsa.status == DnsStatus::Ok && tlsa.security == DnsSecurity::Secure) {
+    auto usable = usable_tlsa(tlsa.records);
+    if (!usable.empty()) request.tlsa = std::move(usable);
+  }
   if (addresses.status != DnsStatus::Ok || addresses.security == DnsSecurity::Bogus)
     return HostOutcome::Unreachable;
   const std::size_t count = std::min(addresses.records.size(), config.max_addresses_per_host);

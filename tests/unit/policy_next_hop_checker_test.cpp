@@ -201,6 +201,37 @@ std::vector<Case> cases() {
          EXPECT_FALSE(requests[0].tlsa.has_value());
          EXPECT_EQ(requests[0].ehlo_name, "localhost");
        }},
+      {"secure tlsa, none usable (PKIX-EE, bad selector): webpki",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_tlsa("mx1.example.com",
+                       tlsa_answer({TlsaRecord{1, 1, 1, std::vector<std::uint8_t>(32, 0xab)},
+                                    TlsaRecord{3, 7, 1, std::vector<std::uint8_t>(32, 0xab)}},
+                                   DnsSecurity::Secure));
+         w.prober.set("192.0.2.1", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 1, 1,
+       [](World& w, const CheckResult&) {
+         const auto requests = w.prober.requests();
+         ASSERT_EQ(requests.size(), 1U);
+         EXPECT_FALSE(requests[0].tlsa.has_value());
+       }},
+      {"secure tlsa, usable kept, unusable dropped",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_tlsa("mx1.example.com",
+                       tlsa_answer({TlsaRecord{0, 0, 1, std::vector<std::uint8_t>(32, 0xab)}, tlsa_record()},
+                                   DnsSecurity::Secure));
+         w.prober.set("192.0.2.1", dane_verified());
+       },
+       recipient(), Outcome::Pass, "dane-verified", TlsStatus::Dane, "mx1.example.com", 1, 1,
+       [](World& w, const CheckResult&) {
+         const auto requests = w.prober.requests();
+         ASSERT_EQ(requests.size(), 1U);
+         ASSERT_TRUE(requests[0].tlsa.has_value());
+         ASSERT_EQ(requests[0].tlsa->size(), 1U);
+         EXPECT_EQ(requests[0].tlsa->at(0).usage, 3);
+       }},
       {"bogus tlsa: host unusable, not probed",
        [](World& w) {
          w.mx.set_mx("example.com", mx_answer({kMx1}));
