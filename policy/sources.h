@@ -39,6 +39,7 @@ struct DnsAnswer {
   DnsSecurity security = DnsSecurity::Insecure;
   std::vector<std::string> records;  // TXT: character-strings joined; A/AAAA: text addresses
   std::string why_bogus;             // resolver's explanation when Bogus
+  std::uint32_t ttl = 0;             // seconds the answer may be reused (0: do not reuse)
 };
 
 class Dns {
@@ -130,12 +131,14 @@ struct MxAnswer {
   DnsSecurity security = DnsSecurity::Insecure;
   std::vector<MxRecord> records;  // sorted by preference, then host
   bool null_mx = false;           // RFC 7505: the domain accepts no mail
+  std::uint32_t ttl = 0;          // seconds the answer may be reused (0: do not reuse)
 };
 
 struct TlsaAnswer {
   DnsStatus status = DnsStatus::ServFail;
   DnsSecurity security = DnsSecurity::Insecure;
   std::vector<TlsaRecord> records;
+  std::uint32_t ttl = 0;  // seconds the answer may be reused (0: do not reuse)
 };
 
 // DNS for next-hop checks (issue: the milter): MX and TLSA. Kept apart from

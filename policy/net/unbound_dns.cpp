@@ -348,6 +348,7 @@ Answer parse_answer(const std::string& name, int rrtype, const DnsAnswer& raw, P
   Answer answer;
   answer.status = raw.status;
   answer.security = raw.security;
+  answer.ttl = raw.ttl;
   for (std::size_t i = 0; i < raw.records.size(); ++i) {
     if (auto record = parse(raw.records[i])) {
       answer.records.push_back(std::move(*record));
@@ -382,6 +383,7 @@ DnsAnswer to_answer(const ub_result& result, int rrtype) {
     return answer;
   }
   answer.security = result.secure != 0 ? DnsSecurity::Secure : DnsSecurity::Insecure;
+  answer.ttl = result.ttl > 0 ? static_cast<std::uint32_t>(result.ttl) : 0;
   if (result.rcode == kRcodeNxDomain) {
     answer.status = DnsStatus::NxDomain;
   } else if (result.havedata != 0) {
@@ -437,6 +439,7 @@ DnsAnswer merge(DnsAnswer v4, DnsAnswer v6) {
     merged.security = v4_counts ? v4.security : v6.security;
   }
   merged.why_bogus = !v4.why_bogus.empty() ? std::move(v4.why_bogus) : std::move(v6.why_bogus);
+  merged.ttl = std::min(v4.ttl, v6.ttl);
   return merged;
 }
 

@@ -87,6 +87,10 @@ class FakeMxDns final : public MxDns {
     std::lock_guard lock(mu_);
     return tlsa_calls_;
   }
+  int address_calls() {
+    std::lock_guard lock(mu_);
+    return address_calls_;
+  }
   std::uint16_t last_tlsa_port() {
     std::lock_guard lock(mu_);
     return last_tlsa_port_;
