@@ -14,10 +14,12 @@
 
 #include "milter/milter_callbacks.h"
 #include "milter/services.h"
+#include "policy/mx_dns_cache.h"
 #include "policy/net/tls_prober.h"
 #include "policy/next_hop_checker.h"
 #include "policy/refresher.h"
 #include "policy/tlsrpt_buffer.h"
+#include "store/override_store.h"
 #include "store/tlsrpt_store.h"
 
 namespace mtasts::milter {
@@ -51,6 +53,28 @@ std::unique_ptr<store::SqliteTlsrptStore> open_tlsrpt_store(const Config& config
   } catch (const std::exception& e) {
     throw StartupError(e.what(), EX_CANTCREAT);
   }
+}
+
+// Per-domain overrides (table `overrides`, schema v3) through their own
+// connection; the start-up read must succeed (a later failed read keeps the
+// overrides in force).
+std::unique_ptr<store::OverrideStore> open_override_store(const Config& config) {
+  try {
+    return std::make_unique<store::OverrideStore>(config.store_path);
+  } catch (const std::exception& e) {
+    throw StartupError(e.what(), EX_CANTCREAT);
+  }
+}
+
+std::shared_ptr<const store::DomainOverrides> initial_overrides(store::OverrideStore& overrides,
+                                                                const Config& config) {
+  auto loaded = overrides.load();
+  if (!loaded)
+    throw StartupError("Cannot read the table overrides of the policy cache database '" + config.store_path +
+                           "': " + loaded.error().detail + ".",
+                       EX_IOERR);
+  spdlog::info("overrides event=loaded overrides={}", loaded->size());
+  return std::make_shared<const store::DomainOverrides>(std::move(*loaded));
 }
 
 policy::TlsrptBufferConfig tlsrpt_config(const Config& c) {
@@ -97,22 +121,39 @@ void drop_privileges(const Config& config) {
     throw StartupError("cannot switch to user '" + config.user + "'", EX_NOPERM);
 }
 
-// SIGUSR1: re-read the file; a bad file is refused and the old config stays.
-void reload_loop(MilterContext& context, const std::string& path, const std::atomic<bool>& stopping) {
+// SIGUSR1: re-read the file and the overrides table; the two are replaced
+// together, or (a bad file, an unreadable table) neither is.
+void reload_once(MilterContext& context, store::OverrideStore& override_store, const std::string& path) {
+  auto fresh = load_config(path);
+  if (!fresh) {
+    spdlog::error("reload event=refused error=\"{}\" keeping=old-config", fresh.error().detail);
+    return;
+  }
+  auto overrides = override_store.load();
+  if (!overrides) {
+    spdlog::error("reload event=refused error=\"overrides: {}\" keeping=old-config", overrides.error().code);
+    return;
+  }
+  const std::size_t count = overrides->size();
+  context.replace_settings({std::make_shared<const Config>(std::move(*fresh)),
+                            std::make_shared<const store::DomainOverrides>(std::move(*overrides))});
+  spdlog::info("reload event=ok path={} overrides={} note=\"socket, store, dns and probe settings need a restart\"",
+               path.empty() ? "-" : path, count);
+}
+
+void reload_loop(MilterContext& context, store::OverrideStore& override_store, const std::string& path,
+                 const std::atomic<bool>& stopping) {
   sigset_t usr1;
   sigemptyset(&usr1);
   sigaddset(&usr1, SIGUSR1);
   const timespec tick{0, 200'000'000};
   while (!stopping) {
     if (sigtimedwait(&usr1, nullptr, &tick) != SIGUSR1) continue;
-    auto fresh = load_config(path);
-    if (!fresh) {
-      spdlog::error("reload event=refused error=\"{}\" keeping=old-config", fresh.error().detail);
-      continue;
+    try {
+      reload_once(context, override_store, path);
+    } catch (const std::exception& e) {  // the thread must survive a failed reload
+      spdlog::error("reload event=refused error=\"{}\" keeping=old-config", e.what());
     }
-    context.replace_config(std::make_shared<const Config>(std::move(*fresh)));
-    spdlog::info("reload event=ok path={} note=\"socket, store, dns and probe settings need a restart\"",
-                 path.empty() ? "-" : path);
   }
 }
 
@@ -141,13 +182,18 @@ int run_daemon(const Config& config, const std::string& config_path) {
   services->resolver->set_tlsrpt_sink(&tlsrpt);
   const SinkDetach detach(*services->resolver);
   policy::net::SmtpTlsProber prober({config.probe.ca_file, config.probe.ehlo_name});
-  policy::NextHopChecker checker(*services->resolver, *services->dns, prober, services->clock,
+  // Warm checks then ask no resolver: MX, TLSA and addresses are kept for
+  // their TTL, at most as long as a verified probe.
+  policy::MxDnsCache next_hop_dns(*services->dns, services->clock,
+                                  static_cast<std::uint32_t>(std::min<std::int64_t>(config.probe.success_ttl, 300)));
+  policy::NextHopChecker checker(*services->resolver, next_hop_dns, prober, services->clock,
                                  checker_config(config));
   checker.set_tlsrpt_sink(&tlsrpt);
   policy::BackgroundRefresher refresher(*services->resolver, kRefreshPeriod);
+  const auto override_store = open_override_store(config);
   MilterContext context(
       [&checker](const policy::NextHop& hop, policy::Deadline deadline) { return checker.check(hop, deadline); },
-      std::make_shared<const Config>(config));
+      Settings{std::make_shared<const Config>(config), initial_overrides(*override_store, config)});
 
   if (smfi_register(*milter_description(context)) == MI_FAILURE)
     throw StartupError("libmilter refused the filter description", EX_SOFTWARE);
@@ -155,7 +201,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   drop_privileges(config);
 
   std::atomic<bool> stopping{false};
-  std::thread reloader(reload_loop, std::ref(context), config_path, std::cref(stopping));
+  std::thread reloader(reload_loop, std::ref(context), std::ref(*override_store), config_path, std::cref(stopping));
   spdlog::info("milter event=started socket={} store={}", config.milter_socket, config.store_path);
   const int status = smfi_main();
   stopping = true;

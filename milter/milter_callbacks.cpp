@@ -29,7 +29,8 @@ Session* session_of(SMFICTX* ctx) { return static_cast<Session*>(smfi_getpriv(ct
 
 Session& session_for(SMFICTX* ctx) {
   if (Session* s = session_of(ctx)) return *s;
-  auto* s = new Session(g_context->check(), g_context->config());  // owned by libmilter's priv until close
+  const Settings settings = g_context->settings();
+  auto* s = new Session(g_context->check(), settings.config, settings.overrides);  // owned by libmilter's priv until close
   smfi_setpriv(ctx, s);
   ++g_context->open_sessions;
   return *s;
@@ -63,7 +64,7 @@ sfsistat on_negotiate(SMFICTX*, unsigned long offered_actions, unsigned long off
 
 sfsistat on_envfrom(SMFICTX* ctx, char**) try {
   const InFlight running;
-  session_for(ctx).begin_message(SteadyClock::now());
+  session_for(ctx).begin_message(SteadyClock::now(), g_context->settings());
   return SMFIS_CONTINUE;
 } catch (const std::exception& e) {
   spdlog::error("milter event=internal-error stage=mail error=\"{}\"", e.what());

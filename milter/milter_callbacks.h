@@ -14,19 +14,24 @@ struct smfiDesc;
 
 namespace mtasts::milter {
 
-// What the callbacks share: how to check, and the current configuration
-// (replaced on reload; sessions keep the one they started with).
+// What the callbacks share: how to check, and the current settings (the
+// configuration and the per-domain overrides, replaced together on reload;
+// each message uses the settings current when it began). Thread-safe.
 class MilterContext {
  public:
-  explicit MilterContext(CheckFunction check, std::shared_ptr<const Config> config)
-      : check_(std::move(check)), config_(std::move(config)) {}
+  MilterContext(CheckFunction check, Settings settings) : check_(std::move(check)), settings_(std::move(settings)) {}
+  Settings settings() const {
+    std::lock_guard lock(mu_);
+    return settings_;
+  }
   std::shared_ptr<const Config> config() const {
     std::lock_guard lock(mu_);
-    return config_;
+    return settings_.config;
   }
-  void replace_config(std::shared_ptr<const Config> config) {
+  // Swaps config and overrides in one step: no message sees one without the other.
+  void replace_settings(Settings settings) {
     std::lock_guard lock(mu_);
-    config_ = std::move(config);
+    settings_ = std::move(settings);
   }
   const CheckFunction& check() const { return check_; }
   std::atomic<int> open_sessions{0};
@@ -37,7 +42,7 @@ class MilterContext {
  private:
   CheckFunction check_;
   mutable std::mutex mu_;
-  std::shared_ptr<const Config> config_;
+  Settings settings_;
 };
 
 // Installs `context` for the callbacks (it must outlive smfi_main) and

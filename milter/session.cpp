@@ -61,8 +61,22 @@ Action choose_action(const policy::CheckResult& result, const DecisionConfig& co
   return configured(non_smtp ? config.non_smtp_action : config.enforce_action, may_reject);
 }
 
-Session::Session(CheckFunction check, std::shared_ptr<const Config> config)
-    : check_(std::move(check)), config_(std::move(config)), rules_(rules_from(config_->decision)) {}
+// Only the fields an operator can set per domain; the rest (deadlines,
+// transports, non_smtp_action, ...) stays global.
+DecisionConfig with_override(const DecisionConfig& config, const DomainOverride& domain_override) {
+  DecisionConfig out = config;
+  if (domain_override.enforce_action) out.enforce_action = *domain_override.enforce_action;
+  if (domain_override.testing_action) out.testing_action = *domain_override.testing_action;
+  if (domain_override.strict_testing) out.strict_testing = *domain_override.strict_testing;
+  return out;
+}
+
+Session::Session(CheckFunction check, std::shared_ptr<const Config> config,
+                 std::shared_ptr<const DomainOverrides> overrides)
+    : check_(std::move(check)),
+      config_(std::move(config)),
+      overrides_(std::move(overrides)),
+      rules_(rules_from(config_->decision)) {}
 
 void Session::reset() {
   decisions_.clear();
@@ -72,6 +86,23 @@ void Session::reset() {
 void Session::begin_message(SteadyClock::time_point now) {
   reset();
   message_start_ = now;
+}
+
+void Session::begin_message(SteadyClock::time_point now, Settings settings) {
+  if (settings.config && settings.config != config_) {
+    rules_ = rules_from(settings.config->decision);
+    config_ = std::move(settings.config);
+  }
+  overrides_ = std::move(settings.overrides);
+  begin_message(now);
+}
+
+// The override is keyed by the domain whose policy applied (§3.4: the relay's
+// domain for a smart host), the domain the operator sees in `check` output.
+DecisionConfig Session::decision_config_for(const std::string& policy_domain) const {
+  if (!overrides_) return config_->decision;
+  const auto it = overrides_->find(policy_domain);
+  return it == overrides_->end() ? config_->decision : with_override(config_->decision, it->second);
 }
 
 policy::Deadline Session::deadline_for(SteadyClock::time_point now) const {
@@ -94,7 +125,7 @@ Session::Decision Session::decide_route(const RecipientRoute& route, SteadyClock
   }
   try {
     d.result = check_(next_hop_from(route), deadline_for(now));
-    d.action = choose_action(*d.result, config_->decision, non_smtp);
+    d.action = choose_action(*d.result, decision_config_for(d.result->policy_domain), non_smtp);
   } catch (const std::exception&) {
     d.reason_override = "internal-error";
     d.action = config_->decision.error_action == "tempfail" ? Action::Tempfail : Action::Continue;

@@ -5,7 +5,8 @@
 // domain). No libmilter here: milter_callbacks.cpp translates.
 // RFC 8461 §5 (enforce: do not deliver to failing hosts; testing: deliver and
 // report), §5.1 (a permanent failure only after a fresh policy check),
-// §3.4 (smart hosts).
+// §3.4 (smart hosts). Per-domain overrides (store/override_store.h) replace
+// the configured actions for one POLICY domain (CheckResult::policy_domain).
 // Not thread-safe: libmilter calls one connection's callbacks in order.
 #pragma once
 
@@ -21,6 +22,7 @@
 #include "milter/config.h"
 #include "milter/recipient_route.h"
 #include "policy/next_hop_checker.h"
+#include "store/override_store.h"
 
 namespace mtasts::milter {
 
@@ -43,15 +45,35 @@ struct EndOfMessage {
   std::vector<std::string> log_lines;
 };
 
+using store::DomainOverride;
+using store::DomainOverrides;
+
+// What messages are decided with: the configuration and the per-domain
+// overrides, replaced together on reload (SIGUSR1).
+struct Settings {
+  std::shared_ptr<const Config> config;               // never null
+  std::shared_ptr<const DomainOverrides> overrides;   // null: none
+};
+
 // The action for a verdict (pure; exposed for tests). `non_smtp`: the MTA
 // sent no next-hop macros, so only non_smtp_action applies.
 Action choose_action(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp);
 
+// `config` with the fields `domain_override` sets replaced (pure): the DecisionConfig
+// that choose_action gets for a domain with an override.
+DecisionConfig with_override(const DecisionConfig& config, const DomainOverride& domain_override);
+
 class Session {
  public:
-  Session(CheckFunction check, std::shared_ptr<const Config> config);
+  Session(CheckFunction check, std::shared_ptr<const Config> config,
+          std::shared_ptr<const DomainOverrides> overrides = nullptr);
 
+  // Starts a message with the settings the session has.
   void begin_message(SteadyClock::time_point now);
+  // Starts a message with `settings` (the current ones after a reload), so a
+  // long-lived connection follows reloads from its next message on; a
+  // message never changes settings half-way.
+  void begin_message(SteadyClock::time_point now, Settings settings);
   RcptReply on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
                     std::optional<std::string_view> host, SteadyClock::time_point now);
   EndOfMessage end_message(std::string_view queue_id, SteadyClock::time_point now);
@@ -70,12 +92,14 @@ class Session {
 
   policy::Deadline deadline_for(SteadyClock::time_point now) const;
   Decision decide_route(const RecipientRoute& route, SteadyClock::time_point now, bool non_smtp);
+  DecisionConfig decision_config_for(const std::string& policy_domain) const;
   RcptReply reply_for(const Decision& d) const;
   std::vector<std::string> log_lines(std::string_view queue_id) const;
   void reset();
 
   CheckFunction check_;
   std::shared_ptr<const Config> config_;
+  std::shared_ptr<const DomainOverrides> overrides_;  // null: none
   RouteRules rules_;
   SteadyClock::time_point message_start_{};
   std::map<std::string, Decision> decisions_;      // key: domain + next hop

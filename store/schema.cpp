@@ -86,7 +86,23 @@ CREATE TABLE tlsrpt_successes (
 CREATE INDEX tlsrpt_successes_domain_day ON tlsrpt_successes (policy_domain, day);
 )sql";
 
-constexpr std::array kMigrations{Migration{1, kV1}, Migration{2, kV2}};
+// v3: per-domain overrides of the decision actions, written by operators with
+// plain sqlite3 (README "Per-domain overrides"). NULL means "use the config".
+// No CHECK constraints on purpose: the milter validates each row when it
+// loads the table (store/override_store.h) and skips a bad one with a
+// warning, and a later release can accept new action names without
+// rebuilding the table (SQLite cannot alter a CHECK).
+constexpr std::string_view kV3 = R"sql(
+CREATE TABLE overrides (
+  domain         TEXT PRIMARY KEY NOT NULL,
+  enforce_action TEXT,
+  testing_action TEXT,
+  strict_testing INTEGER,
+  note           TEXT
+);
+)sql";
+
+constexpr std::array kMigrations{Migration{1, kV1}, Migration{2, kV2}, Migration{3, kV3}};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
 std::string errmsg(sqlite3* db) { return sqlite3_errmsg(db); }

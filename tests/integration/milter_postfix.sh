@@ -71,6 +71,41 @@ print(json.dumps(out))
 PY
 )
 
+# A connection held open across a reload: held.py PORT RCPT READY GO ->
+# JSON {"before": [code, text], "after", "data", "queue_id"}: one transaction
+# whose RCPT is answered "before" (then RSET), the file READY, a wait for the
+# file GO, then the next transaction on the SAME connection.
+HELD_PY=$(cat <<'PY'
+import json, os, re, smtplib, sys, time
+port, rcpt, ready, go = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+out = {"before": None, "after": None, "data": None, "queue_id": None}
+def pair(code, text):
+    return [code, text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)]
+try:
+    s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.sender.test", timeout=60)
+    s.ehlo()
+    s.mail("sender@sender.test")
+    out["before"] = pair(*s.rcpt(rcpt))
+    s.rset()
+    open(ready, "w").close()
+    for _ in range(600):
+        if os.path.exists(go):
+            break
+        time.sleep(0.1)
+    s.mail("sender@sender.test")
+    out["after"] = pair(*s.rcpt(rcpt))
+    if out["after"][0] == 250:
+        out["data"] = pair(*s.data(b"From: <sender@sender.test>\r\n"
+                                   b"Subject: mta-sts milter override test\r\n\r\ntest\r\n"))
+        m = re.search(r"queued as ([0-9A-Za-z]+)", out["data"][1])
+        out["queue_id"] = m.group(1) if m else None
+    s.quit()
+except (OSError, smtplib.SMTPException) as e:
+    out["error"] = str(e)
+print(json.dumps(out))
+PY
+)
+
 # ------------------------------------------------------------ setup
 setup_domains() {
   local line
@@ -238,6 +273,76 @@ row_down() {  # row_down CODE: Postfix without its milter
   [ "$got" = "$1" ] || echo "first refusal $got (want $1): $json"
 }
 
+# row_postconf "PARAM = VALUE": set it in the private Postfix, reload Postfix.
+row_postconf() {
+  tb_exec postconf -c "$MB_PF" -e "$1" || { echo "postconf -e '$1' failed"; return; }
+  tb_exec postfix -c "$MB_PF" reload >/dev/null 2>&1 || { echo "postfix reload failed"; return; }
+  sleep 1  # idle smtpd processes exit and new ones read the new value
+  local name value
+  name=$(trim "${1%%=*}"); value=$(trim "${1#*=}")
+  [ "$(mb_postconf "$name" 2>/dev/null)" = "$value" ] || echo "Postfix did not take '$1': $(mb_postconf "$name" 2>&1)"
+}
+
+# row_held LABEL.ZONE SQL "BEFORE AFTER" "EXPECT": one SMTP connection stays
+# open while SQL is run on the milter's cache database and the milter gets
+# SIGUSR1; RCPT to user@LABEL.ZONE.test answers BEFORE on that connection
+# before the reload and AFTER after it. EXPECT: decision-line fields of the
+# message after the reload. Leaves the queue id of that message in held.qid.
+row_held() {
+  local domain="$1.test" sql=$2 codes=() db="${MILTER_CONF%.toml}.db" dir="$MB_DIR/held" json pid from pf_from
+  local why="" count n line qid
+  read -r -a codes <<<"$3"
+  rm -rf "$dir"; mkdir -p "$dir"
+  pf_from=$(stat -c %s "$MB_DIR/maillog")
+  tb_exec /usr/bin/python3 -c "$HELD_PY" 25 "user@$domain" "$dir/ready" "$dir/go" >"$dir/out.json" &
+  pid=$!
+  for _ in $(seq 300); do [ -e "$dir/ready" ] && break; sleep 0.1; done
+  [ -e "$dir/ready" ] || { kill "$pid" 2>/dev/null; echo "the held connection never got its first reply"; return; }
+  sqlite3 "$db" "$sql" || why+="sqlite3 failed; "
+  count=$(sqlite3 "$db" "SELECT count(*) FROM overrides")
+  from=$(stat -c %s "$MILTER_LOG")
+  kill -USR1 "$MB_MILTER_PID"
+  for _ in $(seq 50); do
+    line=$(tail -c +"$((from + 1))" "$MILTER_LOG" | grep -E 'reload event=(ok|refused)') && break; sleep 0.1
+  done
+  [[ "$line" == *"reload event=ok "*"overrides=$count "* ]] || why+="reload line '$line' (want event=ok overrides=$count); "
+  touch "$dir/go"
+  wait "$pid"
+  json=$(cat "$dir/out.json")
+  [ "$(jq -r '.before[0] // "none"' <<<"$json")" = "${codes[0]}" ] || why+="RCPT before the reload: $json; "
+  [ "$(jq -r '.after[0] // "none"' <<<"$json")" = "${codes[1]}" ] || why+="RCPT after the reload on the held connection: $json; "
+  qid=$(jq -r '.queue_id // "NOQUEUE"' <<<"$json")
+  [ "${codes[1]}" != 250 ] || [ "$qid" != NOQUEUE ] || why+="DATA not queued: $json; "
+  echo "$qid" >"$MB_DIR/held.qid"
+  # The milter kept the connection: Postfix never lost or timed out on it.
+  ! tail -c +"$((pf_from + 1))" "$MB_DIR/maillog" | grep -qE 'warning: milter|milter.*(lost|timeout|default action)' ||
+    why+="Postfix warned about the milter; "
+  # Postfix tells the milter about the RSET only when the next MAIL comes, so
+  # the first transaction's line (NOQUEUE) may appear after the reload too.
+  for _ in $(seq 50); do
+    line=$(decision_lines "$from" "$domain" | grep " queue_id=$qid "); [ -n "$line" ] && break; sleep 0.1
+  done
+  n=$(grep -c . <<<"$line")
+  [ "$n" = 1 ] || why+="$domain: $n decision lines with queue_id=$qid after the reload (want 1); "
+  # shellcheck disable=SC2086  # the expectations are words
+  [ "$n" = 0 ] || why+=$(check_line "$(head -n 1 <<<"$line")" "$domain" "$qid" $4)
+  echo "${why%; }"
+}
+
+# row_header HEADER: the message left by row_held is in the hold queue and
+# `postcat -q` shows exactly one MTA-STS header, equal to HEADER (so it names
+# no domain: RFC 8461 says nothing of it, but Bcc recipients get it too).
+row_header() {
+  local qid headers queue
+  qid=$(cat "$MB_DIR/held.qid" 2>/dev/null)
+  if [ -z "$qid" ] || [ "$qid" = NOQUEUE ]; then echo "no queued message from the held row"; return; fi
+  queue=$(tb_exec postqueue -c "$MB_PF" -j | jq -r --arg id "$qid" 'select(.queue_id == $id) | .queue_name')
+  [ "$queue" = hold ] || echo -n "message $qid in queue '$queue' (want hold); "
+  headers=$(tb_exec postcat -c "$MB_PF" -h -q "$qid" | grep -i '^MTA-STS:')
+  [ "$headers" = "$1" ] || echo -n "postcat -q $qid: MTA-STS headers '$headers' (want '$1'); "
+  ! grep -qiE '[a-z0-9-]+\.[a-z]' <<<"$headers" || echo -n "the header names a domain: '$headers'"
+}
+
 run_rows() {
   local line
   while IFS= read -r line; do
@@ -253,6 +358,9 @@ run_rows() {
       down)    WHY=$(row_down "${FIELDS[2]}") ;;
       config)  row_config "${FIELDS[2]:-}" ;;
       queue)   WHY=$(row_queue "${FIELDS[2]}" "${FIELDS[3]}") ;;
+      postconf) WHY=$(row_postconf "${FIELDS[2]}") ;;
+      held)    WHY=$(row_held "${FIELDS[@]:2}") ;;
+      header)  WHY=$(row_header "${FIELDS[2]}") ;;
       *)       WHY="unknown row kind '${FIELDS[0]}'" ;;
     esac
     report "${FIELDS[1]}" "$WHY"

@@ -250,5 +250,151 @@ TEST(Session, InternalErrorTakesTheConfiguredFailSafe) {
   }
 }
 
+// ---------------------------------------------------------------- overrides
+
+TEST(WithOverride, ReplacesOnlyTheFieldsItSets) {
+  struct Case {
+    std::string name;
+    DomainOverride o;
+    std::string enforce, testing;
+    bool strict;
+  };
+  const std::vector<Case> cases{
+      {"empty", {}, "reject", "tag", true},
+      {"enforce only", {"off", std::nullopt, std::nullopt}, "off", "tag", true},
+      {"testing only", {std::nullopt, "off", std::nullopt}, "reject", "off", true},
+      {"strict off", {std::nullopt, std::nullopt, false}, "reject", "tag", false},
+      {"all", {"quarantine", "off", false}, "quarantine", "off", false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    DecisionConfig config;
+    config.enforce_action = "reject";
+    config.testing_action = "tag";
+    config.strict_testing = true;
+    config.non_smtp_action = "quarantine";
+    config.rcpt_deadline_ms = 1234;
+    const DecisionConfig out = with_override(config, c.o);
+    EXPECT_EQ(out.enforce_action, c.enforce);
+    EXPECT_EQ(out.testing_action, c.testing);
+    EXPECT_EQ(out.strict_testing, c.strict);
+    EXPECT_EQ(out.non_smtp_action, "quarantine") << "not overridable";
+    EXPECT_EQ(out.rcpt_deadline_ms, 1234);
+  }
+}
+
+// A result as the real checker returns it: policy_domain filled in.
+policy::CheckResult for_domain(std::string policy_domain, policy::CheckResult r) {
+  r.policy_domain = std::move(policy_domain);
+  return r;
+}
+
+struct OverrideCase {
+  std::string name;
+  std::string config_enforce;  // decision.enforce_action
+  bool config_strict;
+  DomainOverrides overrides;
+  std::string address;
+  std::optional<std::string> host;  // nullopt: no macros (non-SMTP)
+  bool accept;
+  std::string action;     // in the decision log line
+  std::optional<std::string> header;
+};
+
+TEST(Session, OverridesApplyToTheirPolicyDomainOnly) {
+  const DomainOverride tag{"tag", std::nullopt, std::nullopt};
+  const DomainOverride strict{std::nullopt, "tag", true};
+  const std::vector<OverrideCase> cases{
+      {"no override", "tempfail", false, {}, "a@bad.example", "bad.example", false, "tempfail", std::nullopt},
+      {"enforce tag", "tempfail", false, {{"bad.example", tag}}, "a@bad.example", "bad.example", true, "tag", "fail"},
+      {"enforce off", "tempfail", false, {{"bad.example", {"off", {}, {}}}}, "a@bad.example", "bad.example", true,
+       "continue", std::nullopt},
+      {"enforce quarantine", "tempfail", false, {{"bad.example", {"quarantine", {}, {}}}}, "a@bad.example",
+       "bad.example", true, "quarantine", std::nullopt},
+      {"tempfail despite a tagging config", "tag", false, {{"bad.example", {"tempfail", {}, {}}}}, "a@bad.example",
+       "bad.example", false, "tempfail", std::nullopt},
+      {"override of another domain", "tempfail", false, {{"good.example", tag}}, "a@bad.example", "bad.example",
+       false, "tempfail", std::nullopt},
+      {"NULL columns keep the config", "tempfail", false, {{"bad.example", {}}}, "a@bad.example", "bad.example",
+       false, "tempfail", std::nullopt},
+      {"strict testing for one domain", "tempfail", false, {{"test.example", {std::nullopt, std::nullopt, true}}},
+       "a@test.example", "test.example", false, "tempfail", std::nullopt},
+      {"strict testing off for one domain", "tempfail", true, {{"test.example", {std::nullopt, "tag", false}}},
+       "a@test.example", "test.example", true, "tag", "fail"},
+      {"strict wins over testing_action", "tempfail", false, {{"test.example", strict}}, "a@test.example", "test.example", false,
+       "tempfail", std::nullopt},
+      {"a pass stays a pass", "tempfail", false, {{"good.example", {"tempfail", {}, true}}}, "a@good.example",
+       "good.example", true, "continue", std::nullopt},
+      {"smart host: keyed by the relay's domain", "tempfail", false, {{"relay.example", tag}}, "a@good.example",
+       "[relay.example]:587", true, "tag", "fail"},
+      {"smart host: the recipient domain's row does not apply", "tempfail", false, {{"good.example", tag}},
+       "a@good.example", "[relay.example]:587", false, "tempfail", std::nullopt},
+      {"non-SMTP keeps non_smtp_action", "tempfail", false, {{"bad.example", {"off", {}, {}}}}, "a@bad.example",
+       std::nullopt, true, "tag", "fail"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Fixture f;
+    for (auto& [domain, r] : f.checker.results) r = for_domain(domain, r);
+    f.checker.results["relay.example"] = for_domain("relay.example", result(Mode::Enforce, Outcome::Fail, "cert-expired"));
+    f.config->decision.enforce_action = c.config_enforce;
+    f.config->decision.strict_testing = c.config_strict;
+    f.session = std::make_unique<Session>(f.checker.function(), f.config,
+                                          std::make_shared<const DomainOverrides>(c.overrides));
+    f.session->begin_message(f.t0);
+    const auto reply = f.session->on_rcpt(c.address, c.host ? std::optional<std::string_view>("smtp") : std::nullopt,
+                                          c.host ? std::optional<std::string_view>(*c.host) : std::nullopt, f.t0);
+    EXPECT_EQ(reply.accept, c.accept) << reply.text;
+    const auto eom = f.session->end_message("Q9", f.t0);
+    EXPECT_EQ(eom.header_value, c.header);
+    ASSERT_EQ(eom.log_lines.size(), 1u);
+    EXPECT_NE(eom.log_lines[0].find(" action=" + c.action + " "), std::string::npos) << eom.log_lines[0];
+  }
+}
+
+TEST(Session, NewSettingsApplyFromTheNextMessageOnTheSameConnection) {
+  Fixture f;
+  for (auto& [domain, r] : f.checker.results) r = for_domain(domain, r);
+  auto& s = f.start();
+  EXPECT_FALSE(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept) << "before the reload";
+  s.abort_message();
+
+  struct Step {
+    std::string name;
+    DomainOverrides overrides;
+    std::string enforce_action;
+    bool accept;
+    std::optional<std::string> header;
+  };
+  const std::vector<Step> steps{
+      {"override added", {{"bad.example", {"tag", {}, {}}}}, "tempfail", true, "fail"},
+      {"override changed", {{"bad.example", {"off", {}, {}}}}, "tempfail", true, std::nullopt},
+      {"override removed", {}, "tempfail", false, std::nullopt},
+      {"config changed, no override", {}, "quarantine", true, std::nullopt},
+  };
+  for (const auto& step : steps) {
+    SCOPED_TRACE(step.name);
+    auto config = std::make_shared<Config>(*f.config);
+    config->decision.enforce_action = step.enforce_action;
+    s.begin_message(f.t0, Settings{config, std::make_shared<const DomainOverrides>(step.overrides)});
+    EXPECT_EQ(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept, step.accept);
+    EXPECT_EQ(s.end_message("Q", f.t0).header_value, step.header);
+  }
+  // A plain begin_message keeps the settings of the last one.
+  s.begin_message(f.t0);
+  EXPECT_TRUE(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept);
+  EXPECT_EQ(s.end_message("Q", f.t0).quarantine_reason, "MTA-STS policy not met");
+}
+
+TEST(Session, NewTransportRulesApplyFromTheNextMessage) {
+  Fixture f;
+  auto& s = f.start();
+  auto config = std::make_shared<Config>(*f.config);
+  config->decision.excluded_domains = {"bad.example"};
+  s.begin_message(f.t0, Settings{config, nullptr});
+  EXPECT_TRUE(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept);
+  EXPECT_EQ(f.checker.calls["bad.example"], 0) << "excluded by the new config";
+}
+
 }  // namespace
 }  // namespace mtasts::milter

@@ -407,11 +407,11 @@ TEST_F(SqliteStoreTest, FailureWithUnknownResultTypeLoadsAsNullopt) {
 TEST_F(SqliteStoreTest, NewFileGetsCurrentSchemaVersionAndWal) {
   { SqliteStore store(db_path()); }
   RawDb raw(db_path());
-  EXPECT_EQ(raw.one("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.one("PRAGMA user_version"), "3");
   EXPECT_EQ(raw.one("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.one("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
                     "WHERE name NOT LIKE 'sqlite_%' ORDER BY name)"),
-            "fetch_failures,policies,policies_expires_at,policies_readable,tlsrpt_failures,"
+            "fetch_failures,overrides,policies,policies_expires_at,policies_readable,tlsrpt_failures,"
             "tlsrpt_failures_domain_day,tlsrpt_successes,tlsrpt_successes_domain_day");
   // Reopening a current file migrates nothing and keeps the data.
   {
@@ -420,7 +420,7 @@ TEST_F(SqliteStoreTest, NewFileGetsCurrentSchemaVersionAndWal) {
   }
   SqliteStore reopened(db_path());
   EXPECT_TRUE(reopened.load("a.example").has_value());
-  EXPECT_EQ(raw.one("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.one("PRAGMA user_version"), "3");
 }
 
 TEST_F(SqliteStoreTest, ConstructorThrowsOnNewerVersionOrUnusableFile) {
@@ -434,9 +434,9 @@ TEST_F(SqliteStoreTest, ConstructorThrowsOnNewerVersionOrUnusableFile) {
       {"newer version", db_path(),
        [](const std::string& path) {
          { SqliteStore store(path); }
-         RawDb(path).exec("PRAGMA user_version = 3");
+         RawDb(path).exec("PRAGMA user_version = 4");
        },
-       "schema version 3, newer than version 2"},
+       "schema version 4, newer than version 3"},
       {"newer version on a file we never saw", dir_.file("other.db"),
        [](const std::string& path) {
          sqlite3* db = nullptr;
@@ -467,7 +467,7 @@ TEST_F(SqliteStoreTest, ConstructorThrowsOnNewerVersionOrUnusableFile) {
     }
   }
   // The refused file is left as it was.
-  EXPECT_EQ(RawDb(db_path()).one("PRAGMA user_version"), "3");
+  EXPECT_EQ(RawDb(db_path()).one("PRAGMA user_version"), "4");
 }
 
 TEST_F(SqliteStoreTest, ReadableViewShowsIsoUtcTimes) {

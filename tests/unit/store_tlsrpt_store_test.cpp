@@ -163,7 +163,7 @@ TEST(SqliteTlsrptStore, V1DatabaseMigratesAndKeepsPolicies) {
     SqliteStore policies(path);
     if (!tlsrpt) tlsrpt = std::make_unique<SqliteTlsrptStore>(path);
 
-    EXPECT_EQ(RawDb(path).all("PRAGMA user_version"), "2");
+    EXPECT_EQ(RawDb(path).all("PRAGMA user_version"), "3");
     const auto kept = policies.load("a.example");
     ASSERT_TRUE(kept.has_value());
     EXPECT_EQ(kept->txt_id, "id1");
