@@ -24,7 +24,6 @@ namespace {
 using policy::Error;
 using policy::Result;
 
-constexpr int kBusyTimeoutMs = 5000;
 constexpr std::string_view kSelect =
     "SELECT rowid, domain, enforce_action, testing_action, strict_testing FROM overrides ORDER BY rowid";
 enum Column { kRowid = 0, kDomain, kEnforce, kTesting, kStrict };
@@ -39,32 +38,7 @@ bool one_of(std::string_view value, const std::array<const char*, N>& words) {
   return false;
 }
 
-std::string_view error_code(int rc) {
-  switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return "store-busy";
-    case SQLITE_IOERR: return "store-io";
-    default: return "store-error";
-  }
-}
 
-DbPtr open_database(const std::string& path) {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  DbPtr db(raw);
-  if (rc != SQLITE_OK) {
-    const std::string why = db ? sqlite3_errmsg(db.get()) : sqlite3_errstr(rc);
-    throw std::runtime_error("Cannot open the policy cache database '" + path + "': " + why + ".");
-  }
-  sqlite3_extended_result_codes(db.get(), 1);
-  sqlite3_busy_timeout(db.get(), kBusyTimeoutMs);
-  if (sqlite3_exec(db.get(), "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr) != SQLITE_OK) {
-    throw std::runtime_error("Cannot configure the policy cache database '" + path +
-                             "': " + sqlite3_errmsg(db.get()) + ".");
-  }
-  return db;
-}
 
 // Operator text in a log line: printable ASCII only, no quotes, bounded.
 std::string printable(std::string_view text) {

@@ -27,7 +27,6 @@ using policy::FetchFailure;
 using policy::Result;
 using policy::StoredPolicy;
 
-constexpr int kBusyTimeoutMs = 5000;
 
 constexpr std::string_view kSelectPolicy =
     "SELECT domain, txt_id, raw, fetched_at, expires_at, last_checked, last_used, dnssec, "
@@ -69,16 +68,6 @@ struct FailureRow {
   std::string result_type;
 };
 
-std::string_view error_code(int rc) {
-  switch (rc & 0xff) {  // primary code of an extended result code
-    case SQLITE_FULL: return "store-full";
-    case SQLITE_READONLY: return "store-readonly";
-    case SQLITE_IOERR: return "store-io";
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return "store-busy";
-    default: return "store-error";
-  }
-}
 
 std::string join_mx(const std::vector<std::string>& patterns) {
   std::string joined;
@@ -178,53 +167,13 @@ struct SqliteStore::Impl {
 
 namespace {
 
-DbPtr open_database(const std::string& path) {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
-  DbPtr db(raw);  // a handle is returned even on failure, and must be closed
-  if (rc != SQLITE_OK) {
-    const std::string why = db ? sqlite3_errmsg(db.get()) : sqlite3_errstr(rc);
-    throw std::runtime_error("Cannot open the policy cache database '" + path + "': " + why + ".");
-  }
-  sqlite3_extended_result_codes(db.get(), 1);
-  return db;
-}
 
-// Returns the first column of the pragma's first row ("" when none).
-std::string pragma(sqlite3* db, const std::string& path, const std::string& sql) {
-  sqlite3_stmt* raw = nullptr;
-  int rc = sqlite3_prepare_v2(db, sql.c_str(), -1, &raw, nullptr);
-  const StatementPtr stmt(raw);
-  if (rc == SQLITE_OK) {
-    rc = sqlite3_step(stmt.get());
-  }
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE && rc != SQLITE_OK) {
-    throw std::runtime_error("Cannot configure the policy cache database '" + path + "' (" + sql +
-                             "): " + sqlite3_errmsg(db) + ".");
-  }
-  const auto* const text = rc == SQLITE_ROW ? sqlite3_column_text(stmt.get(), 0) : nullptr;
-  return text == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(text));
-}
 
-void configure(sqlite3* db, const std::string& path) {
-  sqlite3_busy_timeout(db, kBusyTimeoutMs);
-  // WAL: readers never block the writer; NORMAL is durable across a process
-  // crash (only an OS crash may lose the last commits, which are a cache).
-  const std::string journal = pragma(db, path, "PRAGMA journal_mode = WAL");
-  if (journal != "wal") {
-    spdlog::warn("store event=no-wal path=\"{}\" journal_mode={}", path, journal);
-  }
-  pragma(db, path, "PRAGMA synchronous = NORMAL");
-  pragma(db, path, "PRAGMA foreign_keys = ON");
-}
 
 }  // namespace
 
 SqliteStore::Impl::Impl(const std::string& db_path)
     : path(db_path), db(open_database(db_path)), statements(db.get()) {
-  configure(db.get(), path);
   const int before = schema_version(db.get(), path);
   migrate(db.get(), path);
   if (before != kSchemaVersion) {

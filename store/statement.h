@@ -22,6 +22,17 @@ struct DbCloser {
 };
 using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
 
+// Opens or creates the database file the way every store/ connection uses
+// it: extended result codes, a 5 s busy timeout, WAL (readers never block the
+// writer), synchronous=NORMAL (durable across a process crash; an OS crash
+// may lose the last commits of what is a cache) and foreign keys on.
+// Throws std::runtime_error with one sentence naming the file.
+DbPtr open_database(const std::string& path);
+
+// The stable error code of an SQLite result code, as Result errors carry it:
+// "store-full", "store-readonly", "store-io", "store-busy" or "store-error".
+std::string_view error_code(int rc);
+
 struct StatementFinalizer {
   void operator()(sqlite3_stmt* stmt) const noexcept { sqlite3_finalize(stmt); }
 };

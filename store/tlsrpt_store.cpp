@@ -25,7 +25,6 @@ using policy::Error;
 using policy::Result;
 using policy::TlsrptAggregate;
 
-constexpr int kBusyTimeoutMs = 5000;
 
 constexpr std::string_view kUpsertFailure =
     "INSERT INTO tlsrpt_failures (day, policy_type, policy_domain, policy_string, mx_patterns, "
@@ -52,37 +51,7 @@ constexpr std::string_view kSelectSuccesses =
     "FROM tlsrpt_successes WHERE day BETWEEN ?1 AND ?2 "
     "ORDER BY day, policy_domain, policy_type, policy_string";
 
-std::string_view error_code(int rc) {
-  switch (rc & 0xff) {
-    case SQLITE_FULL: return "store-full";
-    case SQLITE_READONLY: return "store-readonly";
-    case SQLITE_IOERR: return "store-io";
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: return "store-busy";
-    default: return "store-error";
-  }
-}
 
-DbPtr open_database(const std::string& path) {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
-  DbPtr db(raw);
-  if (rc != SQLITE_OK) {
-    const std::string why = db ? sqlite3_errmsg(db.get()) : sqlite3_errstr(rc);
-    throw std::runtime_error("Cannot open the policy cache database '" + path + "': " + why + ".");
-  }
-  sqlite3_extended_result_codes(db.get(), 1);
-  sqlite3_busy_timeout(db.get(), kBusyTimeoutMs);
-  // Same settings as SqliteStore: WAL (concurrent connections), NORMAL sync.
-  if (sqlite3_exec(db.get(), "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL", nullptr,
-                   nullptr, nullptr) != SQLITE_OK) {
-    throw std::runtime_error("Cannot configure the policy cache database '" + path +
-                             "': " + sqlite3_errmsg(db.get()) + ".");
-  }
-  return db;
-}
 
 void bind_policy(StatementUse& use, const TlsrptAggregate& a) {
   use.bind(1, a.day);
