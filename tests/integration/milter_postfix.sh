@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end milter test with a real Postfix (RFC 8461 §4 policy application,
-# §5 enforce/testing; RFC 8460 result types in the log): Postfix in the bed's
+# §5 enforce/testing; RFC 8460 result types in the log and the TLSRPT session
+# records in the milter's store): Postfix in the bed's
 # network namespace, configured with contrib/postfix/*.snippet, asks the
 # milter about each recipient; SMTP peers (lib/smtp_peer.py) play the MX hosts,
 # NSD and nginx serve MX records and policies (lib/mailbed.sh, lib/testbed.sh).
@@ -343,6 +344,41 @@ row_header() {
   ! grep -qiE '[a-z0-9-]+\.[a-z]' <<<"$headers" || echo -n "the header names a domain: '$headers'"
 }
 
+# row_tlsrpt LABEL.ZONE KIND EXPECT: the TLSRPT session records (RFC 8460
+# §4.4 aggregates) in the milter's store for policy domain LABEL.ZONE.test,
+# read with sqlite3 after a flush (the SIGTERM of a restart row flushes).
+#   failure  a tlsrpt_failures row with every KEY=VALUE of EXPECT and
+#            failed_session_count >= 1 ("receiving_ip=MX": the address of
+#            mx.LABEL.ZONE.test, the peer's 127.25.0.N, from the bed's DNS)
+#   success  a tlsrpt_successes row with EXPECT, successful_session_count >= 1
+#   none     no tlsrpt_failures row for the domain at all
+row_tlsrpt() {
+  local domain="$1.test" kind=$2 db="${MILTER_CONF%.toml}.db" expect=() kv key value table count
+  local where="policy_domain = '$domain'"
+  read -r -a expect <<<"${3:-}"
+  for kv in "${expect[@]}"; do
+    key=${kv%%=*}; value=${kv#*=}
+    [[ "$key" =~ ^[a-z_]+$ ]] || { echo "table: bad key '$key'"; return; }
+    if [ "$value" = MX ]; then
+      value=$(tb_exec dig +short A "mx.$domain")
+      [[ "$value" =~ ^127\.25\.0\.[0-9]+$ ]] || { echo "A of mx.$domain: '$value'"; return; }
+    fi
+    where+=" AND $key = '${value//\'/\'\'}'"
+  done
+  case $kind in
+    failure) table=tlsrpt_failures; where+=" AND failed_session_count >= 1" ;;
+    success) table=tlsrpt_successes; where+=" AND successful_session_count >= 1" ;;
+    none)    table=tlsrpt_failures ;;
+    *) echo "table: unknown tlsrpt kind '$kind'"; return ;;
+  esac
+  count=$(sqlite3 -cmd ".timeout 5000" "$db" "SELECT count(*) FROM $table WHERE $where" 2>&1)
+  if { [ "$kind" = none ] && [ "$count" = 0 ]; } || { [ "$kind" != none ] && [[ "$count" =~ ^[1-9][0-9]*$ ]]; }; then
+    return
+  fi
+  echo "$table rows WHERE $where: '$count' (want $([ "$kind" = none ] && echo 0 || echo '>= 1')); the domain's rows: "
+  sqlite3 -cmd ".timeout 5000" "$db" "SELECT * FROM $table WHERE policy_domain = '$domain'" 2>&1 | head -n 5
+}
+
 run_rows() {
   local line
   while IFS= read -r line; do
@@ -361,6 +397,7 @@ run_rows() {
       postconf) WHY=$(row_postconf "${FIELDS[2]}") ;;
       held)    WHY=$(row_held "${FIELDS[@]:2}") ;;
       header)  WHY=$(row_header "${FIELDS[2]}") ;;
+      tlsrpt)  WHY=$(row_tlsrpt "${FIELDS[@]:2}") ;;
       *)       WHY="unknown row kind '${FIELDS[0]}'" ;;
     esac
     report "${FIELDS[1]}" "$WHY"
