@@ -25,15 +25,35 @@ class InFlight {
   InFlight& operator=(const InFlight&) = delete;
 };
 
-Session* session_of(SMFICTX* ctx) { return static_cast<Session*>(smfi_getpriv(ctx)); }
+// What libmilter keeps for one connection (its "priv"): the session and
+// whether the MTA agreed not to wait for our reply to MAIL.
+struct Connection {
+  std::unique_ptr<Session> session;
+  bool mail_needs_no_reply = false;
+};
+
+Connection* connection_of(SMFICTX* ctx) { return static_cast<Connection*>(smfi_getpriv(ctx)); }
+
+Connection& connection_for(SMFICTX* ctx) {
+  if (Connection* c = connection_of(ctx)) return *c;
+  auto* c = new Connection;  // owned by libmilter's priv until close
+  smfi_setpriv(ctx, c);
+  ++g_context->open_sessions;
+  return *c;
+}
+
+Session* session_of(SMFICTX* ctx) {
+  Connection* c = connection_of(ctx);
+  return c ? c->session.get() : nullptr;
+}
 
 Session& session_for(SMFICTX* ctx) {
-  if (Session* s = session_of(ctx)) return *s;
-  const Settings settings = g_context->settings();
-  auto* s = new Session(g_context->check(), settings.config, settings.overrides);  // owned by libmilter's priv until close
-  smfi_setpriv(ctx, s);
-  ++g_context->open_sessions;
-  return *s;
+  Connection& c = connection_for(ctx);
+  if (!c.session) {
+    const Settings settings = g_context->settings();
+    c.session = std::make_unique<Session>(g_context->check(), settings.config, settings.overrides);
+  }
+  return *c.session;
 }
 
 sfsistat error_status() {
@@ -52,23 +72,35 @@ std::string reply_safe(std::string text) {
   return text;
 }
 
-sfsistat on_negotiate(SMFICTX*, unsigned long offered_actions, unsigned long offered_steps, unsigned long,
-                      unsigned long, unsigned long* actions, unsigned long* steps, unsigned long*, unsigned long*) {
+// Stages we never use: the MTA neither sends them nor waits for a reply.
+constexpr unsigned long kUnusedStages = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOHDRS | SMFIP_NOEOH |
+                                        SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA;
+
+sfsistat on_negotiate(SMFICTX* ctx, unsigned long offered_actions, unsigned long offered_steps, unsigned long,
+                      unsigned long, unsigned long* actions, unsigned long* steps, unsigned long*,
+                      unsigned long*) try {
   *actions = offered_actions & (SMFIF_ADDHDRS | SMFIF_QUARANTINE);
-  // Decline every stage we do not use, so the MTA neither sends nor waits.
-  const unsigned long wanted = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOHDRS | SMFIP_NOEOH | SMFIP_NOBODY |
-                               SMFIP_NOUNKNOWN | SMFIP_NODATA;
-  *steps = offered_steps & wanted;
+  // MAIL is always accepted, so the MTA need not wait for our reply to it.
+  *steps = offered_steps & (kUnusedStages | SMFIP_NR_MAIL);
+  connection_for(ctx).mail_needs_no_reply = (*steps & SMFIP_NR_MAIL) != 0;
+  return SMFIS_CONTINUE;
+} catch (const std::exception& e) {
+  spdlog::error("milter event=internal-error stage=negotiate error=\"{}\"", e.what());
+  *steps = offered_steps & kUnusedStages;  // without our state, MAIL must be answered
   return SMFIS_CONTINUE;
 }
 
-sfsistat on_envfrom(SMFICTX* ctx, char**) try {
+sfsistat on_envfrom(SMFICTX* ctx, char**) {
   const InFlight running;
-  session_for(ctx).begin_message(SteadyClock::now(), g_context->settings());
-  return SMFIS_CONTINUE;
-} catch (const std::exception& e) {
-  spdlog::error("milter event=internal-error stage=mail error=\"{}\"", e.what());
-  return error_status();
+  const Connection* c = connection_of(ctx);
+  const bool no_reply = c && c->mail_needs_no_reply;
+  try {
+    session_for(ctx).begin_message(SteadyClock::now(), g_context->settings());
+  } catch (const std::exception& e) {
+    spdlog::error("milter event=internal-error stage=mail error=\"{}\"", e.what());
+    if (!no_reply) return error_status();
+  }
+  return no_reply ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
 sfsistat on_envrcpt(SMFICTX* ctx, char** argv) try {
@@ -110,10 +142,10 @@ sfsistat on_abort(SMFICTX* ctx) try {
 
 sfsistat on_close(SMFICTX* ctx) try {
   const InFlight running;
-  std::unique_ptr<Session> s(session_of(ctx));
+  std::unique_ptr<Connection> c(connection_of(ctx));
   smfi_setpriv(ctx, nullptr);
-  if (s) {
-    log_lines(s->abort_message());
+  if (c) {
+    if (c->session) log_lines(c->session->abort_message());
     --g_context->open_sessions;
   }
   return SMFIS_CONTINUE;
