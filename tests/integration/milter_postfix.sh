@@ -17,6 +17,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/mailbed.sh
 source "$HERE/lib/mailbed.sh"
+# shellcheck source=lib/decision_checks.sh
+source "$HERE/lib/decision_checks.sh"
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 TABLE="$HERE/scenarios/milter_postfix.table"
 SNIPPETS="$ROOT/contrib/postfix"
@@ -139,45 +141,6 @@ start_milter() {
 }
 
 # ------------------------------------------------------------ checks
-# decision_lines FROM DOMAIN: decision lines for DOMAIN after byte FROM of the
-# milter log (the text from "decision " on).
-decision_lines() {
-  tail -c +"$(($1 + 1))" "$MILTER_LOG" |
-    grep -E "(^|[[:space:]])decision queue_id=.* domain=$2( |\$)" | sed -E 's/^.*decision /decision /'
-}
-
-field() {  # field LINE KEY -> value (quotes removed) or "<absent>"
-  local m
-  m=$(grep -oE "(^| )$2=(\"[^\"]*\"|[^ ]*)" <<<"$1" | head -n 1) || { echo "<absent>"; return; }
-  m=${m# }; m=${m#*=}; m=${m#\"}; echo "${m%\"}"
-}
-
-# check_line LINE DOMAIN QID EXPECT... -> mismatches ("" when all match)
-check_line() {
-  local line=$1 domain=$2 qid=$3 kv key want got keys; shift 3
-  keys=$(grep -oE '(^| )[a-z_]+=' <<<"${line#decision }" | tr -d ' =' | tr '\n' ' ')
-  [ "${keys% }" = "$DECISION_KEYS" ] || echo -n "$domain: keys '${keys% }'; "
-  got=$(field "$line" queue_id)
-  [ "$got" = "$qid" ] || echo -n "$domain: queue_id=$got (want $qid); "
-  for kv in "$@"; do
-    key=${kv%%=*}; want=${kv#*=}; got=$(field "$line" "$key")
-    [[ "/$want/" == *"/$got/"* ]] || echo -n "$domain: $key=$got (want $want); "
-  done
-}
-
-# check_codes JSON DOMAIN... CODE...: RCPT replies -> mismatches
-check_codes() {
-  local json=$1 n=$2 i code text; shift 2
-  local domains=("${@:1:n}") codes=("${@:n+1}")
-  for ((i = 0; i < n; i++)); do
-    code=$(jq -r ".rcpt[$i][0] // \"none\"" <<<"$json")
-    text=$(jq -r ".rcpt[$i][1] // \"\"" <<<"$json")
-    [ "$code" = "${codes[i]}" ] || { echo -n "${domains[i]}: RCPT $code $text (want ${codes[i]}); "; continue; }
-    [ "$code" != 451 ] || [[ "$text" == "4.7.5 MTA-STS: ${domains[i]}"* ]] ||
-      echo -n "${domains[i]}: 451 text '$text' (want 4.7.5 MTA-STS: ${domains[i]}: ...); "
-  done
-}
-
 # Postfix's own log shows QID handing the message to each accepted recipient
 # (the discard transport), or QID put on hold by the milter (quarantine).
 check_postfix_log() {

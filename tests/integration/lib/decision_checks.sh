@@ -1,0 +1,43 @@
+# Shared checks of the milter's decision log lines and of per-recipient RCPT
+# replies, for the end-to-end MTA tests (milter_postfix.sh, milter_sendmail.sh).
+# Needs DECISION_KEYS (the keys, in order) and MILTER_LOG set by the caller.
+# shellcheck shell=bash
+
+# decision_lines FROM DOMAIN: decision lines for DOMAIN after byte FROM of the
+# milter log (the text from "decision " on).
+decision_lines() {
+  tail -c +"$(($1 + 1))" "$MILTER_LOG" |
+    grep -E "(^|[[:space:]])decision queue_id=.* domain=$2( |\$)" | sed -E 's/^.*decision /decision /'
+}
+
+field() {  # field LINE KEY -> value (quotes removed) or "<absent>"
+  local m
+  m=$(grep -oE "(^| )$2=(\"[^\"]*\"|[^ ]*)" <<<"$1" | head -n 1) || { echo "<absent>"; return; }
+  m=${m# }; m=${m#*=}; m=${m#\"}; echo "${m%\"}"
+}
+
+# check_line LINE DOMAIN QID EXPECT... -> mismatches ("" when all match)
+check_line() {
+  local line=$1 domain=$2 qid=$3 kv key want got keys; shift 3
+  keys=$(grep -oE '(^| )[a-z_]+=' <<<"${line#decision }" | tr -d ' =' | tr '\n' ' ')
+  [ "${keys% }" = "$DECISION_KEYS" ] || echo -n "$domain: keys '${keys% }'; "
+  got=$(field "$line" queue_id)
+  [ "$got" = "$qid" ] || echo -n "$domain: queue_id=$got (want $qid); "
+  for kv in "$@"; do
+    key=${kv%%=*}; want=${kv#*=}; got=$(field "$line" "$key")
+    [[ "/$want/" == *"/$got/"* ]] || echo -n "$domain: $key=$got (want $want); "
+  done
+}
+
+# check_codes JSON N DOMAIN... CODE...: RCPT replies -> mismatches
+check_codes() {
+  local json=$1 n=$2 i code text; shift 2
+  local domains=("${@:1:n}") codes=("${@:n+1}")
+  for ((i = 0; i < n; i++)); do
+    code=$(jq -r ".rcpt[$i][0] // \"none\"" <<<"$json")
+    text=$(jq -r ".rcpt[$i][1] // \"\"" <<<"$json")
+    [ "$code" = "${codes[i]}" ] || { echo -n "${domains[i]}: RCPT $code $text (want ${codes[i]}); "; continue; }
+    [ "$code" != 451 ] || [[ "$text" == "4.7.5 MTA-STS: ${domains[i]}: "* ]] ||
+      echo -n "${domains[i]}: 451 text '$text' (want 4.7.5 MTA-STS: ${domains[i]}: ...); "
+  done
+}
