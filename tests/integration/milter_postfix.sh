@@ -42,37 +42,8 @@ report() {  # report NAME WHY ("" = ok)
   else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
 }
 
-# One SMTP transaction: client.py PORT RCPT... -> JSON on stdout:
-# {"connect", "mail": [code, text], "rcpt": [[code, text]...], "data", "queue_id"}
-CLIENT_PY=$(cat <<'PY'
-import json, re, smtplib, sys
-port, rcpts = int(sys.argv[1]), sys.argv[2:]
-out = {"connect": None, "mail": None, "rcpt": [], "data": None, "queue_id": None}
-def pair(code, text):
-    return [code, text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)]
-try:
-    s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.sender.test", timeout=60)
-    out["connect"] = [220, ""]
-    s.ehlo()
-    out["mail"] = pair(*s.mail("sender@sender.test"))
-    if out["mail"][0] == 250:
-        out["rcpt"] = [pair(*s.rcpt(r)) for r in rcpts]
-        if any(c == 250 for c, _ in out["rcpt"]):
-            out["data"] = pair(*s.data(b"From: <sender@sender.test>\r\n"
-                                       b"Subject: mta-sts milter test\r\n\r\ntest\r\n"))
-            m = re.search(r"queued as ([0-9A-Za-z]+)", out["data"][1])
-            out["queue_id"] = m.group(1) if m else None
-        else:
-            s.rset()
-    s.quit()
-except smtplib.SMTPResponseException as e:
-    key = "connect" if out["connect"] is None else "mail" if out["mail"] is None else "data"
-    out[key] = pair(e.smtp_code, e.smtp_error)
-except (OSError, smtplib.SMTPException) as e:
-    out["error"] = str(e)
-print(json.dumps(out))
-PY
-)
+# One SMTP transaction, JSON out: lib/smtp_client.py PORT RCPT...
+SMTP_CLIENT="$HERE/lib/smtp_client.py"
 
 # A connection held open across a reload: held.py PORT RCPT READY GO ->
 # JSON {"before": [code, text], "after", "data", "queue_id"}: one transaction
@@ -161,7 +132,7 @@ row_send() {
   [ ${#domains[@]} = ${#codes[@]} ] || { echo "table: ${#domains[@]} domains, ${#codes[@]} codes"; return; }
   for i in "${!domains[@]}"; do domains[i]="${domains[i]}.test"; done
   from=$(stat -c %s "$MILTER_LOG")
-  json=$(tb_exec /usr/bin/python3 -c "$CLIENT_PY" "$port" "${domains[@]/#/user@}")
+  json=$(tb_exec /usr/bin/python3 "$SMTP_CLIENT" "$port" "${domains[@]/#/user@}")
   [ "$(jq -r '.mail[0] // "none"' <<<"$json")" = 250 ] ||
     { echo "MAIL not accepted: $json"; return; }
   why+=$(check_codes "$json" "${#domains[@]}" "${domains[@]}" "${codes[@]}")
@@ -232,7 +203,7 @@ row_queue() {  # row_queue QUEUE N: messages in Postfix's QUEUE (postqueue -j)
 
 row_down() {  # row_down CODE: Postfix without its milter
   local json got
-  json=$(tb_exec /usr/bin/python3 -c "$CLIENT_PY" 25 user@good.plain.test)
+  json=$(tb_exec /usr/bin/python3 "$SMTP_CLIENT" 25 user@good.plain.test)
   got=$(jq -r '[.connect, .mail, .rcpt[0]] | map(select(. != null and .[0] != 250 and .[0] != 220)) | .[0][0] // "none"' <<<"$json")
   [ "$got" = "$1" ] || echo "first refusal $got (want $1): $json"
 }
