@@ -13,6 +13,7 @@
 
 #include "fakes/fake_next_hop.h"
 #include "fakes/fake_sources.h"
+#include "fakes/recording_sink.h"
 
 namespace mtasts::testing {
 namespace {
@@ -509,22 +510,6 @@ TEST(NextHopChecker, PastDeadlineProbesNothing) {
 
 // ---------------------------------------------------------------- TLSRPT
 // RFC 8460 §4.1: one session per probe that actually ran.
-
-class RecordingSink final : public TlsrptSink {
- public:
-  void record(const TlsrptSession& session) override {
-    std::lock_guard lock(mu_);
-    sessions_.push_back(session);
-  }
-  std::vector<TlsrptSession> sessions() {
-    std::lock_guard lock(mu_);
-    return sessions_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<TlsrptSession> sessions_;
-};
 
 struct ReportCase {
   std::string name;

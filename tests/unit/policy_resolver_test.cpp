@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "fakes/fake_sources.h"
+#include "fakes/recording_sink.h"
 
 namespace mtasts::testing {
 namespace {
@@ -376,22 +377,6 @@ TEST(BackgroundRefresher, RefreshesDuePoliciesOnItsOwnAndStopsCleanly) {
 // RFC 8460 §4.3.2.2: a policy fetch that actually ran and failed is one
 // failed sts session; a back-off replay, a TXT lookup error and a success
 // are none.
-
-class RecordingSink final : public TlsrptSink {
- public:
-  void record(const TlsrptSession& session) override {
-    std::lock_guard lock(mu_);
-    sessions_.push_back(session);
-  }
-  std::vector<TlsrptSession> sessions() {
-    std::lock_guard lock(mu_);
-    return sessions_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<TlsrptSession> sessions_;
-};
 
 struct FetchReportCase {
   std::string name;

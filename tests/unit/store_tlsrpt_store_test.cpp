@@ -4,6 +4,8 @@
 #include "store/tlsrpt_store.h"
 
 #include <gtest/gtest.h>
+
+#include "store_test_support.h"
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -17,63 +19,13 @@
 namespace mtasts::store {
 namespace {
 
+using mtasts::testing::RawDb;
+using mtasts::testing::TempDir;
+
 using policy::ResultType;
 using policy::TlsrptAggregate;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "tlsrpt-store-XXXXXX").string();
-    if (mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
 
- private:
-  std::filesystem::path path_;
-};
-
-// Plain SQLite, as an operator's `sqlite3` would see the file.
-class RawDb {
- public:
-  explicit RawDb(const std::string& path) {
-    if (sqlite3_open(path.c_str(), &db_) != SQLITE_OK) throw std::runtime_error("open failed");
-  }
-  ~RawDb() { sqlite3_close(db_); }
-  RawDb(const RawDb&) = delete;
-  RawDb& operator=(const RawDb&) = delete;
-  void exec(const std::string& sql) {
-    char* error = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error) != SQLITE_OK) {
-      const std::string text = error ? error : "?";
-      sqlite3_free(error);
-      throw std::runtime_error(text);
-    }
-  }
-  // Rows joined by ';', columns by '|' (like `sqlite3 -list`).
-  std::string all(const std::string& sql) {
-    std::string out;
-    sqlite3_exec(
-        db_, sql.c_str(),
-        [](void* sink, int n, char** values, char**) {
-          auto& text = *static_cast<std::string*>(sink);
-          if (!text.empty()) text += ';';
-          for (int i = 0; i < n; ++i) text += (i ? "|" : "") + std::string(values[i] ? values[i] : "NULL");
-          return 0;
-        },
-        &out, nullptr);
-    return out;
-  }
-
- private:
-  sqlite3* db_ = nullptr;
-};
 
 TlsrptAggregate success(const std::string& day, std::int64_t sessions, const std::string& domain = "a.example") {
   TlsrptAggregate a;
