@@ -142,24 +142,7 @@ row_send() {
     [ "$qid" != none ] || { echo "${why}DATA not queued: $json"; return; }
     why+=$(check_postfix_log "$qid" "${accepted[@]}")
   fi
-  # Per-domain expectations: "@LABEL.ZONE" switches the domain.
-  local -A want=()
-  d=${domains[0]}
-  for tok in "${expect[@]}"; do
-    if [[ "$tok" == @* ]]; then d="${tok#@}.test"; else want[$d]+="$tok "; fi
-  done
-  for d in "${domains[@]}"; do
-    local lines n
-    for _ in $(seq 50); do  # written at end of message or when the transaction ends
-      lines=$(decision_lines "$from" "$d"); [ -n "$lines" ] && break; sleep 0.1
-    done
-    sleep 0.2; lines=$(decision_lines "$from" "$d")
-    n=$(grep -c . <<<"$lines")
-    [ "$n" = 1 ] || { why+="$d: $n decision lines (want 1); "; [ "$n" -gt 0 ] || continue; }
-    # shellcheck disable=SC2086  # the expectations are words
-    why+=$(check_line "$(head -n 1 <<<"$lines")" "$d" "$qid" ${want[$d]:-})
-    [ -z "$why" ] || echo "  $d: $(head -n 1 <<<"$lines")" >&2
-  done
+  why+=$(check_decisions "$from" "$qid" "${#domains[@]}" "${domains[@]}" "${expect[@]}")
   echo "${why%; }"
 }
 

@@ -41,3 +41,30 @@ check_codes() {
       echo -n "${domains[i]}: 451 text '$text' (want 4.7.5 MTA-STS: ${domains[i]}: ...); "
   done
 }
+
+# check_decisions FROM QID N DOMAIN... TOKEN...: exactly one decision line per
+# DOMAIN after byte FROM of the milter log, carrying queue id QID and the
+# expectations in TOKENs (KEY=VALUE; "@LABEL.ZONE" switches the domain they
+# apply to, the first DOMAIN before any) -> mismatches ("" when all match)
+check_decisions() {
+  local from=$1 qid=$2 n=$3 why="" d tok; shift 3
+  local domains=("${@:1:n}") expect=("${@:n+1}")
+  local -A want=()
+  d=${domains[0]}
+  for tok in "${expect[@]}"; do
+    if [[ "$tok" == @* ]]; then d="${tok#@}.test"; else want[$d]+="$tok "; fi
+  done
+  for d in "${domains[@]}"; do
+    local lines n
+    for _ in $(seq 50); do  # written at end of message or when the transaction ends
+      lines=$(decision_lines "$from" "$d"); [ -n "$lines" ] && break; sleep 0.1
+    done
+    sleep 0.2; lines=$(decision_lines "$from" "$d")
+    n=$(grep -c . <<<"$lines")
+    [ "$n" = 1 ] || { why+="$d: $n decision lines (want 1); "; [ "$n" -gt 0 ] || continue; }
+    # shellcheck disable=SC2086  # the expectations are words
+    why+=$(check_line "$(head -n 1 <<<"$lines")" "$d" "$qid" ${want[$d]:-})
+    [ -z "$why" ] || echo "  $d: $(head -n 1 <<<"$lines")" >&2
+  done
+  echo -n "$why"
+}
