@@ -108,6 +108,16 @@ std::string check_log_level(Config& c, const toml::node& n) {
   return "";
 }
 
+// An octal permission mode; set-id and sticky bits make no sense on a socket.
+std::string check_socket_mode(Config& c, const toml::node& n) {
+  const auto value = n.value<std::string>();
+  if (!n.is_string() || value->empty() || value->size() > 4 ||
+      value->find_first_not_of("01234567") != std::string::npos || std::stoul(*value, nullptr, 8) > 0777)
+    return "must be an octal mode between '0000' and '0777', e.g. '0660'";
+  c.socket_mode = *value;
+  return "";
+}
+
 // RFC 8460 §4.4 "sending-mta-ip": an IPv4 or IPv6 address, or empty.
 std::string check_sending_mta_ip(Config& c, const toml::node& n) {
   if (!n.is_string()) return "must be a string";
@@ -124,8 +134,12 @@ const std::vector<Setting>& settings() {
   static const std::vector<Setting> table{
       text("milter.socket", "libmilter socket: inet:PORT@ADDR or unix:/path (Postfix writes inet:ADDR:PORT)",
            [](Config& c) -> std::string& { return c.milter_socket; }),
-      text("milter.socket_mode", "octal mode of a unix socket",
-           [](Config& c) -> std::string& { return c.socket_mode; }),
+      Setting{"milter.socket_mode", "octal mode of a unix socket", check_socket_mode,
+              [](const Config& c) { return quoted(c.socket_mode); }},
+      text("milter.socket_owner", "owner of a unix socket (empty: milter.user, or the starting user)",
+           [](Config& c) -> std::string& { return c.socket_owner; }),
+      text("milter.socket_group", "group of a unix socket, e.g. 'postfix' (empty: the owner's group)",
+           [](Config& c) -> std::string& { return c.socket_group; }),
       text("milter.user", "user to run as after opening the socket (empty: stay)",
            [](Config& c) -> std::string& { return c.user; }),
       integer("decision.rcpt_deadline_ms", "longest wait per recipient domain (under milter_command_timeout)", 100,
@@ -144,6 +158,9 @@ const std::vector<Setting>& settings() {
                 [](Config& c) -> std::vector<std::string>& { return c.decision.excluded_domains; }),
       text_list("decision.smtp_transports", "MTA transports ({rcpt_mailer}) in scope",
                 [](Config& c) -> std::vector<std::string>& { return c.decision.smtp_transports; }),
+      text_list("decision.non_smtp_daemon_names",
+                "{daemon_name} values (Postfix milter_macro_daemon_name) decided as mail without a next hop",
+                [](Config& c) -> std::vector<std::string>& { return c.decision.non_smtp_daemon_names; }),
       text_list("decision.trusted_relays", "relay hosts accepted without checks (outside RFC 8461)",
                 [](Config& c) -> std::vector<std::string>& { return c.decision.trusted_relays; }),
       choice("decision.error_action", "on an internal error", {"continue", "tempfail"},

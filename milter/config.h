@@ -26,6 +26,9 @@ struct DecisionConfig {
   std::vector<std::string> excluded_domains;
   std::vector<std::string> smtp_transports{"smtp", "relay", "esmtp", "smtp8", "dsmtp"};
   std::vector<std::string> trusted_relays;  // outside the RFC: relays accepted unchecked
+  // {daemon_name} values (Postfix: milter_macro_daemon_name) whose mail is
+  // decided as mail without next-hop macros, at end of message.
+  std::vector<std::string> non_smtp_daemon_names;
   std::string error_action = "continue";    // continue | tempfail, on an internal error
 };
 
@@ -47,6 +50,8 @@ struct TlsrptConfig {
 struct Config {
   std::string milter_socket = "inet:8891@127.0.0.1";
   std::string socket_mode = "0660";  // unix sockets
+  std::string socket_owner;          // unix sockets; empty: the user the daemon runs as
+  std::string socket_group;          // unix sockets; empty: that user's group
   std::string user;                  // drop privileges to this user after opening the socket
   DecisionConfig decision;
   ProbeConfig probe;

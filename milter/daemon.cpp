@@ -9,7 +9,11 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "milter/milter_callbacks.h"
@@ -100,25 +104,106 @@ class SinkDetach {
   policy::Resolver& resolver_;
 };
 
-void open_socket(const Config& config) {
-  if (smfi_setconn(const_cast<char*>(config.milter_socket.c_str())) == MI_FAILURE)
-    throw StartupError("invalid milter.socket '" + config.milter_socket + "'", EX_CONFIG);
-  // true: remove a stale unix socket left by a previous run.
-  if (smfi_opensocket(true) == MI_FAILURE)
-    throw StartupError("cannot open milter socket '" + config.milter_socket + "'", EX_UNAVAILABLE);
-  if (config.milter_socket.starts_with("unix:") || config.milter_socket.starts_with("local:")) {
-    const std::string path = config.milter_socket.substr(config.milter_socket.find(':') + 1);
-    const auto mode = static_cast<mode_t>(std::stoul(config.socket_mode, nullptr, 8));
-    if (chmod(path.c_str(), mode) != 0) throw StartupError("cannot chmod milter socket " + path, EX_OSERR);
-  }
-}
+// Who the daemon runs as after start-up: milter.user, or the starting user.
+struct Identity {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string name;
+};
 
-void drop_privileges(const Config& config) {
-  if (config.user.empty()) return;
+Identity run_as(const Config& config) {
+  if (config.user.empty()) return {getuid(), getgid(), ""};
   const passwd* pw = getpwnam(config.user.c_str());
   if (!pw) throw StartupError("unknown milter.user '" + config.user + "'", EX_NOUSER);
-  if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
-    throw StartupError("cannot switch to user '" + config.user + "'", EX_NOPERM);
+  return {pw->pw_uid, pw->pw_gid, pw->pw_name};
+}
+
+// Owner and group of a unix socket (and of its folder when we create it):
+// socket_owner / socket_group, else the user the daemon runs as.
+std::pair<uid_t, gid_t> socket_ownership(const Config& config, const Identity& runs_as) {
+  uid_t uid = runs_as.uid;
+  gid_t gid = runs_as.gid;
+  if (!config.socket_owner.empty()) {
+    const passwd* pw = getpwnam(config.socket_owner.c_str());
+    if (!pw) throw StartupError("unknown milter.socket_owner '" + config.socket_owner + "'", EX_NOUSER);
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+  }
+  if (!config.socket_group.empty()) {
+    const group* gr = getgrnam(config.socket_group.c_str());
+    if (!gr) throw StartupError("unknown milter.socket_group '" + config.socket_group + "'", EX_NOUSER);
+    gid = gr->gr_gid;
+  }
+  return {uid, gid};
+}
+
+std::optional<std::string> unix_socket_path(const std::string& socket) {
+  if (!socket.starts_with("unix:") && !socket.starts_with("local:")) return std::nullopt;
+  return socket.substr(socket.find(':') + 1);
+}
+
+// A socket inside Postfix's chroot (/var/spool/postfix/NAME/milter.sock)
+// usually needs its folder made: 0750, so only the owner and the group
+// (postfix) reach the socket. An existing folder is the operator's.
+void make_socket_folder(const std::filesystem::path& socket, std::pair<uid_t, gid_t> owner) {
+  const auto folder = socket.parent_path();
+  std::error_code ec;
+  if (folder.empty() || std::filesystem::exists(folder, ec)) return;
+  if (mkdir(folder.c_str(), 0750) != 0 && errno != EEXIST)
+    throw StartupError("cannot create the milter socket folder " + folder.string() + ": " + std::strerror(errno),
+                       EX_CANTCREAT);
+  if (chown(folder.c_str(), owner.first, owner.second) != 0)
+    throw StartupError("cannot chown the milter socket folder " + folder.string() + ": " + std::strerror(errno),
+                       EX_OSERR);
+  spdlog::info("milter event=socket-folder-created path={} mode=0750", folder.string());
+}
+
+mode_t socket_mode(const Config& config) { return static_cast<mode_t>(std::stoul(config.socket_mode, nullptr, 8)); }
+
+void secure_socket(const std::string& path, const Config& config, std::pair<uid_t, gid_t> owner) {
+  const mode_t mode = socket_mode(config);
+  if (chmod(path.c_str(), mode) != 0)
+    throw StartupError("cannot chmod the milter socket " + path + ": " + std::strerror(errno), EX_OSERR);
+  if (chown(path.c_str(), owner.first, owner.second) != 0)
+    throw StartupError("cannot chown the milter socket " + path + ": " + std::strerror(errno), EX_OSERR);
+}
+
+// Runs with the starting user's rights (root, usually): the socket may live
+// in a root-owned folder, and its owner and mode are set before privileges go.
+void open_socket(const Config& config, const Identity& runs_as) {
+  if (smfi_setconn(const_cast<char*>(config.milter_socket.c_str())) == MI_FAILURE)
+    throw StartupError("invalid milter.socket '" + config.milter_socket + "'", EX_CONFIG);
+  const auto path = unix_socket_path(config.milter_socket);
+  const auto owner = socket_ownership(config, runs_as);
+  if (path) make_socket_folder(*path, owner);
+  // The umask gives the socket its mode from the start: no moment with more.
+  const mode_t old_umask = umask(static_cast<mode_t>(~socket_mode(config) & 0777));
+  // true: remove a stale unix socket left by a previous run.
+  const int opened = smfi_opensocket(true);
+  umask(old_umask);
+  if (opened == MI_FAILURE)
+    throw StartupError("cannot open milter socket '" + config.milter_socket + "'", EX_UNAVAILABLE);
+  if (path) secure_socket(*path, config, owner);
+}
+
+// The store folder, created for the user the daemon will run as, so that
+// the cache database and its journal files are that user's.
+void prepare_store_folder(const Config& config, const Identity& runs_as) {
+  if (config.user.empty()) return;
+  const auto folder = std::filesystem::path(config.store_path).parent_path();
+  std::error_code ec;
+  if (folder.empty() || std::filesystem::exists(folder, ec)) return;
+  std::filesystem::create_directories(folder, ec);
+  if (ec || chown(folder.c_str(), runs_as.uid, runs_as.gid) != 0)
+    throw StartupError("cannot create the store folder " + folder.string() + " for user " + runs_as.name,
+                       EX_CANTCREAT);
+}
+
+void drop_privileges(const Identity& runs_as) {
+  if (runs_as.name.empty()) return;
+  if (initgroups(runs_as.name.c_str(), runs_as.gid) != 0 || setgid(runs_as.gid) != 0 || setuid(runs_as.uid) != 0)
+    throw StartupError("cannot switch to user '" + runs_as.name + "'", EX_NOPERM);
+  spdlog::info("milter event=privileges-dropped user={} uid={} gid={}", runs_as.name, runs_as.uid, runs_as.gid);
 }
 
 // SIGUSR1: re-read the file and the overrides table; the two are replaced
@@ -175,6 +260,15 @@ void block_daemon_signals() {
 }
 
 int run_daemon(const Config& config, const std::string& config_path) {
+  // The socket first, with the starting user's rights; everything else
+  // (the store, DNS, probes) as the user the daemon runs as.
+  const Identity runs_as = run_as(config);
+  if (smfi_register(*milter_description()) == MI_FAILURE)
+    throw StartupError("libmilter refused the filter description", EX_SOFTWARE);
+  open_socket(config, runs_as);
+  prepare_store_folder(config, runs_as);
+  drop_privileges(runs_as);
+
   auto services = make_services(config);
   const auto tlsrpt_store = open_tlsrpt_store(config);
   // Declared before the checker: destroyed after every probe has reported.
@@ -194,11 +288,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   MilterContext context(
       [&checker](const policy::NextHop& hop, policy::Deadline deadline) { return checker.check(hop, deadline); },
       Settings{std::make_shared<const Config>(config), initial_overrides(*override_store, config)});
-
-  if (smfi_register(*milter_description(context)) == MI_FAILURE)
-    throw StartupError("libmilter refused the filter description", EX_SOFTWARE);
-  open_socket(config);
-  drop_privileges(config);
+  const ContextInstalled installed(context);
 
   std::atomic<bool> stopping{false};
   std::thread reloader(reload_loop, std::ref(context), std::ref(*override_store), config_path, std::cref(stopping));

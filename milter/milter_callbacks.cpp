@@ -76,13 +76,27 @@ std::string reply_safe(std::string text) {
 constexpr unsigned long kUnusedStages = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_NOHDRS | SMFIP_NOEOH |
                                         SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA;
 
+// {daemon_name} tells the MTA's listeners apart (decision.non_smtp_daemon_names).
+// MTAs send it with the connect stage, which we decline, so we ask for it at
+// MAIL; an MTA that cannot be asked (no SMFIF_SETSYMLIST) sends its own list.
+// The list replaces the MTA's for that stage, so it keeps the queue id `i`,
+// which Sendmail sends at MAIL only (Postfix sends it at end of message too).
+constexpr const char* kMailMacros = "i {daemon_name}";
+
+void request_daemon_name(SMFICTX* ctx, unsigned long actions) {
+  if ((actions & SMFIF_SETSYMLIST) == 0) return;
+  if (smfi_setsymlist(ctx, SMFIM_ENVFROM, const_cast<char*>(kMailMacros)) != MI_SUCCESS)
+    spdlog::warn("milter event=macro-request-failed stage=mail macros=\"{}\"", kMailMacros);
+}
+
 sfsistat on_negotiate(SMFICTX* ctx, unsigned long offered_actions, unsigned long offered_steps, unsigned long,
                       unsigned long, unsigned long* actions, unsigned long* steps, unsigned long*,
                       unsigned long*) try {
-  *actions = offered_actions & (SMFIF_ADDHDRS | SMFIF_QUARANTINE);
+  *actions = offered_actions & (SMFIF_ADDHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST);
   // MAIL is always accepted, so the MTA need not wait for our reply to it.
   *steps = offered_steps & (kUnusedStages | SMFIP_NR_MAIL);
   connection_for(ctx).mail_needs_no_reply = (*steps & SMFIP_NR_MAIL) != 0;
+  request_daemon_name(ctx, *actions);
   return SMFIS_CONTINUE;
 } catch (const std::exception& e) {
   spdlog::error("milter event=internal-error stage=negotiate error=\"{}\"", e.what());
@@ -95,7 +109,7 @@ sfsistat on_envfrom(SMFICTX* ctx, char**) {
   const Connection* c = connection_of(ctx);
   const bool no_reply = c && c->mail_needs_no_reply;
   try {
-    session_for(ctx).begin_message(SteadyClock::now(), g_context->settings());
+    session_for(ctx).begin_message(SteadyClock::now(), g_context->settings(), macro(ctx, "{daemon_name}"));
   } catch (const std::exception& e) {
     spdlog::error("milter event=internal-error stage=mail error=\"{}\"", e.what());
     if (!no_reply) return error_status();
@@ -157,7 +171,7 @@ sfsistat on_close(SMFICTX* ctx) try {
 smfiDesc g_description = {
     const_cast<char*>("mta-sts-milter"),
     SMFI_VERSION,
-    SMFIF_ADDHDRS | SMFIF_QUARANTINE,
+    SMFIF_ADDHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST,
     nullptr,      // connect
     nullptr,      // helo
     on_envfrom,
@@ -175,9 +189,9 @@ smfiDesc g_description = {
 
 }  // namespace
 
-smfiDesc* milter_description(MilterContext& context) {
-  g_context = &context;
-  return &g_description;
-}
+smfiDesc* milter_description() { return &g_description; }
+
+ContextInstalled::ContextInstalled(MilterContext& context) { g_context = &context; }
+ContextInstalled::~ContextInstalled() { g_context = nullptr; }
 
 }  // namespace mtasts::milter

@@ -45,8 +45,19 @@ class MilterContext {
   Settings settings_;
 };
 
-// Installs `context` for the callbacks (it must outlive smfi_main) and
-// returns the filter description to pass to smfi_register.
-smfiDesc* milter_description(MilterContext& context);
+// The filter description to pass to smfi_register. It can be registered
+// (and the socket opened) before the context exists; no callback runs before
+// smfi_main.
+smfiDesc* milter_description();
+
+// Installs `context` for the callbacks for as long as it lives; it must
+// outlive smfi_main.
+class ContextInstalled {
+ public:
+  explicit ContextInstalled(MilterContext& context);
+  ~ContextInstalled();
+  ContextInstalled(const ContextInstalled&) = delete;
+  ContextInstalled& operator=(const ContextInstalled&) = delete;
+};
 
 }  // namespace mtasts::milter

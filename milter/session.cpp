@@ -81,6 +81,7 @@ Session::Session(CheckFunction check, std::shared_ptr<const Config> config,
 void Session::reset() {
   decisions_.clear();
   pending_non_smtp_.clear();
+  from_non_smtp_listener_ = false;
 }
 
 void Session::begin_message(SteadyClock::time_point now) {
@@ -95,6 +96,13 @@ void Session::begin_message(SteadyClock::time_point now, Settings settings) {
   }
   overrides_ = std::move(settings.overrides);
   begin_message(now);
+}
+
+void Session::begin_message(SteadyClock::time_point now, Settings settings,
+                            std::optional<std::string_view> daemon_name) {
+  begin_message(now, std::move(settings));
+  const auto& names = config_->decision.non_smtp_daemon_names;
+  from_non_smtp_listener_ = daemon_name && std::find(names.begin(), names.end(), *daemon_name) != names.end();
 }
 
 // The override is keyed by the domain whose policy applied (§3.4: the relay's
@@ -146,7 +154,8 @@ RcptReply Session::reply_for(const Decision& d) const {
 
 RcptReply Session::on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
                            std::optional<std::string_view> host, SteadyClock::time_point now) {
-  const RecipientRoute route = route_recipient(address, mailer, host, rules_);
+  const RecipientRoute route = from_non_smtp_listener_ ? route_recipient(address, std::nullopt, std::nullopt, rules_)
+                                                       : route_recipient(address, mailer, host, rules_);
   if (route.kind == RouteKind::OutOfScope) return {};
   if (route.kind == RouteKind::Unknown) {
     pending_non_smtp_.push_back(route);  // never tempfail at RCPT without a next hop

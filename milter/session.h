@@ -74,6 +74,11 @@ class Session {
   // long-lived connection follows reloads from its next message on; a
   // message never changes settings half-way.
   void begin_message(SteadyClock::time_point now, Settings settings);
+  // As above, for mail from the MTA's listener `daemon_name` ({daemon_name},
+  // nullopt when not sent): one listed in decision.non_smtp_daemon_names
+  // brings mail whose next hop is unknown (Postfix's non_smtpd_milters),
+  // decided at end of message whatever the RCPT macros say.
+  void begin_message(SteadyClock::time_point now, Settings settings, std::optional<std::string_view> daemon_name);
   RcptReply on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
                     std::optional<std::string_view> host, SteadyClock::time_point now);
   EndOfMessage end_message(std::string_view queue_id, SteadyClock::time_point now);
@@ -104,6 +109,7 @@ class Session {
   SteadyClock::time_point message_start_{};
   std::map<std::string, Decision> decisions_;      // key: domain + next hop
   std::vector<RecipientRoute> pending_non_smtp_;   // no macros: decided at end of message
+  bool from_non_smtp_listener_ = false;            // this message: every recipient as if without macros
 };
 
 // The logfmt decision line (README documents every key; never rename one).

@@ -92,6 +92,11 @@ expect config-defaults 0 '"txt_recheck_interval = 60" in out and "path = \x27/va
 contrib="$(cd "$(dirname "$0")/../.." && pwd)/contrib/mta-sts-milter.toml"
 DEFAULTS=$("$BIN" --print-config) && export DEFAULTS
 expect contrib-config-is-defaults 0 'out == os.environ["DEFAULTS"]' -- "$BIN" -c "$contrib" --print-config
+# The example lists every key: after its comment lines it is --print-config.
+export CONTRIB=$contrib
+expect contrib-config-lists-every-key 0 \
+  'out.strip() == "\n".join(l for l in open(os.environ["CONTRIB"]).read().splitlines() if not l.startswith("#")).strip()' \
+  -- "$BIN" --print-config
 expect check-bad-domain 1 'True' -- "$BIN" -c "$conf" check 'exa mple.com'
 expect usage-error 1 'True' -- "$BIN" check
 

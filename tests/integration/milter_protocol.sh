@@ -155,6 +155,12 @@ class Conn:
         assert cmd == b"O", cmd
         self.steps = struct.unpack(">III", data[:12])[2]
         self.mail_no_reply = bool(self.steps & 0x4000)  # SMFIP_NR_MAIL
+        self.macro_requests = {}  # stage -> macro list asked for (SMFIF_SETSYMLIST)
+        rest = data[12:]
+        while len(rest) >= 4:
+            stage = struct.unpack(">I", rest[:4])[0]
+            names, _, rest = rest[4:].partition(b"\0")
+            self.macro_requests[stage] = names.decode()
     def macros(self, stage, pairs):
         self.send(b"D", stage + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in pairs))
     def mail(self, qid):
@@ -184,6 +190,8 @@ def transaction(kind, qid):
     # The milter declines every stage it does not use and needs no MAIL reply.
     unused = 0x1 | 0x2 | 0x10 | 0x20 | 0x40 | 0x100 | 0x200  # SMFIP_NOCONNECT ... SMFIP_NODATA
     assert c.steps & (unused | 0x4000) == unused | 0x4000, "negotiated steps 0x%x" % c.steps
+    # {daemon_name} is asked for at MAIL (SMFIM_ENVFROM = 2), with the queue id.
+    assert c.macro_requests.get(2) == "i {daemon_name}", "macro requests %r" % c.macro_requests
     assert c.mail(qid)[0] == b"c", "MAIL"
     domain = NOPOLICY if kind == "nopolicy" else ENFORCE
     pairs = [] if kind == "nonsmtp" else [("{rcpt_mailer}", "smtp"), ("{rcpt_host}", domain)]

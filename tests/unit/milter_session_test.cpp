@@ -181,6 +181,50 @@ TEST(Session, NonSmtpMailIsDecidedAtEndOfMessage) {
   EXPECT_NE(eom.log_lines[0].find("action=quarantine"), std::string::npos);
 }
 
+struct ListenerCase {
+  std::string name;
+  std::optional<std::string> daemon_name;
+  bool decided_at_end;
+};
+
+// Postfix's non_smtpd_milters and listeners an operator names in
+// decision.non_smtp_daemon_names: mail whose next hop is unknown, even when
+// the RCPT macros are there.
+TEST(Session, ListedDaemonNamesAreDecidedAtEndOfMessage) {
+  const std::vector<ListenerCase> cases{
+      {"listed listener", "mtasts-local", true},
+      {"other listener", "mta.example", false},
+      {"no daemon name", std::nullopt, false},
+      {"case matters", "MTASTS-LOCAL", false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    Fixture f;
+    f.config->decision.non_smtp_daemon_names = {"mtasts-local"};
+    f.session = std::make_unique<Session>(f.checker.function(), f.config);
+    f.session->begin_message(f.t0, Settings{f.config, nullptr},
+                             c.daemon_name ? std::optional<std::string_view>(*c.daemon_name) : std::nullopt);
+    const auto reply = f.session->on_rcpt("a@bad.example", "smtp", "bad.example", f.t0);
+    EXPECT_EQ(reply.accept, c.decided_at_end);
+    const auto eom = f.session->end_message("Q1", f.t0);
+    ASSERT_EQ(eom.log_lines.size(), 1u);
+    EXPECT_NE(eom.log_lines[0].find(c.decided_at_end ? "next_hop=unknown" : "next_hop=domain"), std::string::npos)
+        << eom.log_lines[0];
+    EXPECT_EQ(eom.header_value.has_value(), c.decided_at_end) << "non_smtp_action tag at end of message";
+  }
+}
+
+TEST(Session, ListenerMarkLastsOneMessage) {
+  Fixture f;
+  f.config->decision.non_smtp_daemon_names = {"mtasts-local"};
+  Session s(f.checker.function(), f.config);
+  s.begin_message(f.t0, Settings{f.config, nullptr}, std::string_view("mtasts-local"));
+  EXPECT_TRUE(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept);
+  (void)s.end_message("Q1", f.t0);
+  s.begin_message(f.t0, Settings{f.config, nullptr}, std::nullopt);
+  EXPECT_FALSE(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept);
+}
+
 TEST(Session, TagHeaderNeverNamesADomain) {
   Fixture f;
   f.config->decision.enforce_action = "tag";

@@ -206,14 +206,17 @@ biff = no
 EOF
 }
 
-# Minimal services, nothing chrooted. The smtp and relay delivery
+# Minimal services, nothing chrooted; with MB_CHROOT=y the services that talk
+# to milters (smtpd, also on the snippet's listeners, cleanup and pickup) run
+# chrooted in the queue directory as in Debian's master.cf. The smtp and relay delivery
 # transports keep their names (Postfix reports them as {rcpt_mailer}) but run
 # the discard daemon: the test never delivers mail.
 mb_postfix_master_cf() {
+  local chroot=${MB_CHROOT:-n}
+  echo "smtp       inet  n  -  $chroot  -  -  smtpd"
+  echo "pickup     unix  n  -  $chroot  60 1  pickup"
+  echo "cleanup    unix  n  -  $chroot  -  0  cleanup"
   cat <<'EOF'
-smtp       inet  n  -  n  -  -  smtpd
-pickup     unix  n  -  n  60 1  pickup
-cleanup    unix  n  -  n  -  0  cleanup
 qmgr       unix  n  -  n  300 1 qmgr
 rewrite    unix  -  -  n  -  -  trivial-rewrite
 bounce     unix  -  -  n  -  0  bounce
@@ -300,10 +303,11 @@ mb_milter_config() {
   done >>"$file"
 }
 
-# mb_milter_start CONF LOG: runs "$MTASTS_BIN" -c CONF in the namespace
-# (stderr and stdout appended to LOG) and waits for its socket.
+# mb_milter_start CONF LOG [UNIX_SOCKET]: runs "$MTASTS_BIN" -c CONF in the
+# namespace (stderr and stdout appended to LOG) and waits for its socket:
+# 127.0.0.1:$MB_MILTER_PORT, or the unix socket file UNIX_SOCKET.
 mb_milter_start() {
-  local conf=$1 log=$2
+  local conf=$1 log=$2 unix_socket=${3:-}
   # Not through tb_exec: $! must be the milter itself (ip execs it), not a
   # subshell, so that SIGTERM reaches it and wait sees its exit status.
   ip netns exec "$TB_NS" "$MTASTS_BIN" -c "$conf" >>"$log" 2>&1 &
@@ -316,10 +320,14 @@ mb_milter_start() {
       MB_MILTER_PID=""
       return 1
     fi
-    mb_wait_port 127.0.0.1 "$MB_MILTER_PORT" 1 && return 0
+    if [ -n "$unix_socket" ]; then
+      [ -S "$unix_socket" ] && return 0
+    else
+      mb_wait_port 127.0.0.1 "$MB_MILTER_PORT" 1 && return 0
+    fi
     sleep 0.1
   done
-  mb_die "milter did not open its socket 127.0.0.1:$MB_MILTER_PORT within 10 s"
+  mb_die "milter did not open its socket ${unix_socket:-127.0.0.1:$MB_MILTER_PORT} within 10 s"
 }
 
 # Stops the milter with SIGTERM (the contract: drain and exit 0); its exit

@@ -1,0 +1,70 @@
+// The configuration file: every value is checked when the file is read, so a
+// bad file is refused at start-up or on reload (SIGUSR1) with a clear error.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "milter/config.h"
+
+namespace mtasts::milter {
+namespace {
+
+struct ConfigCase {
+  std::string name;
+  std::string toml;
+  std::string error_code;  // "" when the file is accepted
+  std::string error_mentions;
+};
+
+policy::Result<Config> load_text(const std::string& text) {
+  const auto path = std::filesystem::temp_directory_path() / ("mtasts-config-" + std::to_string(::getpid()) + ".toml");
+  std::ofstream(path) << text;
+  auto loaded = load_config(path.string());
+  std::filesystem::remove(path);
+  return loaded;
+}
+
+TEST(Config, ValuesAreCheckedWhenRead) {
+  const std::vector<ConfigCase> cases{
+      {"empty file", "", "", ""},
+      {"socket mode", "[milter]\nsocket_mode = '0600'\n", "", ""},
+      {"socket mode not octal", "[milter]\nsocket_mode = '0680'\n", "config-value", "milter.socket_mode"},
+      {"socket mode too wide", "[milter]\nsocket_mode = '4777'\n", "config-value", "milter.socket_mode"},
+      {"socket mode empty", "[milter]\nsocket_mode = ''\n", "config-value", "milter.socket_mode"},
+      {"socket mode a number", "[milter]\nsocket_mode = 660\n", "config-value", "milter.socket_mode"},
+      {"owner and group", "[milter]\nsocket_owner = 'nobody'\nsocket_group = 'postfix'\n", "", ""},
+      {"daemon names", "[decision]\nnon_smtp_daemon_names = ['mtasts-local']\n", "", ""},
+      {"daemon names not a list", "[decision]\nnon_smtp_daemon_names = 'x'\n", "config-value",
+       "decision.non_smtp_daemon_names"},
+      {"unknown key", "[milter]\nsocket_owners = 'x'\n", "config-key", "milter.socket_owners"},
+      {"syntax", "[milter\n", "config-syntax", ""},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const auto loaded = load_text(c.toml);
+    if (c.error_code.empty()) {
+      EXPECT_TRUE(loaded.has_value()) << loaded.error().detail;
+      continue;
+    }
+    ASSERT_FALSE(loaded.has_value());
+    EXPECT_EQ(loaded.error().code, c.error_code);
+    EXPECT_NE(loaded.error().detail.find(c.error_mentions), std::string::npos) << loaded.error().detail;
+  }
+}
+
+TEST(Config, OwnershipAndListenerSettingsAreKept) {
+  const auto loaded = load_text(
+      "[milter]\nsocket = 'unix:/var/spool/postfix/mta-sts-milter/milter.sock'\nsocket_mode = '0660'\n"
+      "socket_owner = 'nobody'\nsocket_group = 'postfix'\n[decision]\nnon_smtp_daemon_names = ['a', 'b']\n");
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().detail;
+  EXPECT_EQ(loaded->socket_owner, "nobody");
+  EXPECT_EQ(loaded->socket_group, "postfix");
+  EXPECT_EQ(loaded->decision.non_smtp_daemon_names, (std::vector<std::string>{"a", "b"}));
+  const std::string shown = render_config(*loaded);
+  EXPECT_NE(shown.find("socket_group = 'postfix'"), std::string::npos);
+  EXPECT_NE(shown.find("non_smtp_daemon_names = ['a', 'b']"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mtasts::milter
