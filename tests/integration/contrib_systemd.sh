@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The systemd unit in contrib/ (systemd is not PID 1 in the test machine, so
+# the unit cannot run here): systemd-analyze verify accepts it with the
+# binary under test as ExecStart, and the socket folder it prepares and may
+# write is the one the contrib Postfix snippet names from inside the chroot.
+#
+# Usage: contrib_systemd.sh   (MTASTS_BIN: the executable, default <repo>/build/...)
+# Prints "ok NAME" / "FAIL NAME: why", then "N passed, M failed".
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
+UNIT="$ROOT/contrib/systemd/mta-sts-milter.service"
+SNIPPET="$ROOT/contrib/postfix/main.cf.snippet"
+CHROOT=/var/spool/postfix
+PASSED=0
+FAILED=0
+WORK=$(mktemp -d) || exit 1
+trap 'rm -rf "$WORK"' EXIT
+
+report() {
+  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
+  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
+}
+
+unit_value() { sed -n "s/^$1=//p" "$UNIT"; }
+
+verify_unit() {
+  local out
+  sed "s|/usr/sbin/mta-sts-milter|$MTASTS_BIN|" "$UNIT" >"$WORK/mta-sts-milter.service"
+  out=$(systemd-analyze verify "$WORK/mta-sts-milter.service" 2>&1) || { echo "$out"; return; }
+  [ -z "$out" ] || echo "systemd-analyze verify: $out"
+}
+
+# The folder of "#mtasts_milter = unix:/NAME/milter.sock" (Postfix's view).
+snippet_socket_folder() {
+  local path
+  path=$(sed -n 's/^#mtasts_milter = unix://p' "$SNIPPET")
+  [ -n "$path" ] && echo "$CHROOT$(dirname "$path")"
+}
+
+socket_folder_matches() {
+  local folder why=""
+  folder=$(snippet_socket_folder) || { echo "no '#mtasts_milter = unix:' line in $SNIPPET"; return; }
+  [ "$(unit_value ReadWritePaths)" = "$folder" ] || why+="ReadWritePaths '$(unit_value ReadWritePaths)' (want $folder); "
+  [[ "$(unit_value ExecStartPre)" == *" -g postfix -m 0750 $folder" ]] ||
+    why+="ExecStartPre '$(unit_value ExecStartPre)' does not make $folder (group postfix, 0750); "
+  [ "$(unit_value Group)" = postfix ] || why+="Group '$(unit_value Group)' (want postfix: the socket's group); "
+  grep -q "socket = \"unix:$folder/milter.sock\"" "$UNIT" || why+="the unit's comment names another socket; "
+  echo -n "$why"
+}
+
+reload_is_sigusr1() {
+  [ "$(unit_value ExecReload)" = '/bin/kill -USR1 $MAINPID' ] ||
+    echo "ExecReload '$(unit_value ExecReload)' (the daemon reloads on SIGUSR1; SIGHUP stops libmilter)"
+}
+
+report unit-verifies "$(verify_unit)"
+report socket-folder-matches-postfix-snippet "$(socket_folder_matches)"
+report reload-is-sigusr1 "$(reload_is_sigusr1)"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ]
