@@ -39,16 +39,6 @@ sigset_t daemon_signals() {
   return set;
 }
 
-policy::NextHopCheckerConfig checker_config(const Config& c) {
-  policy::NextHopCheckerConfig out;
-  out.probing_enabled = c.probe.enabled;
-  out.ehlo_name = c.probe.ehlo_name;
-  out.probe_step_timeout = std::chrono::milliseconds(c.probe.step_timeout_ms);
-  out.probe_success_ttl = c.probe.success_ttl;
-  out.probe_failure_ttl = c.probe.failure_ttl;
-  return out;
-}
-
 // RFC 8460: TLSRPT counts go to the policy cache database (tables
 // tlsrpt_failures / tlsrpt_successes) through their own connection.
 std::unique_ptr<store::SqliteTlsrptStore> open_tlsrpt_store(const Config& config) {
@@ -79,13 +69,6 @@ std::shared_ptr<const store::DomainOverrides> initial_overrides(store::OverrideS
                        EX_IOERR);
   spdlog::info("overrides event=loaded overrides={}", loaded->size());
   return std::make_shared<const store::DomainOverrides>(std::move(*loaded));
-}
-
-policy::TlsrptBufferConfig tlsrpt_config(const Config& c) {
-  policy::TlsrptBufferConfig out;
-  out.sending_mta_ip = c.tlsrpt.sending_mta_ip;
-  out.flush_interval = std::chrono::seconds(c.tlsrpt.flush_interval);
-  return out;
 }
 
 // The resolver outlives the buffer (it belongs to Services): detach it, and

@@ -35,4 +35,21 @@ std::unique_ptr<Services> make_services(const Config& config) {
   return services;
 }
 
+policy::NextHopCheckerConfig checker_config(const Config& config) {
+  policy::NextHopCheckerConfig out;
+  out.probing_enabled = config.probe.enabled;
+  out.ehlo_name = config.probe.ehlo_name;
+  out.probe_step_timeout = std::chrono::milliseconds(config.probe.step_timeout_ms);
+  out.probe_success_ttl = config.probe.success_ttl;
+  out.probe_failure_ttl = config.probe.failure_ttl;
+  return out;
+}
+
+policy::TlsrptBufferConfig tlsrpt_config(const Config& config) {
+  policy::TlsrptBufferConfig out;
+  out.sending_mta_ip = config.tlsrpt.sending_mta_ip;
+  out.flush_interval = std::chrono::seconds(config.tlsrpt.flush_interval);
+  return out;
+}
+
 }  // namespace mtasts::milter

@@ -10,7 +10,9 @@
 #include "milter/system_clock.h"
 #include "policy/net/curl_fetcher.h"
 #include "policy/net/unbound_dns.h"
+#include "policy/next_hop_checker.h"
 #include "policy/resolver.h"
+#include "policy/tlsrpt_buffer.h"
 #include "store/sqlite_store.h"
 
 namespace mtasts::milter {
@@ -37,5 +39,9 @@ struct Services {
 
 // Throws StartupError.
 std::unique_ptr<Services> make_services(const Config& config);
+
+// The engine settings the daemon derives from the [probe] and [tlsrpt] sections.
+policy::NextHopCheckerConfig checker_config(const Config& config);
+policy::TlsrptBufferConfig tlsrpt_config(const Config& config);
 
 }  // namespace mtasts::milter

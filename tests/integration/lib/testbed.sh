@@ -145,7 +145,9 @@ tb_zone_build() {
   {
     echo "\$ORIGIN $zone.test."
     echo "\$TTL 1"
-    echo "@ 1 IN SOA ns.$zone.test. hostmaster.$zone.test. $serial 3600 600 86400 1"
+    # TB_NEGATIVE_TTL: how long resolvers keep "no such name/data" (1 s for
+    # tests that change records; benchmarks measuring warm caches raise it).
+    echo "@ ${TB_NEGATIVE_TTL:-1} IN SOA ns.$zone.test. hostmaster.$zone.test. $serial 3600 600 86400 ${TB_NEGATIVE_TTL:-1}"
     echo "@ IN NS ns.$zone.test."
     echo "ns IN A $TB_DNS_ADDR"
     cat "$z/$zone.d"/* 2>/dev/null
