@@ -28,6 +28,9 @@ void BackgroundRefresher::run() {
     try {
       const int refreshed = resolver_.refresh_due(false);
       if (refreshed > 0) spdlog::info("refresh event=pass refreshed={}", refreshed);
+      // last_used reaches the store every pass, so a crash loses one
+      // period of it and a stop has little left to write.
+      resolver_.flush();
     } catch (const std::exception& e) {
       // A failed pass must not end refreshing for the life of the daemon.
       spdlog::error("refresh event=pass-failed error=\"{}\"", e.what());

@@ -438,12 +438,16 @@ Resolution Resolver::resolve(const std::string& domain, Deadline deadline) {
 int Resolver::refresh_due(bool force) {
   const std::int64_t now = impl_->clock.now();
   const std::int64_t interval = impl_->config.refresh_interval;
+  // Names first, policies one at a time: a pass over a large store never
+  // holds every policy in memory at once.
+  const auto due = impl_->store.domains_due([&](const RefreshSlot& slot) {
+    const std::int64_t half_life = std::max<std::int64_t>(slot.max_age / 2, 1);
+    return force || now >= slot.fetched_at + std::min(interval - jitter_for(slot.domain, interval), half_life);
+  });
   int refreshed = 0;
-  for (const auto& old : impl_->store.list()) {
-    const std::int64_t half_life = std::max<std::int64_t>(old.policy.max_age / 2, 1);
-    const std::int64_t due = old.fetched_at + std::min(interval - jitter_for(old.domain, interval), half_life);
-    if (!force && now < due) continue;
-    if (impl_->refresh_one(old, now)) ++refreshed;
+  for (const auto& domain : due) {
+    const auto old = impl_->store.load(domain);  // nullopt: forgotten meanwhile, or unparsable (logged)
+    if (old && impl_->refresh_one(*old, now)) ++refreshed;
   }
   return refreshed;
 }
@@ -454,10 +458,10 @@ void Resolver::flush() {
     std::lock_guard lock(impl_->mu);
     dirty = impl_->memory.take_dirty();
   }
-  for (const auto& p : dirty) {
-    const auto touched = impl_->store.touch(p.domain, p.last_checked, p.last_used, p.last_error);
-    if (!touched) spdlog::warn("store event=flush-failed domain={} error={}", p.domain, touched.error().code);
-  }
+  if (dirty.empty()) return;
+  const auto touched = impl_->store.touch_all(dirty);
+  if (!touched)
+    spdlog::warn("store event=flush-failed policies={} error={}", dirty.size(), touched.error().code);
 }
 
 void Resolver::set_tlsrpt_sink(TlsrptSink* sink) { impl_->sink.store(sink); }

@@ -6,10 +6,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
-#include <variant>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "policy/policy.h"
@@ -101,6 +102,14 @@ struct FetchFailure {
   std::string reason;
 };
 
+// When a stored policy was fetched and how long it may be kept: what the
+// refresher needs to pick the policies that are due, without loading them.
+struct RefreshSlot {
+  std::string domain;
+  std::int64_t fetched_at = 0;
+  std::int64_t max_age = 0;
+};
+
 class PolicyStore {
  public:
   virtual ~PolicyStore() = default;
@@ -111,8 +120,15 @@ class PolicyStore {
   // Updates last_checked / last_used / last_error only.
   virtual Result<bool> touch(const std::string& domain, std::int64_t last_checked,
                              std::int64_t last_used, const std::string& last_error) = 0;
+  // touch() for many policies in one transaction (the resolver's flush of
+  // its memory cache: 100,000 rows take well under a second, not minutes).
+  virtual Result<bool> touch_all(std::span<const StoredPolicy> policies) = 0;
   virtual Result<bool> forget(const std::string& domain) = 0;
   virtual std::vector<StoredPolicy> list() = 0;
+  // The domains whose slot `due` accepts, without loading any policy, so a
+  // refresher pass over 100,000 rows holds names only. An unreadable store
+  // gives an empty list (logged).
+  virtual std::vector<std::string> domains_due(const std::function<bool(const RefreshSlot&)>& due) = 0;
   virtual std::optional<FetchFailure> load_failure(const std::string& domain) = 0;
   virtual Result<bool> save_failure(const FetchFailure& failure) = 0;
   virtual Result<bool> clear_failure(const std::string& domain) = 0;

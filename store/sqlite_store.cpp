@@ -45,6 +45,7 @@ constexpr std::string_view kUpsertPolicy =
     "dnssec = excluded.dnssec, last_error = excluded.last_error";
 constexpr std::string_view kTouchPolicy =
     "UPDATE policies SET last_checked = ?2, last_used = ?3, last_error = ?4 WHERE domain = ?1";
+constexpr std::string_view kSelectRefreshSlots = "SELECT domain, fetched_at, max_age FROM policies";
 constexpr std::string_view kDeletePolicy = "DELETE FROM policies WHERE domain = ?1";
 constexpr std::string_view kSelectFailure =
     "SELECT domain, txt_id, failed_at, retry_at, result_type, reason FROM fetch_failures "
@@ -150,6 +151,10 @@ struct SqliteStore::Impl {
   // The value is true when a row was inserted, changed or deleted.
   Result<bool> write(std::string_view op, std::string_view domain, std::string_view sql,
                      const std::function<void(StatementUse&)>& bind);
+  // Runs `sql` once per policy under the lock, in one transaction: all
+  // rows are written or none. The value is true when any row changed.
+  Result<bool> write_each(std::string_view op, std::string_view sql, std::span<const StoredPolicy> policies,
+                          const std::function<void(StatementUse&, const StoredPolicy&)>& bind);
   // Runs one query under the lock, calling `on_row` for every row. False
   // (logged) when SQLite fails part-way.
   bool read(std::string_view op, std::string_view sql, std::string_view key,
@@ -208,6 +213,37 @@ Result<bool> SqliteStore::Impl::write(std::string_view op, std::string_view doma
   }
   if (error) {
     log_write_error(op, domain, *error);
+    return *error;
+  }
+  return changed;
+}
+
+Result<bool> SqliteStore::Impl::write_each(std::string_view op, std::string_view sql,
+                                           std::span<const StoredPolicy> policies,
+                                           const std::function<void(StatementUse&, const StoredPolicy&)>& bind) {
+  std::optional<Error> error;
+  bool changed = false;
+  try {
+    const std::lock_guard lock(mutex);
+    int rc = sqlite3_exec(db.get(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    sqlite3_stmt* const stmt = rc == SQLITE_OK ? statements.get(sql, rc) : nullptr;
+    for (std::size_t i = 0; stmt != nullptr && i < policies.size() && rc == SQLITE_OK; ++i) {
+      StatementUse use(stmt);
+      bind(use, policies[i]);
+      rc = use.step();
+      if (rc == SQLITE_DONE) {
+        changed = changed || sqlite3_changes(db.get()) > 0;
+        rc = SQLITE_OK;
+      }
+    }
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db.get(), "COMMIT", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) error = error_from(rc);
+    if (sqlite3_get_autocommit(db.get()) == 0) sqlite3_exec(db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+  } catch (const std::exception& e) {
+    error = Error{"store-error", e.what()};
+  }
+  if (error) {
+    log_write_error(op, fmt::format("{} rows", policies.size()), *error);
     return *error;
   }
   return changed;
@@ -290,6 +326,28 @@ Result<bool> SqliteStore::touch(const std::string& domain, std::int64_t last_che
 Result<bool> SqliteStore::forget(const std::string& domain) {
   return impl_->write("forget", domain, kDeletePolicy,
                       [&](StatementUse& use) { use.bind(1, domain); });
+}
+
+Result<bool> SqliteStore::touch_all(std::span<const StoredPolicy> policies) {
+  if (policies.empty()) return false;
+  return impl_->write_each("touch_all", kTouchPolicy, policies, [](StatementUse& use, const StoredPolicy& p) {
+    use.bind(1, p.domain);
+    use.bind(2, p.last_checked);
+    use.bind(3, p.last_used);
+    use.bind(4, p.last_error);
+  });
+}
+
+std::vector<std::string> SqliteStore::domains_due(const std::function<bool(const policy::RefreshSlot&)>& due) {
+  std::vector<std::string> domains;
+  policy::RefreshSlot slot;
+  impl_->read("domains_due", kSelectRefreshSlots, "", [&](const StatementUse& use) {
+    slot.domain = use.text(0);
+    slot.fetched_at = use.integer(1);
+    slot.max_age = use.integer(2);
+    if (due(slot)) domains.push_back(std::move(slot.domain));
+  });
+  return domains;
 }
 
 std::vector<StoredPolicy> SqliteStore::list() {

@@ -24,8 +24,10 @@ class SqliteStore final : public policy::PolicyStore {
   policy::Result<bool> save(const policy::StoredPolicy& policy) override;
   policy::Result<bool> touch(const std::string& domain, std::int64_t last_checked,
                              std::int64_t last_used, const std::string& last_error) override;
+  policy::Result<bool> touch_all(std::span<const policy::StoredPolicy> policies) override;
   policy::Result<bool> forget(const std::string& domain) override;
   std::vector<policy::StoredPolicy> list() override;
+  std::vector<std::string> domains_due(const std::function<bool(const policy::RefreshSlot&)>& due) override;
   std::optional<policy::FetchFailure> load_failure(const std::string& domain) override;
   policy::Result<bool> save_failure(const policy::FetchFailure& failure) override;
   policy::Result<bool> clear_failure(const std::string& domain) override;

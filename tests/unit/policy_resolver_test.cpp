@@ -315,6 +315,21 @@ TEST(Resolver, RefresherRefetchesDuePoliciesRegardlessOfId) {
   EXPECT_EQ(w.fetcher.calls("example.com"), 3);
 }
 
+TEST(Resolver, FlushWritesEveryUsedPolicyInOneTransaction) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.clock.advance(5);
+  w.resolve();  // a use from memory: last_used changes there only
+  w.resolver->flush();
+  EXPECT_EQ(w.store.touch_alls(), 1);
+  const auto stored = w.store.load("example.com");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->last_used, w.clock.now());
+  w.resolver->flush();
+  EXPECT_EQ(w.store.touch_alls(), 1) << "nothing dirty: no write";
+}
+
 TEST(Resolver, RefresherKeepsCacheWhenFetchFails) {
   World w;
   w.publish("1", kEnforce);
@@ -371,6 +386,24 @@ TEST(BackgroundRefresher, RefreshesDuePoliciesOnItsOwnAndStopsCleanly) {
     EXPECT_GE(refresher.passes(), 1);
   }
   EXPECT_EQ(w.fetcher.calls("example.com"), 2) << "one refresh: the refetched policy is not due again";
+}
+
+TEST(BackgroundRefresher, EachPassWritesLastUsedToTheStore) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.clock.advance(5);
+  w.resolve();  // used from memory: last_used is dirty there, the policy is not due
+  {
+    BackgroundRefresher refresher(*w.resolver, std::chrono::milliseconds(10));
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (refresher.passes() < 1 && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_GE(refresher.passes(), 1);
+  }
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1) << "not due: no refetch";
+  EXPECT_EQ(w.store.touch_alls(), 1);
+  EXPECT_EQ(w.store.load("example.com")->last_used, w.clock.now());
 }
 
 // ---------------------------------------------------------------- TLSRPT

@@ -243,6 +243,51 @@ TEST_F(SqliteStoreTest, TouchUpdatesOnlyTheThreeColumns) {
   EXPECT_FALSE(store.load("absent.example").has_value());
 }
 
+// The resolver's flush: many touches in one transaction, all or none.
+TEST_F(SqliteStoreTest, TouchAllWritesEveryRowOrNone) {
+  SqliteStore store(db_path());
+  std::vector<StoredPolicy> policies;
+  for (const std::string domain : {"a.example", "b.example", "c.example"}) {
+    policies.push_back(make_policy(domain, Mode::Enforce, 86400, {"mx." + domain}));
+    ASSERT_TRUE(store.save(policies.back()));
+    policies.back().last_used = 1800000000;
+    policies.back().last_error = "touched";
+  }
+  EXPECT_FALSE(*store.touch_all({})) << "nothing to write";
+  // A row that cannot be written (a trigger aborts it) rolls back the others.
+  RawDb(db_path()).exec(
+      "CREATE TRIGGER refuse_b BEFORE UPDATE ON policies WHEN NEW.domain = 'b.example' "
+      "BEGIN SELECT RAISE(ABORT, 'refused'); END");
+  const auto refused = store.touch_all(policies);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(RawDb(db_path()).one("SELECT count(*) FROM policies WHERE last_used = 1800000000"), "0");
+  RawDb(db_path()).exec("DROP TRIGGER refuse_b");
+  policies.push_back(make_policy("absent.example", Mode::Enforce, 60, {"mx.absent.example"}));
+  const auto touched = store.touch_all(policies);
+  ASSERT_TRUE(touched) << touched.error().code;
+  EXPECT_TRUE(*touched);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(describe(store.load(policies[i].domain)), describe(policies[i]));
+  EXPECT_FALSE(store.load("absent.example").has_value()) << "touch never inserts";
+}
+
+// The refresher's pass reads names and schedules only.
+TEST_F(SqliteStoreTest, DomainsDueSelectsBySlot) {
+  SqliteStore store(db_path());
+  ASSERT_TRUE(store.save(make_policy("short.example", Mode::Enforce, 600, {"mx.short.example"})));
+  ASSERT_TRUE(store.save(make_policy("long.example", Mode::Enforce, 86400, {"mx.long.example"})));
+  std::vector<policy::RefreshSlot> seen;
+  const auto due = store.domains_due([&seen](const policy::RefreshSlot& slot) {
+    seen.push_back(slot);
+    return slot.max_age < 3600;
+  });
+  EXPECT_EQ(due, (std::vector<std::string>{"short.example"}));
+  ASSERT_EQ(seen.size(), 2u);
+  for (const auto& slot : seen) {
+    EXPECT_EQ(slot.fetched_at, 1700000000);
+    EXPECT_EQ(slot.max_age, slot.domain == "short.example" ? 600 : 86400);
+  }
+}
+
 TEST_F(SqliteStoreTest, OperatorColumnsAreNeverReadBackAsTruth) {
   SqliteStore store(db_path());
   const auto original = make_policy("a.example", Mode::Enforce, 86400, {"mx.a.example"});

@@ -101,9 +101,29 @@ class MemoryStore final : public PolicyStore {
     }
     return true;
   }
+  Result<bool> touch_all(std::span<const StoredPolicy> policies) override {
+    for (const auto& p : policies) {
+      auto touched = touch(p.domain, p.last_checked, p.last_used, p.last_error);
+      if (!touched) return touched;
+    }
+    std::lock_guard lock(mu_);
+    ++touch_alls_;
+    return !policies.empty();
+  }
   Result<bool> forget(const std::string& domain) override {
     std::lock_guard lock(mu_);
     return policies_.erase(domain) > 0;
+  }
+  std::vector<std::string> domains_due(const std::function<bool(const RefreshSlot&)>& due) override {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    for (const auto& [d, p] : policies_)
+      if (due(RefreshSlot{d, p.fetched_at, p.policy.max_age})) out.push_back(d);
+    return out;
+  }
+  int touch_alls() {
+    std::lock_guard lock(mu_);
+    return touch_alls_;
   }
   std::vector<StoredPolicy> list() override {
     std::lock_guard lock(mu_);
@@ -137,6 +157,7 @@ class MemoryStore final : public PolicyStore {
 
  private:
   std::mutex mu_;
+  int touch_alls_ = 0;
   bool full_ = false;
   int loads_ = 0;
   std::map<std::string, StoredPolicy> policies_;
