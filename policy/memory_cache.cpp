@@ -31,12 +31,14 @@ void MemoryCache::erase(const std::string& domain) {
   index_.erase(it);
 }
 
-std::vector<StoredPolicy> MemoryCache::take_dirty() {
-  std::vector<StoredPolicy> dirty;
+std::vector<PolicyUse> MemoryCache::take_dirty(std::size_t max) {
+  std::vector<PolicyUse> dirty;
   for (auto& [domain, slot] : index_) {
+    if (dirty.size() >= max) break;
     if (!slot.entry.last_used_dirty || !slot.entry.policy) continue;
     slot.entry.last_used_dirty = false;
-    dirty.push_back(*slot.entry.policy);
+    const StoredPolicy& p = *slot.entry.policy;
+    dirty.push_back({p.domain, p.last_checked, p.last_used, p.last_error});
   }
   return dirty;
 }

@@ -35,9 +35,9 @@ class MemoryCache {
   // Inserts or replaces; evicts the least recently used entry when full.
   void put(const std::string& domain, CacheEntry entry);
   void erase(const std::string& domain);
-  // Domains whose last_used changed since the last call, with their values;
-  // clears the dirty marks.
-  std::vector<StoredPolicy> take_dirty();
+  // Up to `max` domains whose last_used changed since they were last taken,
+  // with their usage columns; clears their dirty marks.
+  std::vector<PolicyUse> take_dirty(std::size_t max);
   std::size_t size() const { return index_.size(); }
 
  private:

@@ -453,15 +453,22 @@ int Resolver::refresh_due(bool force) {
 }
 
 void Resolver::flush() {
-  std::vector<StoredPolicy> dirty;
-  {
-    std::lock_guard lock(impl_->mu);
-    dirty = impl_->memory.take_dirty();
+  // In batches: a flush of 100,000 used policies never copies them all at
+  // once, and each batch is one transaction.
+  constexpr std::size_t kBatch = 1000;
+  for (;;) {
+    std::vector<PolicyUse> dirty;
+    {
+      std::lock_guard lock(impl_->mu);
+      dirty = impl_->memory.take_dirty(kBatch);
+    }
+    if (dirty.empty()) return;
+    const auto touched = impl_->store.touch_all(dirty);
+    if (!touched) {  // the marks are gone: last_used of this batch waits for the next use
+      spdlog::warn("store event=flush-failed policies={} error={}", dirty.size(), touched.error().code);
+      return;
+    }
   }
-  if (dirty.empty()) return;
-  const auto touched = impl_->store.touch_all(dirty);
-  if (!touched)
-    spdlog::warn("store event=flush-failed policies={} error={}", dirty.size(), touched.error().code);
 }
 
 void Resolver::set_tlsrpt_sink(TlsrptSink* sink) { impl_->sink.store(sink); }

@@ -102,6 +102,14 @@ struct FetchFailure {
   std::string reason;
 };
 
+// The usage columns of one stored policy: what touch() writes.
+struct PolicyUse {
+  std::string domain;
+  std::int64_t last_checked = 0;
+  std::int64_t last_used = 0;
+  std::string last_error;
+};
+
 // When a stored policy was fetched and how long it may be kept: what the
 // refresher needs to pick the policies that are due, without loading them.
 struct RefreshSlot {
@@ -122,7 +130,7 @@ class PolicyStore {
                              std::int64_t last_used, const std::string& last_error) = 0;
   // touch() for many policies in one transaction (the resolver's flush of
   // its memory cache: 100,000 rows take well under a second, not minutes).
-  virtual Result<bool> touch_all(std::span<const StoredPolicy> policies) = 0;
+  virtual Result<bool> touch_all(std::span<const PolicyUse> uses) = 0;
   virtual Result<bool> forget(const std::string& domain) = 0;
   virtual std::vector<StoredPolicy> list() = 0;
   // The domains whose slot `due` accepts, without loading any policy, so a

@@ -153,8 +153,8 @@ struct SqliteStore::Impl {
                      const std::function<void(StatementUse&)>& bind);
   // Runs `sql` once per policy under the lock, in one transaction: all
   // rows are written or none. The value is true when any row changed.
-  Result<bool> write_each(std::string_view op, std::string_view sql, std::span<const StoredPolicy> policies,
-                          const std::function<void(StatementUse&, const StoredPolicy&)>& bind);
+  Result<bool> write_each(std::string_view op, std::string_view sql, std::span<const policy::PolicyUse> rows,
+                          const std::function<void(StatementUse&, const policy::PolicyUse&)>& bind);
   // Runs one query under the lock, calling `on_row` for every row. False
   // (logged) when SQLite fails part-way.
   bool read(std::string_view op, std::string_view sql, std::string_view key,
@@ -219,17 +219,17 @@ Result<bool> SqliteStore::Impl::write(std::string_view op, std::string_view doma
 }
 
 Result<bool> SqliteStore::Impl::write_each(std::string_view op, std::string_view sql,
-                                           std::span<const StoredPolicy> policies,
-                                           const std::function<void(StatementUse&, const StoredPolicy&)>& bind) {
+                                           std::span<const policy::PolicyUse> rows,
+                                           const std::function<void(StatementUse&, const policy::PolicyUse&)>& bind) {
   std::optional<Error> error;
   bool changed = false;
   try {
     const std::lock_guard lock(mutex);
     int rc = sqlite3_exec(db.get(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
     sqlite3_stmt* const stmt = rc == SQLITE_OK ? statements.get(sql, rc) : nullptr;
-    for (std::size_t i = 0; stmt != nullptr && i < policies.size() && rc == SQLITE_OK; ++i) {
+    for (std::size_t i = 0; stmt != nullptr && i < rows.size() && rc == SQLITE_OK; ++i) {
       StatementUse use(stmt);
-      bind(use, policies[i]);
+      bind(use, rows[i]);
       rc = use.step();
       if (rc == SQLITE_DONE) {
         changed = changed || sqlite3_changes(db.get()) > 0;
@@ -243,7 +243,7 @@ Result<bool> SqliteStore::Impl::write_each(std::string_view op, std::string_view
     error = Error{"store-error", e.what()};
   }
   if (error) {
-    log_write_error(op, fmt::format("{} rows", policies.size()), *error);
+    log_write_error(op, fmt::format("{} rows", rows.size()), *error);
     return *error;
   }
   return changed;
@@ -328,9 +328,9 @@ Result<bool> SqliteStore::forget(const std::string& domain) {
                       [&](StatementUse& use) { use.bind(1, domain); });
 }
 
-Result<bool> SqliteStore::touch_all(std::span<const StoredPolicy> policies) {
-  if (policies.empty()) return false;
-  return impl_->write_each("touch_all", kTouchPolicy, policies, [](StatementUse& use, const StoredPolicy& p) {
+Result<bool> SqliteStore::touch_all(std::span<const policy::PolicyUse> uses) {
+  if (uses.empty()) return false;
+  return impl_->write_each("touch_all", kTouchPolicy, uses, [](StatementUse& use, const policy::PolicyUse& p) {
     use.bind(1, p.domain);
     use.bind(2, p.last_checked);
     use.bind(3, p.last_used);

@@ -24,7 +24,7 @@ class SqliteStore final : public policy::PolicyStore {
   policy::Result<bool> save(const policy::StoredPolicy& policy) override;
   policy::Result<bool> touch(const std::string& domain, std::int64_t last_checked,
                              std::int64_t last_used, const std::string& last_error) override;
-  policy::Result<bool> touch_all(std::span<const policy::StoredPolicy> policies) override;
+  policy::Result<bool> touch_all(std::span<const policy::PolicyUse> uses) override;
   policy::Result<bool> forget(const std::string& domain) override;
   std::vector<policy::StoredPolicy> list() override;
   std::vector<std::string> domains_due(const std::function<bool(const policy::RefreshSlot&)>& due) override;

@@ -18,7 +18,8 @@ struct ConfigCase {
 };
 
 policy::Result<Config> load_text(const std::string& text) {
-  const auto path = std::filesystem::temp_directory_path() / ("mtasts-config-" + std::to_string(::getpid()) + ".toml");
+  const auto path =
+      std::filesystem::temp_directory_path() / ("mtasts-config-" + std::to_string(::getpid()) + ".toml");
   std::ofstream(path) << text;
   auto loaded = load_config(path.string());
   std::filesystem::remove(path);

@@ -246,27 +246,30 @@ TEST_F(SqliteStoreTest, TouchUpdatesOnlyTheThreeColumns) {
 // The resolver's flush: many touches in one transaction, all or none.
 TEST_F(SqliteStoreTest, TouchAllWritesEveryRowOrNone) {
   SqliteStore store(db_path());
-  std::vector<StoredPolicy> policies;
+  std::vector<StoredPolicy> expected;
+  std::vector<policy::PolicyUse> uses;
   for (const std::string domain : {"a.example", "b.example", "c.example"}) {
-    policies.push_back(make_policy(domain, Mode::Enforce, 86400, {"mx." + domain}));
-    ASSERT_TRUE(store.save(policies.back()));
-    policies.back().last_used = 1800000000;
-    policies.back().last_error = "touched";
+    expected.push_back(make_policy(domain, Mode::Enforce, 86400, {"mx." + domain}));
+    ASSERT_TRUE(store.save(expected.back()));
+    expected.back().last_checked = 1800000001;
+    expected.back().last_used = 1800000002;
+    expected.back().last_error = "touched";
+    uses.push_back({domain, 1800000001, 1800000002, "touched"});
   }
   EXPECT_FALSE(*store.touch_all({})) << "nothing to write";
   // A row that cannot be written (a trigger aborts it) rolls back the others.
   RawDb(db_path()).exec(
       "CREATE TRIGGER refuse_b BEFORE UPDATE ON policies WHEN NEW.domain = 'b.example' "
       "BEGIN SELECT RAISE(ABORT, 'refused'); END");
-  const auto refused = store.touch_all(policies);
+  const auto refused = store.touch_all(uses);
   ASSERT_FALSE(refused);
-  EXPECT_EQ(RawDb(db_path()).one("SELECT count(*) FROM policies WHERE last_used = 1800000000"), "0");
+  EXPECT_EQ(RawDb(db_path()).one("SELECT count(*) FROM policies WHERE last_used = 1800000002"), "0");
   RawDb(db_path()).exec("DROP TRIGGER refuse_b");
-  policies.push_back(make_policy("absent.example", Mode::Enforce, 60, {"mx.absent.example"}));
-  const auto touched = store.touch_all(policies);
+  uses.push_back({"absent.example", 1, 2, ""});
+  const auto touched = store.touch_all(uses);
   ASSERT_TRUE(touched) << touched.error().code;
   EXPECT_TRUE(*touched);
-  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(describe(store.load(policies[i].domain)), describe(policies[i]));
+  for (const auto& p : expected) EXPECT_EQ(describe(store.load(p.domain)), describe(p));
   EXPECT_FALSE(store.load("absent.example").has_value()) << "touch never inserts";
 }
 

@@ -101,14 +101,14 @@ class MemoryStore final : public PolicyStore {
     }
     return true;
   }
-  Result<bool> touch_all(std::span<const StoredPolicy> policies) override {
-    for (const auto& p : policies) {
-      auto touched = touch(p.domain, p.last_checked, p.last_used, p.last_error);
+  Result<bool> touch_all(std::span<const PolicyUse> uses) override {
+    for (const auto& u : uses) {
+      auto touched = touch(u.domain, u.last_checked, u.last_used, u.last_error);
       if (!touched) return touched;
     }
     std::lock_guard lock(mu_);
     ++touch_alls_;
-    return !policies.empty();
+    return !uses.empty();
   }
   Result<bool> forget(const std::string& domain) override {
     std::lock_guard lock(mu_);
