@@ -94,6 +94,8 @@ def answer(query, peer):
         labels.append(query[i + 1:i + 1 + query[i]].decode("ascii", "replace"))
         i += 1 + query[i]
     if "slow" in ".".join(labels).lower():
+        with open(sys.argv[2], "a") as seen:  # the test waits for this: a decision is in flight
+            seen.write(".".join(labels) + "\n")
         time.sleep(3)
     flags = struct.pack(">BB", 0x80 | (query[2] & 0x01), 0x80 | 2)  # QR, RD copied, RA, SERVFAIL
     sock.sendto(query[:2] + flags + query[4:6] + b"\0" * 6 + query[12:i + 5], peer)
@@ -102,7 +104,7 @@ while True:
     if len(query) > 12:
         threading.Thread(target=answer, args=(query, peer), daemon=True).start()
 PY
-python3 "$WORK/servfail_dns.py" "$DNS_ADDR" 2>"$WORK/dns.err" &
+python3 "$WORK/servfail_dns.py" "$DNS_ADDR" "$WORK/slow-queries" 2>"$WORK/dns.err" &
 DNS_PID=$!
 
 # A replaced trust anchor skips the root-zone self-test (no root here).
@@ -448,13 +450,15 @@ if [ -n "$why" ]; then fail reload-refused "$why"; else ok reload-refused; fi
 # keep the daemon past its bounded drain, the exit status is 0.
 m=$(mark)
 why=""
-rm -f "$WORK"/ready-*
+rm -f "$WORK"/ready-* "$WORK/slow-queries"
 client hold "$WORK/ready-a" now slow.example >"$WORK/hold-a.out" 2>&1 &
 hold_a=$!
 client hold "$WORK/ready-b" - $ENFORCE >"$WORK/hold-b.out" 2>&1 &
 hold_b=$!
 wait_file "$WORK/ready-a" 10 && wait_file "$WORK/ready-b" 10 || why="held clients not ready;"
-sleep 0.3  # the RCPT callback is running now (its decision takes 1.5 s)
+# The RCPT callback is running once its TXT lookup reaches the slow DNS
+# (the decision then takes rcpt_deadline_ms, 1.5 s).
+wait_file "$WORK/slow-queries" 10 || why="$why the in-flight RCPT never asked DNS;"
 start=$(date +%s%N)
 kill -TERM "$MILTER_PID"
 for ((i = 0; i < 170; i++)); do alive || break; sleep 0.1; done
