@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that sets up and runs every test on a fresh Debian 12
 # machine (as root): installs what is missing, builds, runs the unit tests,
-# the fuzzers (10 s each) and the real-server integration tests.
+# the fuzzers (10 s each), the real-server integration tests and every
+# benchmark once at a tiny size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,6 @@ bash scripts/fuzz.sh "${MTASTS_FUZZ_SECONDS:-10}"
 
 echo "== integration tests"
 MTASTS_BIN="$PWD/$build/milter/mta-sts-milter" bash tests/integration/run_all.sh
+
+echo "== benchmarks, tiny sizes (their sanity checks only; figures not read)"
+BUILD_DIR="$PWD/$build" MTASTS_BIN="$PWD/$build/milter/mta-sts-milter" bash tests/bench/smoke.sh
