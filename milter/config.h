@@ -39,6 +39,7 @@ struct ProbeConfig {
   long step_timeout_ms = 5000;
   std::int64_t success_ttl = 3600;
   std::int64_t failure_ttl = 300;
+  std::size_t max_parallel = 512;   // probes running at once
 };
 
 // TLSRPT records (RFC 8460): daily counts in the store, written in batches.

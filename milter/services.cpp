@@ -42,6 +42,7 @@ policy::NextHopCheckerConfig checker_config(const Config& config) {
   out.probe_step_timeout = std::chrono::milliseconds(config.probe.step_timeout_ms);
   out.probe_success_ttl = config.probe.success_ttl;
   out.probe_failure_ttl = config.probe.failure_ttl;
+  out.max_parallel_probes = config.probe.max_parallel;
   return out;
 }
 

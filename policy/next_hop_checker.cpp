@@ -156,7 +156,8 @@ struct NextHopChecker::Impl {
         dns(d),
         clock(c),
         config(std::move(cfg)),
-        probes(prober, clock, ProbeCacheConfig{config.probe_success_ttl, config.probe_failure_ttl}) {}
+        probes(prober, clock,
+               ProbeCacheConfig{config.probe_success_ttl, config.probe_failure_ttl, 50000, config.max_parallel_probes}) {}
 
   Resolution resolve(const std::string& domain, Deadline deadline) {
     if (domain.empty()) return Resolution{};  // IP-literal relay: no Policy Domain

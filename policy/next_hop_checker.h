@@ -35,6 +35,7 @@ struct NextHopCheckerConfig {
   std::int64_t probe_failure_ttl = 300;   // s (also for unreachable hosts)
   std::size_t max_hosts = 5;              // matching MX hosts probed at most
   std::size_t max_addresses_per_host = 2; // addresses probed per host at most
+  std::size_t max_parallel_probes = 512;  // ProbeCacheConfig::max_jobs
 };
 
 // What the MTA will do with one recipient (from the milter's route).

@@ -39,10 +39,10 @@ bool is_success(const ProbeResult& result) {
   return result.outcome == ProbeOutcome::Verified || result.outcome == ProbeOutcome::DaneVerified;
 }
 
-ProbeResult run_failed(const ProbeRequest& request) {
+ProbeResult run_failed(const ProbeRequest& request, std::string reason = "internal-error") {
   ProbeResult result;
   result.outcome = ProbeOutcome::Unreachable;
-  result.reason = "internal-error";
+  result.reason = std::move(reason);
   result.address = request.address;
   return result;
 }
@@ -94,6 +94,8 @@ struct ProbeCache::Impl {
   std::unordered_map<std::string, std::shared_future<ProbeResult>> inflight;
   std::condition_variable idle;
   int jobs = 0;
+  int overload_refusals = 0;  // since the last overload warning
+  std::int64_t overload_logged_at = -3600;
 
   Impl(TlsProber& p, const Clock& c, ProbeCacheConfig cfg) : prober(p), clock(c), config(cfg) {}
 
@@ -109,6 +111,19 @@ struct ProbeCache::Impl {
     // Still full of fresh entries: a cache, so dropping it costs probes only.
     if (entries.size() >= config.max_entries) entries.clear();
     entries.insert_or_assign(key, Entry{std::move(result), now});
+  }
+
+  // Called with `mu` held: no probe started, at most one warning per 10 s.
+  ProbeResult overloaded(const ProbeRequest& request) {
+    ++overload_refusals;
+    const std::int64_t now = clock.now();
+    if (now - overload_logged_at >= 10) {
+      spdlog::warn("probe event=overloaded running={} refused={} host={} note=\"host left unverified\"", jobs,
+                   overload_refusals, request.host);
+      overload_logged_at = now;
+      overload_refusals = 0;
+    }
+    return run_failed(request, "overloaded");
   }
 
   // The cached result, the running probe to join, or a newly started probe.
@@ -128,6 +143,7 @@ std::variant<ProbeResult, std::shared_future<ProbeResult>> ProbeCache::Impl::loo
   if (const auto it = entries.find(key); it != entries.end() && fresh(it->second, now))
     return it->second.result;
   if (const auto it = inflight.find(key); it != inflight.end()) return it->second;
+  if (static_cast<std::size_t>(jobs) >= config.max_jobs) return overloaded(request);
   return start(key, request, std::move(on_probed));
 }
 

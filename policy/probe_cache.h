@@ -22,6 +22,10 @@ struct ProbeCacheConfig {
   std::int64_t success_ttl = 3600;  // s: Verified / DaneVerified
   std::int64_t failure_ttl = 300;   // s: TlsFailure / Unreachable
   std::size_t max_entries = 50000;  // expired entries are dropped beyond this
+  // Probes running at once (one thread each). Beyond this a new probe is not
+  // started: the host is answered unverified ("overloaded", not cached), so
+  // an enforce policy tempfails rather than approving an unchecked host.
+  std::size_t max_jobs = 512;
 };
 
 class ProbeCache {

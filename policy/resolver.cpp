@@ -41,7 +41,7 @@ namespace {
 // discovery): the caller cannot treat them as a definite "no policy".
 bool is_temporary_reason(std::string_view reason) {
   return reason == "timeout" || reason == "connect" || reason == "transfer" || reason == "proxy" ||
-         reason == "deadline" || reason == "http-429" ||
+         reason == "deadline" || reason == "overloaded" || reason == "http-429" ||
          reason.starts_with("http-5") || reason.starts_with("dns-servfail") ||
          reason == "dns-timeout" || reason == "dnssec-bogus" || reason == "internal-error";
 }
@@ -129,6 +129,8 @@ struct Resolver::Impl {
   std::unordered_map<std::string, std::shared_future<Resolution>> inflight;
   std::condition_variable idle;
   int jobs = 0;
+  int overload_refusals = 0;             // since the last overload warning
+  std::int64_t overload_logged_at = -3600;
 
   Impl(Dns& d, PolicyFetcher& f, PolicyStore& s, const Clock& c, ResolverConfig cfg)
       : dns(d), fetcher(f), store(s), clock(c), config(cfg), memory(cfg.memory_cache_entries) {}
@@ -230,7 +232,9 @@ struct Resolver::Impl {
   Resolution discover(const std::string& domain);
   Resolution after_txt_id(const std::string& domain, const TxtOutcome& txt,
                           const std::optional<StoredPolicy>& cached, std::int64_t now);
-  std::shared_future<Resolution> start_or_join(const std::string& domain);
+  // nullopt: max_jobs discoveries are running, none was started.
+  std::optional<std::shared_future<Resolution>> start_or_join(const std::string& domain);
+  void note_overloaded(const std::string& domain);  // called with `mu` held
   bool refresh_one(const StoredPolicy& old, std::int64_t now);
 };
 
@@ -353,9 +357,25 @@ Resolution Resolver::Impl::discover(const std::string& domain) {
   return result;
 }
 
-std::shared_future<Resolution> Resolver::Impl::start_or_join(const std::string& domain) {
+// One warning per 10 s at most, with how many discoveries were refused:
+// a flood must not flood the log too.
+void Resolver::Impl::note_overloaded(const std::string& domain) {
+  ++overload_refusals;
+  const std::int64_t now = clock.now();
+  if (now - overload_logged_at < 10) return;
+  spdlog::warn("resolve event=overloaded running={} refused={} domain={} note=\"answered as a temporary error\"",
+               jobs, overload_refusals, domain);
+  overload_logged_at = now;
+  overload_refusals = 0;
+}
+
+std::optional<std::shared_future<Resolution>> Resolver::Impl::start_or_join(const std::string& domain) {
   std::lock_guard lock(mu);
   if (const auto it = inflight.find(domain); it != inflight.end()) return it->second;
+  if (static_cast<std::size_t>(jobs) >= config.max_jobs) {
+    note_overloaded(domain);
+    return std::nullopt;
+  }
   auto promise = std::make_shared<std::promise<Resolution>>();
   std::shared_future<Resolution> future = promise->get_future().share();
   inflight.emplace(domain, future);
@@ -425,14 +445,15 @@ Resolution Resolver::resolve(const std::string& domain, Deadline deadline) {
   impl_->warm_from_store(domain);
   if (auto fast = impl_->fresh_answer(domain, now)) return *fast;
   const auto job = impl_->start_or_join(domain);
-  if (job.wait_until(deadline) == std::future_status::ready) return job.get();
-  // The job goes on and fills the cache for the retry.
+  if (job && job->wait_until(deadline) == std::future_status::ready) return job->get();
+  // A job goes on and fills the cache for the retry.
+  const std::string why = job ? "deadline" : "overloaded";
   if (const auto cached = impl_->cached_policy(domain, now)) {
     Resolution r = from_policy(*cached, PolicySource::Stale);
-    r.reason = "deadline";
+    r.reason = why;
     return r;
   }
-  return impl_->no_policy(domain, std::nullopt, "deadline", DnsSecurity::Insecure);
+  return impl_->no_policy(domain, std::nullopt, why, DnsSecurity::Insecure);
 }
 
 int Resolver::refresh_due(bool force) {

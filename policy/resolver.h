@@ -27,6 +27,10 @@ struct ResolverConfig {
   std::int64_t refresh_interval = 86400;     // s; background HTTPS refetch, jittered
   std::size_t memory_cache_entries = 100000; // bounded LRU in front of the store
   std::chrono::milliseconds dns_timeout{5000};  // per lookup inside a discovery job
+  // Discoveries running at once (one thread each). A flood of new domains
+  // beyond this is answered at once as "overloaded" (a temporary error: the
+  // cached policy if any, else unknown) instead of piling up threads.
+  std::size_t max_jobs = 512;
 };
 
 enum class PolicySource {
@@ -65,7 +69,9 @@ class Resolver {
   // Resolves the policy for a normalised domain. Returns by `deadline` at the
   // latest; work still running then (a slow fetch) goes on in the background
   // and fills the cache, and this call answers {temporary, reason "deadline"}
-  // (or the cached policy as Stale when one is known).
+  // (or the cached policy as Stale when one is known). With max_jobs
+  // discoveries already running, a new one is not started: the same answer
+  // with reason "overloaded", at once.
   Resolution resolve(const std::string& domain, Deadline deadline);
 
   // One pass of the background refresher (§8.1 "senders SHOULD ... refresh"):

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "fakes/fake_next_hop.h"
+#include "policy/probe_cache.h"
 #include "fakes/fake_sources.h"
 #include "fakes/recording_sink.h"
 
@@ -431,6 +432,40 @@ TEST(NextHopChecker, ProbeCacheHitAndExpiry) {
       EXPECT_EQ(r.facts.candidates[0].probes[0].outcome, c.result.outcome);
     }
   }
+}
+
+// Beyond max_jobs running probes a host is left unverified at once (never
+// approved unchecked), the answer is not cached and no TLSRPT session is
+// reported, since no probe ran.
+TEST(ProbeCache, ProbesBeyondMaxJobsLeaveTheHostUnverified) {
+  FakeTlsProber prober;
+  FakeClock clock;
+  prober.set("192.0.2.1", verified());
+  prober.set("192.0.2.2", verified());
+  prober.set_delay(std::chrono::milliseconds(300));
+  ProbeCache cache(prober, clock, ProbeCacheConfig{3600, 300, 100, 1});
+  const auto request = [](const std::string& host, const std::string& address) {
+    ProbeRequest r;
+    r.host = host;
+    r.address = address;
+    return r;
+  };
+  int reported = 0;
+  const auto count = [&reported](const ProbeRequest&, const ProbeResult&) { ++reported; };
+  const auto in_10ms = [] { return std::chrono::steady_clock::now() + std::chrono::milliseconds(10); };
+  EXPECT_FALSE(cache.probe(request("mx1.example.com", "192.0.2.1"), in_10ms(), count)) << "still running";
+  const auto refused = cache.probe(request("mx2.example.com", "192.0.2.2"), in_10ms(), count);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->outcome, ProbeOutcome::Unreachable);
+  EXPECT_EQ(refused->reason, "overloaded");
+  cache.wait_idle();
+  EXPECT_EQ(prober.calls(), 1);
+  EXPECT_EQ(reported, 1) << "only the probe that ran";
+  prober.set_delay(std::chrono::milliseconds(0));
+  const auto later = cache.probe(request("mx2.example.com", "192.0.2.2"), in_10ms() + std::chrono::seconds(2), count);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->outcome, ProbeOutcome::Verified) << "the refusal was not cached";
+  EXPECT_EQ(prober.calls(), 2);
 }
 
 // A WebPKI result says nothing about DANE: when the host's TLSA RRset turns

@@ -330,6 +330,41 @@ TEST(Resolver, FlushWritesEveryUsedPolicyInOneTransaction) {
   EXPECT_EQ(w.store.touch_alls(), 1) << "nothing dirty: no write";
 }
 
+// A flood of new domains must not pile up one thread each: beyond max_jobs
+// discoveries the answer is a temporary error at once (RFC 8461 §5: no
+// policy known, so delivery goes on), or the cached policy when there is one.
+TEST(Resolver, DiscoveriesBeyondMaxJobsAnswerOverloadedAtOnce) {
+  World w;
+  w.config.max_jobs = 2;
+  w.restart();
+  w.publish("1", kEnforce);
+  w.resolve();  // example.com cached
+  for (const std::string d : {"a.example", "b.example", "c.example"}) {
+    w.dns.set("_mta-sts." + d, txt_answer({"v=STSv1; id=1;"}));
+    w.dns.set("mta-sts." + d, txt_answer({"127.0.0.1"}));  // the policy host's address
+    w.fetcher.set(d, FetchedBody{kEnforce});
+  }
+  w.fetcher.set_delay(std::chrono::milliseconds(400));
+  EXPECT_EQ(w.resolver->resolve("a.example", soon(10)).reason, "deadline");
+  EXPECT_EQ(w.resolver->resolve("b.example", soon(10)).reason, "deadline");
+  const auto before = std::chrono::steady_clock::now();
+  const auto refused = w.resolver->resolve("c.example", soon(2000));
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::milliseconds(100)) << "no wait";
+  EXPECT_EQ(refused.reason, "overloaded");
+  EXPECT_TRUE(refused.temporary);
+  EXPECT_EQ(refused.source, PolicySource::None);
+  EXPECT_EQ(w.dns.calls("_mta-sts.c.example"), 0) << "no discovery started";
+  w.clock.advance(61);  // example.com's TXT id is due for a re-check: no room either
+  const auto cached = w.resolve();
+  EXPECT_EQ(cached.source, PolicySource::Stale);
+  EXPECT_EQ(cached.reason, "overloaded");
+  ASSERT_TRUE(cached.policy);
+  EXPECT_EQ(cached.policy->policy.mode, Mode::Enforce);
+  w.resolver->wait_idle();
+  w.fetcher.set_delay(std::chrono::milliseconds(0));
+  EXPECT_EQ(w.resolver->resolve("c.example", soon(2000)).source, PolicySource::Fetched) << "room again";
+}
+
 TEST(Resolver, RefresherKeepsCacheWhenFetchFails) {
   World w;
   w.publish("1", kEnforce);
