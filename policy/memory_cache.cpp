@@ -10,8 +10,13 @@ CacheEntry* MemoryCache::find(const std::string& domain) {
 }
 
 void MemoryCache::put(const std::string& domain, CacheEntry entry) {
+  const bool used = entry.last_used_dirty;
+  entry.last_used_dirty = false;  // mark_used sets it again and queues the name
   if (CacheEntry* existing = find(domain)) {
+    const bool was_dirty = existing->last_used_dirty;
     *existing = std::move(entry);
+    existing->last_used_dirty = was_dirty;  // still queued
+    if (used) mark_used(domain);
     return;
   }
   if (index_.size() >= capacity_) {
@@ -22,6 +27,7 @@ void MemoryCache::put(const std::string& domain, CacheEntry entry) {
   }
   order_.push_front(domain);
   index_.emplace(domain, Slot{std::move(entry), order_.begin()});
+  if (used) mark_used(domain);
 }
 
 void MemoryCache::erase(const std::string& domain) {
@@ -31,13 +37,23 @@ void MemoryCache::erase(const std::string& domain) {
   index_.erase(it);
 }
 
+void MemoryCache::mark_used(const std::string& domain) {
+  const auto it = index_.find(domain);
+  if (it == index_.end() || it->second.entry.last_used_dirty) return;
+  it->second.entry.last_used_dirty = true;
+  dirty_queue_.push_back(domain);
+}
+
 std::vector<PolicyUse> MemoryCache::take_dirty(std::size_t max) {
   std::vector<PolicyUse> dirty;
-  for (auto& [domain, slot] : index_) {
-    if (dirty.size() >= max) break;
-    if (!slot.entry.last_used_dirty || !slot.entry.policy) continue;
-    slot.entry.last_used_dirty = false;
-    const StoredPolicy& p = *slot.entry.policy;
+  for (std::size_t n = 0; n < max && !dirty_queue_.empty(); ++n) {
+    const auto it = index_.find(dirty_queue_.front());
+    dirty_queue_.pop_front();
+    // Gone (evicted, erased) or already taken through an older mark.
+    if (it == index_.end() || !it->second.entry.last_used_dirty) continue;
+    it->second.entry.last_used_dirty = false;
+    if (!it->second.entry.policy) continue;  // a remembered "no policy" has nothing to write
+    const StoredPolicy& p = *it->second.entry.policy;
     dirty.push_back({p.domain, p.last_checked, p.last_used, p.last_error});
   }
   return dirty;

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <optional>
 #include <string>
@@ -18,7 +19,7 @@ namespace mtasts::policy {
 struct CacheEntry {
   std::optional<StoredPolicy> policy;  // nullopt: a definite "no policy"
   std::int64_t checked_at = 0;         // when the TXT record was last looked at
-  bool last_used_dirty = false;        // last_used changed since the last flush
+  bool last_used_dirty = false;        // last_used changed since the last flush (see mark_used)
   // Set when the cached policy is kept although discovery failed: answers
   // from memory then say "stale" with the same reason until the next check.
   bool stale = false;
@@ -33,11 +34,18 @@ class MemoryCache {
   // Returns the entry and marks it most recently used; nullptr when absent.
   CacheEntry* find(const std::string& domain);
   // Inserts or replaces; evicts the least recently used entry when full.
+  // An entry put with last_used_dirty set is queued as if marked used.
   void put(const std::string& domain, CacheEntry entry);
   void erase(const std::string& domain);
-  // Up to `max` domains whose last_used changed since they were last taken,
-  // with their usage columns; clears their dirty marks.
+  // Records that the entry's last_used changed and must reach the store.
+  void mark_used(const std::string& domain);
+  // Looks at the next `max` queued marks (oldest first) and returns the usage
+  // columns of those still present with a policy; clears their marks. A mark
+  // made after this call queues behind every older one, so a caller that
+  // takes only dirty_queued() marks finishes even under steady traffic.
   std::vector<PolicyUse> take_dirty(std::size_t max);
+  // Queued marks, an upper bound on the dirty entries (evicted ones linger).
+  std::size_t dirty_queued() const { return dirty_queue_.size(); }
   std::size_t size() const { return index_.size(); }
 
  private:
@@ -49,6 +57,9 @@ class MemoryCache {
   std::size_t capacity_;
   Order order_;  // front = most recently used
   std::unordered_map<std::string, Slot> index_;
+  // Names in the order they became dirty; a name is queued once per clean-to-
+  // dirty transition, so taking a batch never scans the whole cache.
+  std::deque<std::string> dirty_queue_;
 };
 
 }  // namespace mtasts::policy

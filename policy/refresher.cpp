@@ -26,11 +26,12 @@ void BackgroundRefresher::run() {
   while (!wake_.wait_for(lock, period_, [this] { return stopping_; })) {
     lock.unlock();
     try {
+      // last_used reaches the store every pass, so a crash loses one period
+      // of it and a stop has little left to write. First, because a long
+      // refresh pass (many due policies, slow servers) must not delay it.
+      resolver_.flush();
       const int refreshed = resolver_.refresh_due(false);
       if (refreshed > 0) spdlog::info("refresh event=pass refreshed={}", refreshed);
-      // last_used reaches the store every pass, so a crash loses one
-      // period of it and a stop has little left to write.
-      resolver_.flush();
     } catch (const std::exception& e) {
       // A failed pass must not end refreshing for the life of the daemon.
       spdlog::error("refresh event=pass-failed error=\"{}\"", e.what());

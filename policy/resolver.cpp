@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <functional>
@@ -149,11 +150,16 @@ struct Resolver::Impl {
     if (!entry->policy) return base_resolution(domain, PolicySource::None, DnsSecurity::Insecure);
     if (!usable(entry->policy, now)) return std::nullopt;
     entry->policy->last_used = now;
-    entry->last_used_dirty = true;
+    memory.mark_used(domain);
     Resolution r = from_policy(*entry->policy, entry->stale ? PolicySource::Stale : PolicySource::Cache);
     r.result_type = entry->error_type;
     r.reason = entry->error_reason;
     return r;
+  }
+
+  void remark_used(const std::vector<PolicyUse>& uses) {
+    std::lock_guard lock(mu);
+    for (const auto& use : uses) memory.mark_used(use.domain);
   }
 
   // Brings a stored policy into memory after a restart or an eviction.
@@ -475,18 +481,27 @@ int Resolver::refresh_due(bool force) {
 
 void Resolver::flush() {
   // In batches: a flush of 100,000 used policies never copies them all at
-  // once, and each batch is one transaction.
+  // once, and each batch is one transaction. Only the marks queued when the
+  // flush starts are taken, so steady traffic cannot keep it going forever.
   constexpr std::size_t kBatch = 1000;
-  for (;;) {
+  std::size_t budget = 0;
+  {
+    std::lock_guard lock(impl_->mu);
+    budget = impl_->memory.dirty_queued();
+  }
+  while (budget > 0) {
+    const std::size_t step = std::min(kBatch, budget);
+    budget -= step;
     std::vector<PolicyUse> dirty;
     {
       std::lock_guard lock(impl_->mu);
-      dirty = impl_->memory.take_dirty(kBatch);
+      dirty = impl_->memory.take_dirty(step);
     }
-    if (dirty.empty()) return;
+    if (dirty.empty()) continue;
     const auto touched = impl_->store.touch_all(dirty);
-    if (!touched) {  // the marks are gone: last_used of this batch waits for the next use
+    if (!touched) {
       spdlog::warn("store event=flush-failed policies={} error={}", dirty.size(), touched.error().code);
+      impl_->remark_used(dirty);  // the next flush tries again
       return;
     }
   }

@@ -43,8 +43,12 @@ constexpr std::string_view kUpsertPolicy =
     "fetched_at = excluded.fetched_at, expires_at = excluded.expires_at, "
     "last_checked = excluded.last_checked, last_used = excluded.last_used, "
     "dnssec = excluded.dnssec, last_error = excluded.last_error";
+// Never moves a column backwards: a save() from a fetch may land between the
+// moment the resolver took these values from memory and this write.
 constexpr std::string_view kTouchPolicy =
-    "UPDATE policies SET last_checked = ?2, last_used = ?3, last_error = ?4 WHERE domain = ?1";
+    "UPDATE policies SET last_used = MAX(last_used, ?3), "
+    "last_error = CASE WHEN ?2 >= last_checked THEN ?4 ELSE last_error END, "
+    "last_checked = MAX(last_checked, ?2) WHERE domain = ?1";
 constexpr std::string_view kSelectRefreshSlots = "SELECT domain, fetched_at, max_age FROM policies";
 constexpr std::string_view kDeletePolicy = "DELETE FROM policies WHERE domain = ?1";
 constexpr std::string_view kSelectFailure =
@@ -225,7 +229,8 @@ Result<bool> SqliteStore::Impl::write_each(std::string_view op, std::string_view
   bool changed = false;
   try {
     const std::lock_guard lock(mutex);
-    int rc = sqlite3_exec(db.get(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    Transaction transaction(db.get());
+    int rc = transaction.begun();
     sqlite3_stmt* const stmt = rc == SQLITE_OK ? statements.get(sql, rc) : nullptr;
     for (std::size_t i = 0; stmt != nullptr && i < rows.size() && rc == SQLITE_OK; ++i) {
       StatementUse use(stmt);
@@ -236,9 +241,8 @@ Result<bool> SqliteStore::Impl::write_each(std::string_view op, std::string_view
         rc = SQLITE_OK;
       }
     }
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db.get(), "COMMIT", nullptr, nullptr, nullptr);
-    if (rc != SQLITE_OK) error = error_from(rc);
-    if (sqlite3_get_autocommit(db.get()) == 0) sqlite3_exec(db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    if (rc == SQLITE_OK) rc = transaction.commit();
+    if (rc != SQLITE_OK) error = error_from(rc);  // read before the guard's ROLLBACK replaces the message
   } catch (const std::exception& e) {
     error = Error{"store-error", e.what()};
   }

@@ -89,6 +89,17 @@ sqlite3_stmt* StatementCache::get(std::string_view sql, int& rc) {
   return result;
 }
 
+Transaction::Transaction(sqlite3* db)
+    : db_(db), begin_rc_(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr)) {}
+
+Transaction::~Transaction() {
+  // A failed COMMIT may leave the transaction open (SQLITE_BUSY); autocommit
+  // tells whether one is still open, whatever happened before.
+  if (sqlite3_get_autocommit(db_) == 0) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+int Transaction::commit() { return sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr); }
+
 StatementUse::~StatementUse() {
   // The return value repeats the last step()'s error, already handled there.
   sqlite3_reset(stmt_);

@@ -78,4 +78,24 @@ class StatementUse {
   int bind_rc_ = SQLITE_OK;
 };
 
+// One write transaction (BEGIN IMMEDIATE). Anything but a successful
+// commit() rolls back when the guard goes out of scope, exceptions included,
+// so the connection never stays inside a half-written transaction.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db);
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  // SQLITE_OK when BEGIN succeeded.
+  int begun() const { return begin_rc_; }
+  // SQLITE_OK when the transaction is committed.
+  int commit();
+
+ private:
+  sqlite3* db_;
+  int begin_rc_;
+};
+
 }  // namespace mtasts::store

@@ -127,16 +127,15 @@ int SqliteTlsrptStore::Impl::upsert(const TlsrptAggregate& a) {
 }
 
 Result<bool> SqliteTlsrptStore::Impl::add_locked(const std::vector<TlsrptAggregate>& batch) {
-  int rc = sqlite3_exec(db.get(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  Transaction transaction(db.get());
+  int rc = transaction.begun();
   for (auto it = batch.begin(); rc == SQLITE_OK && it != batch.end(); ++it) {
     rc = upsert(*it);
     if (rc == SQLITE_DONE) rc = SQLITE_OK;
   }
-  if (rc == SQLITE_OK) rc = sqlite3_exec(db.get(), "COMMIT", nullptr, nullptr, nullptr);
+  if (rc == SQLITE_OK) rc = transaction.commit();
   if (rc == SQLITE_OK) return true;
-  Error error{std::string(error_code(rc)), sqlite3_errmsg(db.get())};
-  if (sqlite3_get_autocommit(db.get()) == 0) sqlite3_exec(db.get(), "ROLLBACK", nullptr, nullptr, nullptr);
-  return error;
+  return Error{std::string(error_code(rc)), sqlite3_errmsg(db.get())};
 }
 
 SqliteTlsrptStore::SqliteTlsrptStore(const std::string& path) : impl_(std::make_unique<Impl>(path)) {}

@@ -44,6 +44,38 @@ TEST(MemoryCache, TakeDirtyReturnsEachUsedPolicyOnceInBatches) {
   EXPECT_FALSE(seen.contains("none.example"));
 }
 
+// A flush takes only the marks queued when it starts: a use during the flush
+// queues behind them, so steady traffic cannot keep a flush going forever.
+TEST(MemoryCache, MarksMadeDuringATakeQueueBehindTheOlderOnes) {
+  MemoryCache cache(100);
+  cache.put("a.example", used_entry("a.example", 1));
+  cache.put("b.example", used_entry("b.example", 2));
+  cache.mark_used("a.example");  // already dirty: not queued twice
+  EXPECT_EQ(cache.dirty_queued(), 2u);
+  const auto first = cache.take_dirty(1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].domain, "a.example");
+  cache.mark_used("a.example");  // used again while the flush writes
+  EXPECT_EQ(cache.dirty_queued(), 2u);
+  const auto second = cache.take_dirty(1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].domain, "b.example") << "the older mark comes first";
+  EXPECT_EQ(cache.take_dirty(10).size(), 1u);
+  EXPECT_EQ(cache.dirty_queued(), 0u);
+}
+
+TEST(MemoryCache, EvictedAndErasedEntriesAreSkipped) {
+  MemoryCache cache(2);
+  cache.put("a.example", used_entry("a.example", 1));
+  cache.put("b.example", used_entry("b.example", 2));
+  cache.put("c.example", used_entry("c.example", 3));  // evicts a
+  cache.erase("b.example");
+  const auto taken = cache.take_dirty(10);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].domain, "c.example");
+  EXPECT_EQ(cache.dirty_queued(), 0u);
+}
+
 TEST(MemoryCache, EvictsTheLeastRecentlyUsed) {
   MemoryCache cache(2);
   cache.put("a.example", used_entry("a.example", 1));

@@ -330,6 +330,21 @@ TEST(Resolver, FlushWritesEveryUsedPolicyInOneTransaction) {
   EXPECT_EQ(w.store.touch_alls(), 1) << "nothing dirty: no write";
 }
 
+TEST(Resolver, AFailedFlushKeepsTheMarksForTheNextOne) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.clock.advance(5);
+  w.resolve();
+  w.store.set_full(true);
+  w.resolver->flush();
+  EXPECT_EQ(w.store.touch_alls(), 0);
+  w.store.set_full(false);
+  w.resolver->flush();
+  EXPECT_EQ(w.store.touch_alls(), 1);
+  EXPECT_EQ(w.store.load("example.com")->last_used, w.clock.now());
+}
+
 // A flood of new domains must not pile up one thread each: beyond max_jobs
 // discoveries the answer is a temporary error at once (RFC 8461 §5: no
 // policy known, so delivery goes on), or the cached policy when there is one.

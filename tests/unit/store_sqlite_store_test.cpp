@@ -226,7 +226,7 @@ TEST_F(SqliteStoreTest, TouchUpdatesOnlyTheThreeColumns) {
     std::string last_error;
   };
   const std::vector<Case> cases = {{1800000000, 1800000005, "sts-policy-fetch-error:timeout"},
-                                   {1800000100, 1700000000, ""}};
+                                   {1800000100, 1800000200, ""}};
   for (const Case& c : cases) {
     const auto touched = store.touch("a.example", c.last_checked, c.last_used, c.last_error);
     ASSERT_TRUE(touched) << touched.error().code;
@@ -271,6 +271,30 @@ TEST_F(SqliteStoreTest, TouchAllWritesEveryRowOrNone) {
   EXPECT_TRUE(*touched);
   for (const auto& p : expected) EXPECT_EQ(describe(store.load(p.domain)), describe(p));
   EXPECT_FALSE(store.load("absent.example").has_value()) << "touch never inserts";
+}
+
+// The resolver takes usage columns from memory and writes them later; a fetch
+// saved in between must not be rolled back by the older values.
+TEST_F(SqliteStoreTest, TouchAllNeverMovesUsageBackwards) {
+  SqliteStore store(db_path());
+  StoredPolicy p = make_policy("a.example", Mode::Enforce, 86400, {"mx.a.example"});
+  p.last_checked = 2000;
+  p.last_used = 2000;
+  p.last_error = "";
+  ASSERT_TRUE(store.save(p));
+  const std::vector<policy::PolicyUse> older{{"a.example", 1500, 1600, "stale-error"}};
+  ASSERT_TRUE(store.touch_all(older));
+  auto loaded = store.load("a.example");
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->last_checked, 2000);
+  EXPECT_EQ(loaded->last_used, 2000);
+  EXPECT_EQ(loaded->last_error, "") << "an older check's error does not replace a newer result";
+  const std::vector<policy::PolicyUse> newer{{"a.example", 2500, 2600, "txt-timeout"}};
+  ASSERT_TRUE(store.touch_all(newer));
+  loaded = store.load("a.example");
+  EXPECT_EQ(loaded->last_checked, 2500);
+  EXPECT_EQ(loaded->last_used, 2600);
+  EXPECT_EQ(loaded->last_error, "txt-timeout");
 }
 
 // The refresher's pass reads names and schedules only.
