@@ -1,5 +1,6 @@
 #include "milter/daemon.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <libmilter/mfapi.h>
 #include <pwd.h>
@@ -132,9 +133,12 @@ void make_socket_folder(const std::filesystem::path& socket, std::pair<uid_t, gi
   const auto folder = socket.parent_path();
   std::error_code ec;
   if (folder.empty() || std::filesystem::exists(folder, ec)) return;
-  if (mkdir(folder.c_str(), 0750) != 0 && errno != EEXIST)
+  if (mkdir(folder.c_str(), 0750) != 0) {
+    if (errno == EEXIST) return;  // made meanwhile by someone else: theirs, as above
     throw StartupError("cannot create the milter socket folder " + folder.string() + ": " + std::strerror(errno),
                        EX_CANTCREAT);
+  }
+  // By path: the folder is ours, and only root may rename in Postfix's root-owned spool.
   if (chown(folder.c_str(), owner.first, owner.second) != 0)
     throw StartupError("cannot chown the milter socket folder " + folder.string() + ": " + std::strerror(errno),
                        EX_OSERR);
@@ -143,12 +147,22 @@ void make_socket_folder(const std::filesystem::path& socket, std::pair<uid_t, gi
 
 mode_t socket_mode(const Config& config) { return static_cast<mode_t>(std::stoul(config.socket_mode, nullptr, 8)); }
 
-void secure_socket(const std::string& path, const Config& config, std::pair<uid_t, gid_t> owner) {
-  const mode_t mode = socket_mode(config);
-  if (chmod(path.c_str(), mode) != 0)
-    throw StartupError("cannot chmod the milter socket " + path + ": " + std::strerror(errno), EX_OSERR);
-  if (chown(path.c_str(), owner.first, owner.second) != 0)
-    throw StartupError("cannot chown the milter socket " + path + ": " + std::strerror(errno), EX_OSERR);
+// The folder may belong to the unprivileged user, who could swap the socket
+// for a symlink or a link between bind() and here; root must not chown what
+// it did not make. So: open the name itself (O_PATH|O_NOFOLLOW: never a
+// symlink's target), check it is a socket, and chown that very inode. The
+// mode needs no step: the umask gave it at bind().
+void secure_socket(const std::string& path, std::pair<uid_t, gid_t> owner) {
+  const int fd = open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) throw StartupError("cannot open the milter socket " + path + ": " + std::strerror(errno), EX_OSERR);
+  struct stat st {};
+  const bool is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+  const int chowned = is_socket ? fchownat(fd, "", owner.first, owner.second, AT_EMPTY_PATH) : -1;
+  const int saved_errno = errno;
+  close(fd);
+  if (!is_socket) throw StartupError("the milter socket " + path + " was replaced by something else", EX_OSERR);
+  if (chowned != 0)
+    throw StartupError("cannot chown the milter socket " + path + ": " + std::strerror(saved_errno), EX_OSERR);
 }
 
 // Runs with the starting user's rights (root, usually): the socket may live
@@ -166,7 +180,7 @@ void open_socket(const Config& config, const Identity& runs_as) {
   umask(old_umask);
   if (opened == MI_FAILURE)
     throw StartupError("cannot open milter socket '" + config.milter_socket + "'", EX_UNAVAILABLE);
-  if (path) secure_socket(*path, config, owner);
+  if (path) secure_socket(*path, owner);
 }
 
 // The store folder, created for the user the daemon will run as, so that
@@ -184,6 +198,13 @@ void prepare_store_folder(const Config& config, const Identity& runs_as) {
 
 void drop_privileges(const Identity& runs_as) {
   if (runs_as.name.empty()) return;
+  // Already that user without root (systemd's User= naming the same one):
+  // nothing to drop, and initgroups() would fail. The groups stay as the
+  // starter chose them (systemd's Group=, e.g. postfix).
+  if (geteuid() != 0 && getuid() == runs_as.uid && geteuid() == runs_as.uid) {
+    spdlog::info("milter event=privileges-kept user={} uid={} reason=already-that-user", runs_as.name, runs_as.uid);
+    return;
+  }
   if (initgroups(runs_as.name.c_str(), runs_as.gid) != 0 || setgid(runs_as.gid) != 0 || setuid(runs_as.uid) != 0)
     throw StartupError("cannot switch to user '" + runs_as.name + "'", EX_NOPERM);
   spdlog::info("milter event=privileges-dropped user={} uid={} gid={}", runs_as.name, runs_as.uid, runs_as.gid);

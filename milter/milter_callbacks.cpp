@@ -3,12 +3,19 @@
 #include <libmilter/mfapi.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <optional>
 
 namespace mtasts::milter {
 namespace {
 
-MilterContext* g_context = nullptr;
+// Null before the daemon installs its context and after it is gone: a
+// callback of a connection libmilter still serves then does nothing.
+std::atomic<MilterContext*> g_context = nullptr;
+
+// Callbacks check g_context first; past that check it stays installed while
+// they run (the daemon waits, bounded, for running callbacks before removing it).
+MilterContext& context() { return *g_context.load(); }
 
 std::optional<std::string_view> macro(SMFICTX* ctx, const char* name) {
   const char* value = smfi_getsymval(ctx, const_cast<char*>(name));
@@ -19,8 +26,8 @@ std::optional<std::string_view> macro(SMFICTX* ctx, const char* name) {
 // Counts a callback as running for as long as it is in scope.
 class InFlight {
  public:
-  InFlight() { ++g_context->callbacks_in_flight; }
-  ~InFlight() { --g_context->callbacks_in_flight; }
+  InFlight() { ++context().callbacks_in_flight; }
+  ~InFlight() { --context().callbacks_in_flight; }
   InFlight(const InFlight&) = delete;
   InFlight& operator=(const InFlight&) = delete;
 };
@@ -38,7 +45,7 @@ Connection& connection_for(SMFICTX* ctx) {
   if (Connection* c = connection_of(ctx)) return *c;
   auto* c = new Connection;  // owned by libmilter's priv until close
   smfi_setpriv(ctx, c);
-  ++g_context->open_sessions;
+  ++context().open_sessions;
   return *c;
 }
 
@@ -50,14 +57,14 @@ Session* session_of(SMFICTX* ctx) {
 Session& session_for(SMFICTX* ctx) {
   Connection& c = connection_for(ctx);
   if (!c.session) {
-    const Settings settings = g_context->settings();
-    c.session = std::make_unique<Session>(g_context->check(), settings.config, settings.overrides);
+    const Settings settings = context().settings();
+    c.session = std::make_unique<Session>(context().check(), settings.config, settings.overrides);
   }
   return *c.session;
 }
 
 sfsistat error_status() {
-  const auto config = g_context->config();
+  const auto config = context().config();
   return config->decision.error_action == "tempfail" ? SMFIS_TEMPFAIL : SMFIS_CONTINUE;
 }
 
@@ -77,8 +84,11 @@ constexpr unsigned long kUnusedStages = SMFIP_NOCONNECT | SMFIP_NOHELO | SMFIP_N
                                         SMFIP_NOBODY | SMFIP_NOUNKNOWN | SMFIP_NODATA;
 
 // {daemon_name} tells the MTA's listeners apart (decision.non_smtp_daemon_names).
-// MTAs send it with the connect stage, which we decline, so we ask for it at
-// MAIL; an MTA that cannot be asked (no SMFIF_SETSYMLIST) sends its own list.
+// Postfix sends it among its connect macros by default (libmilter keeps them
+// for the connection although we skip that stage), but an operator may have
+// trimmed milter_connect_macros, and Sendmail sends it only when asked. So we
+// ask for it at MAIL; an MTA that cannot be asked (no SMFIF_SETSYMLIST) sends
+// its own list.
 // The list replaces the MTA's for that stage, so it keeps the queue id `i`,
 // which Sendmail sends at MAIL only (Postfix sends it at end of message too).
 constexpr const char* kMailMacros = "i {daemon_name}";
@@ -92,6 +102,9 @@ void request_daemon_name(SMFICTX* ctx, unsigned long actions) {
 sfsistat on_negotiate(SMFICTX* ctx, unsigned long offered_actions, unsigned long offered_steps, unsigned long,
                       unsigned long, unsigned long* actions, unsigned long* steps, unsigned long*,
                       unsigned long*) try {
+  *steps = offered_steps & kUnusedStages;
+  *actions = 0;
+  if (!g_context) return SMFIS_CONTINUE;  // shutting down: ask for nothing, answer every stage
   *actions = offered_actions & (SMFIF_ADDHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST);
   // MAIL is always accepted, so the MTA need not wait for our reply to it.
   *steps = offered_steps & (kUnusedStages | SMFIP_NR_MAIL);
@@ -105,11 +118,12 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long offered_actions, unsigned long
 }
 
 sfsistat on_envfrom(SMFICTX* ctx, char**) {
+  if (!g_context) return SMFIS_CONTINUE;
   const InFlight running;
   const Connection* c = connection_of(ctx);
   const bool no_reply = c && c->mail_needs_no_reply;
   try {
-    session_for(ctx).begin_message(SteadyClock::now(), g_context->settings(), macro(ctx, "{daemon_name}"));
+    session_for(ctx).begin_message(SteadyClock::now(), context().settings(), macro(ctx, "{daemon_name}"));
   } catch (const std::exception& e) {
     spdlog::error("milter event=internal-error stage=mail error=\"{}\"", e.what());
     if (!no_reply) return error_status();
@@ -118,6 +132,7 @@ sfsistat on_envfrom(SMFICTX* ctx, char**) {
 }
 
 sfsistat on_envrcpt(SMFICTX* ctx, char** argv) try {
+  if (!g_context) return SMFIS_CONTINUE;
   const InFlight running;
   if (!argv || !argv[0]) return SMFIS_CONTINUE;
   const RcptReply reply =
@@ -133,6 +148,7 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) try {
 }
 
 sfsistat on_eom(SMFICTX* ctx) try {
+  if (!g_context) return SMFIS_CONTINUE;
   const InFlight running;
   const auto queue_id = macro(ctx, "i").value_or("NOQUEUE");
   const EndOfMessage eom = session_for(ctx).end_message(queue_id, SteadyClock::now());
@@ -146,6 +162,7 @@ sfsistat on_eom(SMFICTX* ctx) try {
 }
 
 sfsistat on_abort(SMFICTX* ctx) try {
+  if (!g_context) return SMFIS_CONTINUE;
   const InFlight running;
   if (Session* s = session_of(ctx)) log_lines(s->abort_message());
   return SMFIS_CONTINUE;
@@ -155,12 +172,13 @@ sfsistat on_abort(SMFICTX* ctx) try {
 }
 
 sfsistat on_close(SMFICTX* ctx) try {
-  const InFlight running;
   std::unique_ptr<Connection> c(connection_of(ctx));
   smfi_setpriv(ctx, nullptr);
+  if (!g_context) return SMFIS_CONTINUE;
+  const InFlight running;
   if (c) {
     if (c->session) log_lines(c->session->abort_message());
-    --g_context->open_sessions;
+    --context().open_sessions;
   }
   return SMFIS_CONTINUE;
 } catch (const std::exception& e) {

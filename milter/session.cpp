@@ -154,9 +154,11 @@ RcptReply Session::reply_for(const Decision& d) const {
 
 RcptReply Session::on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
                            std::optional<std::string_view> host, SteadyClock::time_point now) {
-  const RecipientRoute route = from_non_smtp_listener_ ? route_recipient(address, std::nullopt, std::nullopt, rules_)
-                                                       : route_recipient(address, mailer, host, rules_);
+  RecipientRoute route = route_recipient(address, mailer, host, rules_);
   if (route.kind == RouteKind::OutOfScope) return {};
+  // A listed listener: the macros still tell local and non-SMTP recipients
+  // apart (above), but the rest is decided at end of message, never at RCPT.
+  if (from_non_smtp_listener_) route = route_recipient(address, std::nullopt, std::nullopt, rules_);
   if (route.kind == RouteKind::Unknown) {
     pending_non_smtp_.push_back(route);  // never tempfail at RCPT without a next hop
     return {};

@@ -153,6 +153,16 @@ std::optional<Verdict> mx_lookup_verdict(const DecisionFacts& facts, Mode mode) 
   return v;
 }
 
+// A probe the daemon refused to start (probe.max_parallel reached) says
+// nothing about the host: the log must say "overloaded", not "unreachable".
+bool refused_for_load(const std::vector<const CandidateFacts*>& candidates) {
+  for (const CandidateFacts* candidate : candidates)
+    for (const ProbeResult& probe : candidate->probes)
+      if (probe.reason == "overloaded") return true;
+  return false;
+}
+
+
 // Rules 6-8 over the matching candidates, in preference order.
 void apply_probes(const std::vector<const CandidateFacts*>& matching, bool deadline_passed,
                   Verdict& v) {
@@ -183,7 +193,7 @@ void apply_probes(const std::vector<const CandidateFacts*>& matching, bool deadl
     return;
   }
   v.outcome = Outcome::Unknown;
-  v.reason = deadline_passed ? "deadline" : "mx-unreachable";
+  v.reason = deadline_passed ? "deadline" : refused_for_load(matching) ? "overloaded" : "mx-unreachable";
   v.tls = TlsStatus::Unverified;
 }
 

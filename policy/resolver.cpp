@@ -238,8 +238,9 @@ struct Resolver::Impl {
   Resolution discover(const std::string& domain);
   Resolution after_txt_id(const std::string& domain, const TxtOutcome& txt,
                           const std::optional<StoredPolicy>& cached, std::int64_t now);
-  // nullopt: max_jobs discoveries are running, none was started.
+  // nullopt: no discovery started (max_jobs running, or no thread to be had).
   std::optional<std::shared_future<Resolution>> start_or_join(const std::string& domain);
+  void run_detached(const std::string& domain, std::shared_ptr<std::promise<Resolution>> promise);
   void note_overloaded(const std::string& domain);  // called with `mu` held
   bool refresh_one(const StoredPolicy& old, std::int64_t now);
 };
@@ -386,7 +387,22 @@ std::optional<std::shared_future<Resolution>> Resolver::Impl::start_or_join(cons
   std::shared_future<Resolution> future = promise->get_future().share();
   inflight.emplace(domain, future);
   ++jobs;
-  std::thread([this, domain, promise] {
+  try {
+    run_detached(domain, promise);
+  } catch (const std::system_error& e) {
+    // No thread: answered like a full table (a cached policy still applies).
+    // Nobody joined: `mu` was held since the job was listed.
+    spdlog::error("resolve event=thread-failed domain={} error=\"{}\"", domain, e.what());
+    inflight.erase(domain);
+    --jobs;
+    return std::nullopt;
+  }
+  return future;
+}
+
+// Called with `mu` held; the thread takes the lock only after discovering.
+void Resolver::Impl::run_detached(const std::string& domain, std::shared_ptr<std::promise<Resolution>> promise) {
+  std::thread([this, domain, promise = std::move(promise)] {
     Resolution result;
     try {
       result = discover(domain);
@@ -405,7 +421,6 @@ std::optional<std::shared_future<Resolution>> Resolver::Impl::start_or_join(cons
     --jobs;
     idle.notify_all();
   }).detach();
-  return future;
 }
 
 bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {

@@ -214,6 +214,21 @@ TEST(Session, ListedDaemonNamesAreDecidedAtEndOfMessage) {
   }
 }
 
+// On a listed listener the macros still count for scope: a local or virtual
+// recipient is not checked at all.
+TEST(Session, ListedListenerKeepsNonSmtpRecipientsOutOfScope) {
+  Fixture f;
+  f.config->decision.non_smtp_daemon_names = {"mtasts-local"};
+  Session s(f.checker.function(), f.config);
+  s.begin_message(f.t0, Settings{f.config, nullptr}, std::string_view("mtasts-local"));
+  EXPECT_TRUE(s.on_rcpt("a@bad.example", "local", "bad.example", f.t0).accept);
+  EXPECT_TRUE(s.on_rcpt("b@bad.example", "virtual", "bad.example", f.t0).accept);
+  const auto eom = s.end_message("Q1", f.t0);
+  EXPECT_TRUE(eom.log_lines.empty()) << eom.log_lines[0];
+  EXPECT_FALSE(eom.header_value.has_value());
+  EXPECT_FALSE(eom.quarantine_reason.has_value());
+}
+
 TEST(Session, ListenerMarkLastsOneMessage) {
   Fixture f;
   f.config->decision.non_smtp_daemon_names = {"mtasts-local"};

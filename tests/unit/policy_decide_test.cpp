@@ -377,6 +377,12 @@ const std::vector<DecideCase>& decide_cases() {
                          host("mx2.example.com", true, {unreachable()}, 10)});
        },
        Outcome::Unknown, kNone, "mx-unreachable", TlsStatus::Unverified, "", {}},
+      {"a probe refused for load is not called unreachable",
+       [] {
+         return enforce({host("mx1.example.com", true, {unreachable("overloaded")}, 5),
+                         host("mx2.example.com", true, {unreachable()}, 10)});
+       },
+       Outcome::Unknown, kNone, "overloaded", TlsStatus::Unverified, "", {}},
       {"matching hosts with no address probed",
        [] { return enforce({host("mx1.example.com", true)}); },
        Outcome::Unknown, kNone, "mx-unreachable", TlsStatus::Unverified, "", {}},
