@@ -51,13 +51,15 @@ std::string_view or_dash(std::string_view s) { return s.empty() ? std::string_vi
 
 // §5: only an enforce policy (or testing under strict_testing) changes
 // delivery; a testing failure is at most tagged. Unknown never becomes a
-// permanent failure, and a permanent failure needs a fresh TXT check (§5.1).
+// permanent failure, and a permanent failure needs a fresh TXT check (§5.1)
+// and a failure the server does not itself call temporary (454).
 Action choose_action(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp) {
   const auto& v = result.verdict;
   if (!v.mode || *v.mode == policy::Mode::None || v.outcome == policy::Outcome::Pass) return Action::Continue;
   const bool enforce = *v.mode == policy::Mode::Enforce || config.strict_testing;
   if (!enforce) return v.outcome == policy::Outcome::Fail ? configured(config.testing_action, false) : Action::Continue;
-  const bool may_reject = v.outcome == policy::Outcome::Fail && result.facts.resolution.fresh_txt_check;
+  const bool may_reject =
+      v.outcome == policy::Outcome::Fail && !v.temporary && result.facts.resolution.fresh_txt_check;
   return configured(non_smtp ? config.non_smtp_action : config.enforce_action, may_reject);
 }
 

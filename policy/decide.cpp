@@ -59,6 +59,7 @@ struct HostResult {
   enum class State { Verified, DaneVerified, Failed, Unreachable } state = State::Unreachable;
   ResultType type = ResultType::ValidationFailure;  // for Failed
   std::string reason;                               // for Failed
+  bool temporary = false;                           // for Failed
 };
 
 bool is_dane_failure(const ProbeResult& probe) {
@@ -69,7 +70,7 @@ bool is_dane_failure(const ProbeResult& probe) {
 
 HostResult failed_host(const ProbeResult& probe) {
   return {HostResult::State::Failed, probe.result_type.value_or(ResultType::ValidationFailure),
-          probe.reason.empty() ? "tls-failure" : probe.reason};
+          probe.reason.empty() ? "tls-failure" : probe.reason, probe.temporary};
 }
 
 // One host: DANE verified on any address wins; a WebPKI pass counts unless the
@@ -153,13 +154,17 @@ std::optional<Verdict> mx_lookup_verdict(const DecisionFacts& facts, Mode mode) 
   return v;
 }
 
-// A probe the daemon refused to start (probe.max_parallel reached) says
-// nothing about the host: the log must say "overloaded", not "unreachable".
-bool refused_for_load(const std::vector<const CandidateFacts*>& candidates) {
+// Why nothing verified or failed. A probe the daemon refused to start
+// (probe.max_parallel reached) says nothing about the host, and a failed TLSA
+// lookup in a signed zone is a DNS problem: the log must not say "unreachable".
+std::string unknown_reason(const std::vector<const CandidateFacts*>& candidates) {
+  bool tlsa_failed = false;
   for (const CandidateFacts* candidate : candidates)
-    for (const ProbeResult& probe : candidate->probes)
-      if (probe.reason == "overloaded") return true;
-  return false;
+    for (const ProbeResult& probe : candidate->probes) {
+      if (probe.reason == "overloaded") return "overloaded";
+      tlsa_failed = tlsa_failed || probe.reason == "tlsa-lookup-failed";
+    }
+  return tlsa_failed ? "tlsa-lookup-failed" : "mx-unreachable";
 }
 
 
@@ -188,12 +193,13 @@ void apply_probes(const std::vector<const CandidateFacts*>& matching, bool deadl
     v.outcome = Outcome::Fail;
     v.result_type = failure.type;
     v.reason = std::move(failure.reason);
+    v.temporary = failure.temporary;
     v.tls = TlsStatus::Failed;
     v.mx = failed->host;
     return;
   }
   v.outcome = Outcome::Unknown;
-  v.reason = deadline_passed ? "deadline" : refused_for_load(matching) ? "overloaded" : "mx-unreachable";
+  v.reason = deadline_passed ? "deadline" : unknown_reason(matching);
   v.tls = TlsStatus::Unverified;
 }
 

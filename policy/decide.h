@@ -73,6 +73,8 @@ struct Verdict {
   // Candidates dropped because no policy pattern matches them (§4.1): each
   // is recorded as validation-failure / mx-not-in-policy.
   std::vector<std::string> mx_not_in_policy;
+  // Fail only: the failure is one the server calls temporary (ProbeResult::temporary).
+  bool temporary = false;
 };
 
 // Decides. Rules (first that applies):

@@ -23,7 +23,9 @@ Answer MxDnsCache::cached(std::unordered_map<std::string, Slot<Answer>>& table, 
   const std::int64_t now = clock_.now();
   {
     std::lock_guard lock(mu_);
-    if (const auto it = table.find(key); it != table.end() && it->second.expires_at > now) return it->second.answer;
+    if (const auto it = table.find(key); it != table.end() && it->second.expires_at > now &&
+        it->second.expires_at - now <= max_ttl_)  // a clock stepped back does not stretch a TTL
+      return it->second.answer;
   }
   Answer answer = lookup();  // I/O outside the lock
   const std::uint32_t keep = std::min(answer.ttl, max_ttl_);

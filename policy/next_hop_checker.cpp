@@ -81,6 +81,17 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
+// Matching types 1 and 2 are SHA-256 and SHA-512 digests (RFC 6698 §2.1.3);
+// a record of another length can never match, and OpenSSL refuses it.
+bool has_digest_length(const TlsaRecord& r) {
+  switch (r.matching_type) {
+    case 0: return !r.data.empty();
+    case 1: return r.data.size() == 32;
+    case 2: return r.data.size() == 64;
+    default: return false;
+  }
+}
+
 // RFC 7672 §2.1.1, §3.1.3: only DANE-TA(2) and DANE-EE(3) with a known
 // selector (0, 1) and matching type (0, 1, 2) are usable for SMTP; a host whose
 // secure TLSA RRset has no usable record is treated as having none, so the
@@ -88,9 +99,17 @@ std::string join(const std::vector<std::string>& items) {
 std::vector<TlsaRecord> usable_tlsa(const std::vector<TlsaRecord>& records) {
   std::vector<TlsaRecord> usable;
   for (const auto& r : records)
-    if ((r.usage == 2 || r.usage == 3) && r.selector <= 1 && r.matching_type <= 2 && !r.data.empty())
-      usable.push_back(r);
+    if ((r.usage == 2 || r.usage == 3) && r.selector <= 1 && has_digest_length(r)) usable.push_back(r);
   return usable;
+}
+
+ProbeResult tlsa_lookup_failed(const std::string& address, DnsStatus status) {
+  ProbeResult result;
+  result.outcome = ProbeOutcome::Unreachable;
+  result.reason = "tlsa-lookup-failed";
+  result.address = address;
+  result.detail = "TLSA lookup: " + std::string(to_string(status));
+  return result;
 }
 
 // RFC 8460 §4.4 "policy-string" for tlsa: the TLSA RRs in presentation
@@ -318,6 +337,14 @@ HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, const ReportC
   }
   if (addresses.status != DnsStatus::Ok || addresses.security == DnsSecurity::Bogus)
     return HostOutcome::Unreachable;
+  // RFC 7672 §2.2: in a signed zone a TLSA lookup that failed (not "none")
+  // leaves it open whether DANE applies; WebPKI must not stand in for it, so
+  // the host stays unverified, like an unreachable one, without a probe.
+  if (addresses.security == DnsSecurity::Secure &&
+      (tlsa.status == DnsStatus::ServFail || tlsa.status == DnsStatus::Timeout)) {
+    host.probes.push_back(tlsa_lookup_failed(addresses.records.front(), tlsa.status));
+    return HostOutcome::Unreachable;
+  }
   const std::size_t count = std::min(addresses.records.size(), config.max_addresses_per_host);
   for (std::size_t i = 0; i < count; ++i) {
     request.address = addresses.records[i];

@@ -52,6 +52,9 @@ struct ProbeResult {
                             // "cert-expired", "cert-untrusted", "cert-host-mismatch",
                             // "tlsa-mismatch", "handshake", "connect-refused", "timeout", ...
   std::string detail;       // human text (server reply, OpenSSL error)
+  // A TlsFailure the server itself calls temporary (STARTTLS answered 454,
+  // RFC 3207 §4): recorded as usual, but never grounds for a permanent reject.
+  bool temporary = false;
   std::string tls_version;  // "TLSv1.3" when a handshake completed
   std::string address;      // the address probed
   std::string source_address;  // our local address of the connection (getsockname); "" when

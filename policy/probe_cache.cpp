@@ -1,7 +1,7 @@
 // Probe results per (host, address, port, DANE or WebPKI); RFC 8461 §4.2,
-// RFC 7672. Why DANE is part of the key: a host whose TLSA RRset became
-// secure (or stopped being) must be checked by the other method at once,
-// not when an old WebPKI result expires.
+// RFC 7672. Why DANE and its records are part of the key: a host whose TLSA
+// RRset became secure, stopped being, or changed must be checked against what
+// DNS says now, not answered from an older result until it expires.
 // Why the shape (the Resolver's): the probe runs on a detached thread that
 // owns the only reference to its promise, so a caller can stop waiting at
 // its deadline and the result still lands in the cache for the retry.
@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <exception>
 #include <future>
@@ -24,6 +25,24 @@ namespace mtasts::policy {
 
 namespace {
 
+// The TLSA records themselves are part of a DANE key: after a TLSA change
+// (a key rollover, a compromised key withdrawn) the host is checked against
+// the new records at once, never answered from a result of the old ones.
+void append_tlsa(std::string& key, const std::vector<TlsaRecord>& records) {
+  std::vector<std::string> items;
+  for (const auto& r : records) {
+    std::string item{static_cast<char>(r.usage), static_cast<char>(r.selector), static_cast<char>(r.matching_type)};
+    item.append(r.data.begin(), r.data.end());
+    items.push_back(std::move(item));
+  }
+  std::sort(items.begin(), items.end());  // an RRset has no order
+  for (const auto& item : items) {
+    key += std::to_string(item.size());
+    key += ':';
+    key += item;
+  }
+}
+
 std::string key_of(const ProbeRequest& request) {
   std::string key = request.host;
   key += '\0';
@@ -31,7 +50,9 @@ std::string key_of(const ProbeRequest& request) {
   key += '\0';
   key += std::to_string(request.port);
   key += '\0';
-  key += request.tlsa ? "dane" : "webpki";
+  if (!request.tlsa) return key + "webpki";
+  key += "dane";
+  append_tlsa(key, *request.tlsa);
   return key;
 }
 
@@ -101,7 +122,8 @@ struct ProbeCache::Impl {
 
   bool fresh(const Entry& entry, std::int64_t now) const {
     const std::int64_t ttl = is_success(entry.result) ? config.success_ttl : config.failure_ttl;
-    return now - entry.stored_at < ttl;
+    const std::int64_t age = now - entry.stored_at;
+    return age >= 0 && age < ttl;  // a clock stepped back does not stretch a TTL
   }
 
   // Called with `mu` held.

@@ -319,6 +319,11 @@ std::optional<ProbeResult> start_tls(int fd, milliseconds step, const std::strin
                           "EHLO reply has no STARTTLS");
   } else if (auto failed = exchange(channel, "STARTTLS\r\n", "starttls", reply)) {
     return failed;
+  } else if (reply.code == 454) {  // RFC 3207 §4: TLS not available for a temporary reason
+    refused = tls_failure(ResultType::StartTlsNotSupported, "starttls-454", reply_text(reply));
+    refused->temporary = true;
+  } else if (reply.code / 100 == 4) {  // 421 and the like: the server is going away, not refusing TLS
+    refused = unreachable("starttls-" + std::to_string(reply.code), reply_text(reply));
   } else if (reply.code != 220) {
     refused = tls_failure(ResultType::StartTlsNotSupported, "starttls-" +
                           std::to_string(reply.code), reply_text(reply));
@@ -418,7 +423,10 @@ ProbeResult failed_handshake(SSL* ssl, Io io, bool dane) {
     return certificate_failure(verify);
   }
   if (errors.version) return tls_failure(ResultType::ValidationFailure, "tls-version", errors.text);
-  if (io == Io::Closed) return unreachable("closed", "tls handshake: " + errors.text);
+  // The server said go ahead (220 to STARTTLS, or accepted the connection on
+  // 465) and then dropped the handshake: what a STARTTLS-stripping middlebox
+  // or a broken TLS stack does. A TLSRPT failure, not an unreachable host.
+  if (io == Io::Closed) return tls_failure(ResultType::ValidationFailure, "handshake-closed", errors.text);
   return tls_failure(ResultType::ValidationFailure, "handshake", errors.text);
 }
 

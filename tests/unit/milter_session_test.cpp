@@ -74,6 +74,17 @@ TEST(ChooseAction, Table) {
   }
 }
 
+// A failure the server calls temporary (STARTTLS answered 454) is never
+// rejected permanently, even right after a fresh TXT check.
+TEST(ChooseAction, TemporaryFailureIsNeverRejected) {
+  DecisionConfig config;
+  config.enforce_action = "reject";
+  auto r = result(Mode::Enforce, Outcome::Fail, "", true);
+  EXPECT_EQ(to_string(choose_action(r, config, false)), to_string(Action::Reject));
+  r.verdict.temporary = true;
+  EXPECT_EQ(to_string(choose_action(r, config, false)), to_string(Action::Tempfail));
+}
+
 // A checker scripted per policy domain, counting calls and recording deadlines.
 struct ScriptedChecker {
   std::map<std::string, policy::CheckResult> results;

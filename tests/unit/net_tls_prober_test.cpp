@@ -57,6 +57,8 @@ PEERS = {
     "wildcard": {"cert": "leaf-wildcard"},
     "nostarttls": {"ehlo": b"250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"},
     "busy": {"starttls": b"454 4.7.0 TLS not available due to temporary reason\r\n"},
+    "starttls421": {"starttls": b"421 4.3.2 Shutting down\r\n"},
+    "tlsdrop": {"closebeforetls": True},
     "multiline": {"greeting": b"220-mx.multi.test ESMTP\r\n220-second line\r\n220 ready\r\n",
                   "ehlo": b"250-mx.multi.test greets you\r\n250-8BITMIME\r\n250-starttls\r\n"
                           b"250 SMTPUTF8\r\n"},
@@ -114,6 +116,8 @@ async def session(name, spec, reader, writer):
                     continue
                 if spec.get("stall"):
                     await asyncio.sleep(3600)
+                if spec.get("closebeforetls"):
+                    return
                 await writer.start_tls(contexts[name])
                 log.write("%s TLS %s\n" % (name, writer.get_extra_info("ssl_object").version()))
                 if spec.get("closeaftertls"):
@@ -477,10 +481,13 @@ const std::vector<ProbeCase> kCases = {
     {"busy", "mx.good.test", Tlsa::None, kFail, ResultType::StartTlsNotSupported, "starttls-454"},
     {"ehlo502", "mx.good.test", Tlsa::None, kFail, ResultType::StartTlsNotSupported, "ehlo-502"},
     {"oldtls", "mx.good.test", Tlsa::None, kFail, ResultType::ValidationFailure, "tls-version"},
+    // 220 to STARTTLS, then the connection drops: a downgrade TLSRPT must see.
+    {"tlsdrop", "mx.good.test", Tlsa::None, kFail, ResultType::ValidationFailure, "handshake-closed"},
     // Not TLS failures: the host cannot be talked to.
     {"greet421", "mx.good.test", Tlsa::None, kDown, kNone, "greeting-421"},
     {"greet554", "mx.good.test", Tlsa::None, kDown, kNone, "greeting-554"},
     {"ehlo421", "mx.good.test", Tlsa::None, kDown, kNone, "ehlo-421"},
+    {"starttls421", "mx.good.test", Tlsa::None, kDown, kNone, "starttls-421"},
     {"garbage", "mx.good.test", Tlsa::None, kDown, kNone, "protocol"},
     {"mixed", "mx.good.test", Tlsa::None, kDown, kNone, "protocol"},
     {"endless", "mx.good.test", Tlsa::None, kDown, kNone, "protocol"},
@@ -521,6 +528,8 @@ TEST_F(TlsProberTest, TableOfPeers) {
     EXPECT_EQ(result.address, "127.0.0.1");
     const bool verified = c.outcome == kOk || c.outcome == kDane;
     EXPECT_EQ(result.tls_version, verified ? "TLSv1.3" : "") << result.detail;
+    // Only 454 is a refusal the server itself calls temporary (RFC 3207 §4).
+    EXPECT_EQ(result.temporary, c.reason == "starttls-454");
   }
 }
 

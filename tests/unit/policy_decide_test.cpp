@@ -499,5 +499,18 @@ TEST(PolicyDecide, TlsStatusStrings) {
   for (const auto& [status, want] : cases) EXPECT_EQ(to_string(status), want);
 }
 
+// A 454 to STARTTLS is a failure the server calls temporary: the verdict
+// says so, so no action turns it into a permanent reject.
+TEST(Decide, TemporaryFailureIsCarriedToTheVerdict) {
+  ProbeResult busy = tls_failure(RT::StartTlsNotSupported, "starttls-454");
+  busy.temporary = true;
+  const Verdict temporary = decide(enforce({host("mx1.example.com", true, {busy})}));
+  EXPECT_EQ(temporary.outcome, Outcome::Fail);
+  EXPECT_TRUE(temporary.temporary);
+  const Verdict lasting = decide(only_failing(RT::StartTlsNotSupported, "starttls-not-offered"));
+  EXPECT_EQ(lasting.outcome, Outcome::Fail);
+  EXPECT_FALSE(lasting.temporary);
+}
+
 }  // namespace
 }  // namespace mtasts::policy

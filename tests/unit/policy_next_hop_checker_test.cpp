@@ -246,6 +246,46 @@ std::vector<Case> cases() {
          EXPECT_TRUE(r.facts.candidates[0].tlsa_bogus);
          EXPECT_EQ(r.verdict.result_type, ResultType::DnssecInvalid);
        }},
+      {"secure tlsa with a digest of the wrong length: unusable, webpki",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_tlsa("mx1.example.com",
+                       tlsa_answer({TlsaRecord{3, 1, 1, std::vector<std::uint8_t>(20, 0xab)},
+                                    TlsaRecord{3, 1, 2, std::vector<std::uint8_t>(32, 0xab)}},
+                                   DnsSecurity::Secure));
+         w.prober.set("192.0.2.1", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 1, 1,
+       [](World& w, const CheckResult&) {
+         const auto requests = w.prober.requests();
+         ASSERT_EQ(requests.size(), 1U);
+         EXPECT_FALSE(requests[0].tlsa.has_value());
+       }},
+      // RFC 7672 §2.2: a signed zone whose TLSA lookup fails leaves DANE
+      // undecided; WebPKI does not stand in, the host stays unverified.
+      {"tlsa servfail in a signed zone: unverified, not probed",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}, DnsSecurity::Secure));
+         w.mx.set_addresses("mx1.example.com", {"192.0.2.1"}, DnsSecurity::Secure);
+         w.mx.set_tlsa("mx1.example.com", TlsaAnswer{DnsStatus::ServFail, DnsSecurity::Insecure, {}});
+         w.prober.set("192.0.2.1", verified());
+       },
+       recipient(), Outcome::Unknown, "tlsa-lookup-failed", TlsStatus::Unverified, "", 0, 1},
+      {"tlsa timeout in a signed zone: unverified, not probed",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}, DnsSecurity::Secure));
+         w.mx.set_addresses("mx1.example.com", {"192.0.2.1"}, DnsSecurity::Secure);
+         w.mx.set_tlsa("mx1.example.com", TlsaAnswer{DnsStatus::Timeout, DnsSecurity::Insecure, {}});
+         w.prober.set("192.0.2.1", verified());
+       },
+       recipient(), Outcome::Unknown, "tlsa-lookup-failed", TlsStatus::Unverified, "", 0, 1},
+      {"tlsa servfail in an unsigned zone: webpki",
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.mx.set_tlsa("mx1.example.com", TlsaAnswer{DnsStatus::ServFail, DnsSecurity::Insecure, {}});
+         w.prober.set("192.0.2.1", verified());
+       },
+       recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 1, 1},
       {"smart host [relay]: relay's policy, no mx lookup",
        [](World& w) {
          w.publish("relay.example.net", kRelay);
@@ -482,6 +522,27 @@ TEST(NextHopChecker, DaneAndWebpkiResultsCachedApart) {
   ASSERT_EQ(requests.size(), 2U);
   EXPECT_FALSE(requests[0].tlsa.has_value());
   EXPECT_TRUE(requests[1].tlsa.has_value());
+}
+
+// A DANE result holds for the records it was checked against: after a TLSA
+// change (a withdrawn key) the host is probed again with the new records.
+TEST(NextHopChecker, DaneResultsCachedPerTlsaRecords) {
+  World w;
+  w.mx.set_mx("example.com", mx_answer({kMx1}));
+  w.mx.set_tlsa("mx1.example.com", tlsa_answer({tlsa_record()}, DnsSecurity::Secure));
+  w.prober.set("192.0.2.1", dane_verified());
+  EXPECT_EQ(w.check().verdict.tls, TlsStatus::Dane);
+  EXPECT_EQ(w.check().verdict.tls, TlsStatus::Dane);
+  EXPECT_EQ(w.prober.requests().size(), 1U) << "same records: cached";
+  w.mx.set_tlsa("mx1.example.com",
+                tlsa_answer({TlsaRecord{3, 1, 1, std::vector<std::uint8_t>(32, 0xcd)}}, DnsSecurity::Secure));
+  w.prober.set("192.0.2.1", probe_result(ProbeOutcome::TlsFailure, ResultType::TlsaInvalid, "tlsa-mismatch"));
+  const auto after_change = w.check();
+  EXPECT_EQ(after_change.verdict.outcome, Outcome::Fail);
+  EXPECT_EQ(after_change.verdict.reason, "tlsa-mismatch");
+  const auto requests = w.prober.requests();
+  ASSERT_EQ(requests.size(), 2U);
+  EXPECT_EQ(requests[1].tlsa->at(0).data[0], 0xcd);
 }
 
 TEST(NextHopChecker, ConcurrentChecksShareOneProbe) {

@@ -54,9 +54,10 @@ class FakeMxDns final : public MxDns {
     std::lock_guard lock(mu_);
     tlsa_[host] = std::move(answer);
   }
-  void set_addresses(const std::string& host, std::vector<std::string> addresses) {
+  void set_addresses(const std::string& host, std::vector<std::string> addresses,
+                     DnsSecurity security = DnsSecurity::Insecure) {
     std::lock_guard lock(mu_);
-    addresses_[host] = DnsAnswer{DnsStatus::Ok, DnsSecurity::Insecure, std::move(addresses), ""};
+    addresses_[host] = DnsAnswer{DnsStatus::Ok, security, std::move(addresses), ""};
   }
 
   MxAnswer lookup_mx(const std::string& domain, Deadline) override {
