@@ -84,12 +84,10 @@ void Session::reset() {
   decisions_.clear();
   pending_non_smtp_.clear();
   from_non_smtp_listener_ = false;
+  spent_ = {};
 }
 
-void Session::begin_message(SteadyClock::time_point now) {
-  reset();
-  message_start_ = now;
-}
+void Session::begin_message(SteadyClock::time_point) { reset(); }
 
 void Session::begin_message(SteadyClock::time_point now, Settings settings) {
   if (settings.config && settings.config != config_) {
@@ -117,9 +115,9 @@ DecisionConfig Session::decision_config_for(const std::string& policy_domain) co
 
 policy::Deadline Session::deadline_for(SteadyClock::time_point now) const {
   const auto rcpt = now + std::chrono::milliseconds(config_->decision.rcpt_deadline_ms);
-  const auto budget = message_start_ + std::chrono::milliseconds(config_->decision.message_budget_ms);
-  // A spent budget still asks the checker, with no time: it answers from
-  // memory (a known enforce policy still tempfails) and never waits.
+  const auto budget = now + std::chrono::milliseconds(config_->decision.message_budget_ms) - spent_;
+  // A spent budget still asks the checker, with no time: it answers from the
+  // cached policy (a known enforce policy still tempfails) and never waits.
   return std::max(now, std::min(rcpt, budget));
 }
 
@@ -140,7 +138,9 @@ Session::Decision Session::decide_route(const RecipientRoute& route, SteadyClock
     d.reason_override = "internal-error";
     d.action = config_->decision.error_action == "tempfail" ? Action::Tempfail : Action::Continue;
   }
-  d.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - now).count();
+  const auto took = std::max(time_() - now, SteadyClock::duration::zero());
+  spent_ += took;
+  d.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
   return d;
 }
 
@@ -174,7 +174,8 @@ RcptReply Session::on_rcpt(std::string_view address, std::optional<std::string_v
 EndOfMessage Session::end_message(std::string_view queue_id, SteadyClock::time_point now) {
   for (const auto& route : pending_non_smtp_) {
     const std::string key = route.domain + "|?";
-    if (!decisions_.contains(key)) decisions_.emplace(key, decide_route(route, now, true));
+    // Each domain's deadline and elapsed_ms start when its own decision does.
+    if (!decisions_.contains(key)) decisions_.emplace(key, decide_route(route, std::max(now, time_()), true));
   }
   EndOfMessage eom;
   for (const auto& [key, d] : decisions_) {

@@ -84,6 +84,9 @@ class Session {
   EndOfMessage end_message(std::string_view queue_id, SteadyClock::time_point now);
   // Abort or close before end of message: the log lines, with NOQUEUE.
   std::vector<std::string> abort_message();
+  // Where the session reads the time after a decision (tests: a fake).
+  using TimeSource = std::function<SteadyClock::time_point()>;
+  void set_time_source(TimeSource time_source) { time_ = std::move(time_source); }
 
  private:
   struct Decision {
@@ -106,7 +109,10 @@ class Session {
   std::shared_ptr<const Config> config_;
   std::shared_ptr<const DomainOverrides> overrides_;  // null: none
   RouteRules rules_;
-  SteadyClock::time_point message_start_{};
+  TimeSource time_ = [] { return SteadyClock::now(); };
+  // Time this message's decisions have taken: the budget is the milter's own
+  // waiting, not the client's (a long DATA upload must not use it up).
+  SteadyClock::duration spent_{};
   std::map<std::string, Decision> decisions_;      // key: domain + next hop
   std::vector<RecipientRoute> pending_non_smtp_;   // no macros: decided at end of message
   bool from_non_smtp_listener_ = false;            // this message: every recipient as if without macros

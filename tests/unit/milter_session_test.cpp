@@ -92,12 +92,16 @@ struct ScriptedChecker {
   std::vector<policy::Deadline> deadlines;
   std::vector<policy::NextHop> hops;
   bool throw_error = false;
+  // How long a domain's check takes, on the fake clock `now` (when set).
+  std::map<std::string, std::chrono::milliseconds> takes;
+  SteadyClock::time_point* now = nullptr;
 
   CheckFunction function() {
     return [this](const policy::NextHop& hop, policy::Deadline deadline) {
       if (throw_error) throw std::runtime_error("boom");
       const std::string domain = hop.kind == policy::NextHopKind::SmartHost ? hop.relay_host : hop.recipient_domain;
       ++calls[domain];
+      if (now && takes.contains(domain)) *now += takes[domain];
       deadlines.push_back(deadline);
       hops.push_back(hop);
       auto it = results.find(domain);
@@ -284,18 +288,56 @@ TEST(Session, SmartHostUsesTheRelaysPolicyUnlessTrusted) {
   EXPECT_NE(t.end_message("Q3", trusted.t0).log_lines[0].find("reason=trusted-relay"), std::string::npos);
 }
 
+// The budget is the time the milter's own decisions took: one.example
+// takes 5 s, the client idles 1 s, two.example gets the 3 s left of 8 and
+// takes them, three.example gets no time at all.
 TEST(Session, DeadlinesRespectTheMessageBudget) {
+  using std::chrono::seconds;
   Fixture f;
   f.config->decision.rcpt_deadline_ms = 5000;
   f.config->decision.message_budget_ms = 8000;
   auto& s = f.start();
-  s.on_rcpt("a@one.example", "smtp", "one.example", f.t0);
-  s.on_rcpt("a@two.example", "smtp", "two.example", f.t0 + std::chrono::seconds(6));
-  s.on_rcpt("a@three.example", "smtp", "three.example", f.t0 + std::chrono::seconds(9));
+  SteadyClock::time_point now = f.t0;
+  s.set_time_source([&now] { return now; });
+  f.checker.now = &now;
+  f.checker.takes = {{"one.example", seconds(5)}, {"two.example", seconds(3)}};
+  s.on_rcpt("a@one.example", "smtp", "one.example", now);
+  now += seconds(1);
+  s.on_rcpt("a@two.example", "smtp", "two.example", now);
+  s.on_rcpt("a@three.example", "smtp", "three.example", now);
   ASSERT_EQ(f.checker.deadlines.size(), 3u);
-  EXPECT_EQ(f.checker.deadlines[0], f.t0 + std::chrono::seconds(5));
-  EXPECT_EQ(f.checker.deadlines[1], f.t0 + std::chrono::seconds(8)) << "capped by the budget";
-  EXPECT_EQ(f.checker.deadlines[2], f.t0 + std::chrono::seconds(9)) << "spent budget: no waiting at all";
+  EXPECT_EQ(f.checker.deadlines[0], f.t0 + seconds(5));
+  EXPECT_EQ(f.checker.deadlines[1], f.t0 + seconds(6 + 3)) << "capped by what is left of the budget";
+  EXPECT_EQ(f.checker.deadlines[2], f.t0 + seconds(9)) << "spent budget: no waiting at all";
+  const auto lines = s.end_message("Q1", now).log_lines;
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_TRUE(lines[0].ends_with("elapsed_ms=5000")) << lines[0];
+  EXPECT_TRUE(lines[2].ends_with("elapsed_ms=3000")) << lines[2];
+}
+
+// Mail decided at end of message: the client's DATA upload (here 25 s) does
+// not use the budget up, and each domain's deadline and elapsed_ms start when
+// its own decision does.
+TEST(Session, EndOfMessageDecisionsGetTheirOwnTime) {
+  using std::chrono::seconds;
+  Fixture f;
+  f.config->decision.rcpt_deadline_ms = 5000;
+  f.config->decision.message_budget_ms = 20000;
+  auto& s = f.start();
+  SteadyClock::time_point now = f.t0;
+  s.set_time_source([&now] { return now; });
+  f.checker.now = &now;
+  f.checker.takes = {{"one.example", seconds(4)}, {"two.example", seconds(1)}};
+  s.on_rcpt("a@one.example", std::nullopt, std::nullopt, now);
+  s.on_rcpt("a@two.example", std::nullopt, std::nullopt, now);
+  now += seconds(25);
+  const auto eom = s.end_message("Q1", now);
+  ASSERT_EQ(f.checker.deadlines.size(), 2u);
+  EXPECT_EQ(f.checker.deadlines[0], f.t0 + seconds(25 + 5));
+  EXPECT_EQ(f.checker.deadlines[1], f.t0 + seconds(25 + 4 + 5)) << "starts after the first decision";
+  ASSERT_EQ(eom.log_lines.size(), 2u);
+  EXPECT_TRUE(eom.log_lines[0].ends_with("elapsed_ms=4000")) << eom.log_lines[0];
+  EXPECT_TRUE(eom.log_lines[1].ends_with("elapsed_ms=1000")) << eom.log_lines[1];
 }
 
 TEST(Session, AbortLogsWithNoQueueAndResets) {
