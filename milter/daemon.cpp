@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -30,7 +31,9 @@
 namespace mtasts::milter {
 namespace {
 
-constexpr auto kDrainLimit = std::chrono::seconds(10);
+// Everything a stop waits for (callbacks, probes, discoveries, a refresh
+// pass) shares this limit, under the contrib unit's TimeoutStopSec=20.
+constexpr auto kStopLimit = std::chrono::seconds(15);
 constexpr auto kRefreshPeriod = std::chrono::minutes(5);
 
 sigset_t daemon_signals() {
@@ -246,14 +249,25 @@ void reload_loop(MilterContext& context, store::OverrideStore& override_store, c
   }
 }
 
-// Waits (bounded) for callbacks still deciding, so an MTA waiting on a reply
-// gets it; idle connections are not waited for.
-void drain(MilterContext& context) {
-  const auto give_up = std::chrono::steady_clock::now() + kDrainLimit;
+// Waits (until `give_up`) for callbacks still deciding, so an MTA waiting
+// on a reply gets it; idle connections are not waited for. True when none
+// is left.
+bool drain(MilterContext& context, std::chrono::steady_clock::time_point give_up) {
   while (context.callbacks_in_flight > 0 && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   spdlog::info("milter event=stopped callbacks_in_flight={} open_sessions={}", context.callbacks_in_flight.load(),
                context.open_sessions.load());
+  return context.callbacks_in_flight == 0;
+}
+
+// Threads still running (a callback past the limit, a slow fetch or probe)
+// use the objects run_daemon would destroy on return: exit without running
+// destructors. What was committed is in SQLite; the log says what was cut.
+[[noreturn]] void exit_now(int exit_code) {
+  spdlog::warn("milter event=exit-without-waiting limit_s={} note=\"work still running was cut; its results are lost\"",
+               std::chrono::duration_cast<std::chrono::seconds>(kStopLimit).count());
+  spdlog::default_logger()->flush();
+  std::_Exit(exit_code);
 }
 
 }  // namespace
@@ -298,14 +312,18 @@ int run_daemon(const Config& config, const std::string& config_path) {
   std::thread reloader(reload_loop, std::ref(context), std::ref(*override_store), config_path, std::cref(stopping));
   spdlog::info("milter event=started socket={} store={}", config.milter_socket, config.store_path);
   const int status = smfi_main();
+  const int exit_code = status == MI_SUCCESS ? 0 : EX_SOFTWARE;
   stopping = true;
+  refresher.request_stop();  // a refresh pass ends after its current domain
   reloader.join();
-  drain(context);
-  checker.wait_idle();
+  const auto give_up = std::chrono::steady_clock::now() + kStopLimit;
+  const bool drained = drain(context, give_up);
+  const bool idle = refresher.wait_stopped_until(give_up) && checker.wait_idle_until(give_up) &&
+                    services->resolver->wait_idle_until(give_up);
   services->resolver->flush();
-  services->resolver->wait_idle();
   tlsrpt.flush();  // the buffer's destructor tries once more if this fails
-  return status == MI_SUCCESS ? 0 : EX_SOFTWARE;
+  if (!drained || !idle) exit_now(exit_code);
+  return exit_code;
 }
 
 }  // namespace mtasts::milter

@@ -408,6 +408,10 @@ CheckResult NextHopChecker::check(const NextHop& next_hop, Deadline deadline) {
 
 void NextHopChecker::wait_idle() { impl_->probes.wait_idle(); }
 
+bool NextHopChecker::wait_idle_until(std::chrono::steady_clock::time_point deadline) {
+  return impl_->probes.wait_idle_until(deadline);
+}
+
 void NextHopChecker::set_tlsrpt_sink(TlsrptSink* sink) { impl_->sink.store(sink); }
 
 }  // namespace mtasts::policy

@@ -68,6 +68,8 @@ class NextHopChecker {
 
   // Waits for background probes (shutdown, tests).
   void wait_idle();
+  // As wait_idle, giving up at `deadline`: true when idle.
+  bool wait_idle_until(std::chrono::steady_clock::time_point deadline);
 
   // Where TLSRPT sessions go; nullptr (the default) records nothing. Set it
   // before the first check(); the sink must outlive the checker.

@@ -226,4 +226,9 @@ void ProbeCache::wait_idle() {
   impl_->idle.wait(lock, [this] { return impl_->jobs == 0; });
 }
 
+bool ProbeCache::wait_idle_until(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(impl_->mu);
+  return impl_->idle.wait_until(lock, deadline, [this] { return impl_->jobs == 0; });
+}
+
 }  // namespace mtasts::policy

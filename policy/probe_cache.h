@@ -51,6 +51,8 @@ class ProbeCache {
 
   // Waits until no probe is running (shutdown, tests).
   void wait_idle();
+  // As wait_idle, giving up at `deadline`: true when idle.
+  bool wait_idle_until(std::chrono::steady_clock::time_point deadline);
 
  private:
   struct Impl;

@@ -477,7 +477,7 @@ Resolution Resolver::resolve(const std::string& domain, Deadline deadline) {
   return impl_->no_policy(domain, std::nullopt, why, DnsSecurity::Insecure);
 }
 
-int Resolver::refresh_due(bool force) {
+int Resolver::refresh_due(bool force, const std::function<bool()>& stop) {
   const std::int64_t now = impl_->clock.now();
   const std::int64_t interval = impl_->config.refresh_interval;
   // Names first, policies one at a time: a pass over a large store never
@@ -488,6 +488,7 @@ int Resolver::refresh_due(bool force) {
   });
   int refreshed = 0;
   for (const auto& domain : due) {
+    if (stop && stop()) break;
     const auto old = impl_->store.load(domain);  // nullopt: forgotten meanwhile, or unparsable (logged)
     if (old && impl_->refresh_one(*old, now)) ++refreshed;
   }
@@ -523,6 +524,11 @@ void Resolver::flush() {
 }
 
 void Resolver::set_tlsrpt_sink(TlsrptSink* sink) { impl_->sink.store(sink); }
+
+bool Resolver::wait_idle_until(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(impl_->mu);
+  return impl_->idle.wait_until(lock, deadline, [this] { return impl_->jobs == 0; });
+}
 
 void Resolver::wait_idle() {
   std::unique_lock lock(impl_->mu);

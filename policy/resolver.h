@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -79,13 +80,17 @@ class Resolver {
   // refresh time has come (daily with jitter, and before half of max_age).
   // Logs failed refreshes (except for mode none) and downgrades at warning.
   // Returns the number of policies re-fetched successfully.
-  int refresh_due(bool force = false);
+  // `stop`, when given, is asked before each domain: a pass over many due
+  // policies with slow servers must not hold up a shutdown.
+  int refresh_due(bool force = false, const std::function<bool()>& stop = {});
 
   // Writes batched last_used updates to the store.
   void flush();
 
   // Waits for background fetches to finish (shutdown, tests).
   void wait_idle();
+  // As wait_idle, giving up at `deadline`: true when idle.
+  bool wait_idle_until(std::chrono::steady_clock::time_point deadline);
 
   // Where TLSRPT sessions go; nullptr (the default) records nothing. Set it
   // before the first resolve(); the sink must outlive the resolver.

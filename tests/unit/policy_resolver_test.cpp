@@ -315,6 +315,21 @@ TEST(Resolver, RefresherRefetchesDuePoliciesRegardlessOfId) {
   EXPECT_EQ(w.fetcher.calls("example.com"), 3);
 }
 
+// A shutdown during a refresh pass: the pass ends after the domain it is on.
+TEST(Resolver, RefreshPassStopsWhenAsked) {
+  World w;
+  for (const std::string domain : {"a.example", "b.example", "c.example"}) {
+    w.dns.set("_mta-sts." + domain, txt_answer({"v=STSv1; id=1;"}));
+    w.dns.set("mta-sts." + domain, txt_answer({"127.0.0.1"}));
+    w.fetcher.set(domain, FetchedBody{kEnforce});
+    w.resolver->resolve(domain, soon());
+  }
+  int asked = 0;
+  EXPECT_EQ(w.resolver->refresh_due(true, [&asked] { return ++asked > 1; }), 1);
+  EXPECT_EQ(asked, 2) << "asked before each domain, stopped before the second";
+  EXPECT_EQ(w.resolver->refresh_due(true), 3) << "no stop: every due policy";
+}
+
 TEST(Resolver, FlushWritesEveryUsedPolicyInOneTransaction) {
   World w;
   w.publish("1", kEnforce);
@@ -436,6 +451,16 @@ TEST(BackgroundRefresher, RefreshesDuePoliciesOnItsOwnAndStopsCleanly) {
     EXPECT_GE(refresher.passes(), 1);
   }
   EXPECT_EQ(w.fetcher.calls("example.com"), 2) << "one refresh: the refetched policy is not due again";
+}
+
+// A stop is asked for without waiting, then waited for with a limit.
+TEST(BackgroundRefresher, StopIsRequestedThenAwaited) {
+  World w;
+  BackgroundRefresher refresher(*w.resolver, std::chrono::hours(1));
+  EXPECT_FALSE(refresher.wait_stopped_until(std::chrono::steady_clock::now() + std::chrono::milliseconds(20)))
+      << "running until asked";
+  refresher.request_stop();
+  EXPECT_TRUE(refresher.wait_stopped_until(std::chrono::steady_clock::now() + std::chrono::seconds(10)));
 }
 
 TEST(BackgroundRefresher, EachPassWritesLastUsedToTheStore) {
