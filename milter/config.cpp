@@ -6,10 +6,13 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <functional>
 #include <set>
 #include <sstream>
 #include <vector>
+
+#include "policy/domain.h"
 
 namespace mtasts::milter {
 namespace {
@@ -65,8 +68,21 @@ Setting boolean(std::string_view name, std::string_view help, Field field) {
           [=](const Config& c) { return field(const_cast<Config&>(c)) ? std::string("true") : "false"; }};
 }
 
+// List entries compared with what routing normalises ("Example.COM." and
+// "bücher.example" as A-labels; mailer names in lower case), so an entry can
+// never silently fail to match.
+policy::Result<std::string> domain_name(const std::string& value) { return policy::normalize_domain(value); }
+
+policy::Result<std::string> transport_name(const std::string& value) {
+  if (value.empty()) return policy::Error{"empty", ""};
+  std::string lower;
+  for (const char ch : value) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return lower;
+}
+
 template <class Field>
-Setting text_list(std::string_view name, std::string_view help, Field field) {
+Setting text_list(std::string_view name, std::string_view help, Field field,
+                  std::function<policy::Result<std::string>(const std::string&)> canonical = {}) {
   return {name, help,
           [=](Config& c, const toml::node& n) -> std::string {
             const auto* array = n.as_array();
@@ -74,7 +90,13 @@ Setting text_list(std::string_view name, std::string_view help, Field field) {
             std::vector<std::string> values;
             for (const auto& item : *array) {
               if (!item.is_string()) return "must be an array of strings";
-              values.push_back(*item.value<std::string>());
+              std::string value = *item.value<std::string>();
+              if (canonical) {
+                auto made = canonical(value);
+                if (!made) return fmt::format("has an invalid entry '{}' ({})", value, made.error().code);
+                value = std::move(*made);
+              }
+              values.push_back(std::move(value));
             }
             field(c) = std::move(values);
             return "";
@@ -155,14 +177,14 @@ const std::vector<Setting>& settings() {
       choice("decision.non_smtp_action", "on a failure for mail without next-hop macros", {"quarantine", "tag", "off"},
              [](Config& c) -> std::string& { return c.decision.non_smtp_action; }),
       text_list("decision.excluded_domains", "recipient domains never checked",
-                [](Config& c) -> std::vector<std::string>& { return c.decision.excluded_domains; }),
+                [](Config& c) -> std::vector<std::string>& { return c.decision.excluded_domains; }, domain_name),
       text_list("decision.smtp_transports", "MTA transports ({rcpt_mailer}) in scope",
-                [](Config& c) -> std::vector<std::string>& { return c.decision.smtp_transports; }),
+                [](Config& c) -> std::vector<std::string>& { return c.decision.smtp_transports; }, transport_name),
       text_list("decision.non_smtp_daemon_names",
                 "{daemon_name} values (Postfix milter_macro_daemon_name) decided as mail without a next hop",
                 [](Config& c) -> std::vector<std::string>& { return c.decision.non_smtp_daemon_names; }),
       text_list("decision.trusted_relays", "relay hosts accepted without checks (outside RFC 8461)",
-                [](Config& c) -> std::vector<std::string>& { return c.decision.trusted_relays; }),
+                [](Config& c) -> std::vector<std::string>& { return c.decision.trusted_relays; }, domain_name),
       choice("decision.error_action", "on an internal error", {"continue", "tempfail"},
              [](Config& c) -> std::string& { return c.decision.error_action; }),
       boolean("probe.enabled", "probe MX hosts for STARTTLS and certificates",

@@ -26,6 +26,20 @@ policy::Result<Config> load_text(const std::string& text) {
   return loaded;
 }
 
+// Entries are stored as routing compares them, so "Internal.Example." or a
+// U-label matches, and an upper-case transport does not put every
+// recipient out of scope.
+TEST(Config, ListEntriesAreNormalised) {
+  const auto loaded = load_text(
+      "[decision]\nexcluded_domains = ['Internal.Example.', 'b\u00fccher.example']\n"
+      "trusted_relays = ['Relay.Example']\nsmtp_transports = ['SMTP', 'Relay']\n");
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().detail;
+  EXPECT_EQ(loaded->decision.excluded_domains,
+            (std::vector<std::string>{"internal.example", "xn--bcher-kva.example"}));
+  EXPECT_EQ(loaded->decision.trusted_relays, std::vector<std::string>{"relay.example"});
+  EXPECT_EQ(loaded->decision.smtp_transports, (std::vector<std::string>{"smtp", "relay"}));
+}
+
 TEST(Config, ValuesAreCheckedWhenRead) {
   const std::vector<ConfigCase> cases{
       {"empty file", "", "", ""},
@@ -39,6 +53,11 @@ TEST(Config, ValuesAreCheckedWhenRead) {
       {"daemon names not a list", "[decision]\nnon_smtp_daemon_names = 'x'\n", "config-value",
        "decision.non_smtp_daemon_names"},
       {"unknown key", "[milter]\nsocket_owners = 'x'\n", "config-key", "milter.socket_owners"},
+      {"excluded domain invalid", "[decision]\nexcluded_domains = ['-bad-.example']\n", "config-value",
+       "decision.excluded_domains has an invalid entry '-bad-.example'"},
+      {"trusted relay an address literal", "[decision]\ntrusted_relays = ['[192.0.2.1]']\n", "config-value",
+       "decision.trusted_relays"},
+      {"empty transport", "[decision]\nsmtp_transports = ['']\n", "config-value", "decision.smtp_transports"},
       {"syntax", "[milter\n", "config-syntax", ""},
   };
   for (const auto& c : cases) {
