@@ -1,6 +1,7 @@
 #include "milter/recipient_route.h"
 
 #include <charconv>
+#include <optional>
 
 #include "policy/domain.h"
 
@@ -27,32 +28,55 @@ RecipientRoute out_of_scope(std::string domain, std::string reason) {
   return r;
 }
 
+// A port as Postfix writes it: a number or a service name (the usual mail
+// ones; nothing else is a mail relay's port).
+std::optional<std::uint16_t> parse_port(std::string_view text) {
+  const std::string name = lower(text);
+  if (name == "smtp") return 25;
+  if (name == "submission") return 587;
+  if (name == "submissions" || name == "smtps") return 465;
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value == 0 || value > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(value);
+}
+
 // "[host]:port", "[host]", "host:port", "host." -> host text and port.
-// Postfix 3.5+ may list several next hops; the first one is the one tried
-// first, and the rest share its transport, so the first decides.
+// Lists name the first hop first, and the rest share its transport, so the
+// first decides: Postfix 3.5+ separates with commas or spaces ("[a]:587,
+// [b]:587"), Sendmail with colons ("mx1.example:mx2.example", "[a]:[b]").
 bool split_next_hop(std::string_view text, std::string_view& host, bool& bracketed, std::uint16_t& port) {
-  text = trim(text.substr(0, text.find(',')));
+  text = trim(text);
+  text = text.substr(0, text.find_first_of(", \t"));
   bracketed = text.starts_with('[');
   if (bracketed) {
     const auto close = text.find(']');
     if (close == std::string_view::npos) return false;
     host = text.substr(1, close - 1);
     text.remove_prefix(close + 1);
+    if (text.starts_with(":[")) text = {};  // Sendmail: "[a]:[b]"
   } else {
-    const auto colon = text.rfind(':');
+    const auto colon = text.find(':');
     host = text.substr(0, colon);
     text = colon == std::string_view::npos ? std::string_view{} : text.substr(colon);
+    // "host:port", or Sendmail's "mx1.example:mx2.example"
+    if (text.size() > 1 && !parse_port(text.substr(1))) text = {};
   }
   if (text.starts_with(':')) {
-    text.remove_prefix(1);
-    unsigned value = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size() || value == 0 || value > 65535) return false;
-    port = static_cast<std::uint16_t>(value);
+    const auto parsed = parse_port(text.substr(1));
+    if (!parsed) return false;
+    port = *parsed;
   } else if (!text.empty()) {
     return false;
   }
   return !host.empty();
+}
+
+RecipientRoute unreadable_next_hop(std::string domain) {
+  RecipientRoute r;  // kind Unknown
+  r.domain = std::move(domain);
+  r.reason = "bad-next-hop";
+  return r;
 }
 
 bool looks_like_ip(std::string_view host) {
@@ -80,14 +104,16 @@ RecipientRoute route_recipient(std::string_view address, std::optional<std::stri
 
   std::string_view hop;
   bool bracketed = false;
-  if (!split_next_hop(*host, hop, bracketed, route.port)) return out_of_scope(*domain, "bad-next-hop");
+  // A next hop we cannot read is not a reason to skip the recipient: it is
+  // decided like mail without macros, at end of message, and logged.
+  if (!split_next_hop(*host, hop, bracketed, route.port)) return unreadable_next_hop(*domain);
   if (bracketed && looks_like_ip(hop)) {
     route.kind = RouteKind::SmartHost;
     route.relay_address = std::string(hop);
     return route;
   }
   const auto hop_name = policy::normalize_domain(hop);
-  if (!hop_name) return out_of_scope(*domain, "bad-next-hop");
+  if (!hop_name) return unreadable_next_hop(*domain);
   if (!bracketed && *hop_name == *domain) {
     route.kind = RouteKind::RecipientDomain;
     return route;

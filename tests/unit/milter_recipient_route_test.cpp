@@ -56,13 +56,21 @@ TEST(RecipientRoute, PostfixAndSendmailMacros) {
       {"bad domain", "u@exa mple.com", "smtp", "example.com", K::OutOfScope, "", "", "", false, 25, "bad-domain"},
       {"excluded", "u@internal.example", "smtp", "internal.example", K::OutOfScope, "internal.example", "", "", false, 25, "excluded"},
       // Hostile next hops.
-      {"unclosed bracket", "u@example.com", "smtp", "[relay.example.net", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
-      {"bad port", "u@example.com", "smtp", "[relay.example.net]:99999", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
-      {"port zero", "u@example.com", "smtp", "[relay.example.net]:0", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
-      {"junk after bracket", "u@example.com", "smtp", "[relay.example.net]x", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
-      {"empty host", "u@example.com", "smtp", "", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
-      {"empty brackets", "u@example.com", "smtp", "[]", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
-      {"bad host name", "u@example.com", "smtp", "[re lay]", K::OutOfScope, "example.com", "", "", false, 25, "bad-next-hop"},
+      // Postfix relayhost lists with spaces, service-name ports; Sendmail
+      // colon lists (the first host is tried first).
+      {"postfix list with spaces", "u@example.com", "smtp", "[a.example.net]:587 [b.example.net]:587", K::SmartHost, "example.com", "a.example.net", "", false, 587, ""},
+      {"postfix service port", "u@example.com", "smtp", "[relay.example.net]:submission", K::SmartHost, "example.com", "relay.example.net", "", false, 587, ""},
+      {"postfix service port smtp", "u@example.com", "smtp", "relay.example.net:smtp", K::SmartHost, "example.com", "relay.example.net", "", true, 25, ""},
+      {"sendmail colon list", "u@example.com", "esmtp", "mx1.example.net.:mx2.example.net.", K::SmartHost, "example.com", "mx1.example.net", "", true, 25, ""},
+      {"sendmail bracket list", "u@example.com", "relay", "[a.example.net]:[b.example.net]", K::SmartHost, "example.com", "a.example.net", "", false, 25, ""},
+      // Unreadable next hops are decided at end of message (Unknown), never skipped.
+      {"unclosed bracket", "u@example.com", "smtp", "[relay.example.net", K::Unknown, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"bad port", "u@example.com", "smtp", "[relay.example.net]:99999", K::Unknown, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"port zero", "u@example.com", "smtp", "[relay.example.net]:0", K::Unknown, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"junk after bracket", "u@example.com", "smtp", "[relay.example.net]x", K::Unknown, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"empty host", "u@example.com", "smtp", "", K::Unknown, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"empty brackets", "u@example.com", "smtp", "[]", K::Unknown, "example.com", "", "", false, 25, "bad-next-hop"},
+      {"bad host name", "u@example.com", "smtp", "[re lay]", K::Unknown, "example.com", "", "", false, 25, "bad-next-hop"},
   };
   RouteRules rules;
   rules.excluded_domains = {"internal.example"};
