@@ -152,6 +152,12 @@ sfsistat on_eom(SMFICTX* ctx) try {
   const InFlight running;
   const auto queue_id = macro(ctx, "i").value_or("NOQUEUE");
   const EndOfMessage eom = session_for(ctx).end_message(queue_id, SteadyClock::now());
+  if (eom.tempfail) {
+    log_lines(eom.log_lines);
+    smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.7.5"),
+                  const_cast<char*>("MTA-STS: internal error, try again later"));
+    return SMFIS_TEMPFAIL;
+  }
   if (eom.header_value) smfi_addheader(ctx, const_cast<char*>("MTA-STS"), const_cast<char*>(eom.header_value->c_str()));
   if (eom.quarantine_reason) smfi_quarantine(ctx, const_cast<char*>(eom.quarantine_reason->c_str()));
   log_lines(eom.log_lines);

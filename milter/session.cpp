@@ -178,6 +178,8 @@ EndOfMessage Session::end_message(std::string_view queue_id, SteadyClock::time_p
     if (!decisions_.contains(key)) decisions_.emplace(key, decide_route(route, std::max(now, time_()), true));
   }
   EndOfMessage eom;
+  for (const auto& route : pending_non_smtp_)
+    eom.tempfail = eom.tempfail || decisions_.at(route.domain + "|?").action == Action::Tempfail;
   for (const auto& [key, d] : decisions_) {
     if (d.action == Action::Tag) {
       const bool unknown = d.result && d.result->verdict.outcome == policy::Outcome::Unknown;

@@ -42,6 +42,10 @@ struct RcptReply {
 struct EndOfMessage {
   std::optional<std::string> header_value;       // for "MTA-STS:"; never names a domain
   std::optional<std::string> quarantine_reason;
+  // An end-of-message decision failed internally and decision.error_action
+  // is "tempfail": the whole message is refused with 451 (it was not yet
+  // accepted; the client retries).
+  bool tempfail = false;
   std::vector<std::string> log_lines;
 };
 

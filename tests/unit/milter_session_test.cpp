@@ -244,6 +244,30 @@ TEST(Session, ListedListenerKeepsNonSmtpRecipientsOutOfScope) {
   EXPECT_FALSE(eom.quarantine_reason.has_value());
 }
 
+// error_action = "tempfail" holds at end of message too: a check that
+// failed internally for mail without macros refuses the message (451),
+// while a recipient already answered at RCPT does not.
+TEST(Session, InternalErrorAtEndOfMessageTempfailsWhenConfigured) {
+  for (const std::string action : {"tempfail", "continue"}) {
+    SCOPED_TRACE(action);
+    Fixture f;
+    f.config->decision.error_action = action;
+    auto& s = f.start();
+    f.checker.throw_error = true;
+    EXPECT_TRUE(s.on_rcpt("a@good.example", std::nullopt, std::nullopt, f.t0).accept);
+    const auto eom = s.end_message("Q1", f.t0);
+    EXPECT_EQ(eom.tempfail, action == "tempfail");
+    ASSERT_EQ(eom.log_lines.size(), 1u);
+    EXPECT_NE(eom.log_lines[0].find("reason=internal-error"), std::string::npos) << eom.log_lines[0];
+  }
+  Fixture f;
+  f.config->decision.error_action = "tempfail";
+  auto& s = f.start();
+  f.checker.throw_error = true;
+  EXPECT_FALSE(s.on_rcpt("a@good.example", "smtp", "good.example", f.t0).accept) << "answered at RCPT";
+  EXPECT_FALSE(s.end_message("Q2", f.t0).tempfail) << "nothing decided at end of message";
+}
+
 TEST(Session, ListenerMarkLastsOneMessage) {
   Fixture f;
   f.config->decision.non_smtp_daemon_names = {"mtasts-local"};
