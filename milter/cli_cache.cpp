@@ -7,6 +7,7 @@
 #include "milter/cli_commands.h"
 #include "milter/json_views.h"
 #include "milter/services.h"
+#include "policy/domain.h"
 
 namespace mtasts::milter {
 namespace {
@@ -34,10 +35,14 @@ int show_policy(policy::PolicyStore& store, const std::string& domain) {
 
 int forget_policy(policy::PolicyStore& store, const std::string& domain) {
   const auto removed = store.forget(domain);
-  (void)store.clear_failure(domain);
+  const auto cleared = store.clear_failure(domain);
   if (!removed) {
     std::cerr << "mta-sts-milter cache forget: " << removed.error().detail << "\n";
     return kExitTempFail;
+  }
+  if (!*removed && !(cleared && *cleared)) {
+    std::cerr << "mta-sts-milter cache forget: nothing cached for " << domain << "\n";
+    return kExitInvalid;
   }
   return kExitOk;
 }
@@ -89,10 +94,20 @@ int refresh_policies(const Config& config, bool force) {
 
 int cache_command(const Config& config, const CacheArgs& args) {
   if (args.action == "refresh") return refresh_policies(config, args.force);
+  std::string domain;  // show, forget: the name as the cache keys it ("Example.COM." is example.com)
+  if (args.action == "show" || args.action == "forget") {
+    const auto normalised = policy::normalize_domain(args.operand);
+    if (!normalised) {
+      std::cerr << "mta-sts-milter cache " << args.action << ": invalid domain '" << args.operand
+                << "' (" << normalised.error().code << ")\n";
+      return kExitInvalid;
+    }
+    domain = *normalised;
+  }
   auto store = open_store(config);
   if (args.action == "list") return list_policies(*store);
-  if (args.action == "show") return show_policy(*store, args.operand);
-  if (args.action == "forget") return forget_policy(*store, args.operand);
+  if (args.action == "show") return show_policy(*store, domain);
+  if (args.action == "forget") return forget_policy(*store, domain);
   if (args.action == "import") return import_policies(*store, args.operand, SystemClock().now());
   if (args.action == "export") return export_policies(*store);
   return kExitInvalid;

@@ -19,9 +19,10 @@ expect() {
   if [ "$rc" != "$want" ]; then
     echo "FAIL $name: exit $rc, want $want; out=$out err=$(head -c 300 "$WORK/err")"; failed=$((failed + 1)); return
   fi
-  if OUT="$out" python3 -c '
+  if OUT="$out" ERR="$(cat "$WORK/err")" python3 -c '
 import json, os, sys
 out = os.environ["OUT"]
+err = os.environ["ERR"]
 try: j = json.loads(out)
 except Exception: j = None
 sys.exit(0 if eval(sys.argv[1]) else 1)' "$assertion"; then
@@ -69,8 +70,10 @@ expect cache-import 0 'True' -- "$BIN" -c "$conf" cache import "$WORK/import.jso
 expect cache-list 0 'out.splitlines()[0].startswith("b.example mode=testing") and out.splitlines()[1].startswith("example.com mode=enforce txt_id=7")' -- "$BIN" -c "$conf" cache list
 expect cache-show 0 'j["domain"]=="example.com" and j["policy"]["mx"]==["mx.example.com"] and j["expires_at"]==j["fetched_at"]+86400' -- "$BIN" -c "$conf" cache show example.com
 expect cache-export 0 'len(out.splitlines())==2 and json.loads(out.splitlines()[1])["txt_id"]=="7"' -- "$BIN" -c "$conf" cache export
-expect cache-forget 0 'True' -- "$BIN" -c "$conf" cache forget example.com
+expect cache-show-normalised 0 'j["domain"]=="example.com"' -- "$BIN" -c "$conf" cache show Example.COM.
+expect cache-forget 0 'True' -- "$BIN" -c "$conf" cache forget EXAMPLE.com.
 expect cache-show-gone 1 'True' -- "$BIN" -c "$conf" cache show example.com
+expect cache-forget-absent 1 '"nothing cached for example.com" in err' -- "$BIN" -c "$conf" cache forget example.com
 printf '{"domain":"c.example","txt_id":"1","raw":"version: STSv1\\nmode: enforce\\n"}\nnot json\n' >"$WORK/bad.jsonl"
 expect cache-import-bad 1 'True' -- "$BIN" -c "$conf" cache import "$WORK/bad.jsonl"
 expect cache-after-bad 0 'len(out.splitlines())==1' -- "$BIN" -c "$conf" cache list
