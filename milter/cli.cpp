@@ -75,6 +75,7 @@ void add_commands(CLI::App& app, Options& o) {
 
 int dispatch(CLI::App& app, const Options& o, const Config& config) {
   if (app.get_subcommands().empty()) block_daemon_signals();  // before any thread starts
+  if (app.got_subcommand("check") || app.got_subcommand("cache")) become_configured_user(config);
   if (app.got_subcommand("check")) return check_command(config, o.domain, o.json);
   if (app.got_subcommand("cache")) {
     CacheArgs args = o.cache;

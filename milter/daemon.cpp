@@ -272,6 +272,13 @@ bool drain(MilterContext& context, std::chrono::steady_clock::time_point give_up
 
 }  // namespace
 
+void become_configured_user(const Config& config) {
+  if (config.user.empty() || geteuid() != 0) return;
+  const Identity runs_as = run_as(config);
+  prepare_store_folder(config, runs_as);
+  drop_privileges(runs_as);
+}
+
 void block_daemon_signals() {
   const sigset_t set = daemon_signals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);

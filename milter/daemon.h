@@ -13,6 +13,13 @@ namespace mtasts::milter {
 // Blocks the signals the daemon handles; call before any thread starts.
 void block_daemon_signals();
 
+// For the store commands (check, cache ...) started as root with milter.user
+// set: prepares the store folder for that user and becomes that user, so the
+// files the command creates are the daemon's, never root's (which a daemon
+// running as the user could then not write). Does nothing otherwise.
+// Throws StartupError like run_daemon.
+void become_configured_user(const Config& config);
+
 // Runs until stopped; returns the exit code (0 after a clean drain).
 // Throws StartupError on a start-up problem.
 int run_daemon(const Config& config, const std::string& config_path);

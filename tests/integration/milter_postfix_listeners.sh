@@ -7,7 +7,7 @@
 #     the milter started as root opens the socket, sets its owner, group and
 #     mode, then runs as an unprivileged user (nobody) and creates its store
 #     as that user; and, as the contrib systemd unit starts it, already that
-#     user (nothing to drop);
+#     user (nothing to drop); the CLI run as root becomes that user too;
 #   - telling listeners apart by {daemon_name}: the contrib master.cf
 #     submission entry sets milter_macro_daemon_name=mtasts-submission and
 #     the milter lists it in decision.non_smtp_daemon_names, so that mail is
@@ -231,6 +231,21 @@ check_started_as_user() {
   echo -n "$why"
 }
 
+# The operator CLI run as root against the daemon's config (milter.user set)
+# becomes that user first: the store it creates is the daemon's, not root's.
+check_cli_as_root() {
+  local conf="$MB_DIR/cli.toml" state="$MB_DIR/cli-state" out why=""
+  sed -e "s|^path = \"$STORE\"|path = \"$state/cache.db\"|" "$MILTER_CONF" >"$conf"
+  printf '%s\n' '{"domain":"cli.example","txt_id":"1","raw":"version: STSv1\nmode: enforce\nmx: mx.cli.example\nmax_age: 86400\n"}' \
+    >"$MB_DIR/cli-import.jsonl" && chmod 644 "$MB_DIR/cli-import.jsonl"
+  out=$("$MTASTS_BIN" -c "$conf" cache import "$MB_DIR/cli-import.jsonl" 2>&1) || why+="cache import failed: $out; "
+  why+=$(check_owner "$state" "$RUN_AS" %U)
+  why+=$(check_owner "$state/cache.db" "$RUN_AS" %U)
+  out=$("$MTASTS_BIN" -c "$conf" cache list 2>/dev/null)
+  [[ "$out" == "cli.example mode=enforce"* ]] || why+="cache list: '$out'"
+  echo -n "$why"
+}
+
 main() {
   if ! [ -x "$MTASTS_BIN" ]; then
     report setup "MTASTS_BIN '$MTASTS_BIN' is not an executable"
@@ -259,6 +274,7 @@ main() {
   report chroot-after-reload "$(send 25 'nostls.plain' '451' action=tempfail)"
   report unknown-socket-group "$(check_unknown_group)"
   report started-as-user "$(check_started_as_user)"
+  report cli-as-root-becomes-user "$(check_cli_as_root)"
   mb_milter_stop  # not in $(...): only the starting shell can wait for it
   report sigterm "$([ "$MB_MILTER_RC" = 0 ] || echo "exit status $MB_MILTER_RC (want 0)")"
   echo "$PASSED passed, $FAILED failed"
