@@ -226,13 +226,11 @@ ProbeCache::OnProbed NextHopChecker::Impl::reporter(const ReportContext& context
 void NextHopChecker::Impl::report_shared_probe(const ReportContext& context, const ProbeRequest& request,
                                                const ProbeResult& result) {
   TlsrptSink* const to = sink.load();
-  if (to == nullptr || result.outcome == ProbeOutcome::Unreachable) return;
-  // Checked before a session is built: this runs on every warm decision.
-  const std::int64_t now = clock.now();
-  const std::int64_t ttl =
-      result.outcome == ProbeOutcome::TlsFailure ? config.probe_failure_ttl : config.probe_success_ttl;
-  if (!first_report_within_ttl(shared_probe_key(context, request), now, ttl)) return;
-  if (const auto session = probe_session(context, request, result, now)) to->record(*session);
+  if (to == nullptr) return;
+  const auto session = probe_session(context, request, result, clock.now());
+  if (!session) return;
+  const std::int64_t ttl = session->success ? config.probe_success_ttl : config.probe_failure_ttl;
+  if (first_report_within_ttl(shared_probe_key(context, request), session->at, ttl)) to->record(*session);
 }
 
 bool NextHopChecker::Impl::first_report_within_ttl(const std::string& key, std::int64_t now, std::int64_t ttl) {
