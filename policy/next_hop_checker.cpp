@@ -192,48 +192,22 @@ struct NextHopChecker::Impl {
                          Deadline deadline);
   ProbeRequest request_for(const std::string& host, std::uint16_t port) const;
   ProbeCache::OnProbed reporter(const ReportContext& context);
-  bool first_report_within_ttl(const std::string& key, std::int64_t now, std::int64_t ttl);
-  void report_shared_probe(const ReportContext& context, const ProbeRequest& request, const ProbeResult& result);
+  bool first_report_within_ttl(const std::string& key, std::int64_t now);
   void report_without_probe(const ReportContext& context, std::string policy_type, ResultType type,
                             std::string reason, const std::string& host);
 };
 
-// Which probe a policy domain has been reported for: one probe result, from
-// the cache or shared by concurrent recipients, serves every domain whose MX
-// it is, and each of those domains' reports must see it once (RFC 8460 §4.1:
-// reports are per policy domain).
-std::string shared_probe_key(const ReportContext& context, const ProbeRequest& request) {
-  return "probe" + std::string(1, '\0') + context.policy_domain + '\0' + request.host + '\0' + request.address +
-         '\0' + std::to_string(request.port) + '\0' + (request.tlsa ? "tlsa" : "sts");
-}
-
-// The probe's own report, from its thread, before its result is published:
-// also recorded when the caller stopped waiting at its deadline.
 ProbeCache::OnProbed NextHopChecker::Impl::reporter(const ReportContext& context) {
   if (sink.load() == nullptr) return {};
   return [this, context](const ProbeRequest& request, const ProbeResult& result) {
     const auto session = probe_session(context, request, result, clock.now());
     TlsrptSink* const to = sink.load();
-    if (!session || to == nullptr) return;
-    const std::int64_t ttl = session->success ? config.probe_success_ttl : config.probe_failure_ttl;
-    (void)first_report_within_ttl(shared_probe_key(context, request), session->at, ttl);  // marks it
-    to->record(*session);
+    if (session && to != nullptr) to->record(*session);
   };
 }
 
-// A result this check did not probe for (a cache hit, or a probe another
-// domain started): one session for this policy domain per cached result.
-void NextHopChecker::Impl::report_shared_probe(const ReportContext& context, const ProbeRequest& request,
-                                               const ProbeResult& result) {
-  TlsrptSink* const to = sink.load();
-  if (to == nullptr) return;
-  const auto session = probe_session(context, request, result, clock.now());
-  if (!session) return;
-  const std::int64_t ttl = session->success ? config.probe_success_ttl : config.probe_failure_ttl;
-  if (first_report_within_ttl(shared_probe_key(context, request), session->at, ttl)) to->record(*session);
-}
-
-bool NextHopChecker::Impl::first_report_within_ttl(const std::string& key, std::int64_t now, std::int64_t ttl) {
+bool NextHopChecker::Impl::first_report_within_ttl(const std::string& key, std::int64_t now) {
+  const std::int64_t ttl = config.probe_failure_ttl;
   std::lock_guard lock(reported_mu);
   if (const auto it = reported.find(key); it != reported.end() && now - it->second < ttl) return false;
   if (reported.size() >= 50000) std::erase_if(reported, [&](const auto& kv) { return now - kv.second >= ttl; });
@@ -247,8 +221,7 @@ void NextHopChecker::Impl::report_without_probe(const ReportContext& context, st
   TlsrptSink* const to = sink.load();
   if (to == nullptr) return;
   const std::int64_t now = clock.now();
-  if (!first_report_within_ttl(policy_type + '\0' + reason + '\0' + context.policy_domain + '\0' + host, now,
-                               config.probe_failure_ttl))
+  if (!first_report_within_ttl(policy_type + '\0' + reason + '\0' + context.policy_domain + '\0' + host, now))
     return;
   TlsrptSession s;
   s.at = now;
@@ -377,7 +350,6 @@ HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, const ReportC
     request.address = addresses.records[i];
     auto result = probes.probe(request, deadline, reporter(context));
     if (!result) return HostOutcome::DeadlinePassed;
-    report_shared_probe(context, request, *result);
     const HostOutcome outcome = host_outcome(*result);
     host.probes.push_back(std::move(*result));
     if (outcome != HostOutcome::Unreachable) return outcome;

@@ -680,38 +680,6 @@ TEST(NextHopChecker, TlsrptSessionTable) {
   }
 }
 
-// RFC 8460 reports are per policy domain: a probe result shared by two
-// domains with the same MX (a cache hit for the second) is one session in
-// each domain's records, not two in the first's and none in the other's.
-TEST(NextHopChecker, TlsrptSharedMxCountsOncePerPolicyDomain) {
-  World w;
-  RecordingSink sink;
-  w.publish("other.example", kEnforce);
-  w.mx.set_mx("example.com", mx_answer({kMx1}));
-  w.mx.set_mx("other.example", mx_answer({kMx1}));
-  w.prober.set("192.0.2.1", expired());
-  w.start();
-  w.checker->set_tlsrpt_sink(&sink);
-  const NextHop other{"other.example", NextHopKind::RecipientDomain, "", "", false, 25};
-  for (int round = 0; round < 2; ++round) {
-    EXPECT_EQ(w.check().verdict.outcome, Outcome::Fail);
-    EXPECT_EQ(w.checker->check(other, soon()).verdict.outcome, Outcome::Fail);
-  }
-  w.checker->wait_idle();
-  EXPECT_EQ(w.prober.requests().size(), 1U) << "one probe served both domains";
-  const auto sessions = sink.sessions();
-  ASSERT_EQ(sessions.size(), 2U);
-  EXPECT_EQ(sessions[0].policy_domain, "example.com");
-  EXPECT_EQ(sessions[1].policy_domain, "other.example");
-  EXPECT_EQ(sessions[1].result_type, ResultType::CertificateExpired);
-  EXPECT_EQ(sessions[1].receiving_mx_hostname, "mx1.example.com");
-  w.clock.advance(w.config.probe_failure_ttl);  // the cached failure expires: a new probe, one new session
-  EXPECT_EQ(w.checker->check(other, soon()).verdict.outcome, Outcome::Fail);
-  w.checker->wait_idle();
-  EXPECT_EQ(w.prober.requests().size(), 2U);
-  EXPECT_EQ(sink.sessions().size(), 3U);
-}
-
 TEST(NextHopChecker, TlsrptSessionCarriesThePolicy) {
   World w;
   RecordingSink sink;
