@@ -127,6 +127,13 @@ struct Fixture {
     session->begin_message(t0);
     return *session;
   }
+  // Session and checker read `now`; checks advance it by checker.takes.
+  Session& start_on_fake_time(SteadyClock::time_point& now) {
+    Session& s = start();
+    s.set_time_source([&now] { return now; });
+    checker.now = &now;
+    return s;
+  }
 };
 
 TEST(Session, GoodAndBadRecipientsInOneMessage) {
@@ -320,10 +327,8 @@ TEST(Session, DeadlinesRespectTheMessageBudget) {
   Fixture f;
   f.config->decision.rcpt_deadline_ms = 5000;
   f.config->decision.message_budget_ms = 8000;
-  auto& s = f.start();
   SteadyClock::time_point now = f.t0;
-  s.set_time_source([&now] { return now; });
-  f.checker.now = &now;
+  auto& s = f.start_on_fake_time(now);
   f.checker.takes = {{"one.example", seconds(5)}, {"two.example", seconds(3)}};
   s.on_rcpt("a@one.example", "smtp", "one.example", now);
   now += seconds(1);
@@ -347,10 +352,8 @@ TEST(Session, EndOfMessageDecisionsGetTheirOwnTime) {
   Fixture f;
   f.config->decision.rcpt_deadline_ms = 5000;
   f.config->decision.message_budget_ms = 20000;
-  auto& s = f.start();
   SteadyClock::time_point now = f.t0;
-  s.set_time_source([&now] { return now; });
-  f.checker.now = &now;
+  auto& s = f.start_on_fake_time(now);
   f.checker.takes = {{"one.example", seconds(4)}, {"two.example", seconds(1)}};
   s.on_rcpt("a@one.example", std::nullopt, std::nullopt, now);
   s.on_rcpt("a@two.example", std::nullopt, std::nullopt, now);
