@@ -172,14 +172,14 @@ RcptReply Session::on_rcpt(std::string_view address, std::optional<std::string_v
 }
 
 EndOfMessage Session::end_message(std::string_view queue_id, SteadyClock::time_point now) {
-  for (const auto& route : pending_non_smtp_) {
-    const std::string key = route.domain + "|?";
-    // Each domain's deadline and elapsed_ms start when its own decision does.
-    if (!decisions_.contains(key)) decisions_.emplace(key, decide_route(route, std::max(now, time_()), true));
-  }
   EndOfMessage eom;
-  for (const auto& route : pending_non_smtp_)
-    eom.tempfail = eom.tempfail || decisions_.at(route.domain + "|?").action == Action::Tempfail;
+  for (const auto& route : pending_non_smtp_) {
+    auto it = decisions_.find(route.domain + "|?");
+    // Each domain's deadline and elapsed_ms start when its own decision does.
+    if (it == decisions_.end())
+      it = decisions_.emplace(route.domain + "|?", decide_route(route, std::max(now, time_()), true)).first;
+    eom.tempfail = eom.tempfail || it->second.action == Action::Tempfail;
+  }
   for (const auto& [key, d] : decisions_) {
     if (d.action == Action::Tag) {
       const bool unknown = d.result && d.result->verdict.outcome == policy::Outcome::Unknown;
