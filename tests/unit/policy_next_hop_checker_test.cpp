@@ -89,6 +89,13 @@ struct Case {
   std::function<void(World&, const CheckResult&)> more = nullptr;
 };
 
+// The host was probed once, by WebPKI (no TLSA records sent with the probe).
+void expect_one_webpki_probe(World& w, const CheckResult&) {
+  const auto requests = w.prober.requests();
+  ASSERT_EQ(requests.size(), 1U);
+  EXPECT_FALSE(requests[0].tlsa.has_value());
+}
+
 std::vector<Case> cases() {
   return {
       {"enforce, matching mx verified",
@@ -213,11 +220,7 @@ std::vector<Case> cases() {
          w.prober.set("192.0.2.1", verified());
        },
        recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 1, 1,
-       [](World& w, const CheckResult&) {
-         const auto requests = w.prober.requests();
-         ASSERT_EQ(requests.size(), 1U);
-         EXPECT_FALSE(requests[0].tlsa.has_value());
-       }},
+       expect_one_webpki_probe},
       {"secure tlsa, usable kept, unusable dropped",
        [](World& w) {
          w.mx.set_mx("example.com", mx_answer({kMx1}));
@@ -256,11 +259,7 @@ std::vector<Case> cases() {
          w.prober.set("192.0.2.1", verified());
        },
        recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 1, 1,
-       [](World& w, const CheckResult&) {
-         const auto requests = w.prober.requests();
-         ASSERT_EQ(requests.size(), 1U);
-         EXPECT_FALSE(requests[0].tlsa.has_value());
-       }},
+       expect_one_webpki_probe},
       // RFC 7672 §2.2: a signed zone whose TLSA lookup fails leaves DANE
       // undecided; WebPKI does not stand in, the host stays unverified.
       {"tlsa servfail in a signed zone: unverified, not probed",
