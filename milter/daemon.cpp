@@ -20,6 +20,7 @@
 
 #include "milter/milter_callbacks.h"
 #include "milter/services.h"
+#include "milter/tcp_tuning.h"
 #include "policy/mx_dns_cache.h"
 #include "policy/net/tls_prober.h"
 #include "policy/next_hop_checker.h"
@@ -255,8 +256,10 @@ void reload_loop(MilterContext& context, store::OverrideStore& override_store, c
 bool drain(MilterContext& context, std::chrono::steady_clock::time_point give_up) {
   while (context.callbacks_in_flight > 0 && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  spdlog::info("milter event=stopped callbacks_in_flight={} open_sessions={}", context.callbacks_in_flight.load(),
-               context.open_sessions.load());
+  const TcpTuningCounts tcp = tcp_tuning_counts();
+  spdlog::info("milter event=stopped callbacks_in_flight={} open_sessions={} tcp_connections={} quickack_resets={}",
+               context.callbacks_in_flight.load(), context.open_sessions.load(), tcp.tcp_connections,
+               tcp.quickack_resets);
   return context.callbacks_in_flight == 0;
 }
 

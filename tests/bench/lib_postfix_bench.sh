@@ -4,28 +4,40 @@
 # Postfix with smtp-source, switching smtpd_milters between runs, and the
 # do-nothing baseline milter (null_milter). Prefix pfb_.
 
-PFB_NULL_PID=""
+PFB_NULL_PIDS=()      # every null_milter started (pfb_null_stop ends them)
+PFB_NULL_PIDS_LAST="" # the one pfb_null_start started last
 
 pfb_die() { echo "postfix bench: error: $*" >&2; return 1; }
 
-# pfb_null_start BIN PORT LOG: the do-nothing milter on inet:PORT@127.0.0.1 in
-# the namespace; waits for its socket.
+# pfb_null_start BIN SOCKET LOG: the do-nothing milter on SOCKET
+# (inet:PORT@127.0.0.1 or unix:/path) in the namespace; waits for its socket.
+# A unix socket is made with umask 0, so that smtpd (user postfix) may connect.
 pfb_null_start() {
-  local bin=$1 port=$2 log=$3
+  local bin=$1 socket=$2 log=$3 pid port
   # Not through tb_exec: $! must be the milter itself, so stop can wait for it.
-  ip netns exec "$TB_NS" "$bin" "inet:$port@127.0.0.1" >>"$log" 2>&1 &
-  PFB_NULL_PID=$!
-  mb_wait_port 127.0.0.1 "$port" 50 && return 0
-  pfb_die "null milter did not open 127.0.0.1:$port: $(tail -n 2 "$log" | tr '\n' ' ')"
+  (umask 0 && exec ip netns exec "$TB_NS" "$bin" "$socket") >>"$log" 2>&1 &
+  pid=$!
+  PFB_NULL_PIDS+=("$pid")
+  PFB_NULL_PIDS_LAST=$pid
+  case $socket in
+    unix:*)
+      for _ in $(seq 50); do [ -S "${socket#unix:}" ] && return 0; sleep 0.1; done ;;
+    inet:*)
+      port=${socket#inet:}; port=${port%@*}
+      mb_wait_port 127.0.0.1 "$port" 50 && return 0 ;;
+  esac
+  pfb_die "null milter did not open $socket: $(tail -n 2 "$log" | tr '\n' ' ')"
 }
 
 pfb_null_stop() {
-  [ -n "$PFB_NULL_PID" ] || return 0
-  kill -TERM "$PFB_NULL_PID" 2>/dev/null
-  for _ in $(seq 50); do kill -0 "$PFB_NULL_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$PFB_NULL_PID" 2>/dev/null && kill -KILL "$PFB_NULL_PID" 2>/dev/null
-  wait "$PFB_NULL_PID" 2>/dev/null
-  PFB_NULL_PID=""
+  local pid
+  for pid in "${PFB_NULL_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  PFB_NULL_PIDS=()
 }
 
 # Settings for load: no in_flow_delay (accepting must not be paced by the
@@ -77,14 +89,15 @@ pfb_drain() {
   pfb_die "queue not empty after $(( ${1:-600} / 10 )) s: $(pfb_queued) messages"
 }
 
-# pfb_send MESSAGES SESSIONS RCPT ERRFILE: smtp-source into 127.0.0.1:25 in
-# the namespace, one message per session; prints the wall time in seconds.
+# pfb_send MESSAGES SESSIONS RCPT ERRFILE [-d]: smtp-source into 127.0.0.1:25
+# in the namespace, one message per session (with -d: every message of a
+# session over the same connection); prints the wall time in seconds.
 # Fails when smtp-source does (it aborts on any reply other than the
 # expected positive one) or writes anything to ERRFILE.
 pfb_send() {
   local start end
   start=$(date +%s.%N)
-  tb_exec smtp-source -4 -s "$2" -m "$1" -M client.sender.test -f bench@sender.test -t "$3" \
+  tb_exec smtp-source -4 ${5:+"$5"} -s "$2" -m "$1" -M client.sender.test -f bench@sender.test -t "$3" \
     127.0.0.1:25 >/dev/null 2>"$4" || { pfb_die "smtp-source: $(tail -n 2 "$4")"; return 1; }
   end=$(date +%s.%N)
   [ ! -s "$4" ] || { pfb_die "smtp-source: $(tail -n 2 "$4")"; return 1; }

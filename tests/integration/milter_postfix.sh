@@ -315,6 +315,7 @@ run_rows() {
       held)    WHY=$(row_held "${FIELDS[@]:2}") ;;
       header)  WHY=$(row_header "${FIELDS[2]}") ;;
       tlsrpt)  WHY=$(row_tlsrpt "${FIELDS[@]:2}") ;;
+      pace)    WHY=$(check_session_pace "${FIELDS[2]}" "${FIELDS[3]}.test" "${FIELDS[4]}" "${FIELDS[5]}" ${FIELDS[6]}) ;;
       *)       WHY="unknown row kind '${FIELDS[0]}'" ;;
     esac
     report "${FIELDS[1]}" "$WHY"

@@ -153,6 +153,15 @@ row_route() {
   [ "$got" = "$3" ] || echo "$1 routes user@$2.test as '$got' (want '$3')"
 }
 
+# row_pace MTA LABEL.ZONE MESSAGES MAX_MS EXPECT: check_session_pace through
+# Sendmail instance MTA.
+row_pace() {
+  local port=${MTA_PORT[$1]:-}
+  [ -n "$port" ] || { echo "table: unknown MTA '$1'"; return; }
+  # shellcheck disable=SC2086  # EXPECT: several KEY=VALUE words
+  check_session_pace "$port" "$2.test" "$3" "$4" $5
+}
+
 row_stop() {
   mb_milter_stop
   [ "$MB_MILTER_RC" = 0 ] ||
@@ -172,6 +181,7 @@ run_rows() {
       domain|relay|mta) continue ;;
       send)  WHY=$(row_send "${FIELDS[@]:1}") ;;
       route) WHY=$(row_route "${FIELDS[2]}" "${FIELDS[3]}" "${FIELDS[4]}") ;;
+      pace)  WHY=$(row_pace "${FIELDS[@]:2}") ;;
       down)  row_stop; [ -n "$WHY" ] || WHY=$(row_down "${FIELDS[2]}" "${FIELDS[3]}") ;;
       start) row_start ;;
       *)     WHY="unknown row kind '${FIELDS[0]}'" ;;

@@ -68,3 +68,41 @@ check_decisions() {
   done
   echo -n "$why"
 }
+
+# check_session_pace PORT DOMAIN MESSAGES MAX_MS EXPECT... -> why ("" = ok)
+# One SMTP session (smtp-source -d) sends MESSAGES messages back to back to
+# user@DOMAIN through the MTA on 127.0.0.1:PORT; they must average under
+# MAX_MS milliseconds each, and each must have its decision line with every
+# EXPECT field (KEY=VALUE). Why a bound at all: on a TCP milter socket a
+# packet that gets no answer, followed by another write, waits for a delayed
+# ACK (Nagle's algorithm on the writer, 40 ms or more on Linux) once per
+# message; a healthy message takes about 2 ms here. The bound sits far from
+# both, so a loaded machine does not trip it and a stall cannot pass it.
+# Parallel sessions would hide the stall (20 sessions x 40 ms look like
+# throughput), hence one session.
+check_session_pace() {
+  local port=$1 domain=$2 messages=$3 max_ms=$4 from start end ms lines count kv why=""; shift 4
+  from=$(stat -c %s "$MILTER_LOG")
+  start=$(date +%s%N)
+  tb_exec smtp-source -4 -d -s 1 -m "$messages" -M client.sender.test -f pace@sender.test \
+    -t "user@$domain" "127.0.0.1:$port" >/dev/null 2>"$TB_DIR/pace.err" ||
+    { echo "smtp-source: $(tail -n 2 "$TB_DIR/pace.err" | tr '\n' ' ')"; return; }
+  end=$(date +%s%N)
+  [ ! -s "$TB_DIR/pace.err" ] || { echo "smtp-source: $(tail -n 2 "$TB_DIR/pace.err" | tr '\n' ' ')"; return; }
+  ms=$(( (end - start) / 1000000 ))
+  for _ in $(seq 50); do
+    count=$(decision_lines "$from" "$domain" | grep -c .)
+    [ "$count" -ge "$messages" ] && break
+    sleep 0.1
+  done
+  lines=$(decision_lines "$from" "$domain")
+  [ "$count" = "$messages" ] || why+="$count decision lines for $domain, want $messages; "
+  for kv in "$@"; do
+    count=$(grep -cE "(^| )$kv( |\$)" <<<"$lines")
+    [ "$count" = "$messages" ] || why+="$count of $messages decision lines have $kv; "
+  done
+  [ "$ms" -lt $((max_ms * messages)) ] ||
+    why+="$messages messages in one session took $ms ms, $((ms / messages)) ms each (bound $max_ms ms: a stall on the milter socket); "
+  echo "pace: $messages messages to $domain in one session: $ms ms, $((ms * 1000 / messages)) us per message" >&2
+  echo "${why%; }"
+}
