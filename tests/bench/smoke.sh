@@ -30,5 +30,5 @@ smoke() {  # smoke NAME VAR=VALUE...: runs tests/bench/NAME.sh with those settin
 smoke run_resolve_bench BENCH_DOMAINS=40 BENCH_CERTS=4
 smoke run_decision_bench BENCH_WARM=4 BENCH_DECISIONS=2000 BENCH_RUNS=1 BENCH_COLD=20 BENCH_CALLERS=4
 smoke run_daemon_rss_bench BENCH_DOMAINS=2000 BENCH_PASSES=1
-smoke run_postfix_bench BENCH_MESSAGES=100 BENCH_SESSIONS=5 BENCH_RUNS=1
+smoke run_postfix_bench BENCH_MESSAGES=100 BENCH_SESSIONS=5 BENCH_SERIAL_MESSAGES=20 BENCH_RUNS=1
 [ "$failed" = 0 ]
