@@ -26,6 +26,9 @@ struct ResolverConfig {
   std::int64_t txt_recheck_interval = 60;    // s; re-check the TXT id on use after this
   std::int64_t fetch_backoff = 300;          // s; per (domain, id) after a failed fetch (>= 300)
   std::int64_t refresh_interval = 86400;     // s; background HTTPS refetch, jittered
+  // s; a policy not used for this long is no longer refreshed and lapses at
+  // its own expiry (45 days: monthly mail stays protected)
+  std::int64_t refresh_unused_for = 45 * 86400;
   std::size_t memory_cache_entries = 100000; // bounded LRU in front of the store
   std::chrono::milliseconds dns_timeout{5000};  // per lookup inside a discovery job
   // Discoveries running at once (one thread each). A flood of new domains
@@ -77,7 +80,12 @@ class Resolver {
 
   // One pass of the background refresher (§8.1 "senders SHOULD ... refresh"):
   // re-fetches over HTTPS, regardless of the TXT id, every cached policy whose
-  // refresh time has come (daily with jitter, and before half of max_age).
+  // refresh time has come (daily with jitter, and before half of max_age)
+  // and that was used within refresh_unused_for (`force`: used or not).
+  // Never a policy past its expiry (§5.1: it is not used, so not revived):
+  // those are deleted from the store. Never a policy whose TXT record is
+  // gone (§8.3: it applies until it expires, and a refetch under the old id
+  // would extend it for ever).
   // Logs failed refreshes (except for mode none) and downgrades at warning.
   // Returns the number of policies re-fetched successfully.
   // `stop`, when given, is asked before each domain: a pass over many due

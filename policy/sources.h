@@ -110,12 +110,14 @@ struct PolicyUse {
   std::string last_error;
 };
 
-// When a stored policy was fetched and how long it may be kept: what the
-// refresher needs to pick the policies that are due, without loading them.
+// When a stored policy was fetched, how long it may be kept and when it was
+// last used: what the refresher needs to pick the policies that are due (and
+// those to purge), without loading them.
 struct RefreshSlot {
   std::string domain;
   std::int64_t fetched_at = 0;
   std::int64_t max_age = 0;
+  std::int64_t last_used = 0;
 };
 
 class PolicyStore {

@@ -1,6 +1,6 @@
 // The cache database schema and its migrations, private to store/. The schema
-// is documented for operators in store/SCHEMA.md (README "The cache
-// database"); keep the two in step. The version lives in PRAGMA user_version:
+// is documented for operators in README ("The cache database"); keep the two
+// in step. The version lives in PRAGMA user_version:
 // 0 is an empty file, version N is reached by applying migrations 1..N in order.
 #pragma once
 

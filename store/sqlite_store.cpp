@@ -1,7 +1,7 @@
 // The policy cache of RFC 8461 §5.1 (a cached policy is used until its
 // max_age, §3.2, runs out, and is replaced only by a newer valid one) and the
 // fetch back-off the RFC allows in §3.3 (senders may rate-limit fetches).
-// Schema: store/schema.cpp, documented in store/SCHEMA.md.
+// Schema: store/schema.cpp, documented for operators in README ("The cache database").
 //
 // Every public method takes the mutex only around SQLite calls; parsing and
 // logging happen outside it. Writes turn every SQLite failure into an Error
@@ -49,7 +49,7 @@ constexpr std::string_view kTouchPolicy =
     "UPDATE policies SET last_used = MAX(last_used, ?3), "
     "last_error = CASE WHEN ?2 >= last_checked THEN ?4 ELSE last_error END, "
     "last_checked = MAX(last_checked, ?2) WHERE domain = ?1";
-constexpr std::string_view kSelectRefreshSlots = "SELECT domain, fetched_at, max_age FROM policies";
+constexpr std::string_view kSelectRefreshSlots = "SELECT domain, fetched_at, max_age, last_used FROM policies";
 constexpr std::string_view kDeletePolicy = "DELETE FROM policies WHERE domain = ?1";
 constexpr std::string_view kSelectFailure =
     "SELECT domain, txt_id, failed_at, retry_at, result_type, reason FROM fetch_failures "
@@ -349,6 +349,7 @@ std::vector<std::string> SqliteStore::domains_due(const std::function<bool(const
     slot.domain = use.text(0);
     slot.fetched_at = use.integer(1);
     slot.max_age = use.integer(2);
+    slot.last_used = use.integer(3);
     if (due(slot)) domains.push_back(std::move(slot.domain));
   });
   return domains;

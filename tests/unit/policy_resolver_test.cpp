@@ -315,6 +315,57 @@ TEST(Resolver, RefresherRefetchesDuePoliciesRegardlessOfId) {
   EXPECT_EQ(w.fetcher.calls("example.com"), 3);
 }
 
+// RFC 8461 §5.1: a policy past its expiry is not used, and a refresh must not
+// bring it back; the refresher drops it from the store instead.
+TEST(Resolver, RefresherNeverRevivesAnExpiredPolicy) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::NxDomain));
+  w.clock.advance(86400 + 1);
+  EXPECT_EQ(w.resolve().source, PolicySource::None);
+  EXPECT_EQ(w.resolver->refresh_due(true), 0) << "even --force does not refetch an expired policy";
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+  EXPECT_FALSE(w.store.load("example.com")) << "the expired policy is purged";
+  EXPECT_EQ(w.resolve().source, PolicySource::None) << "and stays gone";
+}
+
+// §5.1, §8.3: with the TXT record removed the cached policy applies until it
+// expires, and is not refreshed (refetching under the old id would extend
+// it for ever).
+TEST(Resolver, RefresherLeavesAPolicyWhoseTxtRecordIsGone) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  const auto expires_at = w.store.load("example.com")->expires_at;
+  w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::NxDomain));
+  w.clock.advance(86400 / 2);  // due
+  EXPECT_EQ(w.resolver->refresh_due(false), 0);
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+  ASSERT_TRUE(w.store.load("example.com"));
+  EXPECT_EQ(w.store.load("example.com")->expires_at, expires_at) << "not extended";
+  EXPECT_EQ(w.resolve().source, PolicySource::Stale) << "still applies until it expires";
+}
+
+// Refreshing keeps protection for domains still mailed, not for every domain
+// ever mailed: a policy unused for refresh_unused_for seconds lapses at its
+// own expiry.
+TEST(Resolver, RefresherSkipsPoliciesNoLongerUsed) {
+  World w;
+  w.config.refresh_unused_for = 3600;
+  w.restart();
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.resolver->flush();
+  w.clock.advance(86400 / 2);  // due, unused for 12 h
+  EXPECT_EQ(w.resolver->refresh_due(false), 0);
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+  w.resolve();  // used again
+  w.resolver->flush();
+  EXPECT_EQ(w.resolver->refresh_due(false), 1);
+  EXPECT_EQ(w.fetcher.calls("example.com"), 2);
+}
+
 // A shutdown during a refresh pass: the pass ends after the domain it is on.
 TEST(Resolver, RefreshPassStopsWhenAsked) {
   World w;

@@ -118,7 +118,7 @@ class MemoryStore final : public PolicyStore {
     std::lock_guard lock(mu_);
     std::vector<std::string> out;
     for (const auto& [d, p] : policies_)
-      if (due(RefreshSlot{d, p.fetched_at, p.policy.max_age})) out.push_back(d);
+      if (due(RefreshSlot{d, p.fetched_at, p.policy.max_age, p.last_used})) out.push_back(d);
     return out;
   }
   int touch_alls() {
