@@ -243,7 +243,7 @@ struct Resolver::Impl {
   void run_detached(const std::string& domain, std::shared_ptr<std::promise<Resolution>> promise);
   void note_overloaded(const std::string& domain);  // called with `mu` held
   bool refresh_one(const StoredPolicy& old, std::int64_t now);
-  void purge_expired(const std::vector<std::string>& domains);
+  void purge_expired(std::int64_t now);
 };
 
 FetchOutcome Resolver::Impl::fetch_policy(const std::string& domain, const std::string& txt_id,
@@ -424,13 +424,12 @@ void Resolver::Impl::run_detached(const std::string& domain, std::shared_ptr<std
   }).detach();
 }
 
-// §5.1: an expired policy is never used again; a new discovery starts afresh.
-void Resolver::Impl::purge_expired(const std::vector<std::string>& domains) {
-  for (const auto& domain : domains) {
-    const auto gone = store.forget(domain);
-    if (gone) spdlog::info("refresh event=purged domain={} reason=expired", domain);
-    else spdlog::warn("store event=purge-failed domain={} error={}", domain, gone.error().code);
-  }
+// §5.1: an expired policy is never used again (a new discovery starts
+// afresh), so it is neither refreshed nor kept.
+void Resolver::Impl::purge_expired(std::int64_t now) {
+  const auto purged = store.forget_expired(now);
+  if (!purged) spdlog::warn("store event=purge-failed error={}", purged.error().code);
+  else if (*purged) spdlog::info("refresh event=purged reason=expired");
 }
 
 bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
@@ -497,21 +496,17 @@ Resolution Resolver::resolve(const std::string& domain, Deadline deadline) {
 int Resolver::refresh_due(bool force, const std::function<bool()>& stop) {
   const std::int64_t now = impl_->clock.now();
   const std::int64_t interval = impl_->config.refresh_interval;
-  std::vector<std::string> expired;
+  impl_->purge_expired(now);
   // Names first, policies one at a time: a pass over a large store never
   // holds every policy in memory at once.
   const auto due = impl_->store.domains_due([&](const RefreshSlot& slot) {
-    if (now >= slot.fetched_at + slot.max_age) {
-      expired.push_back(slot.domain);
-      return false;
-    }
+    if (slot.expires_at <= now) return false;  // the purge failed: still never revived
+    if (force) return true;
     // A policy counts as used when it was fetched (an import, a fresh fetch).
     const bool in_use = now - std::max(slot.last_used, slot.fetched_at) <= impl_->config.refresh_unused_for;
-    if (force) return true;
     const std::int64_t half_life = std::max<std::int64_t>(slot.max_age / 2, 1);
     return in_use && now >= slot.fetched_at + std::min(interval - jitter_for(slot.domain, interval), half_life);
   });
-  impl_->purge_expired(expired);
   int refreshed = 0;
   for (const auto& domain : due) {
     if (stop && stop()) break;

@@ -111,12 +111,13 @@ struct PolicyUse {
 };
 
 // When a stored policy was fetched, how long it may be kept and when it was
-// last used: what the refresher needs to pick the policies that are due (and
-// those to purge), without loading them.
+// last used: what the refresher needs to pick the policies that are due,
+// without loading them.
 struct RefreshSlot {
   std::string domain;
   std::int64_t fetched_at = 0;
   std::int64_t max_age = 0;
+  std::int64_t expires_at = 0;
   std::int64_t last_used = 0;
 };
 
@@ -134,6 +135,9 @@ class PolicyStore {
   // its memory cache: 100,000 rows take well under a second, not minutes).
   virtual Result<bool> touch_all(std::span<const PolicyUse> uses) = 0;
   virtual Result<bool> forget(const std::string& domain) = 0;
+  // Deletes every policy whose expires_at <= now, in one statement: a policy
+  // saved meanwhile with a fresh expiry is never touched. True when any went.
+  virtual Result<bool> forget_expired(std::int64_t now) = 0;
   virtual std::vector<StoredPolicy> list() = 0;
   // The domains whose slot `due` accepts, without loading any policy, so a
   // refresher pass over 100,000 rows holds names only. An unreadable store

@@ -49,8 +49,10 @@ constexpr std::string_view kTouchPolicy =
     "UPDATE policies SET last_used = MAX(last_used, ?3), "
     "last_error = CASE WHEN ?2 >= last_checked THEN ?4 ELSE last_error END, "
     "last_checked = MAX(last_checked, ?2) WHERE domain = ?1";
-constexpr std::string_view kSelectRefreshSlots = "SELECT domain, fetched_at, max_age, last_used FROM policies";
+constexpr std::string_view kSelectRefreshSlots =
+    "SELECT domain, fetched_at, max_age, expires_at, last_used FROM policies";
 constexpr std::string_view kDeletePolicy = "DELETE FROM policies WHERE domain = ?1";
+constexpr std::string_view kDeleteExpiredPolicies = "DELETE FROM policies WHERE expires_at <= ?1";
 constexpr std::string_view kSelectFailure =
     "SELECT domain, txt_id, failed_at, retry_at, result_type, reason FROM fetch_failures "
     "WHERE domain = ?1";
@@ -332,6 +334,13 @@ Result<bool> SqliteStore::forget(const std::string& domain) {
                       [&](StatementUse& use) { use.bind(1, domain); });
 }
 
+// One statement (the expires_at index finds the rows), so a refresher pass
+// after a long stop is not one transaction per expired policy.
+Result<bool> SqliteStore::forget_expired(std::int64_t now) {
+  return impl_->write("forget_expired", "-", kDeleteExpiredPolicies,
+                      [&](StatementUse& use) { use.bind(1, now); });
+}
+
 Result<bool> SqliteStore::touch_all(std::span<const policy::PolicyUse> uses) {
   if (uses.empty()) return false;
   return impl_->write_each("touch_all", kTouchPolicy, uses, [](StatementUse& use, const policy::PolicyUse& p) {
@@ -349,7 +358,8 @@ std::vector<std::string> SqliteStore::domains_due(const std::function<bool(const
     slot.domain = use.text(0);
     slot.fetched_at = use.integer(1);
     slot.max_age = use.integer(2);
-    slot.last_used = use.integer(3);
+    slot.expires_at = use.integer(3);
+    slot.last_used = use.integer(4);
     if (due(slot)) domains.push_back(std::move(slot.domain));
   });
   return domains;

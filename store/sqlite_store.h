@@ -26,6 +26,7 @@ class SqliteStore final : public policy::PolicyStore {
                              std::int64_t last_used, const std::string& last_error) override;
   policy::Result<bool> touch_all(std::span<const policy::PolicyUse> uses) override;
   policy::Result<bool> forget(const std::string& domain) override;
+  policy::Result<bool> forget_expired(std::int64_t now) override;
   std::vector<policy::StoredPolicy> list() override;
   std::vector<std::string> domains_due(const std::function<bool(const policy::RefreshSlot&)>& due) override;
   std::optional<policy::FetchFailure> load_failure(const std::string& domain) override;

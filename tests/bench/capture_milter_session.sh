@@ -57,17 +57,11 @@ mta_up() {
   esac
 }
 
-# send MESSAGES [-d]: smtp-source to the MTA; prints the wall time.
-send() {
-  local start
-  start=$(date +%s.%N)
-  tb_exec smtp-source -4 ${2:+"$2"} -s 1 -m "$1" -M client.sender.test -f bench@sender.test -t "$RCPT" \
-    "127.0.0.1:$MTA_PORT" >/dev/null 2>"$MB_DIR/send.err" || die "smtp-source: $(tail -n 2 "$MB_DIR/send.err")"
-  awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.3f\n", e - s }'
-}
+# send MESSAGES [-d]: one SMTP session to the MTA; prints the wall time.
+send() { mb_smtp_source "$MTA_PORT" "$RCPT" "$1" 1 "$MB_DIR/send.err" ${2:+"$2"}; }
 
 main() {
-  local pcap
+  local pcap secs
   [ "$(id -u)" = 0 ] || die "must run as root"
   command -v tcpdump >/dev/null || die "tcpdump not found (scripts/setup.sh installs it)"
   mailbed_up || die "mail bed did not start"
@@ -83,12 +77,13 @@ main() {
         die "null_milter did not start" ;;
     *) die "CAPTURE_MILTER: mta-sts or null, not '$MILTER'" ;;
   esac
-  send 1 >/dev/null
+  send 1 >/dev/null || die "warm-up message refused"
   pcap=${CAPTURE_OUT:-$MB_DIR/milter.pcap}
   ip netns exec "$TB_NS" tcpdump -i lo -n -s 0 --immediate-mode -U -w "$pcap" "tcp port $MB_MILTER_PORT" 2>"$MB_DIR/tcpdump.log" &
   TCPDUMP_PID=$!
   for _ in $(seq 50); do grep -q listening "$MB_DIR/tcpdump.log" && break; sleep 0.1; done
-  echo "== $MTA, $MILTER milter: $MESSAGES messages in one SMTP session: $(send "$MESSAGES" -d) s"
+  secs=$(send "$MESSAGES" -d) || die "smtp-source failed"
+  echo "== $MTA, $MILTER milter: $MESSAGES messages in one SMTP session: $secs s"
   sleep 0.5
   kill "$TCPDUMP_PID"; wait "$TCPDUMP_PID" 2>/dev/null; TCPDUMP_PID=""
   python3 "$HERE/milter_pcap.py" "$pcap" "$MB_MILTER_PORT"

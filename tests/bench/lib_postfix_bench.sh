@@ -29,14 +29,20 @@ pfb_null_start() {
   pfb_die "null milter did not open $socket: $(tail -n 2 "$log" | tr '\n' ' ')"
 }
 
-pfb_null_stop() {
+# pfb_stop_pids PID...: SIGTERM to each (children of this shell), SIGKILL
+# after 5 s, and wait for it.
+pfb_stop_pids() {
   local pid
-  for pid in "${PFB_NULL_PIDS[@]}"; do
+  for pid in "$@"; do
     kill -TERM "$pid" 2>/dev/null
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
   done
+}
+
+pfb_null_stop() {
+  pfb_stop_pids "${PFB_NULL_PIDS[@]}"
   PFB_NULL_PIDS=()
 }
 
@@ -89,20 +95,9 @@ pfb_drain() {
   pfb_die "queue not empty after $(( ${1:-600} / 10 )) s: $(pfb_queued) messages"
 }
 
-# pfb_send MESSAGES SESSIONS RCPT ERRFILE [-d]: smtp-source into 127.0.0.1:25
-# in the namespace, one message per session (with -d: every message of a
-# session over the same connection); prints the wall time in seconds.
-# Fails when smtp-source does (it aborts on any reply other than the
-# expected positive one) or writes anything to ERRFILE.
-pfb_send() {
-  local start end
-  start=$(date +%s.%N)
-  tb_exec smtp-source -4 ${5:+"$5"} -s "$2" -m "$1" -M client.sender.test -f bench@sender.test -t "$3" \
-    127.0.0.1:25 >/dev/null 2>"$4" || { pfb_die "smtp-source: $(tail -n 2 "$4")"; return 1; }
-  end=$(date +%s.%N)
-  [ ! -s "$4" ] || { pfb_die "smtp-source: $(tail -n 2 "$4")"; return 1; }
-  awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }'
-}
+# pfb_send MESSAGES SESSIONS RCPT ERRFILE [-d]: mb_smtp_source to Postfix
+# on port 25; prints the wall time in seconds.
+pfb_send() { mb_smtp_source 25 "$3" "$1" "$2" "$4" ${5:+"$5"}; }
 
 # TCP connections accepted inside the namespace so far (PassiveOpens of the
 # namespace's /proc/net/snmp): one per SMTP session, plus one per milter

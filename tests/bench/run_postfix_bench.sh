@@ -64,14 +64,14 @@ declare -A LOGS=()       # the mta-sts-milter log of each c case
 declare -A LABELS=([a]="no milter")
 RESULTS=""  # file: "shape case run seconds milter-cpu-ms messages" lines
 WARNINGS=""  # Postfix warnings of the last run (check_postfix)
-UNIX_MTASTS_PID=""
 
 die() { echo "run_postfix_bench: error: $*" >&2; exit 1; }
 say() { echo "$*"; }
 
 cleanup() {
+  local c
   pfb_null_stop
-  [ -z "$UNIX_MTASTS_PID" ] || { kill -TERM "$UNIX_MTASTS_PID" 2>/dev/null; wait "$UNIX_MTASTS_PID" 2>/dev/null; }
+  for c in "${!LOGS[@]}"; do pfb_stop_pids "${PIDS[$c]}"; done
   mailbed_down
 }
 
@@ -87,35 +87,28 @@ binaries() {
 
 # The milters of one socket type: cases b-TYPE and c-TYPE.
 milters_up() {
-  local type=$1 null_bin="$MB_DIR/bin/$(basename "$NULL_SRC")" conf log sock
+  local type=$1 null_socket mtasts_socket="" extra=() conf="$MB_DIR/milter-$1.toml" log="$MB_DIR/milter-$1.log"
   case $type in
     inet)
-      pfb_null_start "$null_bin" "inet:$NULL_PORT@127.0.0.1" "$MB_DIR/null-inet.log" || die "null_milter (inet) did not start"
-      PIDS[b-inet]=$PFB_NULL_PIDS_LAST
+      null_socket="inet:$NULL_PORT@127.0.0.1"
       MILTERS[b-inet]="inet:127.0.0.1:$NULL_PORT"
-      conf="$MB_DIR/milter-inet.toml" log="$MB_DIR/milter-inet.log"
-      mb_milter_config "$conf" policy.txt_recheck_interval=86400 probe.success_ttl=86400 || die "milter config"
-      mb_milter_start "$conf" "$log" || die "mta-sts-milter (inet) did not start"
-      PIDS[c-inet]=$MB_MILTER_PID
-      MILTERS[c-inet]="inet:127.0.0.1:$MB_MILTER_PORT"
-      LOGS[c-inet]=$log ;;
+      MILTERS[c-inet]="inet:127.0.0.1:$MB_MILTER_PORT" ;;
     unix)
-      pfb_null_start "$null_bin" "unix:$MB_DIR/sock/null.sock" "$MB_DIR/null-unix.log" || die "null_milter (unix) did not start"
-      PIDS[b-unix]=$PFB_NULL_PIDS_LAST
-      MILTERS[b-unix]="unix:$MB_DIR/sock/null.sock"
-      conf="$MB_DIR/milter-unix.toml" log="$MB_DIR/milter-unix.log" sock="$MB_DIR/sock/mtasts.sock"
-      mb_milter_config "$conf" policy.txt_recheck_interval=86400 probe.success_ttl=86400 \
-        "milter.socket=\"unix:$sock\"" milter.socket_group='"postfix"' || die "milter config"
-      # The bed's one mb_milter_start slot holds the inet instance.
-      ip netns exec "$TB_NS" "$MTASTS_BIN" -c "$conf" >>"$log" 2>&1 &
-      UNIX_MTASTS_PID=$!
-      for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-      [ -S "$sock" ] || die "mta-sts-milter (unix) did not open $sock: $(tail -n 2 "$log")"
-      PIDS[c-unix]=$UNIX_MTASTS_PID
-      MILTERS[c-unix]="unix:$sock"
-      LOGS[c-unix]=$log ;;
+      null_socket="unix:$MB_DIR/sock/null.sock" mtasts_socket="$MB_DIR/sock/mtasts.sock"
+      MILTERS[b-unix]=$null_socket
+      MILTERS[c-unix]="unix:$mtasts_socket"
+      extra=("milter.socket=\"unix:$mtasts_socket\"" milter.socket_group='"postfix"') ;;
     *) die "unknown socket type '$type' (BENCH_SOCKETS: inet, unix)" ;;
   esac
+  pfb_null_start "$MB_DIR/bin/$(basename "$NULL_SRC")" "$null_socket" "$MB_DIR/null-$type.log" ||
+    die "null_milter ($type) did not start"
+  PIDS[b-$type]=$PFB_NULL_PIDS_LAST
+  mb_milter_config "$conf" policy.txt_recheck_interval=86400 probe.success_ttl=86400 "${extra[@]}" ||
+    die "milter config"
+  # MB_MILTER_PID names the last one started; cleanup stops them all.
+  mb_milter_start "$conf" "$log" ${mtasts_socket:+"$mtasts_socket"} || die "mta-sts-milter ($type) did not start"
+  PIDS[c-$type]=$MB_MILTER_PID
+  LOGS[c-$type]=$log
   LABELS[b-$type]="null_milter ($type)"
   LABELS[c-$type]="mta-sts-milter ($type)"
   CASES+=("b-$type" "c-$type")
@@ -201,6 +194,7 @@ run() {
   pfb_drain || die "$shape $c run $n: messages not delivered"
   # parallel: one SMTP session per message; serial: one session in all
   check_postfix "$shape $c run $n" "$c" "$log_from" "$opens" "$messages" "$([ "$shape" = parallel ] && echo "$messages" || echo 1)"
+  sleep 0.2  # decision lines are written at end of message; the last may trail
   for k in "${!LOGS[@]}"; do
     check_milter "$shape $c run $n" "$k" "$([ "$k" = "$c" ] && echo "$messages" || echo 0)" "${milter_from[$k]}" "$peer_from"
   done
@@ -234,7 +228,6 @@ check_postfix() {
 # the peer.
 check_milter() {
   local what=$1 k=$2 want=$3 from=$4 peer_from=$5 all cached probes
-  sleep 0.2  # decision lines are written at end of message; the last may trail
   all=$(decision_count "${LOGS[$k]}" "$from")
   [ "$all" = "$want" ] || die "$what: $all decision lines from mta-sts-milter $k, want $want"
   [ "$want" != 0 ] || return 0

@@ -312,7 +312,28 @@ TEST_F(SqliteStoreTest, DomainsDueSelectsBySlot) {
   for (const auto& slot : seen) {
     EXPECT_EQ(slot.fetched_at, 1700000000);
     EXPECT_EQ(slot.max_age, slot.domain == "short.example" ? 600 : 86400);
+    EXPECT_EQ(slot.expires_at, slot.fetched_at + slot.max_age);
   }
+}
+
+// The refresher's purge: by expiry only, so a policy saved with a fresh
+// expiry (a discovery running beside the pass) stays.
+TEST_F(SqliteStoreTest, ForgetExpiredRemovesOnlyExpiredPolicies) {
+  SqliteStore store(db_path());
+  ASSERT_TRUE(store.save(make_policy("short.example", Mode::Enforce, 600, {"mx.short.example"})));
+  ASSERT_TRUE(store.save(make_policy("long.example", Mode::Enforce, 86400, {"mx.long.example"})));
+  const std::int64_t fetched = 1700000000;
+  struct Case {
+    std::int64_t now;
+    bool expected_changed;
+  };
+  for (const Case& c : std::vector<Case>{{fetched + 599, false}, {fetched + 600, true}, {fetched + 600, false}}) {
+    const auto purged = store.forget_expired(c.now);
+    ASSERT_TRUE(purged) << purged.error().code;
+    EXPECT_EQ(*purged, c.expected_changed) << c.now;
+  }
+  EXPECT_FALSE(store.load("short.example").has_value());
+  EXPECT_TRUE(store.load("long.example").has_value());
 }
 
 TEST_F(SqliteStoreTest, OperatorColumnsAreNeverReadBackAsTruth) {

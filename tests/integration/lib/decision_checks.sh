@@ -81,15 +81,11 @@ check_decisions() {
 # Parallel sessions would hide the stall (20 sessions x 40 ms look like
 # throughput), hence one session.
 check_session_pace() {
-  local port=$1 domain=$2 messages=$3 max_ms=$4 from start end ms lines count kv why=""; shift 4
+  local port=$1 domain=$2 messages=$3 max_ms=$4 from secs ms lines count kv why=""; shift 4
   from=$(stat -c %s "$MILTER_LOG")
-  start=$(date +%s%N)
-  tb_exec smtp-source -4 -d -s 1 -m "$messages" -M client.sender.test -f pace@sender.test \
-    -t "user@$domain" "127.0.0.1:$port" >/dev/null 2>"$TB_DIR/pace.err" ||
-    { echo "smtp-source: $(tail -n 2 "$TB_DIR/pace.err" | tr '\n' ' ')"; return; }
-  end=$(date +%s%N)
-  [ ! -s "$TB_DIR/pace.err" ] || { echo "smtp-source: $(tail -n 2 "$TB_DIR/pace.err" | tr '\n' ' ')"; return; }
-  ms=$(( (end - start) / 1000000 ))
+  secs=$(mb_smtp_source "$port" "user@$domain" "$messages" 1 "$TB_DIR/pace.err" -d 2>&1) ||
+    { echo "$secs"; return; }
+  ms=$(awk -v s="$secs" 'BEGIN { printf "%d", s * 1000 }')
   for _ in $(seq 50); do
     count=$(decision_lines "$from" "$domain" | grep -c .)
     [ "$count" -ge "$messages" ] && break

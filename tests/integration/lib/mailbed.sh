@@ -265,6 +265,23 @@ mb_wait_port() {
   return 1
 }
 
+# mb_smtp_source PORT RCPT MESSAGES SESSIONS ERRFILE [-d]: smtp-source to the
+# MTA on 127.0.0.1:PORT in the namespace, MESSAGES messages to RCPT over
+# SESSIONS parallel sessions, one message each (with -d: every message of a
+# session over the same connection); prints the wall time in seconds. Fails
+# when smtp-source does (it aborts on any reply other than the expected
+# positive one) or writes anything to ERRFILE.
+mb_smtp_source() {
+  local port=$1 rcpt=$2 messages=$3 sessions=$4 err=$5 start end
+  start=$(date +%s.%N)
+  if ! tb_exec smtp-source -4 ${6:+"$6"} -s "$sessions" -m "$messages" -M client.sender.test \
+         -f bench@sender.test -t "$rcpt" "127.0.0.1:$port" >/dev/null 2>"$err" || [ -s "$err" ]; then
+    mb_die "smtp-source: $(tail -n 2 "$err" | tr '\n' ' ')"; return 1
+  fi
+  end=$(date +%s.%N)
+  awk -v s="$start" -v e="$end" 'BEGIN { printf "%.3f\n", e - s }'
+}
+
 # mb_postconf NAME: a parameter of the private instance, $names expanded.
 mb_postconf() { tb_exec postconf -c "$MB_PF" -x -h "$1"; }
 

@@ -114,11 +114,15 @@ class MemoryStore final : public PolicyStore {
     std::lock_guard lock(mu_);
     return policies_.erase(domain) > 0;
   }
+  Result<bool> forget_expired(std::int64_t now) override {
+    std::lock_guard lock(mu_);
+    return std::erase_if(policies_, [now](const auto& entry) { return entry.second.expires_at <= now; }) > 0;
+  }
   std::vector<std::string> domains_due(const std::function<bool(const RefreshSlot&)>& due) override {
     std::lock_guard lock(mu_);
     std::vector<std::string> out;
     for (const auto& [d, p] : policies_)
-      if (due(RefreshSlot{d, p.fetched_at, p.policy.max_age, p.last_used})) out.push_back(d);
+      if (due(RefreshSlot{d, p.fetched_at, p.policy.max_age, p.expires_at, p.last_used})) out.push_back(d);
     return out;
   }
   int touch_alls() {
