@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Accept-rate and latency benchmark through a real Postfix (not a CI test):
-# how much a milter costs the MTA per message. In the mail bed's network
+# Accept-rate and latency benchmark through a real MTA (not a CI test): how
+# much a milter costs the MTA per message. In the mail bed's network
 # namespace (tests/integration/lib/mailbed.sh) smtp-source sends to the
 # private Postfix on 127.0.0.1:25 (its smtp transport runs the discard
-# daemon), in two shapes:
+# daemon) or, with BENCH_MTA=sendmail, to Sendmail (lib/sendmail.sh: one
+# queue-only instance per case on 127.0.0.1:2600+, the case's milter in its
+# .mc), in two shapes:
 #   parallel  MESSAGES messages over SESSIONS parallel SMTP sessions, one
 #             message per session (throughput: msg/s)
 #   serial    one SMTP session sending SERIAL_MESSAGES messages back to back
@@ -35,6 +37,7 @@
 #   BENCH_SERIAL_MESSAGES  messages of the one-session run (default 500)
 #   BENCH_RUNS             rounds (default 5)
 #   BENCH_SOCKETS          milter socket types (default "inet unix")
+#   BENCH_MTA              postfix (default) or sendmail
 #   TB_KEEP=1              keep the bed's temporary directory (logs)
 # Both binaries are copied into the bed's directory first, so a rebuild during
 # the run does not change what is measured. Exits non-zero on any failure.
@@ -45,6 +48,10 @@ ROOT=$(cd "$HERE/../.." && pwd)
 source "$ROOT/tests/integration/lib/mailbed.sh"
 # shellcheck source-path=SCRIPTDIR source=lib_postfix_bench.sh
 source "$HERE/lib_postfix_bench.sh"
+# shellcheck source=../integration/lib/sendmail.sh
+source "$ROOT/tests/integration/lib/sendmail.sh"
+MTA=${BENCH_MTA:-postfix}
+SM_FIRST_PORT=2600
 MTASTS_SRC=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 NULL_SRC=${NULL_MILTER_BIN:-$BUILD_DIR/tests/null_milter}
@@ -58,18 +65,21 @@ NULL_PORT=8892
 RCPT=user@bench.plain.test
 SHAPES=(parallel serial)
 CASES=(a)
-declare -A MILTERS=([a]="")
+declare -A MILTERS=([a]="")   # each case's milter as Postfix names it (smtpd_milters)
+declare -A SOCKETS_OF=([a]="") # and as libmilter and Sendmail name it
+declare -A PORTS=()            # the MTA port of each case (Postfix: 25 for all)
 declare -A PIDS=()       # the milter process of each b and c case (pfb_cpu_ms)
 declare -A LOGS=()       # the mta-sts-milter log of each c case
 declare -A LABELS=([a]="no milter")
 RESULTS=""  # file: "shape case run seconds milter-cpu-ms messages" lines
-WARNINGS=""  # Postfix warnings of the last run (check_postfix)
+WARNINGS=""  # Postfix warnings of the last run (check_accepted)
 
 die() { echo "run_postfix_bench: error: $*" >&2; exit 1; }
 say() { echo "$*"; }
 
 cleanup() {
   local c
+  sendmail_down
   pfb_null_stop
   for c in "${!LOGS[@]}"; do pfb_stop_pids "${PIDS[$c]}"; done
   mailbed_down
@@ -103,6 +113,9 @@ milters_up() {
   pfb_null_start "$MB_DIR/bin/$(basename "$NULL_SRC")" "$null_socket" "$MB_DIR/null-$type.log" ||
     die "null_milter ($type) did not start"
   PIDS[b-$type]=$PFB_NULL_PIDS_LAST
+  SOCKETS_OF[b-$type]=$null_socket
+  SOCKETS_OF[c-$type]=${mtasts_socket:+unix:$mtasts_socket}
+  SOCKETS_OF[c-$type]=${SOCKETS_OF[c-$type]:-inet:$MB_MILTER_PORT@127.0.0.1}
   mb_milter_config "$conf" policy.txt_recheck_interval=86400 probe.success_ttl=86400 "${extra[@]}" ||
     die "milter config"
   # MB_MILTER_PID names the last one started; cleanup stops them all.
@@ -123,8 +136,50 @@ bed_up() {
   chmod 711 "$TB_DIR" "$MB_DIR" && chmod 755 "$MB_DIR/sock" || die "chmod bed folders"
   MTASTS_BIN="$MB_DIR/bin/$(basename "$MTASTS_SRC")"
   mb_domain_add plain bench enforce good && mb_commit || die "bench domain"
-  mb_postfix_start "$ROOT/contrib/postfix" && pfb_postfix_tune || die "Postfix did not start"
+  case $MTA in
+    postfix) mb_postfix_start "$ROOT/contrib/postfix" && pfb_postfix_tune || die "Postfix did not start" ;;
+    sendmail) sm_fetch || die "Sendmail packages could not be fetched" ;;
+    *) die "BENCH_MTA: postfix or sendmail, not '$MTA'" ;;
+  esac
   for type in "${SOCKETS[@]}"; do milters_up "$type"; done
+  mta_cases_up
+}
+
+# ---------------------------------------------------------------- the MTA
+# Postfix: one instance on port 25, its smtpd_milters switched per case.
+# Sendmail: one instance per case (its milter is compiled into the .cf),
+# each on its own port; queue-only, so accepted mail stays as qf files.
+mta_cases_up() {
+  local c i=0 mc
+  for c in "${CASES[@]}"; do
+    if [ "$MTA" = postfix ]; then PORTS[$c]=25; continue; fi
+    PORTS[$c]=$((SM_FIRST_PORT + i)); i=$((i + 1))
+    mc="$MB_DIR/bench-$c.mc"
+    # Load-average limits off: a busy shared machine must not make Sendmail
+    # refuse or delay connections in the middle of a run.
+    printf "define(\`confREFUSE_LA', \`999')dnl\ndefine(\`confDELAY_LA', \`999')dnl\n" >"$mc"
+    # The bed lives below /tmp (world-writable, sticky): Sendmail refuses a
+    # milter socket under it unless told to trust the sticky bit.
+    printf "define(\`confDONT_BLAME_SENDMAIL', \`TrustStickyBit')dnl\n" >>"$mc"
+    # The contrib lines with this case's socket (case a: no milter at all).
+    [ -z "${SOCKETS_OF[$c]}" ] ||
+      sed "s|S=inet:8891@127.0.0.1|S=${SOCKETS_OF[$c]}|" "$ROOT/contrib/sendmail/mta-sts-milter.mc" >>"$mc"
+    SM_CONTRIB_MC=$mc sm_instance "$c" "${PORTS[$c]}" && sm_start "$c" || die "Sendmail instance $c"
+  done
+}
+
+# mta_switch CASE: the MTA sends the next messages through CASE's milter.
+mta_switch() {
+  if [ "$MTA" = postfix ]; then pfb_set_milters "${MILTERS[$1]}" && pfb_drain; else mta_drain "$1"; fi
+}
+
+# mta_send CASE MESSAGES SESSIONS [-d]: mb_smtp_source to CASE's MTA port.
+mta_send() { mb_smtp_source "${PORTS[$1]}" "$RCPT" "$2" "$3" "$MB_DIR/send.err" ${4:+"$4"}; }
+
+# mta_drain CASE: Postfix delivered everything to discard; Sendmail's queue
+# of CASE is emptied (queue-only: nothing else would).
+mta_drain() {
+  if [ "$MTA" = postfix ]; then pfb_drain; else rm -f "$MB_DIR/sendmail/$1/queue/"*; fi
 }
 
 # decision_count LOG FROM FIELDS...: decision lines after byte FROM of LOG
@@ -145,10 +200,10 @@ warm_up() {
   for c in "${CASES[@]}"; do
     [[ $c == c-* ]] || continue
     log=${LOGS[$c]}
-    pfb_set_milters "${MILTERS[$c]}" || die "switch to $c"
+    mta_switch "$c" || die "switch to $c"
     for source in fetched cache; do
       from=$(stat -c %s "$log")
-      pfb_send 1 1 "$RCPT" "$MB_DIR/warm.err" >/dev/null || die "warm-up message refused ($c)"
+      mta_send "$c" 1 1 >/dev/null || die "warm-up message refused ($c)"
       for _ in $(seq 50); do
         [ "$(decision_count "$log" "$from" domain=bench.plain.test)" = 1 ] && break; sleep 0.1
       done
@@ -156,8 +211,8 @@ warm_up() {
         die "warm-up $c: want source=$source tls=verified action=continue, got: $(tail -c +"$((from + 1))" "$log" | grep 'decision ' | tail -n 1)"
     done
     say "warm $c: policy fetched and MX probed once; the next message used the caches"
+    mta_drain "$c" || die "warm-up messages not delivered"
   done
-  pfb_drain || die "warm-up messages not delivered"
 }
 
 # An untimed round per case and shape, so that every case meets a Postfix
@@ -165,10 +220,10 @@ warm_up() {
 untimed_round() {
   local c
   for c in "${CASES[@]}"; do
-    pfb_set_milters "${MILTERS[$c]}" &&
-      pfb_send "$WARMUP_MESSAGES" "$SESSIONS" "$RCPT" "$MB_DIR/send.err" >/dev/null &&
-      pfb_send "$((WARMUP_MESSAGES / 4))" 1 "$RCPT" "$MB_DIR/send.err" -d >/dev/null &&
-      pfb_drain || die "untimed round, case $c"
+    mta_switch "$c" &&
+      mta_send "$c" "$WARMUP_MESSAGES" "$SESSIONS" >/dev/null &&
+      mta_send "$c" "$((WARMUP_MESSAGES / 4))" 1 -d >/dev/null &&
+      mta_drain "$c" || die "untimed round, case $c"
   done
 }
 
@@ -178,22 +233,18 @@ run() {
   local -A milter_from=()
   local k
   if [ "$shape" = parallel ]; then messages=$MESSAGES sessions=$SESSIONS; else messages=$SERIAL_MESSAGES sessions=1; fi
-  pfb_set_milters "${MILTERS[$c]}" && pfb_drain || die "switch to case $c"
+  mta_switch "$c" || die "switch to case $c"
   opens_from=$(pfb_settled_opens)
-  log_from=$(stat -c %s "$MB_DIR/maillog")
+  log_from=$(stat -c %s "$MB_DIR/maillog" 2>/dev/null || echo 0)
   for k in "${!LOGS[@]}"; do milter_from[$k]=$(stat -c %s "${LOGS[$k]}"); done
   peer_from=$(stat -c %s "$MB_DIR/peers/peers.log")
   [ "$c" = a ] || cpu_from=$(pfb_cpu_ms "${PIDS[$c]}") || die "case $c: milter process gone"
-  if [ "$shape" = parallel ]; then
-    secs=$(pfb_send "$messages" "$sessions" "$RCPT" "$MB_DIR/send.err") || die "$shape $c run $n: smtp-source failed"
-  else
-    secs=$(pfb_send "$messages" 1 "$RCPT" "$MB_DIR/send.err" -d) || die "$shape $c run $n: smtp-source failed"
-  fi
+  secs=$(mta_send "$c" "$messages" "$sessions" "$([ "$shape" = serial ] && echo -d)") ||
+    die "$shape $c run $n: smtp-source failed"
   opens=$(( $(pfb_passive_opens) - opens_from ))
   [ "$c" = a ] || cpu=$(( $(pfb_cpu_ms "${PIDS[$c]}") - cpu_from )) || die "case $c: milter process gone"
-  pfb_drain || die "$shape $c run $n: messages not delivered"
   # parallel: one SMTP session per message; serial: one session in all
-  check_postfix "$shape $c run $n" "$c" "$log_from" "$opens" "$messages" "$([ "$shape" = parallel ] && echo "$messages" || echo 1)"
+  check_accepted "$shape $c run $n" "$c" "$log_from" "$opens" "$messages" "$([ "$shape" = parallel ] && echo "$messages" || echo 1)"
   sleep 0.2  # decision lines are written at end of message; the last may trail
   for k in "${!LOGS[@]}"; do
     check_milter "$shape $c run $n" "$k" "$([ "$k" = "$c" ] && echo "$messages" || echo 0)" "${milter_from[$k]}" "$peer_from"
@@ -202,23 +253,38 @@ run() {
   awk -v sh="$shape" -v c="$c" -v l="${LABELS[$c]}" -v n="$n" -v s="$secs" -v m="$messages" -v cpu="$cpu" \
     'BEGIN { printf "  run %d  %-8s %-6s %-23s %7.3f s  %7.1f msg/s  %7.3f ms/msg  milter-cpu %.3f ms/msg\n",
              n, sh, c, l, s, m / s, 1000 * s / m, cpu / m }'
-  [ -z "$WARNINGS" ] || say "         Postfix warnings: $WARNINGS"
+  [ -z "$WARNINGS" ] || say "         $MTA warnings: $WARNINGS"
 }
 
-# Every message went to discard, nothing was refused and no milter trouble
-# logged, and the switch took effect: with an inet milter, Postfix opens one
-# more TCP connection per SMTP session (a unix socket adds none).
-check_postfix() {
-  local what=$1 c=$2 from=$3 opens=$4 messages=$5 sessions=$6 sent bad per_session=1
+# Every message was accepted and the switch took effect: with an inet milter
+# the MTA opens one more TCP connection per SMTP session (a unix socket adds
+# none). Then the queue is drained (mta_drain).
+check_accepted() {
+  local what=$1 c=$2 from=$3 opens=$4 messages=$5 sessions=$6 per_session=1 queued
+  if [ "$MTA" = postfix ]; then
+    pfb_drain || die "$what: messages not delivered"
+    check_postfix_log "$what" "$from" "$messages"
+  else
+    queued=$(find "$MB_DIR/sendmail/$c/queue" -name 'qf*' | wc -l)
+    [ "$queued" = "$messages" ] || die "$what: $queued messages in Sendmail's queue, want $messages"
+    mta_drain "$c"
+  fi
+  [[ ${MILTERS[$c]} != inet:* ]] || per_session=2
+  [ "$opens" = $((sessions * per_session)) ] ||
+    die "$what: $opens TCP connections accepted, want $((sessions * per_session)) ($sessions sessions, milter ${MILTERS[$c]:-none})"
+}
+
+# Postfix delivered every message to discard, refused nothing and logged no
+# milter trouble. Other warnings (e.g. cleanup's "file system clock is 1
+# seconds ahead") are counted into WARNINGS, not fatal.
+check_postfix_log() {
+  local what=$1 from=$2 messages=$3 sent bad
   local bad_re="reject|[Mm]ilter|fatal:|panic:|error:"
   sent=$(pfb_count "$MB_DIR/maillog" "$from" "postfix/discard\[[0-9]+\]: .* to=<$RCPT>.* status=sent")
   [ "$sent" = "$messages" ] || die "$what: $sent discard deliveries in Postfix's log, want $messages"
   bad=$(pfb_count "$MB_DIR/maillog" "$from" "$bad_re")
   [ "$bad" = 0 ] ||
     die "$what: Postfix logged: $(tail -c +"$((from + 1))" "$MB_DIR/maillog" | grep -E "$bad_re" | head -n 2)"
-  [[ ${MILTERS[$c]} != inet:* ]] || per_session=2
-  [ "$opens" = $((sessions * per_session)) ] ||
-    die "$what: $opens TCP connections accepted, want $((sessions * per_session)) ($sessions sessions, milter ${MILTERS[$c]:-none})"
   WARNINGS=$(tail -c +"$((from + 1))" "$MB_DIR/maillog" | grep 'warning:' | sed -E 's/^.*warning: //' |
     sort | uniq -c | awk '{ $1 = $1 "x"; print }' | paste -sd ';' -)
 }
@@ -276,7 +342,7 @@ main() {
   bed_up
   RESULTS="$MB_DIR/results"
   : >"$RESULTS"
-  say "bed: namespace $TB_NS; Postfix 127.0.0.1:25 (smtp -> discard); milters: $(for c in "${CASES[@]:1}"; do printf '%s=%s ' "$c" "${MILTERS[$c]}"; done)"
+  say "bed: namespace $TB_NS; $MTA on 127.0.0.1 ports $(printf '%s ' "${PORTS[@]}" | tr ' ' '\n' | sort -u | paste -sd, -); milters: $(for c in "${CASES[@]:1}"; do printf '%s=%s ' "$c" "${MILTERS[$c]}"; done)"
   say "binaries: $MTASTS_SRC, $NULL_SRC (copied to $MB_DIR/bin)"
   warm_up
   untimed_round

@@ -90,7 +90,9 @@ sm_hosts() {
   printf '127.0.0.1\t%s %s localhost\n' "$SM_HOSTNAME" "$(hostname)" >"/etc/netns/$TB_NS/hosts"
 }
 
-# sm_mc DIR PORT [SMART_HOST]: the .mc of one instance on stdout.
+# sm_mc DIR PORT [SMART_HOST]: the .mc of one instance on stdout. Listen=128:
+# the default backlog of 10 drops the SYNs of 20 parallel clients (a second
+# each to retry).
 sm_mc() {
   local dir=$1 port=$2 smart=${3:-}
   cat <<EOF
@@ -117,7 +119,7 @@ FEATURE(\`promiscuous_relay')dnl
 FEATURE(\`nocanonify')dnl
 FEATURE(\`accept_unresolvable_domains')dnl
 FEATURE(\`accept_unqualified_senders')dnl
-DAEMON_OPTIONS(\`Port=$port, Addr=127.0.0.1, Name=MTA')dnl
+DAEMON_OPTIONS(\`Port=$port, Addr=127.0.0.1, Name=MTA, Listen=128')dnl
 EOF
   [ -z "$smart" ] || echo "define(\`SMART_HOST', \`$smart')dnl"
   echo "dnl contrib/sendmail/mta-sts-milter.mc, unchanged:"
