@@ -23,6 +23,7 @@
 // A verdict is Unknown rather than Fail when facts are missing (deadline,
 // temporary DNS error), so a retry can still reach Pass.
 #include "policy/decide.h"
+#include "policy/reason.h"
 
 #include <optional>
 #include <string_view>
@@ -113,7 +114,7 @@ Verdict no_policy_verdict(const DecisionFacts& facts) {
   if (resolution.temporary) {
     v.outcome = Outcome::Unknown;
     v.reason = !resolution.reason.empty() ? resolution.reason
-               : facts.deadline_passed    ? "deadline"
+               : facts.deadline_passed    ? std::string(reason::kDeadline)
                                           : "no-policy";
     return v;
   }
@@ -161,10 +162,10 @@ std::string unknown_reason(const std::vector<const CandidateFacts*>& candidates)
   bool tlsa_failed = false;
   for (const CandidateFacts* candidate : candidates)
     for (const ProbeResult& probe : candidate->probes) {
-      if (probe.reason == "overloaded") return "overloaded";
-      tlsa_failed = tlsa_failed || probe.reason == "tlsa-lookup-failed";
+      if (probe.reason == reason::kOverloaded) return std::string(reason::kOverloaded);
+      tlsa_failed = tlsa_failed || probe.reason == reason::kTlsaLookupFailed;
     }
-  return tlsa_failed ? "tlsa-lookup-failed" : "mx-unreachable";
+  return std::string(tlsa_failed ? reason::kTlsaLookupFailed : "mx-unreachable");
 }
 
 
@@ -199,7 +200,7 @@ void apply_probes(const std::vector<const CandidateFacts*>& matching, bool deadl
     return;
   }
   v.outcome = Outcome::Unknown;
-  v.reason = deadline_passed ? "deadline" : unknown_reason(matching);
+  v.reason = deadline_passed ? std::string(reason::kDeadline) : unknown_reason(matching);
   v.tls = TlsStatus::Unverified;
 }
 

@@ -20,6 +20,7 @@
 // failure is a property of the host (and a TLSRPT failure), a refused
 // connection is not.
 #include "policy/next_hop_checker.h"
+#include "policy/reason.h"
 
 #include <algorithm>
 #include <atomic>
@@ -106,7 +107,7 @@ std::vector<TlsaRecord> usable_tlsa(const std::vector<TlsaRecord>& records) {
 ProbeResult tlsa_lookup_failed(const std::string& address, DnsStatus status) {
   ProbeResult result;
   result.outcome = ProbeOutcome::Unreachable;
-  result.reason = "tlsa-lookup-failed";
+  result.reason = reason::kTlsaLookupFailed;
   result.address = address;
   result.detail = "TLSA lookup: " + std::string(to_string(status));
   return result;
@@ -372,7 +373,7 @@ CheckResult NextHopChecker::check(const NextHop& next_hop, Deadline deadline) {
                                                            : NextHopKind::RecipientDomain;
   facts.probing_enabled = impl_->config.probing_enabled;
   facts.resolution = impl_->resolve(out.policy_domain, deadline);
-  facts.deadline_passed = facts.resolution.reason == "deadline" || past(deadline);
+  facts.deadline_passed = facts.resolution.reason == reason::kDeadline || past(deadline);
   if (policy_applies(facts.resolution) && !facts.deadline_passed) impl_->gather(next_hop, facts, deadline);
   out.verdict = decide(facts);
   return out;

@@ -6,6 +6,7 @@
 // owns the only reference to its promise, so a caller can stop waiting at
 // its deadline and the result still lands in the cache for the retry.
 #include "policy/probe_cache.h"
+#include "policy/reason.h"
 
 #include <spdlog/spdlog.h>
 
@@ -60,10 +61,10 @@ bool is_success(const ProbeResult& result) {
   return result.outcome == ProbeOutcome::Verified || result.outcome == ProbeOutcome::DaneVerified;
 }
 
-ProbeResult run_failed(const ProbeRequest& request, std::string reason = "internal-error") {
+ProbeResult run_failed(const ProbeRequest& request, std::string_view why = reason::kInternalError) {
   ProbeResult result;
   result.outcome = ProbeOutcome::Unreachable;
-  result.reason = std::move(reason);
+  result.reason = why;
   result.address = request.address;
   return result;
 }
@@ -145,7 +146,7 @@ struct ProbeCache::Impl {
       overload_logged_at = now;
       overload_refusals = 0;
     }
-    return run_failed(request, "overloaded");
+    return run_failed(request, reason::kOverloaded);
   }
 
   // The cached result, the running probe to join, or a newly started probe.

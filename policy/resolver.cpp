@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "policy/memory_cache.h"
+#include "policy/reason.h"
 #include "policy/txt_record.h"
 
 namespace mtasts::policy {
@@ -38,36 +39,35 @@ std::string_view to_string(PolicySource source) {
 
 namespace {
 
-// Failures that may go away by themselves (and may be an attacker blocking
-// discovery): the caller cannot treat them as a definite "no policy".
-bool is_temporary_reason(std::string_view reason) {
-  return reason == "timeout" || reason == "connect" || reason == "transfer" || reason == "proxy" ||
-         reason == "deadline" || reason == "overloaded" || reason == "http-429" ||
-         reason.starts_with("http-5") || reason.starts_with("dns-servfail") ||
-         reason == "dns-timeout" || reason == "dnssec-bogus" || reason == "internal-error";
-}
-
 // What the `_mta-sts` TXT lookup told us.
 struct TxtOutcome {
   enum class Kind { Id, NoRecord, Invalid, Error } kind = Kind::NoRecord;
   std::string id;
   std::string reason;  // for Invalid and Error
   DnsSecurity security = DnsSecurity::Insecure;
+  bool temporary = false;  // Error: may go away by itself (and may be an attacker)
 };
+
+// A DNS failure (SERVFAIL, timeout, bogus) says nothing about the policy:
+// it is temporary, so it never becomes a definite "no policy" (§5.1).
+TxtOutcome txt_error(TxtOutcome out, std::string_view why) {
+  out.kind = TxtOutcome::Kind::Error;
+  out.reason = why;
+  out.temporary = true;
+  return out;
+}
 
 TxtOutcome classify_txt(const DnsAnswer& answer) {
   TxtOutcome out;
   out.security = answer.security;
   if (answer.security == DnsSecurity::Bogus) {
-    out.kind = TxtOutcome::Kind::Error;
-    out.reason = "dnssec-bogus";
-    return out;
+    return txt_error(out, reason::kDnssecBogus);
   }
   switch (answer.status) {
     case DnsStatus::NxDomain:
     case DnsStatus::NoData: out.kind = TxtOutcome::Kind::NoRecord; return out;
-    case DnsStatus::ServFail: out.kind = TxtOutcome::Kind::Error; out.reason = "dns-servfail"; return out;
-    case DnsStatus::Timeout: out.kind = TxtOutcome::Kind::Error; out.reason = "dns-timeout"; return out;
+    case DnsStatus::ServFail: return txt_error(out, reason::kDnsServfail);
+    case DnsStatus::Timeout: return txt_error(out, reason::kDnsTimeout);
     case DnsStatus::Ok: break;
   }
   const auto parsed = parse_txt_rrset(answer.records);
@@ -88,7 +88,16 @@ struct FetchOutcome {
   std::optional<StoredPolicy> policy;
   ResultType type = ResultType::StsPolicyFetchError;
   std::string reason;
+  bool temporary = false;  // as its source found it (DNS here, FetchError::temporary)
 };
+
+FetchOutcome fetch_failed(ResultType type, std::string_view why, bool temporary) {
+  FetchOutcome out;
+  out.type = type;
+  out.reason = why;
+  out.temporary = temporary;
+  return out;
+}
 
 Resolution base_resolution(const std::string& domain, PolicySource source, DnsSecurity dnssec) {
   Resolution r;
@@ -222,12 +231,13 @@ struct Resolver::Impl {
     return keep_cached(cached, PolicySource::Stale, type, reason, dnssec, now);
   }
 
+  // `temporary`: the answer is unknown rather than "no policy" (decide.h).
   Resolution no_policy(const std::string& domain, std::optional<ResultType> type,
-                       const std::string& reason, DnsSecurity dnssec) {
+                       std::string_view reason, bool temporary, DnsSecurity dnssec) {
     Resolution r = base_resolution(domain, PolicySource::None, dnssec);
     r.result_type = type;
     r.reason = reason;
-    r.temporary = is_temporary_reason(reason);
+    r.temporary = temporary;
     return r;
   }
 
@@ -248,31 +258,23 @@ struct Resolver::Impl {
 
 FetchOutcome Resolver::Impl::fetch_policy(const std::string& domain, const std::string& txt_id,
                                           DnsSecurity dnssec, std::int64_t now) {
-  FetchOutcome out;
+  constexpr auto kFetchError = ResultType::StsPolicyFetchError;
   const auto host = dns.lookup_addresses("mta-sts." + domain, dns_deadline());
-  if (host.security == DnsSecurity::Bogus) {
-    out.reason = "dnssec-bogus";
-    return out;
-  }
-  if (host.status != DnsStatus::Ok) {
-    out.reason = host.status == DnsStatus::Timeout    ? "dns-timeout"
-                 : host.status == DnsStatus::ServFail ? "dns-servfail"
-                                                      : "dns-no-address";
-    return out;
+  if (host.security == DnsSecurity::Bogus) return fetch_failed(kFetchError, reason::kDnssecBogus, true);
+  switch (host.status) {
+    case DnsStatus::Ok: break;
+    case DnsStatus::Timeout: return fetch_failed(kFetchError, reason::kDnsTimeout, true);
+    case DnsStatus::ServFail: return fetch_failed(kFetchError, reason::kDnsServfail, true);
+    case DnsStatus::NxDomain:
+    case DnsStatus::NoData: return fetch_failed(kFetchError, reason::kDnsNoAddress, false);
   }
   auto fetched = fetcher.fetch(domain, host.records);
-  if (const auto* failed = std::get_if<FetchError>(&fetched)) {
-    out.type = failed->type;
-    out.reason = failed->reason;
-    return out;
-  }
+  if (const auto* failed = std::get_if<FetchError>(&fetched))
+    return fetch_failed(failed->type, failed->reason, failed->temporary);
   auto& body = std::get<FetchedBody>(fetched).body;
   const auto parsed = parse_policy(body);
-  if (!parsed.policy) {
-    out.type = ResultType::StsPolicyInvalid;
-    out.reason = "policy-syntax";
-    return out;
-  }
+  if (!parsed.policy) return fetch_failed(ResultType::StsPolicyInvalid, reason::kPolicySyntax, false);
+  FetchOutcome out;
   StoredPolicy p;
   p.domain = domain;
   p.txt_id = txt_id;
@@ -315,19 +317,19 @@ Resolution Resolver::Impl::after_txt_id(const std::string& domain, const TxtOutc
       failure && failure->txt_id == txt.id && failure->retry_at > now) {
     spdlog::debug("resolve event=backoff domain={} reason={}", domain, failure->reason);
     if (cached) return stale(*cached, failure->type, failure->reason, txt.security, now);
-    return no_policy(domain, failure->type, failure->reason, txt.security);
+    return no_policy(domain, failure->type, failure->reason, failure->temporary, txt.security);
   }
 
   auto fetched = fetch_policy(domain, txt.id, txt.security, now);
   if (!fetched.policy) {
-    spdlog::info("resolve event=fetch-failed domain={} txt_id={} result_type={} reason={}", domain,
-                 txt.id, to_string(fetched.type), fetched.reason);
-    const auto saved = store.save_failure(
-        FetchFailure{domain, txt.id, now, now + config.fetch_backoff, fetched.type, fetched.reason});
+    spdlog::info("resolve event=fetch-failed domain={} txt_id={} result_type={} reason={} temporary={}",
+                 domain, txt.id, to_string(fetched.type), fetched.reason, fetched.temporary);
+    const auto saved = store.save_failure(FetchFailure{domain, txt.id, now, now + config.fetch_backoff,
+                                                       fetched.type, fetched.reason, fetched.temporary});
     if (!saved) spdlog::warn("store event=save-failure-failed domain={} error={}", domain, saved.error().code);
     report_fetch_failure(domain, fetched, cached, now);
     if (cached) return stale(*cached, fetched.type, fetched.reason, txt.security, now);
-    return no_policy(domain, fetched.type, fetched.reason, txt.security);
+    return no_policy(domain, fetched.type, fetched.reason, fetched.temporary, txt.security);
   }
 
   const auto saved = store.save(*fetched.policy);
@@ -348,16 +350,16 @@ Resolution Resolver::Impl::discover(const std::string& domain) {
   switch (txt.kind) {
     case TxtOutcome::Kind::Error:
       if (cached) return stale(*cached, ResultType::StsPolicyFetchError, txt.reason, txt.security, now);
-      return no_policy(domain, ResultType::StsPolicyFetchError, txt.reason, txt.security);
+      return no_policy(domain, ResultType::StsPolicyFetchError, txt.reason, txt.temporary, txt.security);
     case TxtOutcome::Kind::NoRecord:
     case TxtOutcome::Kind::Invalid:
       // §5.1: without a (valid) TXT record an unexpired cached policy still applies.
       if (cached) {
-        const std::string why = txt.kind == TxtOutcome::Kind::NoRecord ? "txt-missing" : txt.reason;
+        const std::string why = txt.kind == TxtOutcome::Kind::NoRecord ? std::string(reason::kTxtMissing) : txt.reason;
         return stale(*cached, std::nullopt, why, txt.security, now);
       }
       remember(domain, std::nullopt, now);
-      return no_policy(domain, std::nullopt, txt.reason, txt.security);
+      return no_policy(domain, std::nullopt, txt.reason, false, txt.security);
     case TxtOutcome::Kind::Id: break;
   }
   Resolution result = after_txt_id(domain, txt, cached, now);
@@ -409,7 +411,7 @@ void Resolver::Impl::run_detached(const std::string& domain, std::shared_ptr<std
       result = discover(domain);
     } catch (const std::exception& e) {
       spdlog::error("resolve event=internal-error domain={} error=\"{}\"", domain, e.what());
-      result = no_policy(domain, std::nullopt, "internal-error", DnsSecurity::Insecure);
+      result = no_policy(domain, std::nullopt, reason::kInternalError, true, DnsSecurity::Insecure);
     }
     // Leave the in-flight table before publishing the result, so a caller
     // that has seen this result never joins this (finished) job again.
@@ -484,13 +486,13 @@ Resolution Resolver::resolve(const std::string& domain, Deadline deadline) {
   const auto job = impl_->start_or_join(domain);
   if (job && job->wait_until(deadline) == std::future_status::ready) return job->get();
   // A job goes on and fills the cache for the retry.
-  const std::string why = job ? "deadline" : "overloaded";
+  const std::string_view why = job ? reason::kDeadline : reason::kOverloaded;
   if (const auto cached = impl_->cached_policy(domain, now)) {
     Resolution r = from_policy(*cached, PolicySource::Stale);
     r.reason = why;
     return r;
   }
-  return impl_->no_policy(domain, std::nullopt, why, DnsSecurity::Insecure);
+  return impl_->no_policy(domain, std::nullopt, why, true, DnsSecurity::Insecure);
 }
 
 int Resolver::refresh_due(bool force, const std::function<bool()>& stop) {

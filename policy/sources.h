@@ -54,13 +54,15 @@ class Dns {
 
 // Why a policy fetch failed: the RFC 8460 type (StsPolicyFetchError or
 // StsWebpkiInvalid) and a stable reason code ("http-404", "redirect",
-// "content-type", "too-large", "timeout", "connect", "tls", "cert-expired",
+// "content-type", "too-large", "timeout", "connect", "tls-handshake", "cert-expired",
 // "cert-untrusted", "cert-host-mismatch", ...).
 struct FetchError {
   ResultType type = ResultType::StsPolicyFetchError;
   std::string reason;
   std::string detail;
-  bool temporary = false;  // timeouts, connection and 5xx failures
+  // May go away by itself (timeouts, resets, 5xx, 429, local TLS setup):
+  // with no cached policy the answer is "unknown", never "no policy".
+  bool temporary = false;
 };
 
 struct FetchedBody {
@@ -100,6 +102,7 @@ struct FetchFailure {
   std::int64_t retry_at = 0;
   ResultType type = ResultType::StsPolicyFetchError;
   std::string reason;
+  bool temporary = false;  // as the failure was found (FetchError::temporary)
 };
 
 // The usage columns of one stored policy: what touch() writes.

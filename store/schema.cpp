@@ -102,7 +102,16 @@ CREATE TABLE overrides (
 );
 )sql";
 
-constexpr std::array kMigrations{Migration{1, kV1}, Migration{2, kV2}, Migration{3, kV3}};
+// v4: whether a remembered fetch failure was temporary, as the fetcher found
+// it, so the back-off replays "unknown" rather than "no policy" for a reset
+// or a timeout (RFC 8461 §5.1: no definite answer without a definite fact).
+// Rows from v3 read as permanent; they are gone within one back-off.
+constexpr std::string_view kV4 = R"sql(
+ALTER TABLE fetch_failures ADD COLUMN temporary INTEGER NOT NULL DEFAULT 0 CHECK (temporary IN (0, 1));
+)sql";
+
+constexpr std::array kMigrations{Migration{1, kV1}, Migration{2, kV2}, Migration{3, kV3},
+                                 Migration{4, kV4}};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
 std::string errmsg(sqlite3* db) { return sqlite3_errmsg(db); }

@@ -54,14 +54,14 @@ constexpr std::string_view kSelectRefreshSlots =
 constexpr std::string_view kDeletePolicy = "DELETE FROM policies WHERE domain = ?1";
 constexpr std::string_view kDeleteExpiredPolicies = "DELETE FROM policies WHERE expires_at <= ?1";
 constexpr std::string_view kSelectFailure =
-    "SELECT domain, txt_id, failed_at, retry_at, result_type, reason FROM fetch_failures "
+    "SELECT domain, txt_id, failed_at, retry_at, result_type, reason, temporary FROM fetch_failures "
     "WHERE domain = ?1";
 constexpr std::string_view kUpsertFailure =
-    "INSERT INTO fetch_failures (domain, txt_id, failed_at, retry_at, result_type, reason) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+    "INSERT INTO fetch_failures (domain, txt_id, failed_at, retry_at, result_type, reason, temporary) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
     "ON CONFLICT (domain) DO UPDATE SET txt_id = excluded.txt_id, "
     "failed_at = excluded.failed_at, retry_at = excluded.retry_at, "
-    "result_type = excluded.result_type, reason = excluded.reason";
+    "result_type = excluded.result_type, reason = excluded.reason, temporary = excluded.temporary";
 constexpr std::string_view kDeleteFailure = "DELETE FROM fetch_failures WHERE domain = ?1";
 
 // A policies row before its raw text is parsed (parsing runs outside the lock).
@@ -383,7 +383,8 @@ std::optional<FetchFailure> SqliteStore::load_failure(const std::string& domain)
   std::optional<FailureRow> row;
   const auto on_row = [&row](const StatementUse& use) {
     row = FailureRow{FetchFailure{use.text(0), use.text(1), use.integer(2), use.integer(3),
-                                  policy::ResultType::StsPolicyFetchError, use.text(5)},
+                                  policy::ResultType::StsPolicyFetchError, use.text(5),
+                                  use.integer(6) != 0},
                      use.text(4)};
   };
   const bool ok = impl_->read("load_failure", kSelectFailure, domain, on_row);
@@ -402,6 +403,7 @@ Result<bool> SqliteStore::save_failure(const FetchFailure& failure) {
     use.bind(4, failure.retry_at);
     use.bind(5, type);
     use.bind(6, failure.reason);
+    use.bind(7, std::int64_t{failure.temporary ? 1 : 0});
   });
 }
 

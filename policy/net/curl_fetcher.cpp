@@ -25,6 +25,7 @@
 
 #include "policy/cert_name.h"
 #include "policy/policy.h"
+#include "policy/reason.h"
 
 namespace mtasts::policy::net {
 namespace {
@@ -197,11 +198,18 @@ std::string verify_reason(long verify_result) {
   }
 }
 
-// libcurl reports a failed chain or name check as PEER_FAILED_VERIFICATION and
-// keeps OpenSSL's verify result; every other TLS failure is a handshake problem.
+// RFC 8460 §4.3.2.2: only a failed PKIX check (libcurl's
+// PEER_FAILED_VERIFICATION, with OpenSSL's verify result kept) is
+// sts-webpki-invalid, and it is a fact about the domain. A handshake that
+// never got that far -- a reset, a plain-HTTP answer, no common protocol --
+// says nothing about the policy: sts-policy-fetch-error, temporary, so it is
+// never taken for a definite "no policy". A bad CA file is our own fault.
 FetchError tls_error(CURLcode rc, long verify_result, const char* curl_message) {
+  if (rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_SSL_CERTPROBLEM) {
+    return fetch_error(std::string(reason::kLocalTlsSetup), curl_message, true);
+  }
   if (rc != CURLE_PEER_FAILED_VERIFICATION) {
-    return make_error(ResultType::StsWebpkiInvalid, "tls", curl_message, false);
+    return fetch_error(std::string(reason::kTlsHandshake), curl_message, true);
   }
   if (verify_result == X509_V_OK || verify_result == X509_V_ERR_UNSPECIFIED) {
     // OpenSSL accepted the chain and the name, so libcurl's own host check
@@ -353,7 +361,7 @@ std::variant<FetchedBody, FetchError> CurlFetcher::fetch(const std::string& poli
   const auto started = std::chrono::steady_clock::now();
   const std::string host = "mta-sts." + policy_domain;
   std::variant<FetchedBody, FetchError> result =
-      fetch_error("dns-no-address", "no usable address for " + host);
+      fetch_error(std::string(reason::kDnsNoAddress), "no usable address for " + host);
   long status = 0;
   if (global_init() != CURLE_OK) {
     result = fetch_error("curl-init", "curl_global_init failed");

@@ -4,7 +4,10 @@
 // the certificate by SNI) on ephemeral loopback ports. The scenario is the
 // middle label of the host name: mta-sts.<scenario>.test.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -353,7 +356,9 @@ const std::vector<Case> kCases = {
     {"selfsigned.test", kLoopback, Setup::TestCa, false, kWebPki, "cert-untrusted", false, 0},
     {"otherca.test", kLoopback, Setup::TestCa, false, kWebPki, "cert-untrusted", false, 0},
     {"ok.test", kLoopback, Setup::SystemStore, false, kWebPki, "cert-untrusted", false, 0},
-    {"ok.test", kLoopback, Setup::PlainPort, false, kWebPki, "tls", false, 0},
+    // A plain-HTTP answer is no PKIX verdict (RFC 8460 §4.3.2.2): a fetch
+    // error that may go away, never a definite "no policy".
+    {"ok.test", kLoopback, Setup::PlainPort, false, kFetch, "tls-handshake", true, 0},
 };
 
 const std::string kPolicy =
@@ -465,6 +470,57 @@ TEST_F(CurlFetcherTest, TimeoutIsHonoured) {
   EXPECT_EQ(std::get<FetchError>(result).reason, "timeout");
   EXPECT_GE(elapsed, std::chrono::milliseconds(1900));
   EXPECT_LT(elapsed, std::chrono::milliseconds(3500));
+}
+
+// A peer that accepts and resets every connection (SO_LINGER 0), as a
+// middlebox or an overloaded server does.
+class ResettingListener {
+ public:
+  ResettingListener() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(fd_, 8) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+      return;
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int peer = ::accept(fd_, nullptr, nullptr);
+        if (peer < 0) return;
+        const linger reset{1, 0};
+        ::setsockopt(peer, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+        ::close(peer);
+      }
+    });
+  }
+  ~ResettingListener() {
+    ::shutdown(fd_, SHUT_RDWR);
+    if (thread_.joinable()) thread_.join();
+    ::close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+TEST_F(CurlFetcherTest, ResetAtThePolicyHostIsTemporary) {
+  ResettingListener listener;
+  ASSERT_NE(listener.port(), 0);
+  auto cfg = config();
+  cfg.port = listener.port();
+  CurlFetcher fetcher(cfg);
+  const auto result = fetcher.fetch("ok.test", kLoopback);
+  ASSERT_TRUE(std::holds_alternative<FetchError>(result));
+  const auto& error = std::get<FetchError>(result);
+  EXPECT_EQ(static_cast<int>(error.type), static_cast<int>(kFetch)) << error.detail;
+  EXPECT_TRUE(error.temporary) << error.reason << ": " << error.detail;
+  EXPECT_NE(error.reason, "cert-untrusted");
 }
 
 TEST_F(CurlFetcherTest, ConcurrentFetchesShareOneFetcher) {

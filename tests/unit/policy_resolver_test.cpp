@@ -61,6 +61,10 @@ TEST(Resolver, FirstContactTable) {
   const FetchError e503{ResultType::StsPolicyFetchError, "http-503", "", true};
   const FetchError timeout{ResultType::StsPolicyFetchError, "timeout", "", true};
   const FetchError expired{ResultType::StsWebpkiInvalid, "cert-expired", "", false};
+  // A reset or a plain-HTTP answer at the policy host: the fetcher's own
+  // `temporary`, not the spelling of its reason, decides.
+  const FetchError handshake{ResultType::StsPolicyFetchError, "tls-handshake", "", true};
+  const FetchError odd_permanent{ResultType::StsPolicyFetchError, "timeout", "", false};
   const std::vector<FirstContactCase> cases{
       {"enforce", txt_answer({"v=STSv1; id=1;"}), FetchedBody{kEnforce}, PolicySource::Fetched, {}, "", false, 1},
       {"no txt", status_answer(DnsStatus::NxDomain), FetchedBody{kEnforce}, PolicySource::None, {}, "", false, 0},
@@ -82,6 +86,10 @@ TEST(Resolver, FirstContactTable) {
        "http-503", true, 1},
       {"timeout", txt_answer({"v=STSv1; id=1;"}), timeout, PolicySource::None, ResultType::StsPolicyFetchError,
        "timeout", true, 1},
+      {"tls handshake", txt_answer({"v=STSv1; id=1;"}), handshake, PolicySource::None,
+       ResultType::StsPolicyFetchError, "tls-handshake", true, 1},
+      {"fetcher says permanent", txt_answer({"v=STSv1; id=1;"}), odd_permanent, PolicySource::None,
+       ResultType::StsPolicyFetchError, "timeout", false, 1},
       {"expired cert", txt_answer({"v=STSv1; id=1;"}), expired, PolicySource::None, ResultType::StsWebpkiInvalid,
        "cert-expired", false, 1},
       {"bad policy", txt_answer({"v=STSv1; id=1;"}), FetchedBody{"version: STSv1\nmode: enforce\n"},
@@ -100,6 +108,50 @@ TEST(Resolver, FirstContactTable) {
     EXPECT_EQ(w.fetcher.calls("example.com"), c.fetches);
     EXPECT_EQ(r.policy.has_value(), c.source == PolicySource::Fetched);
   }
+}
+
+TEST(Resolver, PolicyHostWithoutAddressIsDefinitelyNoPolicy) {
+  World w;
+  w.dns.set("_mta-sts.example.com", txt_answer({"v=STSv1; id=1;"}));
+  w.dns.set("mta-sts.example.com", status_answer(DnsStatus::NxDomain));
+  const auto r = w.resolve();
+  EXPECT_EQ(r.source, PolicySource::None);
+  EXPECT_EQ(r.reason, "dns-no-address");
+  EXPECT_FALSE(r.temporary);
+  w.dns.set("mta-sts.example.com", status_answer(DnsStatus::ServFail));
+  w.store.clear_failure("example.com");
+  w.restart();
+  const auto servfail = w.resolve();
+  EXPECT_EQ(servfail.reason, "dns-servfail");
+  EXPECT_TRUE(servfail.temporary);
+}
+
+// The back-off replays a failure as it was found: a temporary one stays
+// "unknown" across the 5 minutes and across a restart (read from the store).
+TEST(Resolver, BackoffReplaysWhetherTheFailureWasTemporary) {
+  World w;
+  w.dns.set("_mta-sts.example.com", txt_answer({"v=STSv1; id=1;"}));
+  w.fetcher.set("example.com", FetchError{ResultType::StsPolicyFetchError, "tls-handshake", "", true});
+  ASSERT_TRUE(w.resolve().temporary);
+  w.clock.advance(61);
+  w.restart();
+  const auto replayed = w.resolve();
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1) << "within the back-off: no fetch";
+  EXPECT_EQ(replayed.reason, "tls-handshake");
+  EXPECT_TRUE(replayed.temporary);
+  const auto failure = w.store.load_failure("example.com");
+  ASSERT_TRUE(failure);
+  EXPECT_TRUE(failure->temporary);
+
+  w.clock.advance(300);
+  w.fetcher.set("example.com", FetchError{ResultType::StsWebpkiInvalid, "cert-expired", "", false});
+  ASSERT_FALSE(w.resolve().temporary);
+  w.clock.advance(61);
+  w.restart();
+  const auto permanent = w.resolve();
+  EXPECT_EQ(w.fetcher.calls("example.com"), 2);
+  EXPECT_EQ(permanent.reason, "cert-expired");
+  EXPECT_FALSE(permanent.temporary);
 }
 
 TEST(Resolver, FetchedPolicyIsStoredAndServedFromMemory) {

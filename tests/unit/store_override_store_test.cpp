@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "store_test_support.h"
+#include "store/schema.h"
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
@@ -134,7 +135,7 @@ TEST(OverrideStore, NewFileHasAnEmptyTableAndALaterLoadSeesEdits) {
   TempDir dir;
   const std::string path = dir.file("cache.db");
   OverrideStore store(path);
-  EXPECT_EQ(RawDb(path).one("PRAGMA user_version"), "3");
+  EXPECT_EQ(RawDb(path).one("PRAGMA user_version"), std::to_string(store::kSchemaVersion));
   const auto empty = store.load();
   ASSERT_TRUE(empty.has_value());
   EXPECT_TRUE(empty->empty());

@@ -4,6 +4,7 @@
 // The tests run as root (see TESTBED-NOTES): the full-disk test mounts a tiny
 // tmpfs, the read-only test drops to `nobody` in a forked child.
 #include "store/sqlite_store.h"
+#include "store/schema.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -116,7 +117,7 @@ std::string describe(const std::optional<StoredPolicy>& p) {
 std::string describe(const FetchFailure& f) {
   std::ostringstream out;
   out << f.domain << " " << f.txt_id << " " << f.failed_at << " " << f.retry_at << " "
-      << static_cast<int>(f.type) << " " << f.reason;
+      << static_cast<int>(f.type) << " " << f.reason << (f.temporary ? " temporary" : "");
   return out.str();
 }
 
@@ -377,7 +378,9 @@ TEST_F(SqliteStoreTest, FetchFailuresSaveLoadReplaceAndClear) {
        "sts-policy-fetch-error"},
       {{"a.example", "id2", 1700000400, 1700000700, ResultType::StsWebpkiInvalid, "cert-expired"},
        "sts-webpki-invalid"},
-      {{"b.example", "", 0, 300, ResultType::StsPolicyFetchError, "timeout"},
+      {{"b.example", "", 0, 300, ResultType::StsPolicyFetchError, "timeout", true},
+       "sts-policy-fetch-error"},
+      {{"c.example", "id", 0, 300, ResultType::StsPolicyFetchError, "tls-handshake", true},
        "sts-policy-fetch-error"},
   };
   SqliteStore store(db_path());
@@ -393,7 +396,7 @@ TEST_F(SqliteStoreTest, FetchFailuresSaveLoadReplaceAndClear) {
                       {c.failure.domain}),
               c.stored_type);
   }
-  EXPECT_EQ(raw.one("SELECT count(*) FROM fetch_failures"), "2");
+  EXPECT_EQ(raw.one("SELECT count(*) FROM fetch_failures"), "3");
   const auto cleared = store.clear_failure("a.example");
   ASSERT_TRUE(cleared);
   EXPECT_TRUE(*cleared);
@@ -417,7 +420,7 @@ TEST_F(SqliteStoreTest, FailureWithUnknownResultTypeLoadsAsNullopt) {
 TEST_F(SqliteStoreTest, NewFileGetsCurrentSchemaVersionAndWal) {
   { SqliteStore store(db_path()); }
   RawDb raw(db_path());
-  EXPECT_EQ(raw.one("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.one("PRAGMA user_version"), std::to_string(kSchemaVersion));
   EXPECT_EQ(raw.one("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.one("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
                     "WHERE name NOT LIKE 'sqlite_%' ORDER BY name)"),
@@ -430,7 +433,7 @@ TEST_F(SqliteStoreTest, NewFileGetsCurrentSchemaVersionAndWal) {
   }
   SqliteStore reopened(db_path());
   EXPECT_TRUE(reopened.load("a.example").has_value());
-  EXPECT_EQ(raw.one("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.one("PRAGMA user_version"), std::to_string(kSchemaVersion));
 }
 
 TEST_F(SqliteStoreTest, ConstructorThrowsOnNewerVersionOrUnusableFile) {
@@ -444,9 +447,10 @@ TEST_F(SqliteStoreTest, ConstructorThrowsOnNewerVersionOrUnusableFile) {
       {"newer version", db_path(),
        [](const std::string& path) {
          { SqliteStore store(path); }
-         RawDb(path).exec("PRAGMA user_version = 4");
+         RawDb(path).exec("PRAGMA user_version = " + std::to_string(kSchemaVersion + 1));
        },
-       "schema version 4, newer than version 3"},
+       "schema version " + std::to_string(kSchemaVersion + 1) + ", newer than version " +
+           std::to_string(kSchemaVersion)},
       {"newer version on a file we never saw", dir_.file("other.db"),
        [](const std::string& path) {
          sqlite3* db = nullptr;
@@ -477,7 +481,7 @@ TEST_F(SqliteStoreTest, ConstructorThrowsOnNewerVersionOrUnusableFile) {
     }
   }
   // The refused file is left as it was.
-  EXPECT_EQ(RawDb(db_path()).one("PRAGMA user_version"), "4");
+  EXPECT_EQ(RawDb(db_path()).one("PRAGMA user_version"), std::to_string(kSchemaVersion + 1));
 }
 
 TEST_F(SqliteStoreTest, ReadableViewShowsIsoUtcTimes) {

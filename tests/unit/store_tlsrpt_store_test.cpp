@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "store_test_support.h"
+#include "store/schema.h"
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -115,7 +116,7 @@ TEST(SqliteTlsrptStore, V1DatabaseMigratesAndKeepsPolicies) {
     SqliteStore policies(path);
     if (!tlsrpt) tlsrpt = std::make_unique<SqliteTlsrptStore>(path);
 
-    EXPECT_EQ(RawDb(path).all("PRAGMA user_version"), "3");
+    EXPECT_EQ(RawDb(path).all("PRAGMA user_version"), std::to_string(store::kSchemaVersion));
     const auto kept = policies.load("a.example");
     ASSERT_TRUE(kept.has_value());
     EXPECT_EQ(kept->txt_id, "id1");
