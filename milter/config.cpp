@@ -108,19 +108,29 @@ Setting text_list(std::string_view name, std::string_view help, Field field,
           }};
 }
 
-template <class Field>
-Setting choice(std::string_view name, std::string_view help, std::set<std::string> allowed, Field field) {
+// One of `allowed` (config words), stored parsed: a misspelt word is an
+// error at load, never a string compared at decision time.
+template <class Enum, class Field>
+Setting enum_choice(std::string_view name, std::string_view help,
+                    std::vector<std::pair<std::string_view, Enum>> allowed, Field field) {
   return {name, help,
           [=](Config& c, const toml::node& n) -> std::string {
-            if (!n.is_string() || !allowed.contains(*n.value<std::string>())) {
-              std::string list;
-              for (const auto& a : allowed) list += (list.empty() ? "" : "|") + a;
-              return "must be one of " + list;
+            const auto word = n.value<std::string>();
+            for (const auto& [w, value] : allowed) {
+              if (n.is_string() && word && *word == w) {
+                field(c) = value;
+                return "";
+              }
             }
-            field(c) = *n.value<std::string>();
-            return "";
+            std::string list;
+            for (const auto& [w, value] : allowed) list += fmt::format("{}{}", list.empty() ? "" : "|", w);
+            return "must be one of " + list;
           },
-          [=](const Config& c) { return quoted(field(const_cast<Config&>(c))); }};
+          [=](const Config& c) {
+            for (const auto& [w, value] : allowed)
+              if (field(const_cast<Config&>(c)) == value) return quoted(std::string(w));
+            return std::string("\"?\"");
+          }};
 }
 
 std::string check_log_level(Config& c, const toml::node& n) {
@@ -168,14 +178,23 @@ const std::vector<Setting>& settings() {
               60000, [](Config& c) -> long& { return c.decision.rcpt_deadline_ms; }),
       integer("decision.message_budget_ms", "longest total wait per message", 100, 120000,
               [](Config& c) -> long& { return c.decision.message_budget_ms; }),
-      choice("decision.enforce_action", "on a failed enforce policy", {"tempfail", "reject", "quarantine", "tag", "off"},
-             [](Config& c) -> std::string& { return c.decision.enforce_action; }),
-      choice("decision.testing_action", "on a failed testing policy", {"tag", "off"},
-             [](Config& c) -> std::string& { return c.decision.testing_action; }),
+      enum_choice<Action>("decision.enforce_action", "on a failed enforce policy",
+                          {{"tempfail", Action::Tempfail}, {"reject", Action::Reject},
+                           {"quarantine", Action::Quarantine}, {"tag", Action::Tag}, {"off", Action::Continue}},
+                          [](Config& c) -> Action& { return c.decision.enforce_action; }),
+      enum_choice<Action>("decision.testing_action", "on a failed testing policy",
+                          {{"tag", Action::Tag}, {"off", Action::Continue}},
+                          [](Config& c) -> Action& { return c.decision.testing_action; }),
       boolean("decision.strict_testing", "treat testing policies as enforce",
               [](Config& c) -> bool& { return c.decision.strict_testing; }),
-      choice("decision.non_smtp_action", "on a failure for mail without next-hop macros", {"quarantine", "tag", "off"},
-             [](Config& c) -> std::string& { return c.decision.non_smtp_action; }),
+      enum_choice<Action>("decision.non_smtp_action", "on a failure for mail without next-hop macros",
+                          {{"quarantine", Action::Quarantine}, {"tag", Action::Tag}, {"off", Action::Continue}},
+                          [](Config& c) -> Action& { return c.decision.non_smtp_action; }),
+      enum_choice<DaneMode>("decision.dane",
+                            "DANE (RFC 7672) where no enforce policy binds: enforce (enforce_action, never reject), "
+                            "record (log, report, testing_action) or off",
+                            {{"enforce", DaneMode::Enforce}, {"record", DaneMode::Record}, {"off", DaneMode::Off}},
+                            [](Config& c) -> DaneMode& { return c.decision.dane; }),
       text_list("decision.excluded_domains", "recipient domains never checked",
                 [](Config& c) -> std::vector<std::string>& { return c.decision.excluded_domains; }, domain_name),
       text_list("decision.smtp_transports", "MTA transports ({rcpt_mailer}) in scope",
@@ -185,8 +204,9 @@ const std::vector<Setting>& settings() {
                 [](Config& c) -> std::vector<std::string>& { return c.decision.non_smtp_daemon_names; }),
       text_list("decision.trusted_relays", "relay hosts accepted without checks (outside RFC 8461)",
                 [](Config& c) -> std::vector<std::string>& { return c.decision.trusted_relays; }, domain_name),
-      choice("decision.error_action", "on an internal error", {"continue", "tempfail"},
-             [](Config& c) -> std::string& { return c.decision.error_action; }),
+      enum_choice<Action>("decision.error_action", "on an internal error",
+                          {{"continue", Action::Continue}, {"tempfail", Action::Tempfail}},
+                          [](Config& c) -> Action& { return c.decision.error_action; }),
       boolean("probe.enabled", "probe MX hosts for STARTTLS and certificates",
               [](Config& c) -> bool& { return c.probe.enabled; }),
       text("probe.ehlo_name", "EHLO name of probes", [](Config& c) -> std::string& { return c.probe.ehlo_name; }),
@@ -284,6 +304,37 @@ policy::Result<Config> apply_table(const toml::table& root) {
 }
 
 }  // namespace
+
+std::string_view to_string(Action action) {
+  switch (action) {
+    case Action::Continue: return "continue";
+    case Action::Tempfail: return "tempfail";
+    case Action::Reject: return "reject";
+    case Action::Quarantine: return "quarantine";
+    case Action::Tag: return "tag";
+  }
+  return "continue";
+}
+
+std::string_view config_word(Action action) {
+  return action == Action::Continue ? std::string_view("off") : to_string(action);
+}
+
+std::optional<Action> parse_action(std::string_view word) {
+  if (word == "off" || word == "continue") return Action::Continue;
+  for (const Action a : {Action::Tempfail, Action::Reject, Action::Quarantine, Action::Tag})
+    if (word == to_string(a)) return a;
+  return std::nullopt;
+}
+
+std::string_view to_string(DaneMode mode) {
+  switch (mode) {
+    case DaneMode::Enforce: return "enforce";
+    case DaneMode::Record: return "record";
+    case DaneMode::Off: return "off";
+  }
+  return "enforce";
+}
 
 policy::Result<Config> load_config(const std::string& path) {
   if (path.empty()) {

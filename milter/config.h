@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "policy/net/curl_fetcher.h"
@@ -15,21 +17,40 @@
 
 namespace mtasts::milter {
 
+// What the milter does with one recipient. Config words are parsed into it
+// when the config (or an override row) loads; "off" and "continue" are
+// Continue.
+enum class Action { Continue, Tempfail, Reject, Quarantine, Tag };
+std::string_view to_string(Action action);  // "continue" | "tempfail" | "reject" | "quarantine" | "tag"
+// The config word for an action ("off" for Continue): what --print-config shows.
+std::string_view config_word(Action action);
+// "tempfail" | "reject" | "quarantine" | "tag" | "off" | "continue"; nullopt otherwise.
+std::optional<Action> parse_action(std::string_view word);
+
+// RFC 7672 where no enforce policy binds (no policy, mode none or testing):
+enum class DaneMode {
+  Enforce,  // a DANE failure gets enforce_action (reject becomes tempfail)
+  Record,   // looked up, logged and reported (TLSRPT); testing_action applies
+  Off,      // DANE only for the hosts of a policy, as RFC 8461 alone asks
+};
+std::string_view to_string(DaneMode mode);  // "enforce" | "record" | "off"
+
 // What the milter does with a recipient whose verdict calls for action.
 struct DecisionConfig {
   long rcpt_deadline_ms = 8000;     // per recipient domain; well under Postfix's 30 s milter_command_timeout
   long message_budget_ms = 20000;   // per message, all recipients together
-  std::string enforce_action = "tempfail";  // tempfail | reject | quarantine | tag | off
-  std::string testing_action = "off";       // tag | off
-  bool strict_testing = false;              // testing treated as enforce
-  std::string non_smtp_action = "tag";      // quarantine | tag | off
+  Action enforce_action = Action::Tempfail;  // tempfail | reject | quarantine | tag | off
+  Action testing_action = Action::Continue;  // tag | off
+  bool strict_testing = false;               // testing treated as enforce
+  Action non_smtp_action = Action::Tag;      // quarantine | tag | off
+  DaneMode dane = DaneMode::Enforce;
   std::vector<std::string> excluded_domains;
   std::vector<std::string> smtp_transports{"smtp", "relay", "esmtp", "smtp8", "dsmtp"};
   std::vector<std::string> trusted_relays;  // outside the RFC: relays accepted unchecked
   // {daemon_name} values (Postfix: milter_macro_daemon_name) whose mail is
   // decided as mail without next-hop macros, at end of message.
   std::vector<std::string> non_smtp_daemon_names;
-  std::string error_action = "continue";    // continue | tempfail, on an internal error
+  Action error_action = Action::Continue;    // continue | tempfail, on an internal error
 };
 
 struct ProbeConfig {

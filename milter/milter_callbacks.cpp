@@ -65,7 +65,7 @@ Session& session_for(SMFICTX* ctx) {
 
 sfsistat error_status() {
   const auto config = context().config();
-  return config->decision.error_action == "tempfail" ? SMFIS_TEMPFAIL : SMFIS_CONTINUE;
+  return config->decision.error_action == Action::Tempfail ? SMFIS_TEMPFAIL : SMFIS_CONTINUE;
 }
 
 void log_lines(const std::vector<std::string>& lines) {

@@ -38,6 +38,7 @@ std::unique_ptr<Services> make_services(const Config& config) {
 policy::NextHopCheckerConfig checker_config(const Config& config) {
   policy::NextHopCheckerConfig out;
   out.probing_enabled = config.probe.enabled;
+  out.dane_outside_policy = config.decision.dane != DaneMode::Off;
   out.ehlo_name = config.probe.ehlo_name;
   out.probe_step_timeout = std::chrono::milliseconds(config.probe.step_timeout_ms);
   out.probe_success_ttl = config.probe.success_ttl;

@@ -6,25 +6,22 @@
 
 namespace mtasts::milter {
 
-std::string_view to_string(Action action) {
-  switch (action) {
-    case Action::Continue: return "continue";
-    case Action::Tempfail: return "tempfail";
-    case Action::Reject: return "reject";
-    case Action::Quarantine: return "quarantine";
-    case Action::Tag: return "tag";
-  }
-  return "continue";
-}
-
 namespace {
 
-Action configured(const std::string& name, bool may_reject) {
-  if (name == "tempfail") return Action::Tempfail;
-  if (name == "reject") return may_reject ? Action::Reject : Action::Tempfail;
-  if (name == "quarantine") return Action::Quarantine;
-  if (name == "tag") return Action::Tag;
-  return Action::Continue;  // "off"
+Action configured(Action action, bool may_reject) {
+  return action == Action::Reject && !may_reject ? Action::Tempfail : action;
+}
+
+// Which of two actions weighs more on the message.
+int weight(Action action) {
+  switch (action) {
+    case Action::Continue: return 0;
+    case Action::Tag: return 1;
+    case Action::Quarantine: return 2;
+    case Action::Tempfail: return 3;
+    case Action::Reject: return 4;
+  }
+  return 0;
 }
 
 RouteRules rules_from(const DecisionConfig& config) {
@@ -47,13 +44,11 @@ policy::NextHop next_hop_from(const RecipientRoute& route) {
 
 std::string_view or_dash(std::string_view s) { return s.empty() ? std::string_view("-") : s; }
 
-}  // namespace
-
 // §5: only an enforce policy (or testing under strict_testing) changes
 // delivery; a testing failure is at most tagged. Unknown never becomes a
 // permanent failure, and a permanent failure needs a fresh TXT check (§5.1)
 // and a failure the server does not itself call temporary (454).
-Action choose_action(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp) {
+Action sts_action(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp) {
   const auto& v = result.verdict;
   if (!v.mode || *v.mode == policy::Mode::None || v.outcome == policy::Outcome::Pass) return Action::Continue;
   const bool enforce = *v.mode == policy::Mode::Enforce || config.strict_testing;
@@ -63,12 +58,45 @@ Action choose_action(const policy::CheckResult& result, const DecisionConfig& co
   return configured(non_smtp ? config.non_smtp_action : config.enforce_action, may_reject);
 }
 
+// RFC 7672 where no enforce policy binds: a host that fails DANE is not
+// delivered to, so a next hop with no deliverable host is held back like
+// an enforce failure (decision.dane = enforce) or only tagged (record). A
+// DANE failure is never a rejection: DANE MTAs defer it, and the next try
+// may find the TLSA records or the certificate fixed.
+Action dane_action(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp) {
+  const auto& dane = result.verdict.dane;
+  if (!dane || dane->outcome != policy::Outcome::Fail) return Action::Continue;
+  switch (config.dane) {
+    case DaneMode::Enforce: return configured(non_smtp ? config.non_smtp_action : config.enforce_action, false);
+    case DaneMode::Record: return configured(config.testing_action, false);
+    case DaneMode::Off: break;
+  }
+  return Action::Continue;
+}
+
+}  // namespace
+
+ChosenAction choose(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp) {
+  const Action sts = sts_action(result, config, non_smtp);
+  const Action dane = dane_action(result, config, non_smtp);
+  if (weight(dane) > weight(sts)) return {dane, true};
+  return {sts, false};
+}
+
+Action choose_action(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp) {
+  return choose(result, config, non_smtp).action;
+}
+
 // Only the fields an operator can set per domain; the rest (deadlines,
 // transports, non_smtp_action, ...) stays global.
 DecisionConfig with_override(const DecisionConfig& config, const DomainOverride& domain_override) {
   DecisionConfig out = config;
-  if (domain_override.enforce_action) out.enforce_action = *domain_override.enforce_action;
-  if (domain_override.testing_action) out.testing_action = *domain_override.testing_action;
+  // The store accepts only valid words (valid_enforce_action), so each parses.
+  const auto action = [](const std::optional<std::string>& word) {
+    return word ? parse_action(*word) : std::nullopt;
+  };
+  if (const auto a = action(domain_override.enforce_action)) out.enforce_action = *a;
+  if (const auto a = action(domain_override.testing_action)) out.testing_action = *a;
   if (domain_override.strict_testing) out.strict_testing = *domain_override.strict_testing;
   return out;
 }
@@ -133,10 +161,12 @@ Session::Decision Session::decide_route(const RecipientRoute& route, SteadyClock
   }
   try {
     d.result = check_(next_hop_from(route), deadline_for(now));
-    d.action = choose_action(*d.result, decision_config_for(d.result->policy_domain), non_smtp);
+    const ChosenAction chosen = choose(*d.result, decision_config_for(d.result->policy_domain), non_smtp);
+    d.action = chosen.action;
+    d.by_dane = chosen.by_dane;
   } catch (const std::exception&) {
     d.reason_override = "internal-error";
-    d.action = config_->decision.error_action == "tempfail" ? Action::Tempfail : Action::Continue;
+    d.action = config_->decision.error_action;
   }
   const auto took = std::max(time_() - now, SteadyClock::duration::zero());
   spent_ += took;
@@ -146,6 +176,7 @@ Session::Decision Session::decide_route(const RecipientRoute& route, SteadyClock
 
 RcptReply Session::reply_for(const Decision& d) const {
   if (d.action != Action::Tempfail && d.action != Action::Reject) return {};
+  if (d.by_dane) return {false, "451", "4.7.5", fmt::format("DANE: {}: {}", d.domain, d.result->verdict.dane->reason)};
   const std::string reason = !d.reason_override.empty() ? d.reason_override
                              : d.result && !d.result->verdict.reason.empty() ? d.result->verdict.reason
                                                                              : "unverified";
@@ -210,6 +241,11 @@ std::string decision_log_line(std::string_view queue_id, std::string_view domain
                               const std::optional<policy::CheckResult>& result, std::string_view reason_override,
                               Action action, std::int64_t elapsed_ms) {
   std::string mode = "-", policy_id = "-", source = "none", mx = "-", tls = "none", reason, result_type = "-";
+  std::string dane = "-", dane_reason = "-";
+  if (result && result->verdict.dane) {
+    dane = policy::to_string(result->verdict.dane->outcome);
+    dane_reason = or_dash(result->verdict.dane->reason);
+  }
   if (result) {
     const auto& v = result->verdict;
     const auto& r = result->facts.resolution;
@@ -223,10 +259,10 @@ std::string decision_log_line(std::string_view queue_id, std::string_view domain
   }
   if (!reason_override.empty()) reason = reason_override;
   return fmt::format(
-      "decision queue_id={} domain={} next_hop={} mode={} policy_id={} source={} mx={} tls={} action={} "
-      "reason={} result_type={} elapsed_ms={}",
-      or_dash(queue_id), or_dash(domain), next_hop, mode, policy_id, source, mx, tls, to_string(action),
-      or_dash(reason), result_type, elapsed_ms);
+      "decision queue_id={} domain={} next_hop={} mode={} policy_id={} source={} mx={} tls={} dane={} "
+      "dane_reason={} action={} reason={} result_type={} elapsed_ms={}",
+      or_dash(queue_id), or_dash(domain), next_hop, mode, policy_id, source, mx, tls, dane, dane_reason,
+      to_string(action), or_dash(reason), result_type, elapsed_ms);
 }
 
 }  // namespace mtasts::milter

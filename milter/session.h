@@ -26,8 +26,6 @@
 
 namespace mtasts::milter {
 
-enum class Action { Continue, Tempfail, Reject, Quarantine, Tag };
-std::string_view to_string(Action action);  // "continue" | "tempfail" | "reject" | "quarantine" | "tag"
 
 using CheckFunction = std::function<policy::CheckResult(const policy::NextHop&, policy::Deadline)>;
 using SteadyClock = std::chrono::steady_clock;
@@ -61,6 +59,11 @@ struct Settings {
 
 // The action for a verdict (pure; exposed for tests). `non_smtp`: the MTA
 // sent no next-hop macros, so only non_smtp_action applies.
+struct ChosenAction {
+  Action action = Action::Continue;
+  bool by_dane = false;  // DANE on its own (verdict.dane) weighs more than MTA-STS
+};
+ChosenAction choose(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp);
 Action choose_action(const policy::CheckResult& result, const DecisionConfig& config, bool non_smtp);
 
 // `config` with the fields `domain_override` sets replaced (pure): the DecisionConfig
@@ -99,6 +102,7 @@ class Session {
     std::optional<policy::CheckResult> result;  // nullopt: not checked (trusted relay)
     std::string reason_override;                // "trusted-relay", "budget", "internal-error"
     Action action = Action::Continue;
+    bool by_dane = false;  // the action is DANE's (RFC 7672), not MTA-STS's
     std::int64_t elapsed_ms = 0;
   };
 

@@ -18,6 +18,12 @@
 // DANE, not WebPKI, and a bogus TLSA answer makes that host unusable; so a
 // DANE failure is never rescued by a WebPKI pass of the same host.
 //
+// RFC 7672 §2.2 on its own (decide_dane): an SMTP client that finds usable
+// DNSSEC-validated TLSA records for a host "MUST" authenticate it with them
+// and must not deliver to it otherwise; hosts without them get
+// opportunistic TLS. So where no enforce policy binds, a next hop is held
+// only when every host the MTA would try is a DANE host that failed.
+//
 // Why the Verdict does not depend on the mode: "testing" and "enforce" fail
 // the same hosts; only the action differs, and that is the milter's choice.
 // A verdict is Unknown rather than Fail when facts are missing (deadline,
@@ -25,6 +31,7 @@
 #include "policy/decide.h"
 #include "policy/reason.h"
 
+#include <algorithm>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -235,15 +242,69 @@ Verdict candidates_verdict(const DecisionFacts& facts, Mode mode) {
   return v;
 }
 
-}  // namespace
+bool tlsa_lookup_failed(const CandidateFacts& host) {
+  return std::any_of(host.probes.begin(), host.probes.end(),
+                     [](const ProbeResult& p) { return p.reason == reason::kTlsaLookupFailed; });
+}
 
-Verdict decide(const DecisionFacts& facts) {
+// A host the MTA would deliver to without DANE: no usable secure TLSA, and
+// neither a bogus nor a failed TLSA lookup (those leave DANE open).
+bool opportunistic(const CandidateFacts& host) {
+  return !host.dane && !host.tlsa_bogus && !tlsa_lookup_failed(host);
+}
+
+DaneVerdict dane_pass(std::string reason, std::string mx = {}) {
+  DaneVerdict v;
+  v.reason = std::move(reason);
+  v.mx = std::move(mx);
+  return v;
+}
+
+Verdict mts_verdict(const DecisionFacts& facts) {
   const auto& policy = facts.resolution.policy;
   if (!policy) return no_policy_verdict(facts);
   const Mode mode = policy->policy.mode;
   if (mode == Mode::None) return mode_none_verdict(facts);
   if (auto verdict = mx_lookup_verdict(facts, mode)) return std::move(*verdict);
   return candidates_verdict(facts, mode);
+}
+
+}  // namespace
+
+DaneVerdict decide_dane(const DaneFacts& facts) {
+  if (!facts.mx_secure) return dane_pass("mx-insecure");
+  const CandidateFacts* failed = nullptr;
+  HostResult failure;
+  std::vector<const CandidateFacts*> looked;
+  for (const CandidateFacts& host : facts.hosts) {
+    if (opportunistic(host)) return dane_pass("no-tlsa", host.host);
+    HostResult result = classify_host(host);
+    if (result.state == HostResult::State::DaneVerified) return dane_pass("dane-verified", host.host);
+    if (result.state == HostResult::State::Failed && failed == nullptr) {
+      failed = &host;
+      failure = std::move(result);
+    }
+    looked.push_back(&host);
+  }
+  const bool complete = !facts.deadline_passed && !facts.hosts_left;
+  if (facts.hosts.empty() && complete) return dane_pass("no-candidates");
+  DaneVerdict v;
+  if (failed != nullptr && complete) {
+    v.outcome = Outcome::Fail;
+    v.result_type = failure.type;
+    v.reason = std::move(failure.reason);
+    v.mx = failed->host;
+    return v;
+  }
+  v.outcome = Outcome::Unknown;
+  v.reason = facts.deadline_passed ? std::string(reason::kDeadline) : unknown_reason(looked);
+  return v;
+}
+
+Verdict decide(const DecisionFacts& facts) {
+  Verdict v = mts_verdict(facts);
+  if (facts.dane) v.dane = decide_dane(*facts.dane);
+  return v;
 }
 
 }  // namespace mtasts::policy

@@ -48,7 +48,24 @@ struct CandidateFacts {
   std::uint16_t preference = 0;
   bool matches_policy = false;        // §4.1 against the policy's mx patterns
   bool tlsa_bogus = false;            // its TLSA lookup was DNSSEC-bogus (RFC 7672 §2.1)
+  // Filled by the DANE check outside a binding policy only: the host has a
+  // DNSSEC-secure, usable TLSA RRset, so DANE governs it (RFC 7672 §2.2).
+  bool dane = false;
   std::vector<ProbeResult> probes;    // one per address tried, in order; empty: not probed
+};
+
+// RFC 7672 applied on its own, where no enforce policy binds: the MX hosts
+// in preference order as the MTA would try them, looked at until one is
+// deliverable. A host without usable secure TLSA is deliverable by
+// opportunistic TLS, so the walk stops there without a probe.
+struct DaneFacts {
+  // The MX RRset (or the proof that there is none, for the implicit MX) was
+  // DNSSEC-secure. Otherwise the host names are not trusted and DANE does
+  // not apply (our reading of RFC 7672 §2.2.1, as Postfix's "dane" level).
+  bool mx_secure = false;
+  std::vector<CandidateFacts> hosts;  // those looked at, in preference order
+  bool hosts_left = false;            // more MX hosts than were looked at (max_hosts)
+  bool deadline_passed = false;
 };
 
 struct DecisionFacts {
@@ -61,6 +78,20 @@ struct DecisionFacts {
   std::vector<CandidateFacts> candidates;  // preference order; for a smart host: the relay
   bool probing_enabled = true;
   bool deadline_passed = false;            // facts are incomplete: the budget ran out
+  // Set when DANE was checked outside a binding (enforce) policy.
+  std::optional<DaneFacts> dane;
+};
+
+// What RFC 7672 alone says of the next hop (decide_dane below).
+struct DaneVerdict {
+  Outcome outcome = Outcome::Pass;
+  // pass: "dane-verified" | "no-tlsa" (the host tried first has no usable
+  // secure TLSA) | "mx-insecure" (DANE does not apply) | "no-candidates";
+  // fail: the first DANE failure ("tlsa-invalid", "tlsa-bogus", ...);
+  // unknown: "deadline" | "mx-unreachable" | "tlsa-lookup-failed" | "overloaded".
+  std::string reason;
+  std::optional<ResultType> result_type;  // for Fail
+  std::string mx;                         // the host that passed, or the first that failed
 };
 
 struct Verdict {
@@ -75,6 +106,7 @@ struct Verdict {
   std::vector<std::string> mx_not_in_policy;
   // Fail only: the failure is one the server calls temporary (ProbeResult::temporary).
   bool temporary = false;
+  std::optional<DaneVerdict> dane;        // from DecisionFacts::dane, when it was checked
 };
 
 // Decides. Rules (first that applies):
@@ -89,6 +121,17 @@ struct Verdict {
 //     (a DANE failure -- tlsa-invalid, dnssec-invalid -- is never rescued by WebPKI)
 //  8. otherwise (all unreachable, deadline) -> Unknown, tls unverified
 // Testing vs enforce does not change the Verdict; the milter maps it to an action.
+// With facts.dane set, verdict.dane = decide_dane(*facts.dane).
 Verdict decide(const DecisionFacts& facts);
+
+// RFC 7672 on its own, over the hosts in preference order:
+//  1. MX RRset not secure                 -> Pass "mx-insecure" (DANE does not apply)
+//  2. the first host that is deliverable   -> Pass: no usable secure TLSA ("no-tlsa")
+//     or DANE verified ("dane-verified"); a DANE failure or an unreachable
+//     host moves on to the next, as the MTA does
+//  3. no host deliverable, one failed DANE -> Fail with the most preferred failure
+//  4. otherwise                            -> Unknown (deadline, unreachable, lookup failed)
+// Never a Fail while a host was not looked at (deadline, max_hosts): Unknown.
+DaneVerdict decide_dane(const DaneFacts& facts);
 
 }  // namespace mtasts::policy

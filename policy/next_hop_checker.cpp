@@ -50,6 +50,21 @@ bool policy_applies(const Resolution& resolution) {
   return resolution.policy && resolution.policy->policy.mode != Mode::None;
 }
 
+// An enforce policy covers DANE itself: its hosts are probed with TLSA.
+bool enforce_policy(const Resolution& resolution) {
+  return resolution.policy && resolution.policy->policy.mode == Mode::Enforce;
+}
+
+// The MTA looks up MX records for this hop, so their DNSSEC status is known
+// (a bracketed relay has none: the MTA's own TLS policy for it applies).
+bool mx_routed(const NextHop& hop) {
+  return hop.kind != NextHopKind::SmartHost || (hop.relay_mx_lookup && !hop.relay_host.empty());
+}
+
+bool tlsa_lookup_failed(const TlsaAnswer& tlsa) {
+  return tlsa.status == DnsStatus::ServFail || tlsa.status == DnsStatus::Timeout;
+}
+
 CandidateFacts candidate(std::string host, std::uint16_t preference) {
   CandidateFacts c;
   c.host = std::move(host);
@@ -57,7 +72,11 @@ CandidateFacts candidate(std::string host, std::uint16_t preference) {
   return c;
 }
 
-enum class HostOutcome { Verified, Failed, Unreachable, DeadlinePassed };
+// NotDane: the DANE walk found no usable secure TLSA (not probed).
+enum class HostOutcome { Verified, Failed, Unreachable, DeadlinePassed, NotDane };
+
+// What the probes must establish for a host: anything that passes, or DANE only.
+enum class ProbeScope { Any, DaneOnly };
 
 HostOutcome host_outcome(const ProbeResult& result) {
   switch (result.outcome) {
@@ -104,7 +123,7 @@ std::vector<TlsaRecord> usable_tlsa(const std::vector<TlsaRecord>& records) {
   return usable;
 }
 
-ProbeResult tlsa_lookup_failed(const std::string& address, DnsStatus status) {
+ProbeResult tlsa_failure(const std::string& address, DnsStatus status) {
   ProbeResult result;
   result.outcome = ProbeOutcome::Unreachable;
   result.reason = reason::kTlsaLookupFailed;
@@ -185,12 +204,13 @@ struct NextHopChecker::Impl {
   }
 
   void gather(const NextHop& hop, DecisionFacts& facts, Deadline deadline);
+  void gather_dane(const NextHop& hop, DecisionFacts& facts, bool mx_known, Deadline deadline);
   void collect_candidates(const NextHop& hop, DecisionFacts& facts, Deadline deadline);
   void add_mx_candidates(const std::string& domain, DecisionFacts& facts, Deadline deadline);
   void probe_candidates(DecisionFacts& facts, const ReportContext& context, std::uint16_t port,
                         Deadline deadline);
   HostOutcome probe_host(CandidateFacts& host, const ReportContext& context, std::uint16_t port,
-                         Deadline deadline);
+                         Deadline deadline, ProbeScope scope = ProbeScope::Any);
   ProbeRequest request_for(const std::string& host, std::uint16_t port) const;
   ProbeCache::OnProbed reporter(const ReportContext& context);
   bool first_report_within_ttl(const std::string& key, std::int64_t now);
@@ -257,6 +277,41 @@ void NextHopChecker::Impl::gather(const NextHop& hop, DecisionFacts& facts, Dead
   if (config.probing_enabled) probe_candidates(facts, context, hop.port, deadline);
 }
 
+// RFC 7672 §2.2 without a binding policy: the hosts in preference order,
+// as the MTA tries them, until one is deliverable (decide_dane()). The MX
+// answer of the policy path is reused when it ran (`mx_known`).
+void NextHopChecker::Impl::gather_dane(const NextHop& hop, DecisionFacts& facts, bool mx_known,
+                                       Deadline deadline) {
+  DecisionFacts looked_up;
+  if (!mx_known) collect_candidates(hop, looked_up, deadline);
+  const DecisionFacts& mx = mx_known ? facts : looked_up;
+  DaneFacts dane;
+  dane.mx_secure = mx.mx_security == DnsSecurity::Secure && mx.mx_status != DnsStatus::ServFail &&
+                   mx.mx_status != DnsStatus::Timeout;
+  ReportContext context{policy_domain_of(hop), "", ""};
+  if (const auto& stored = facts.resolution.policy) {
+    context.policy_string = stored->raw;
+    context.mx_patterns = join(stored->policy.mx);
+  }
+  std::size_t seen = 0;
+  for (const auto& c : dane.mx_secure ? mx.candidates : std::vector<CandidateFacts>{}) {
+    if (c.host.empty()) continue;
+    if (seen++ == config.max_hosts) {
+      dane.hosts_left = true;
+      break;
+    }
+    CandidateFacts host = candidate(c.host, c.preference);
+    const HostOutcome outcome = probe_host(host, context, hop.port, deadline, ProbeScope::DaneOnly);
+    dane.hosts.push_back(std::move(host));
+    if (outcome == HostOutcome::DeadlinePassed) {
+      dane.deadline_passed = true;
+      break;
+    }
+    if (outcome == HostOutcome::Verified || outcome == HostOutcome::NotDane) break;
+  }
+  facts.dane = std::move(dane);
+}
+
 void NextHopChecker::Impl::collect_candidates(const NextHop& hop, DecisionFacts& facts,
                                               Deadline deadline) {
   if (hop.kind != NextHopKind::SmartHost) {
@@ -319,7 +374,7 @@ ProbeRequest NextHopChecker::Impl::request_for(const std::string& host, std::uin
 }
 
 HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, const ReportContext& context,
-                                             std::uint16_t port, Deadline deadline) {
+                                             std::uint16_t port, Deadline deadline, ProbeScope scope) {
   if (past(deadline)) return HostOutcome::DeadlinePassed;
   const TlsaAnswer tlsa = dns.lookup_tlsa(host.host, port, deadline);
   if (tlsa.security == DnsSecurity::Bogus) {
@@ -327,25 +382,29 @@ HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, const ReportC
     report_without_probe(context, "tlsa", ResultType::DnssecInvalid, "tlsa-bogus", host.host);
     return HostOutcome::Failed;
   }
-  const DnsAnswer addresses = dns.lookup_host_addresses(host.host, deadline);
-  // A lookup cut short by the deadline must not turn a DANE host into a
-  // WebPKI one (nor answer from a WebPKI cache entry).
-  if (past(deadline)) return HostOutcome::DeadlinePassed;
   ProbeRequest request = request_for(host.host, port);
   if (tlsa.status == DnsStatus::Ok && tlsa.security == DnsSecurity::Secure) {
     auto usable = usable_tlsa(tlsa.records);
     if (!usable.empty()) request.tlsa = std::move(usable);
   }
+  host.dane = scope == ProbeScope::DaneOnly && request.tlsa.has_value();
+  // DANE on its own asks nothing of a host without TLSA (opportunistic TLS);
+  // a failed lookup still needs the address check below (signed zone?).
+  if (scope == ProbeScope::DaneOnly && !request.tlsa && !tlsa_lookup_failed(tlsa)) return HostOutcome::NotDane;
+  const DnsAnswer addresses = dns.lookup_host_addresses(host.host, deadline);
+  // A lookup cut short by the deadline must not turn a DANE host into a
+  // WebPKI one (nor answer from a WebPKI cache entry).
+  if (past(deadline)) return HostOutcome::DeadlinePassed;
   if (addresses.status != DnsStatus::Ok || addresses.security == DnsSecurity::Bogus)
     return HostOutcome::Unreachable;
   // RFC 7672 §2.2: in a signed zone a TLSA lookup that failed (not "none")
   // leaves it open whether DANE applies; WebPKI must not stand in for it, so
   // the host stays unverified, like an unreachable one, without a probe.
-  if (addresses.security == DnsSecurity::Secure &&
-      (tlsa.status == DnsStatus::ServFail || tlsa.status == DnsStatus::Timeout)) {
-    host.probes.push_back(tlsa_lookup_failed(addresses.records.front(), tlsa.status));
+  if (addresses.security == DnsSecurity::Secure && tlsa_lookup_failed(tlsa)) {
+    host.probes.push_back(tlsa_failure(addresses.records.front(), tlsa.status));
     return HostOutcome::Unreachable;
   }
+  if (scope == ProbeScope::DaneOnly && !request.tlsa) return HostOutcome::NotDane;  // unsigned zone
   const std::size_t count = std::min(addresses.records.size(), config.max_addresses_per_host);
   for (std::size_t i = 0; i < count; ++i) {
     request.address = addresses.records[i];
@@ -374,7 +433,11 @@ CheckResult NextHopChecker::check(const NextHop& next_hop, Deadline deadline) {
   facts.probing_enabled = impl_->config.probing_enabled;
   facts.resolution = impl_->resolve(out.policy_domain, deadline);
   facts.deadline_passed = facts.resolution.reason == reason::kDeadline || past(deadline);
-  if (policy_applies(facts.resolution) && !facts.deadline_passed) impl_->gather(next_hop, facts, deadline);
+  const bool gathered = policy_applies(facts.resolution) && !facts.deadline_passed;
+  if (gathered) impl_->gather(next_hop, facts, deadline);
+  const bool dane_on_its_own = impl_->config.dane_outside_policy && impl_->config.probing_enabled &&
+                               !enforce_policy(facts.resolution) && mx_routed(next_hop);
+  if (dane_on_its_own && !past(deadline)) impl_->gather_dane(next_hop, facts, gathered, deadline);
   out.verdict = decide(facts);
   return out;
 }

@@ -1,4 +1,6 @@
 // Gathers the facts about one recipient's next hop and decides (decide.h):
+// (DANE outside a binding policy: RFC 7672 §2.2, see DaneFacts in decide.h;
+// a bracketed relay is left to the MTA's own TLS policy for it.)
 // RFC 8461 §3.4 (the policy domain is the recipient domain, or the smart
 // host's domain; never a parent domain), §4.1 (MX matching), §4.2-4.3
 // (STARTTLS with a valid certificate), RFC 7672 (DANE for hosts with secure
@@ -36,6 +38,10 @@ struct NextHopCheckerConfig {
   std::size_t max_hosts = 5;              // matching MX hosts probed at most
   std::size_t max_addresses_per_host = 2; // addresses probed per host at most
   std::size_t max_parallel_probes = 512;  // ProbeCacheConfig::max_jobs
+  // RFC 7672 on its own: look up TLSA and probe DANE hosts for every
+  // recipient domain no enforce policy covers (no policy, none, testing),
+  // filling DecisionFacts::dane. Off: DANE only for hosts of a policy.
+  bool dane_outside_policy = true;
 };
 
 // What the MTA will do with one recipient (from the milter's route).

@@ -33,7 +33,7 @@ source "$HERE/lib/mailbed.sh"
 source "$HERE/lib/decision_checks.sh"
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 SMTP_CLIENT="$HERE/lib/smtp_client.py"
-DECISION_KEYS="queue_id domain next_hop mode policy_id source mx tls action reason result_type elapsed_ms"
+DECISION_KEYS="queue_id domain next_hop mode policy_id source mx tls dane dane_reason action reason result_type elapsed_ms"
 RUN_AS=nobody
 SUBMISSION_NAME=mtasts-submission
 TLSRPT_FLUSH_SECONDS=2

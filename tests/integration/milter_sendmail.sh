@@ -27,7 +27,7 @@ MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 TABLE="$HERE/scenarios/milter_sendmail.table"
 SM_CONTRIB_MC="$ROOT/contrib/sendmail/mta-sts-milter.mc"
 # The decision line's keys, in this order (the milter contract).
-DECISION_KEYS="queue_id domain next_hop mode policy_id source mx tls action reason result_type elapsed_ms"
+DECISION_KEYS="queue_id domain next_hop mode policy_id source mx tls dane dane_reason action reason result_type elapsed_ms"
 PASSED=0
 FAILED=0
 MILTER_CONF="" MILTER_LOG="" WHY=""

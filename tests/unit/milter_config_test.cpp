@@ -58,6 +58,12 @@ TEST(Config, ValuesAreCheckedWhenRead) {
       {"trusted relay an address literal", "[decision]\ntrusted_relays = ['[192.0.2.1]']\n", "config-value",
        "decision.trusted_relays"},
       {"empty transport", "[decision]\nsmtp_transports = ['']\n", "config-value", "decision.smtp_transports"},
+      {"action misspelt", "[decision]\nenforce_action = 'tempfial'\n", "config-value",
+       "decision.enforce_action must be one of tempfail|reject|quarantine|tag|off"},
+      {"testing cannot tempfail", "[decision]\ntesting_action = 'tempfail'\n", "config-value",
+       "decision.testing_action must be one of tag|off"},
+      {"dane word", "[decision]\ndane = 'on'\n", "config-value", "decision.dane must be one of enforce|record|off"},
+      {"dane not a string", "[decision]\ndane = true\n", "config-value", "decision.dane"},
       {"syntax", "[milter\n", "config-syntax", ""},
   };
   for (const auto& c : cases) {
@@ -84,6 +90,32 @@ TEST(Config, OwnershipAndListenerSettingsAreKept) {
   const std::string shown = render_config(*loaded);
   EXPECT_NE(shown.find("socket_group = 'postfix'"), std::string::npos);
   EXPECT_NE(shown.find("non_smtp_daemon_names = ['a', 'b']"), std::string::npos);
+}
+
+// Action words are parsed once, when the file loads, and shown back as the
+// same words (--print-config).
+TEST(Config, ActionsAndDaneAreParsedWhenRead) {
+  const Config defaults = *load_config("");
+  EXPECT_EQ(defaults.decision.enforce_action, Action::Tempfail);
+  EXPECT_EQ(defaults.decision.testing_action, Action::Continue);
+  EXPECT_EQ(defaults.decision.error_action, Action::Continue);
+  EXPECT_EQ(defaults.decision.dane, DaneMode::Enforce);
+  const auto loaded = load_text(
+      "[decision]\nenforce_action = 'reject'\ntesting_action = 'tag'\nnon_smtp_action = 'off'\n"
+      "error_action = 'tempfail'\ndane = 'record'\n");
+  ASSERT_TRUE(loaded.has_value()) << loaded.error().detail;
+  EXPECT_EQ(loaded->decision.enforce_action, Action::Reject);
+  EXPECT_EQ(loaded->decision.testing_action, Action::Tag);
+  EXPECT_EQ(loaded->decision.non_smtp_action, Action::Continue);
+  EXPECT_EQ(loaded->decision.error_action, Action::Tempfail);
+  EXPECT_EQ(loaded->decision.dane, DaneMode::Record);
+  const std::string shown = render_config(*loaded);
+  for (const char* line : {"enforce_action = 'reject'", "testing_action = 'tag'", "non_smtp_action = 'off'",
+                           "error_action = 'tempfail'", "dane = 'record'"})
+    EXPECT_NE(shown.find(line), std::string::npos) << line << "\n" << shown;
+  const auto again = load_text(shown);
+  ASSERT_TRUE(again.has_value()) << again.error().detail;
+  EXPECT_EQ(render_config(*again), shown);
 }
 
 }  // namespace

@@ -9,6 +9,9 @@
 namespace mtasts::milter {
 namespace {
 
+// A config word as the config loader parses it ("off" is Continue).
+Action word(std::string_view config_word) { return parse_action(config_word).value(); }
+
 using policy::Mode;
 using policy::Outcome;
 
@@ -65,10 +68,10 @@ TEST(ChooseAction, Table) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     DecisionConfig config;
-    config.enforce_action = c.enforce_action;
-    config.testing_action = c.testing_action;
+    config.enforce_action = word(c.enforce_action);
+    config.testing_action = word(c.testing_action);
     config.strict_testing = c.strict_testing;
-    config.non_smtp_action = c.non_smtp_action;
+    config.non_smtp_action = word(c.non_smtp_action);
     EXPECT_EQ(to_string(choose_action(result(c.mode, c.outcome, "", c.fresh), config, c.non_smtp)),
               to_string(c.want));
   }
@@ -78,11 +81,65 @@ TEST(ChooseAction, Table) {
 // rejected permanently, even right after a fresh TXT check.
 TEST(ChooseAction, TemporaryFailureIsNeverRejected) {
   DecisionConfig config;
-  config.enforce_action = "reject";
+  config.enforce_action = Action::Reject;
   auto r = result(Mode::Enforce, Outcome::Fail, "", true);
   EXPECT_EQ(to_string(choose_action(r, config, false)), to_string(Action::Reject));
   r.verdict.temporary = true;
   EXPECT_EQ(to_string(choose_action(r, config, false)), to_string(Action::Tempfail));
+}
+
+// RFC 7672 where no enforce policy binds: decision.dane says what a DANE
+// failure does; it never rejects, and it weighs only when heavier than MTA-STS.
+struct DaneActionCase {
+  std::string name;
+  std::optional<Mode> mode;
+  Outcome sts;
+  Outcome dane;
+  DaneMode setting;
+  std::string enforce_action;
+  std::string testing_action;
+  bool non_smtp;
+  Action want;
+  bool by_dane;
+};
+
+TEST(ChooseAction, DaneOnItsOwn) {
+  const auto T = Mode::Testing, N = Mode::None;
+  const auto E = DaneMode::Enforce, R = DaneMode::Record, O = DaneMode::Off;
+  const std::vector<DaneActionCase> cases{
+      {"no policy, dane fail, enforce", std::nullopt, Outcome::Pass, Outcome::Fail, E, "tempfail", "off", false,
+       Action::Tempfail, true},
+      {"no policy, dane fail, reject configured: tempfail", std::nullopt, Outcome::Pass, Outcome::Fail, E, "reject",
+       "off", false, Action::Tempfail, true},
+      {"no policy, dane fail, quarantine", std::nullopt, Outcome::Pass, Outcome::Fail, E, "quarantine", "off", false,
+       Action::Quarantine, true},
+      {"no policy, dane fail, non-smtp tag", std::nullopt, Outcome::Pass, Outcome::Fail, E, "tempfail", "off", true,
+       Action::Tag, true},
+      {"no policy, dane fail, record, testing tag", std::nullopt, Outcome::Pass, Outcome::Fail, R, "tempfail", "tag",
+       false, Action::Tag, true},
+      {"no policy, dane fail, record, testing off", std::nullopt, Outcome::Pass, Outcome::Fail, R, "tempfail", "off",
+       false, Action::Continue, false},
+      {"no policy, dane fail, off", std::nullopt, Outcome::Pass, Outcome::Fail, O, "tempfail", "off", false,
+       Action::Continue, false},
+      {"no policy, dane unknown: never held", std::nullopt, Outcome::Pass, Outcome::Unknown, E, "tempfail", "off",
+       false, Action::Continue, false},
+      {"mode none, dane fail", N, Outcome::Pass, Outcome::Fail, E, "tempfail", "off", false, Action::Tempfail, true},
+      {"testing tag, dane fail: dane weighs more", T, Outcome::Fail, Outcome::Fail, E, "tempfail", "tag", false,
+       Action::Tempfail, true},
+      {"testing, dane pass", T, Outcome::Fail, Outcome::Pass, E, "tempfail", "tag", false, Action::Tag, false},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    DecisionConfig config;
+    config.enforce_action = word(c.enforce_action);
+    config.testing_action = word(c.testing_action);
+    config.dane = c.setting;
+    auto r = result(c.mode, c.sts, "", true);
+    r.verdict.dane = policy::DaneVerdict{c.dane, "tlsa-invalid", policy::ResultType::TlsaInvalid, "mx1.example"};
+    const ChosenAction chosen = choose(r, config, c.non_smtp);
+    EXPECT_EQ(to_string(chosen.action), to_string(c.want));
+    EXPECT_EQ(chosen.by_dane, c.by_dane);
+  }
 }
 
 // A checker scripted per policy domain, counting calls and recording deadlines.
@@ -153,9 +210,31 @@ TEST(Session, GoodAndBadRecipientsInOneMessage) {
   ASSERT_EQ(eom.log_lines.size(), 2u);
   EXPECT_EQ(eom.log_lines[0],
             "decision queue_id=4XyZ12 domain=bad.example next_hop=domain mode=enforce policy_id=id1 source=cache "
-            "mx=- tls=failed action=tempfail reason=mx-not-in-policy result_type=validation-failure elapsed_ms=0");
+            "mx=- tls=failed dane=- dane_reason=- action=tempfail reason=mx-not-in-policy result_type=validation-failure elapsed_ms=0");
   EXPECT_NE(eom.log_lines[1].find("domain=good.example next_hop=domain mode=enforce"), std::string::npos);
   EXPECT_NE(eom.log_lines[1].find("action=continue reason=verified"), std::string::npos);
+}
+
+// A DANE failure of a domain without a policy: the reply names DANE and its
+// reason, never a 5xx, and the log line carries dane= and dane_reason=.
+TEST(Session, DaneFailureWithoutPolicyIsDeferredAndLogged) {
+  Fixture f;
+  f.config->decision.enforce_action = Action::Reject;
+  auto dane_bad = result(std::nullopt, Outcome::Pass, "no-policy");
+  dane_bad.verdict.dane = policy::DaneVerdict{Outcome::Fail, "tlsa-invalid", policy::ResultType::TlsaInvalid,
+                                              "mx.dane.example"};
+  f.checker.results["dane.example"] = dane_bad;
+  auto& s = f.start();
+  const auto reply = s.on_rcpt("<a@dane.example>", "smtp", "dane.example", f.t0);
+  EXPECT_FALSE(reply.accept);
+  EXPECT_EQ(reply.code, "451");
+  EXPECT_EQ(reply.xcode, "4.7.5");
+  EXPECT_EQ(reply.text, "DANE: dane.example: tlsa-invalid");
+  const auto eom = s.end_message("Q1", f.t0);
+  ASSERT_EQ(eom.log_lines.size(), 1u);
+  EXPECT_NE(eom.log_lines[0].find(" tls=verified dane=fail dane_reason=tlsa-invalid action=tempfail reason=no-policy "),
+            std::string::npos)
+      << eom.log_lines[0];
 }
 
 struct ScopeCase {
@@ -191,7 +270,7 @@ TEST(Session, OnlyInScopeRecipientsAreCheckedAtRcpt) {
 
 TEST(Session, NonSmtpMailIsDecidedAtEndOfMessage) {
   Fixture f;
-  f.config->decision.non_smtp_action = "quarantine";
+  f.config->decision.non_smtp_action = Action::Quarantine;
   auto& s = f.start();
   EXPECT_TRUE(s.on_rcpt("a@bad.example", std::nullopt, std::nullopt, f.t0).accept) << "never tempfail without a next hop";
   EXPECT_EQ(f.checker.calls["bad.example"], 0);
@@ -258,7 +337,7 @@ TEST(Session, InternalErrorAtEndOfMessageTempfailsWhenConfigured) {
   for (const std::string action : {"tempfail", "continue"}) {
     SCOPED_TRACE(action);
     Fixture f;
-    f.config->decision.error_action = action;
+    f.config->decision.error_action = word(action);
     auto& s = f.start();
     f.checker.throw_error = true;
     EXPECT_TRUE(s.on_rcpt("a@good.example", std::nullopt, std::nullopt, f.t0).accept);
@@ -268,7 +347,7 @@ TEST(Session, InternalErrorAtEndOfMessageTempfailsWhenConfigured) {
     EXPECT_NE(eom.log_lines[0].find("reason=internal-error"), std::string::npos) << eom.log_lines[0];
   }
   Fixture f;
-  f.config->decision.error_action = "tempfail";
+  f.config->decision.error_action = Action::Tempfail;
   auto& s = f.start();
   f.checker.throw_error = true;
   EXPECT_FALSE(s.on_rcpt("a@good.example", "smtp", "good.example", f.t0).accept) << "answered at RCPT";
@@ -288,8 +367,8 @@ TEST(Session, ListenerMarkLastsOneMessage) {
 
 TEST(Session, TagHeaderNeverNamesADomain) {
   Fixture f;
-  f.config->decision.enforce_action = "tag";
-  f.config->decision.testing_action = "tag";
+  f.config->decision.enforce_action = Action::Tag;
+  f.config->decision.testing_action = Action::Tag;
   auto& s = f.start();
   EXPECT_TRUE(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept);
   EXPECT_TRUE(s.on_rcpt("b@test.example", "smtp", "test.example", f.t0).accept);
@@ -382,7 +461,7 @@ TEST(Session, InternalErrorTakesTheConfiguredFailSafe) {
     SCOPED_TRACE(action);
     Fixture f;
     f.checker.throw_error = true;
-    f.config->decision.error_action = action;
+    f.config->decision.error_action = word(action);
     auto& s = f.start();
     EXPECT_EQ(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept, action == "continue");
     EXPECT_NE(s.end_message("Q", f.t0).log_lines.at(0).find("reason=internal-error"), std::string::npos);
@@ -408,16 +487,16 @@ TEST(WithOverride, ReplacesOnlyTheFieldsItSets) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     DecisionConfig config;
-    config.enforce_action = "reject";
-    config.testing_action = "tag";
+    config.enforce_action = Action::Reject;
+    config.testing_action = Action::Tag;
     config.strict_testing = true;
-    config.non_smtp_action = "quarantine";
+    config.non_smtp_action = Action::Quarantine;
     config.rcpt_deadline_ms = 1234;
     const DecisionConfig out = with_override(config, c.o);
-    EXPECT_EQ(out.enforce_action, c.enforce);
-    EXPECT_EQ(out.testing_action, c.testing);
+    EXPECT_EQ(out.enforce_action, word(c.enforce));
+    EXPECT_EQ(out.testing_action, word(c.testing));
     EXPECT_EQ(out.strict_testing, c.strict);
-    EXPECT_EQ(out.non_smtp_action, "quarantine") << "not overridable";
+    EXPECT_EQ(out.non_smtp_action, Action::Quarantine) << "not overridable";
     EXPECT_EQ(out.rcpt_deadline_ms, 1234);
   }
 }
@@ -476,7 +555,7 @@ TEST(Session, OverridesApplyToTheirPolicyDomainOnly) {
     Fixture f;
     for (auto& [domain, r] : f.checker.results) r = for_domain(domain, r);
     f.checker.results["relay.example"] = for_domain("relay.example", result(Mode::Enforce, Outcome::Fail, "cert-expired"));
-    f.config->decision.enforce_action = c.config_enforce;
+    f.config->decision.enforce_action = word(c.config_enforce);
     f.config->decision.strict_testing = c.config_strict;
     f.session = std::make_unique<Session>(f.checker.function(), f.config,
                                           std::make_shared<const DomainOverrides>(c.overrides));
@@ -514,7 +593,7 @@ TEST(Session, NewSettingsApplyFromTheNextMessageOnTheSameConnection) {
   for (const auto& step : steps) {
     SCOPED_TRACE(step.name);
     auto config = std::make_shared<Config>(*f.config);
-    config->decision.enforce_action = step.enforce_action;
+    config->decision.enforce_action = word(step.enforce_action);
     s.begin_message(f.t0, Settings{config, std::make_shared<const DomainOverrides>(step.overrides)});
     EXPECT_EQ(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept, step.accept);
     EXPECT_EQ(s.end_message("Q", f.t0).header_value, step.header);

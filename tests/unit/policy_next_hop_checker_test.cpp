@@ -365,21 +365,21 @@ std::vector<Case> cases() {
          EXPECT_FALSE(r.facts.probing_enabled);
          EXPECT_EQ(w.mx.tlsa_calls(), 0);
        }},
-      {"no policy: no mx lookup",
+      {"no policy: one mx lookup, for DANE only",
        [](World& w) {
          w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::NxDomain));
          w.mx.set_mx("example.com", mx_answer({kMx1}));
        },
-       recipient(), Outcome::Pass, "no-policy", TlsStatus::None, "", 0, 0},
-      {"mode none: no mx lookup",
+       recipient(), Outcome::Pass, "no-policy", TlsStatus::None, "", 0, 1},
+      {"mode none: one mx lookup, for DANE only",
        [](World& w) {
          w.publish("example.com", kNone);
          w.mx.set_mx("example.com", mx_answer({kMx1}));
        },
-       recipient(), Outcome::Pass, "mode-none", TlsStatus::None, "", 0, 0},
-      {"policy discovery servfail: unknown, no mx lookup",
+       recipient(), Outcome::Pass, "mode-none", TlsStatus::None, "", 0, 1},
+      {"policy discovery servfail: unknown, one mx lookup, for DANE only",
        [](World& w) { w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::ServFail)); },
-       recipient(), Outcome::Unknown, "dns-servfail", TlsStatus::None, "", 0, 0},
+       recipient(), Outcome::Unknown, "dns-servfail", TlsStatus::None, "", 0, 1},
       {"second address tried when the first is unreachable",
        [](World& w) {
          w.mx.set_mx("example.com", mx_answer({kMx1}));
@@ -450,6 +450,183 @@ struct TtlCase {
   ProbeResult result;
   std::vector<std::pair<std::int64_t, int>> steps;  // {advance before the check, probes after it}
 };
+
+// RFC 7672 on its own, where no enforce policy binds: the MX hosts in
+// preference order until one is deliverable (DaneFacts, decide_dane()).
+constexpr const char* kTesting =
+    "version: STSv1\nmode: testing\nmx: mx1.example.com\nmx: mx2.example.com\nmax_age: 86400\n";
+
+ProbeResult tlsa_mismatch() {
+  return probe_result(ProbeOutcome::TlsFailure, ResultType::TlsaInvalid, "tlsa-invalid");
+}
+
+struct DaneCase {
+  std::string name;
+  std::function<void(World&)> setup;
+  Outcome dane_outcome;
+  std::string dane_reason;
+  std::string dane_mx;
+  int probes;
+  int tlsa_lookups;
+};
+
+// No policy: the world's example.com publishes none.
+void no_policy(World& w) { w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::NxDomain)); }
+void secure_mx(World& w, std::vector<MxRecord> records) {
+  w.mx.set_mx("example.com", mx_answer(std::move(records), DnsSecurity::Secure));
+}
+void secure_tlsa(World& w, const std::string& host) {
+  w.mx.set_tlsa(host, tlsa_answer({tlsa_record()}, DnsSecurity::Secure));
+}
+
+std::vector<DaneCase> dane_cases() {
+  return {
+      {"no policy, insecure mx: dane does not apply, no tlsa lookup",
+       [](World& w) {
+         no_policy(w);
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         secure_tlsa(w, "mx1.example.com");
+       },
+       Outcome::Pass, "mx-insecure", "", 0, 0},
+      {"no policy, secure mx, first host without tlsa: opportunistic, not probed",
+       [](World& w) {
+         no_policy(w);
+         secure_mx(w, {kMx1, kMx2});
+         secure_tlsa(w, "mx2.example.com");
+       },
+       Outcome::Pass, "no-tlsa", "mx1.example.com", 0, 1},
+      {"no policy, dane host verified",
+       [](World& w) {
+         no_policy(w);
+         secure_mx(w, {kMx1});
+         secure_tlsa(w, "mx1.example.com");
+         w.prober.set("192.0.2.1", dane_verified());
+       },
+       Outcome::Pass, "dane-verified", "mx1.example.com", 1, 1},
+      {"no policy, only mx fails dane: fail",
+       [](World& w) {
+         no_policy(w);
+         secure_mx(w, {kMx1});
+         secure_tlsa(w, "mx1.example.com");
+         w.prober.set("192.0.2.1", tlsa_mismatch());
+       },
+       Outcome::Fail, "tlsa-invalid", "mx1.example.com", 1, 1},
+      {"no policy, first fails dane, second without tlsa: the MTA delivers there",
+       [](World& w) {
+         no_policy(w);
+         secure_mx(w, {kMx1, kMx2});
+         secure_tlsa(w, "mx1.example.com");
+         w.prober.set("192.0.2.1", tlsa_mismatch());
+       },
+       Outcome::Pass, "no-tlsa", "mx2.example.com", 1, 2},
+      {"no policy, bogus tlsa on the only mx: fail without a probe",
+       [](World& w) {
+         no_policy(w);
+         secure_mx(w, {kMx1});
+         w.mx.set_tlsa("mx1.example.com", TlsaAnswer{DnsStatus::ServFail, DnsSecurity::Bogus, {}});
+       },
+       Outcome::Fail, "tlsa-bogus", "mx1.example.com", 0, 1},
+      {"no policy, dane host unreachable: unknown",
+       [](World& w) {
+         no_policy(w);
+         secure_mx(w, {kMx1});
+         secure_tlsa(w, "mx1.example.com");
+         w.prober.set("192.0.2.1", probe_result(ProbeOutcome::Unreachable, std::nullopt, "connect"));
+       },
+       Outcome::Unknown, "mx-unreachable", "", 1, 1},
+      {"no policy, secure implicit mx (no MX records) with tlsa",
+       [](World& w) {
+         no_policy(w);
+         w.mx.set_mx("example.com", mx_status(DnsStatus::NoData, DnsSecurity::Secure));
+         w.mx.set_addresses("example.com", {"192.0.2.9"});
+         secure_tlsa(w, "example.com");
+         w.prober.set("192.0.2.9", tlsa_mismatch());
+       },
+       Outcome::Fail, "tlsa-invalid", "example.com", 1, 1},
+      {"mode none: dane still applies",
+       [](World& w) {
+         w.publish("example.com", kNone);
+         secure_mx(w, {kMx1});
+         secure_tlsa(w, "mx1.example.com");
+         w.prober.set("192.0.2.1", tlsa_mismatch());
+       },
+       Outcome::Fail, "tlsa-invalid", "mx1.example.com", 1, 1},
+      {"testing policy: the probe of the policy path is reused",
+       [](World& w) {
+         w.publish("example.com", kTesting);
+         secure_mx(w, {kMx1});
+         secure_tlsa(w, "mx1.example.com");
+         w.prober.set("192.0.2.1", tlsa_mismatch());
+       },
+       Outcome::Fail, "tlsa-invalid", "mx1.example.com", 1, 2},
+  };
+}
+
+TEST(NextHopChecker, DaneOnItsOwnTable) {
+  for (const auto& c : dane_cases()) {
+    SCOPED_TRACE(c.name);
+    World w;
+    w.mx.set_addresses("mx2.example.com", {"192.0.2.2"});
+    c.setup(w);
+    const CheckResult r = w.check();
+    ASSERT_TRUE(r.verdict.dane.has_value());
+    EXPECT_EQ(r.verdict.dane->outcome, c.dane_outcome);
+    EXPECT_EQ(r.verdict.dane->reason, c.dane_reason);
+    EXPECT_EQ(r.verdict.dane->mx, c.dane_mx);
+    EXPECT_EQ(w.prober.calls(), c.probes);
+    EXPECT_EQ(w.mx.tlsa_calls(), c.tlsa_lookups);
+    if (c.dane_outcome == Outcome::Fail && c.dane_reason == "tlsa-invalid")
+      EXPECT_EQ(r.verdict.dane->result_type, ResultType::TlsaInvalid);
+    for (const auto& request : w.prober.requests()) EXPECT_TRUE(request.tlsa.has_value()) << request.host;
+  }
+}
+
+TEST(NextHopChecker, EnforcePolicyCoversDaneItself) {
+  World w;
+  secure_mx(w, {kMx1});
+  secure_tlsa(w, "mx1.example.com");
+  w.prober.set("192.0.2.1", tlsa_mismatch());
+  const CheckResult r = w.check();
+  EXPECT_FALSE(r.verdict.dane.has_value());
+  EXPECT_EQ(r.verdict.outcome, Outcome::Fail);
+  EXPECT_EQ(r.verdict.reason, "tlsa-invalid");
+  EXPECT_EQ(w.mx.mx_calls(), 1);
+}
+
+TEST(NextHopChecker, DaneOutsidePolicyOffLooksNothingUp) {
+  World w;
+  w.config.dane_outside_policy = false;
+  no_policy(w);
+  secure_mx(w, {kMx1});
+  secure_tlsa(w, "mx1.example.com");
+  const CheckResult r = w.check();
+  EXPECT_FALSE(r.verdict.dane.has_value());
+  EXPECT_EQ(w.mx.mx_calls(), 0);
+  EXPECT_EQ(w.mx.tlsa_calls(), 0);
+  EXPECT_EQ(r.verdict.outcome, Outcome::Pass);
+}
+
+TEST(NextHopChecker, DaneWalkNeverFailsWithHostsLeft) {
+  World w;
+  w.config.max_hosts = 1;
+  no_policy(w);
+  secure_mx(w, {kMx1, kMx2});
+  secure_tlsa(w, "mx1.example.com");
+  w.prober.set("192.0.2.1", tlsa_mismatch());
+  const CheckResult r = w.check();
+  ASSERT_TRUE(r.verdict.dane.has_value());
+  EXPECT_EQ(r.verdict.dane->outcome, Outcome::Unknown);
+  EXPECT_EQ(w.mx.tlsa_calls(), 1);
+}
+
+TEST(NextHopChecker, BracketedRelayLeftToTheMta) {
+  World w;
+  no_policy(w);
+  w.publish("relay.example.net", kNone);
+  const CheckResult r = w.check(relay("relay.example.net", false));
+  EXPECT_FALSE(r.verdict.dane.has_value());
+  EXPECT_EQ(w.mx.tlsa_calls(), 0);
+}
 
 TEST(NextHopChecker, ProbeCacheHitAndExpiry) {
   const std::vector<TtlCase> cases{

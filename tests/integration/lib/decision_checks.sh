@@ -38,7 +38,8 @@ check_codes() {
     text=$(jq -r ".rcpt[$i][1] // \"\"" <<<"$json")
     [ "$code" = "${codes[i]}" ] || { echo -n "${domains[i]}: RCPT $code $text (want ${codes[i]}); "; continue; }
     [ "$code" != 451 ] || [[ "$text" == "4.7.5 MTA-STS: ${domains[i]}: "* ]] ||
-      echo -n "${domains[i]}: 451 text '$text' (want 4.7.5 MTA-STS: ${domains[i]}: ...); "
+      [[ "$text" == "4.7.5 DANE: ${domains[i]}: "* ]] ||
+      echo -n "${domains[i]}: 451 text '$text' (want 4.7.5 MTA-STS: or DANE: ${domains[i]}: ...); "
   done
 }
 
