@@ -13,7 +13,10 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)"
 
 echo "== unit tests"
-ctest --test-dir "$build" --output-on-failure -j"$(nproc)"
+ctest --test-dir "$build" --output-on-failure -j"$(nproc)" | tee "$build/ctest.log"
+# A skipped test (GTEST_SKIP) checked nothing: ctest lists it as "(Skipped)"
+# under "The following tests did not run" and still exits 0.
+if grep -E '\(Skipped\)$' "$build/ctest.log"; then echo "FAIL: unit tests skipped (above)" >&2; exit 1; fi
 
 echo "== fuzzers"
 bash scripts/fuzz.sh "${MTASTS_FUZZ_SECONDS:-10}"

@@ -151,7 +151,7 @@ void log_write_error(std::string_view op, std::string_view domain, const Error& 
 }  // namespace
 
 struct SqliteStore::Impl {
-  explicit Impl(const std::string& db_path);
+  Impl(const std::string& db_path, std::chrono::milliseconds busy_timeout);
 
   // Runs one write statement under the lock. `bind` binds its parameters.
   // The value is true when a row was inserted, changed or deleted.
@@ -183,8 +183,8 @@ namespace {
 
 }  // namespace
 
-SqliteStore::Impl::Impl(const std::string& db_path)
-    : path(db_path), db(open_database(db_path)), statements(db.get()) {
+SqliteStore::Impl::Impl(const std::string& db_path, std::chrono::milliseconds busy_timeout)
+    : path(db_path), db(open_database(db_path, busy_timeout)), statements(db.get()) {
   const int before = schema_version(db.get(), path);
   migrate(db.get(), path);
   if (before != kSchemaVersion) {
@@ -285,7 +285,8 @@ bool SqliteStore::Impl::read(std::string_view op, std::string_view sql, std::str
   return true;
 }
 
-SqliteStore::SqliteStore(const std::string& path) : impl_(std::make_unique<Impl>(path)) {}
+SqliteStore::SqliteStore(const std::string& path, std::chrono::milliseconds busy_timeout)
+    : impl_(std::make_unique<Impl>(path, busy_timeout)) {}
 
 SqliteStore::~SqliteStore() = default;
 

@@ -6,6 +6,7 @@
 // Thread-safe: one connection guarded by a mutex (SQLite work is short).
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -17,7 +18,11 @@ class SqliteStore final : public policy::PolicyStore {
  public:
   // Opens or creates the database and migrates it. Throws std::runtime_error
   // with one clear sentence when the file cannot be opened or migrated.
-  explicit SqliteStore(const std::string& path);
+  // busy_timeout: how long a statement waits for another connection's lock
+  // before it fails with "store-busy"; 5 s by default, the kBusyTimeout of
+  // every store/ connection (store/statement.h). Tests shorten it.
+  explicit SqliteStore(const std::string& path,
+                       std::chrono::milliseconds busy_timeout = std::chrono::seconds{5});
   ~SqliteStore() override;
 
   std::optional<policy::StoredPolicy> load(const std::string& domain) override;

@@ -8,8 +8,6 @@ namespace mtasts::store {
 
 namespace {
 
-constexpr int kBusyTimeoutMs = 5000;
-
 // Returns the first column of the pragma's first row ("" when none).
 std::string pragma(sqlite3* db, const std::string& path, const std::string& sql) {
   sqlite3_stmt* raw = nullptr;
@@ -26,8 +24,8 @@ std::string pragma(sqlite3* db, const std::string& path, const std::string& sql)
   return text == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(text));
 }
 
-void configure(sqlite3* db, const std::string& path) {
-  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+void configure(sqlite3* db, const std::string& path, std::chrono::milliseconds busy_timeout) {
+  sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
   // WAL: readers never block the writer; NORMAL is durable across a process
   // crash (only an OS crash may lose the last commits, which are a cache).
   const std::string journal = pragma(db, path, "PRAGMA journal_mode = WAL");
@@ -51,7 +49,7 @@ std::string_view error_code(int rc) {
   }
 }
 
-DbPtr open_database(const std::string& path) {
+DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout) {
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -62,7 +60,7 @@ DbPtr open_database(const std::string& path) {
     throw std::runtime_error("Cannot open the policy cache database '" + path + "': " + why + ".");
   }
   sqlite3_extended_result_codes(db.get(), 1);
-  configure(db.get(), path);
+  configure(db.get(), path, busy_timeout);
   return db;
 }
 

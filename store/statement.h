@@ -7,6 +7,7 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -22,12 +23,17 @@ struct DbCloser {
 };
 using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
 
+// How long a statement waits for another connection's lock before it fails
+// with SQLITE_BUSY ("store-busy").
+inline constexpr std::chrono::milliseconds kBusyTimeout{5000};
+
 // Opens or creates the database file the way every store/ connection uses
-// it: extended result codes, a 5 s busy timeout, WAL (readers never block the
-// writer), synchronous=NORMAL (durable across a process crash; an OS crash
-// may lose the last commits of what is a cache) and foreign keys on.
+// it: extended result codes, a busy timeout (kBusyTimeout unless a test
+// shortens it), WAL (readers never block the writer), synchronous=NORMAL
+// (durable across a process crash; an OS crash may lose the last commits of
+// what is a cache) and foreign keys on.
 // Throws std::runtime_error with one sentence naming the file.
-DbPtr open_database(const std::string& path);
+DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout = kBusyTimeout);
 
 // The stable error code of an SQLite result code, as Result errors carry it:
 // "store-full", "store-readonly", "store-io", "store-busy" or "store-error".

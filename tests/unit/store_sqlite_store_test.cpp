@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -613,31 +614,37 @@ TEST_F(SqliteStoreTest, FullDiskGivesStoreFullAndRecoversWhenSpaceReturns) {
 }
 
 TEST_F(SqliteStoreTest, BusyWriterGivesStoreBusyAfterTheTimeoutOnly) {
+  using std::chrono::milliseconds;
+  // Injected instead of the 5 s default, so the test takes well under a second.
+  constexpr milliseconds kBusyTimeout{300};
   struct Case {
     std::string name;
-    std::chrono::milliseconds hold;  // how long another connection holds the write lock
+    milliseconds hold;  // another connection holds the write lock this long, or until save returns
     std::string expected_code;
   };
   const std::vector<Case> cases = {
-      {"released within the busy timeout", std::chrono::milliseconds(300), "ok"},
-      {"held past the busy timeout", std::chrono::milliseconds(5600), "store-busy"},
+      {"released within the busy timeout", milliseconds(100), "ok"},
+      {"held past the busy timeout", milliseconds(10000), "store-busy"},
   };
-  SqliteStore store(db_path());
+  SqliteStore store(db_path(), kBusyTimeout);
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     RawDb other(db_path());
     other.exec("BEGIN IMMEDIATE");
-    std::thread holder([&other, &c] {
-      std::this_thread::sleep_for(c.hold);
+    std::promise<void> save_returned;
+    std::thread holder([&other, &c, returned = save_returned.get_future()] {
+      returned.wait_for(c.hold);
       other.exec("COMMIT");
     });
     const auto start = std::chrono::steady_clock::now();
     const auto saved = store.save(make_policy("a.example", Mode::Enforce, 60, {"mx.a.example"}));
     const auto waited = std::chrono::steady_clock::now() - start;
+    save_returned.set_value();
     holder.join();
     EXPECT_EQ(code_of(saved), c.expected_code);
-    EXPECT_GE(waited, std::min<std::chrono::steady_clock::duration>(
-                          c.hold, std::chrono::milliseconds(4900)));
+    // Waited for the lock, but no longer than the injected timeout (far below the default).
+    EXPECT_GE(waited, std::min(c.hold, kBusyTimeout - milliseconds(50)));
+    EXPECT_LT(waited, kBusyTimeout + milliseconds(1000));
   }
 }
 
