@@ -250,17 +250,17 @@ void reload_loop(MilterContext& context, store::OverrideStore& override_store, c
   }
 }
 
-// Waits (until `give_up`) for callbacks still deciding, so an MTA waiting
-// on a reply gets it; idle connections are not waited for. True when none
-// is left.
-bool drain(MilterContext& context, std::chrono::steady_clock::time_point give_up) {
-  while (context.callbacks_in_flight > 0 && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+// Shuts new callbacks out first (a connection the MTA keeps open may still
+// call in: its recipients are deferred), then waits until `give_up` for
+// those still deciding, so an MTA waiting on a reply gets it. Idle
+// connections are not waited for. True when none is left.
+bool drain(ContextInstalled& installed, std::chrono::steady_clock::time_point give_up) {
+  spdlog::info("milter event=stopping callbacks_in_flight={}", callbacks_in_flight());
+  const bool drained = installed.close(give_up);
   const TcpTuningCounts tcp = tcp_tuning_counts();
   spdlog::info("milter event=stopped callbacks_in_flight={} open_sessions={} tcp_connections={} quickack_resets={}",
-               context.callbacks_in_flight.load(), context.open_sessions.load(), tcp.tcp_connections,
-               tcp.quickack_resets);
-  return context.callbacks_in_flight == 0;
+               callbacks_in_flight(), open_milter_connections(), tcp.tcp_connections, tcp.quickack_resets);
+  return drained;
 }
 
 // Threads still running (a callback past the limit, a slow fetch or probe)
@@ -316,7 +316,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   MilterContext context(
       [&checker](const policy::NextHop& hop, policy::Deadline deadline) { return checker.check(hop, deadline); },
       Settings{std::make_shared<const Config>(config), initial_overrides(*override_store, config)});
-  const ContextInstalled installed(context);
+  ContextInstalled installed(context);
 
   std::atomic<bool> stopping{false};
   std::thread reloader(reload_loop, std::ref(context), std::ref(*override_store), config_path, std::cref(stopping));
@@ -327,7 +327,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   refresher.request_stop();  // a refresh pass ends after its current domain
   reloader.join();
   const auto give_up = std::chrono::steady_clock::now() + kStopLimit;
-  const bool drained = drain(context, give_up);
+  const bool drained = drain(installed, give_up);
   const bool idle = refresher.wait_stopped_until(give_up) && checker.wait_idle_until(give_up) &&
                     services->resolver->wait_idle_until(give_up);
   services->resolver->flush();

@@ -6,31 +6,27 @@
 #include <atomic>
 #include <optional>
 
+#include "milter/callback_gate.h"
+
 namespace mtasts::milter {
 namespace {
 
-// Null before the daemon installs its context and after it is gone: a
-// callback of a connection libmilter still serves then does nothing.
-std::atomic<MilterContext*> g_context = nullptr;
+// Closed before the daemon installs its context and once it stops: a callback
+// then answers without it (see CallbackGate for why). Never destroyed: a
+// libmilter thread may still call in while the process exits.
+CallbackGate<MilterContext>& gate() {
+  static auto* const the_gate = new CallbackGate<MilterContext>;
+  return *the_gate;
+}
 
-// Callbacks check g_context first; past that check it stays installed while
-// they run (the daemon waits, bounded, for running callbacks before removing it).
-MilterContext& context() { return *g_context.load(); }
+// Connections libmilter has open with us (for the stop log line).
+std::atomic<int> g_open_connections{0};
 
 std::optional<std::string_view> macro(SMFICTX* ctx, const char* name) {
   const char* value = smfi_getsymval(ctx, const_cast<char*>(name));
   if (!value) return std::nullopt;
   return std::string_view(value);
 }
-
-// Counts a callback as running for as long as it is in scope.
-class InFlight {
- public:
-  InFlight() { ++context().callbacks_in_flight; }
-  ~InFlight() { --context().callbacks_in_flight; }
-  InFlight(const InFlight&) = delete;
-  InFlight& operator=(const InFlight&) = delete;
-};
 
 // What libmilter keeps for one connection (its "priv"): the session and
 // whether the MTA agreed not to wait for our reply to MAIL.
@@ -45,7 +41,7 @@ Connection& connection_for(SMFICTX* ctx) {
   if (Connection* c = connection_of(ctx)) return *c;
   auto* c = new Connection;  // owned by libmilter's priv until close
   smfi_setpriv(ctx, c);
-  ++context().open_sessions;
+  ++g_open_connections;
   return *c;
 }
 
@@ -54,18 +50,27 @@ Session* session_of(SMFICTX* ctx) {
   return c ? c->session.get() : nullptr;
 }
 
-Session& session_for(SMFICTX* ctx) {
+Session& session_for(SMFICTX* ctx, const MilterContext& context) {
   Connection& c = connection_for(ctx);
   if (!c.session) {
-    const Settings settings = context().settings();
-    c.session = std::make_unique<Session>(context().check(), settings.config, settings.overrides);
+    const Settings settings = context.settings();
+    c.session = std::make_unique<Session>(context.check(), settings.config, settings.overrides);
   }
   return *c.session;
 }
 
-sfsistat error_status() {
-  const auto config = context().config();
-  return config->decision.error_action == Action::Tempfail ? SMFIS_TEMPFAIL : SMFIS_CONTINUE;
+sfsistat error_status(const MilterContext& context) {
+  return context.config()->decision.error_action == Action::Tempfail ? SMFIS_TEMPFAIL : SMFIS_CONTINUE;
+}
+
+void set_reply(SMFICTX* ctx, const char* code, const char* xcode, const std::string& text);
+
+// A stage the daemon can no longer decide (it is stopping): a recipient is
+// deferred, never let through unchecked; the MTA's retry reaches the next
+// daemon. Other stages change nothing.
+sfsistat stopping_rcpt(SMFICTX* ctx) {
+  set_reply(ctx, "451", "4.7.5", "MTA-STS: shutting down, try again later");
+  return SMFIS_TEMPFAIL;
 }
 
 void log_lines(const std::vector<std::string>& lines) {
@@ -77,6 +82,11 @@ std::string reply_safe(std::string text) {
   for (auto& c : text)
     if (c == '%' || c == '\r' || c == '\n') c = '_';
   return text;
+}
+
+void set_reply(SMFICTX* ctx, const char* code, const char* xcode, const std::string& text) {
+  const std::string safe = reply_safe(text);
+  smfi_setreply(ctx, const_cast<char*>(code), const_cast<char*>(xcode), const_cast<char*>(safe.c_str()));
 }
 
 // Stages we never use: the MTA does not send their command and waits for no
@@ -119,7 +129,7 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long offered_actions, unsigned long
                       unsigned long*) try {
   *steps = offered_steps & kUnusedStages;
   *actions = 0;
-  if (!g_context) return SMFIS_CONTINUE;  // shutting down: ask for nothing, answer every stage
+  if (!gate().enter()) return SMFIS_CONTINUE;  // stopping: ask for nothing, answer every stage
   *actions = offered_actions & (SMFIF_ADDHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST);
   // MAIL is always accepted, so the MTA need not wait for our reply to it:
   // Postfix sends MAIL with the first RCPT in one segment; Sendmail's lone
@@ -135,58 +145,70 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long offered_actions, unsigned long
 }
 
 sfsistat on_envfrom(SMFICTX* ctx, char**) {
-  if (!g_context) return SMFIS_CONTINUE;
-  const InFlight running;
   const Connection* c = connection_of(ctx);
-  const bool no_reply = c && c->mail_needs_no_reply;
+  const sfsistat answered = c && c->mail_needs_no_reply ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+  const auto context = gate().enter();
+  if (!context) return answered;
   try {
-    session_for(ctx).begin_message(SteadyClock::now(), context().settings(), macro(ctx, "{daemon_name}"));
+    session_for(ctx, **context).begin_message(SteadyClock::now(), (*context)->settings(), macro(ctx, "{daemon_name}"));
   } catch (const std::exception& e) {
     spdlog::error("milter event=internal-error stage=mail error=\"{}\"", e.what());
-    if (!no_reply) return error_status();
+    if (answered != SMFIS_NOREPLY) return error_status(**context);
   }
-  return no_reply ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+  return answered;
 }
 
-sfsistat on_envrcpt(SMFICTX* ctx, char** argv) try {
-  if (!g_context) return SMFIS_CONTINUE;
-  const InFlight running;
-  if (!argv || !argv[0]) return SMFIS_CONTINUE;
-  const RcptReply reply =
-      session_for(ctx).on_rcpt(argv[0], macro(ctx, "{rcpt_mailer}"), macro(ctx, "{rcpt_host}"), SteadyClock::now());
-  if (reply.accept) return SMFIS_CONTINUE;
-  const std::string text = reply_safe(reply.text);
-  smfi_setreply(ctx, const_cast<char*>(reply.code.c_str()), const_cast<char*>(reply.xcode.c_str()),
-                const_cast<char*>(text.c_str()));
-  return reply.code.starts_with('5') ? SMFIS_REJECT : SMFIS_TEMPFAIL;
-} catch (const std::exception& e) {
-  spdlog::error("milter event=internal-error stage=rcpt error=\"{}\"", e.what());
-  return error_status();
+sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
+  const auto context = gate().enter();
+  if (!context) return stopping_rcpt(ctx);
+  try {
+    if (!argv || !argv[0]) return SMFIS_CONTINUE;
+    const RcptReply reply = session_for(ctx, **context)
+                                .on_rcpt(argv[0], macro(ctx, "{rcpt_mailer}"), macro(ctx, "{rcpt_host}"),
+                                         SteadyClock::now());
+    if (reply.accept) return SMFIS_CONTINUE;
+    set_reply(ctx, reply.code.c_str(), reply.xcode.c_str(), reply.text);
+    return reply.code.starts_with('5') ? SMFIS_REJECT : SMFIS_TEMPFAIL;
+  } catch (const std::exception& e) {
+    spdlog::error("milter event=internal-error stage=rcpt error=\"{}\"", e.what());
+    return error_status(**context);
+  }
 }
 
-sfsistat on_eom(SMFICTX* ctx) try {
-  if (!g_context) return SMFIS_CONTINUE;
-  const InFlight running;
-  const auto queue_id = macro(ctx, "i").value_or("NOQUEUE");
-  const EndOfMessage eom = session_for(ctx).end_message(queue_id, SteadyClock::now());
-  if (eom.tempfail) {
+// Stopping: recipients without next-hop macros wait for this stage to be
+// decided, so such a message is deferred rather than passed unchecked.
+sfsistat stopping_eom(SMFICTX* ctx) {
+  const Session* s = session_of(ctx);
+  if (s == nullptr || !s->has_undecided_recipients()) return SMFIS_CONTINUE;
+  set_reply(ctx, "451", "4.7.5", "MTA-STS: shutting down, try again later");
+  return SMFIS_TEMPFAIL;
+}
+
+sfsistat on_eom(SMFICTX* ctx) {
+  const auto context = gate().enter();
+  if (!context) return stopping_eom(ctx);
+  try {
+    const auto queue_id = macro(ctx, "i").value_or("NOQUEUE");
+    const EndOfMessage eom = session_for(ctx, **context).end_message(queue_id, SteadyClock::now());
+    if (eom.tempfail) {
+      log_lines(eom.log_lines);
+      set_reply(ctx, "451", "4.7.5", "MTA-STS: internal error, try again later");
+      return SMFIS_TEMPFAIL;
+    }
+    if (eom.header_value)
+      smfi_addheader(ctx, const_cast<char*>("MTA-STS"), const_cast<char*>(eom.header_value->c_str()));
+    if (eom.quarantine_reason) smfi_quarantine(ctx, const_cast<char*>(eom.quarantine_reason->c_str()));
     log_lines(eom.log_lines);
-    smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.7.5"),
-                  const_cast<char*>("MTA-STS: internal error, try again later"));
-    return SMFIS_TEMPFAIL;
+    return SMFIS_CONTINUE;
+  } catch (const std::exception& e) {
+    spdlog::error("milter event=internal-error stage=eom error=\"{}\"", e.what());
+    return error_status(**context);
   }
-  if (eom.header_value) smfi_addheader(ctx, const_cast<char*>("MTA-STS"), const_cast<char*>(eom.header_value->c_str()));
-  if (eom.quarantine_reason) smfi_quarantine(ctx, const_cast<char*>(eom.quarantine_reason->c_str()));
-  log_lines(eom.log_lines);
-  return SMFIS_CONTINUE;
-} catch (const std::exception& e) {
-  spdlog::error("milter event=internal-error stage=eom error=\"{}\"", e.what());
-  return error_status();
 }
 
 sfsistat on_abort(SMFICTX* ctx) try {
-  if (!g_context) return SMFIS_CONTINUE;
-  const InFlight running;
+  const auto context = gate().enter();
+  if (!context) return SMFIS_CONTINUE;
   if (Session* s = session_of(ctx)) log_lines(s->abort_message());
   return SMFIS_CONTINUE;
 } catch (const std::exception& e) {
@@ -194,15 +216,14 @@ sfsistat on_abort(SMFICTX* ctx) try {
   return SMFIS_CONTINUE;
 }
 
+// Frees the connection's state even when stopping: the session needs no
+// context to be destroyed.
 sfsistat on_close(SMFICTX* ctx) try {
   std::unique_ptr<Connection> c(connection_of(ctx));
   smfi_setpriv(ctx, nullptr);
-  if (!g_context) return SMFIS_CONTINUE;
-  const InFlight running;
-  if (c) {
-    if (c->session) log_lines(c->session->abort_message());
-    --context().open_sessions;
-  }
+  if (c) --g_open_connections;
+  const auto context = gate().enter();
+  if (context && c && c->session) log_lines(c->session->abort_message());
   return SMFIS_CONTINUE;
 } catch (const std::exception& e) {
   spdlog::error("milter event=internal-error stage=close error=\"{}\"", e.what());
@@ -232,7 +253,15 @@ smfiDesc g_description = {
 
 smfiDesc* milter_description() { return &g_description; }
 
-ContextInstalled::ContextInstalled(MilterContext& context) { g_context = &context; }
-ContextInstalled::~ContextInstalled() { g_context = nullptr; }
+ContextInstalled::ContextInstalled(MilterContext& context) { gate().open(context); }
+
+bool ContextInstalled::close(std::chrono::steady_clock::time_point give_up) { return gate().close(give_up); }
+
+// Reached only when close() succeeded or nothing was ever let in; waits for
+// good otherwise, since the context dies with the caller's frame.
+ContextInstalled::~ContextInstalled() { gate().close(std::chrono::steady_clock::time_point::max()); }
+
+int callbacks_in_flight() { return gate().inside(); }
+int open_milter_connections() { return g_open_connections.load(); }
 
 }  // namespace mtasts::milter

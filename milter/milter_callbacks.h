@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 
@@ -34,10 +35,6 @@ class MilterContext {
     settings_ = std::move(settings);
   }
   const CheckFunction& check() const { return check_; }
-  std::atomic<int> open_sessions{0};
-  // Callbacks running now: what a stop must wait for. Idle connections are
-  // not waited for (libmilter stops serving them once it is told to stop).
-  std::atomic<int> callbacks_in_flight{0};
 
  private:
   CheckFunction check_;
@@ -50,14 +47,22 @@ class MilterContext {
 // smfi_main.
 smfiDesc* milter_description();
 
-// Installs `context` for the callbacks for as long as it lives; it must
-// outlive smfi_main.
+// Lets the callbacks use `context` until close(); it must outlive this.
+// libmilter may call in after smfi_main returns (connections the MTA keeps
+// open), so stopping is: close() (new callbacks answer without the context:
+// a recipient is deferred), which waits for those running, then destroy.
 class ContextInstalled {
  public:
   explicit ContextInstalled(MilterContext& context);
-  ~ContextInstalled();
+  // Shuts callbacks out, then waits until `give_up` for the running ones.
+  // True when none is left.
+  bool close(std::chrono::steady_clock::time_point give_up);
+  ~ContextInstalled();  // close() without a bound
   ContextInstalled(const ContextInstalled&) = delete;
   ContextInstalled& operator=(const ContextInstalled&) = delete;
 };
+
+int callbacks_in_flight();       // callbacks holding the context now
+int open_milter_connections();   // connections libmilter has open with us
 
 }  // namespace mtasts::milter

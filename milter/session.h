@@ -89,6 +89,8 @@ class Session {
   RcptReply on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
                     std::optional<std::string_view> host, SteadyClock::time_point now);
   EndOfMessage end_message(std::string_view queue_id, SteadyClock::time_point now);
+  // Recipients left for end of message (no next-hop macros) in this message.
+  bool has_undecided_recipients() const { return !pending_non_smtp_.empty(); }
   // Abort or close before end of message: the log lines, with NOQUEUE.
   std::vector<std::string> abort_message();
   // Where the session reads the time after a decision (tests: a fake).

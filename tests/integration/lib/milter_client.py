@@ -193,25 +193,38 @@ def cmd_garbage(case):
 def cmd_hold(ready, go, domain):
     """MAIL, then RCPT to DOMAIN and EOM. go: "now" sends the RCPT at once and
     then creates the ready file (the decision is in flight); a path waits for
-    that file after creating the ready file; "-" never sends the RCPT."""
+    that file after creating the ready file; "-" never sends the RCPT.
+    Prints "rcpt=REPLY" as soon as it comes, then "eom=REPLY"; a reply the
+    milter never sent (it closed the connection) prints as "closed"."""
     import os, time
     c = Conn()
     c.negotiate()
     c.mail("HOLDQ")
     pairs = [("{rcpt_mailer}", "smtp"), ("{rcpt_host}", domain)]
+    def reply(step):
+        try:
+            cmd, text, _ = step()
+            return (cmd.decode() + " " + text).strip()
+        except (EOFError, ConnectionError):
+            return "closed"
     if go == "now":
         c.macros(b"R", pairs)
         c.send(b"R", b"<user@" + domain.encode() + b">\0")
         open(ready, "w").close()
-        cmd, text, _ = c.final()
+        rcpt = reply(c.final)
     else:
         open(ready, "w").close()
         while go == "-" or not os.path.exists(go):
             time.sleep(0.05)
-        cmd, text, _ = c.rcpt("user@" + domain, pairs)
-    ecmd, _, _ = c.eom()
-    print("rcpt=%s eom=%s" % ((cmd.decode() + " " + text).strip(), ecmd.decode()))
-    c.quit()
+        rcpt = reply(lambda: c.rcpt("user@" + domain, pairs))
+    print("rcpt=" + rcpt, flush=True)
+    if rcpt == "closed":
+        return
+    print("eom=" + reply(c.eom), flush=True)
+    try:
+        c.quit()
+    except (EOFError, ConnectionError):
+        pass
 
 if __name__ == "__main__":
     what = sys.argv[2]
