@@ -1,10 +1,10 @@
-// Wall-clock time for the engine. MTASTS_FAKE_NOW=<unix seconds> in the
-// environment pins it (integration tests use it to step over back-off and
-// expiry windows without waiting); it is read once, at construction.
+// Wall-clock time for the engine: the system clock, nothing else. Tests
+// inject their own policy::Clock; the integration scenarios that step over
+// back-off and expiry windows run the binary under faketime(1), so the
+// shipped daemon reads no variable that could freeze its expiry checks.
 #pragma once
 
 #include <cstdint>
-#include <optional>
 
 #include "policy/sources.h"
 
@@ -12,11 +12,7 @@ namespace mtasts::milter {
 
 class SystemClock final : public policy::Clock {
  public:
-  SystemClock();
   std::int64_t now() const override;
-
- private:
-  std::optional<std::int64_t> pinned_;
 };
 
 }  // namespace mtasts::milter

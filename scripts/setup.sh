@@ -14,7 +14,7 @@ build_packages=(
 )
 test_packages=(
   nsd unbound ldnsutils bind9-dnsutils nginx openssl python3 iproute2
-  clang-14 libclang-rt-14-dev postfix miltertest jq curl systemd tcpdump strace
+  clang-14 libclang-rt-14-dev postfix miltertest jq curl systemd tcpdump strace faketime
   # Libraries of the unpacked (never installed) Sendmail that
   # tests/integration/lib/sendmail.sh fetches with apt-get download.
   libdb5.3 libnsl2 libldap-2.5-0 libsasl2-2 libssl3

@@ -92,7 +92,10 @@ S_DIR="" S_CONF="" S_NOW=0 S_OVERRIDES=()
 
 cli() {  # cli ARGS... -> stdout in $S_DIR/out, stderr in $S_DIR/err, rc
   [ -f "$S_CONF" ] || tb_config "$S_CONF" "${S_OVERRIDES[@]}"
-  MTASTS_FAKE_NOW=$S_NOW timeout 60 ip netns exec "$TB_NS" \
+  # The scenario's clock, frozen at S_NOW for the wall clock only
+  # (faketime(1); timeouts keep the real monotonic clock).
+  timeout 60 ip netns exec "$TB_NS" env TZ=UTC FAKETIME_DONT_FAKE_MONOTONIC=1 \
+    faketime "$(TZ=UTC date -d "@$S_NOW" '+%Y-%m-%d %H:%M:%S')" \
     "$MTASTS_BIN" -c "$S_CONF" "$@" >"$S_DIR/out" 2>"$S_DIR/err"
 }
 
