@@ -12,7 +12,7 @@
 
 #include "policy/net/curl_fetcher.h"
 #include "policy/net/unbound_dns.h"
-#include "policy/resolver.h"
+#include "policy/engine/resolver.h"
 #include "policy/result.h"
 
 namespace mtasts::milter {

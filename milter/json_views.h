@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "policy/policy.h"
-#include "policy/resolver.h"
+#include "policy/engine/resolver.h"
 
 namespace mtasts::milter {
 

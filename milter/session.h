@@ -21,7 +21,7 @@
 
 #include "milter/config.h"
 #include "milter/recipient_route.h"
-#include "policy/next_hop_checker.h"
+#include "policy/engine/next_hop_checker.h"
 #include "store/override_store.h"
 
 namespace mtasts::milter {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "policy/probe.h"
-#include "policy/resolver.h"
+#include "policy/resolution.h"
 #include "policy/sources.h"
 
 namespace mtasts::policy {

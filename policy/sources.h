@@ -201,4 +201,13 @@ class Clock {
   virtual std::int64_t now() const = 0;
 };
 
+// Durable storage of aggregates (store/tlsrpt_store.h). add() adds the
+// sessions to the stored counts, all or nothing: an error means nothing of
+// the batch was written. Thread-safe.
+class TlsrptStore {
+ public:
+  virtual ~TlsrptStore() = default;
+  virtual Result<bool> add(const std::vector<TlsrptAggregate>& batch) = 0;
+};
+
 }  // namespace mtasts::policy

@@ -2,6 +2,8 @@
 #include "policy/tlsrpt.h"
 
 #include <array>
+#include <chrono>
+#include <cstdio>
 #include <utility>
 
 namespace mtasts::policy {
@@ -35,6 +37,16 @@ std::optional<ResultType> result_type_from_string(std::string_view text) {
     if (name == text) return value;
   }
   return std::nullopt;
+}
+
+std::string utc_day(std::int64_t unix_seconds) {
+  using namespace std::chrono;
+  const sys_days days = floor<std::chrono::days>(sys_seconds{seconds{unix_seconds}});
+  const year_month_day ymd{days};
+  char text[16];
+  std::snprintf(text, sizeof text, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+  return text;
 }
 
 }  // namespace mtasts::policy

@@ -61,4 +61,27 @@ class TlsrptSink {
   virtual void record(const TlsrptSession& session) = 0;
 };
 
+// "YYYY-MM-DD" of `unix_seconds` in UTC (the report day).
+std::string utc_day(std::int64_t unix_seconds);
+
+// The count of equal sessions on one day. For successes the failure fields
+// are empty and result_type is nullopt; failures always have a result_type.
+struct TlsrptAggregate {
+  std::string day;
+  std::string policy_type;
+  std::string policy_domain;
+  std::string policy_string;
+  std::string mx_patterns;
+  bool success = false;
+  std::optional<ResultType> result_type;
+  std::string failure_reason_code;
+  std::string sending_mta_ip;
+  std::string receiving_mx_hostname;
+  std::string receiving_ip;
+  std::string additional_information;
+  std::int64_t sessions = 0;
+
+  bool operator==(const TlsrptAggregate&) const = default;
+};
+
 }  // namespace mtasts::policy

@@ -10,7 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "policy/tlsrpt_buffer.h"
+#include "policy/sources.h"
+#include "policy/tlsrpt.h"
 
 namespace mtasts::store {
 

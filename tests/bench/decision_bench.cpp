@@ -47,10 +47,10 @@
 #include "milter/config.h"
 #include "milter/services.h"
 #include "milter/session.h"
-#include "policy/mx_dns_cache.h"
+#include "policy/engine/mx_dns_cache.h"
 #include "policy/net/tls_prober.h"
-#include "policy/next_hop_checker.h"
-#include "policy/tlsrpt_buffer.h"
+#include "policy/engine/next_hop_checker.h"
+#include "policy/engine/tlsrpt_buffer.h"
 #include "store/tlsrpt_store.h"
 
 namespace {

@@ -23,7 +23,7 @@
 
 #include "milter/config.h"
 #include "milter/services.h"
-#include "policy/resolver.h"
+#include "policy/engine/resolver.h"
 #include "store/sqlite_store.h"
 
 namespace {

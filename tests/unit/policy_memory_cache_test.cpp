@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "policy/memory_cache.h"
+#include "policy/engine/memory_cache.h"
 
 namespace mtasts::policy {
 namespace {

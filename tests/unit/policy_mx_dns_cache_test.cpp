@@ -1,5 +1,5 @@
 // MxDnsCache: definite answers kept for min(TTL, cap); failures never kept.
-#include "policy/mx_dns_cache.h"
+#include "policy/engine/mx_dns_cache.h"
 
 #include <gtest/gtest.h>
 

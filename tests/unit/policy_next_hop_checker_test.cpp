@@ -2,7 +2,7 @@
 // §3.4 (smart hosts), §4.1 (MX matching), §4.2 (probing), RFC 7672 (DANE),
 // RFC 7505 (null MX), RFC 5321 §5.1 (implicit MX); probe cache expiry,
 // single-flight and deadlines.
-#include "policy/next_hop_checker.h"
+#include "policy/engine/next_hop_checker.h"
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "fakes/fake_next_hop.h"
-#include "policy/probe_cache.h"
+#include "policy/engine/probe_cache.h"
 #include "fakes/fake_sources.h"
 #include "fakes/recording_sink.h"
 

@@ -1,6 +1,6 @@
 // The resolution engine against scripted sources: RFC 8461 §3.3, §5.1, §8.1.
-#include "policy/resolver.h"
-#include "policy/refresher.h"
+#include "policy/engine/resolver.h"
+#include "policy/engine/refresher.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // TlsrptBuffer: RFC 8460 §4.1 (UTC days) and §4.4 (counts per policy and per
 // failure-details entry), flushing on an interval and at destruction, and
 // keeping a batch the store refused.
-#include "policy/tlsrpt_buffer.h"
+#include "policy/engine/tlsrpt_buffer.h"
 
 #include <gtest/gtest.h>
 

@@ -8,7 +8,7 @@
 // Why the shape: every network step runs in a per-domain job (single-flight)
 // outside the lock, so a caller can give up at its deadline while the job
 // finishes and fills the cache for the retry.
-#include "policy/resolver.h"
+#include "policy/engine/resolver.h"
 
 #include <spdlog/spdlog.h>
 
@@ -21,21 +21,11 @@
 #include <thread>
 #include <unordered_map>
 
-#include "policy/memory_cache.h"
+#include "policy/engine/memory_cache.h"
 #include "policy/reason.h"
 #include "policy/txt_record.h"
 
 namespace mtasts::policy {
-
-std::string_view to_string(PolicySource source) {
-  switch (source) {
-    case PolicySource::Cache: return "cache";
-    case PolicySource::Fetched: return "fetched";
-    case PolicySource::Stale: return "stale";
-    case PolicySource::None: return "none";
-  }
-  return "none";
-}
 
 namespace {
 

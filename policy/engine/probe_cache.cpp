@@ -5,7 +5,7 @@
 // Why the shape (the Resolver's): the probe runs on a detached thread that
 // owns the only reference to its promise, so a caller can stop waiting at
 // its deadline and the result still lands in the cache for the retry.
-#include "policy/probe_cache.h"
+#include "policy/engine/probe_cache.h"
 #include "policy/reason.h"
 
 #include <spdlog/spdlog.h>

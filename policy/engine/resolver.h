@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 
+#include "policy/resolution.h"
 #include "policy/sources.h"
 #include "policy/tlsrpt.h"
 
@@ -35,31 +36,6 @@ struct ResolverConfig {
   // beyond this is answered at once as "overloaded" (a temporary error: the
   // cached policy if any, else unknown) instead of piling up threads.
   std::size_t max_jobs = 512;
-};
-
-enum class PolicySource {
-  Cache,    // cached policy, TXT id current (or checked recently)
-  Fetched,  // fetched over HTTPS during this call
-  Stale,    // cached policy used because discovery failed (TXT gone, DNS or fetch error)
-  None,     // no policy applies
-};
-std::string_view to_string(PolicySource source);  // "cache" | "fetched" | "stale" | "none"
-
-struct Resolution {
-  std::string domain;
-  PolicySource source = PolicySource::None;
-  DnsSecurity dnssec = DnsSecurity::Insecure;   // of the _mta-sts TXT answer (or cached)
-  std::optional<std::string> txt_id;            // from DNS, or the cached one
-  std::optional<StoredPolicy> policy;           // the policy that applies, if any
-  std::optional<ResultType> result_type;        // discovery error, kept for reporting
-  std::string reason;                           // its reason code ("" when none)
-  // True when the answer is unknown because of a temporary error (no usable
-  // policy, but one may exist): callers must not treat it as "no policy" for
-  // anything but delivery under RFC 8461 §5.
-  bool temporary = false;
-  // True when this call looked up the TXT record and it confirmed the policy
-  // (RFC 8461 §5.1: a permanent rejection needs a fresh check).
-  bool fresh_txt_check = false;
 };
 
 class Resolver {

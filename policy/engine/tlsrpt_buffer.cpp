@@ -5,7 +5,7 @@
 // Why the key is a '\0'-joined string: every field is text without NUL (DNS
 // names, addresses, policy text, reason codes), and one ordered map keeps
 // take() sorted for free.
-#include "policy/tlsrpt_buffer.h"
+#include "policy/engine/tlsrpt_buffer.h"
 
 #include <spdlog/spdlog.h>
 
@@ -17,16 +17,6 @@
 #include <utility>
 
 namespace mtasts::policy {
-
-std::string utc_day(std::int64_t unix_seconds) {
-  using namespace std::chrono;
-  const sys_days days = floor<std::chrono::days>(sys_seconds{seconds{unix_seconds}});
-  const year_month_day ymd{days};
-  char text[16];
-  std::snprintf(text, sizeof text, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
-  return text;
-}
 
 namespace {
 

@@ -2,8 +2,8 @@
 // aggregate report (§4.4: "summary" total-successful-session-count /
 // total-failure-session-count per policy, and "failure-details" entries with
 // failed-session-count), per UTC day (§4.1: reports cover a UTC day by
-// default), and a flusher that hands the counts to a TlsrptStore.
-// The store interface is declared here so policy/ never includes store/.
+// default), and a flusher that hands the counts to a TlsrptStore (a port,
+// policy/sources.h).
 #pragma once
 
 #include <chrono>
@@ -14,41 +14,10 @@
 #include <vector>
 
 #include "policy/result.h"
+#include "policy/sources.h"
 #include "policy/tlsrpt.h"
 
 namespace mtasts::policy {
-
-// "YYYY-MM-DD" of `unix_seconds` in UTC (the report day).
-std::string utc_day(std::int64_t unix_seconds);
-
-// The count of equal sessions on one day. For successes the failure fields
-// are empty and result_type is nullopt; failures always have a result_type.
-struct TlsrptAggregate {
-  std::string day;
-  std::string policy_type;
-  std::string policy_domain;
-  std::string policy_string;
-  std::string mx_patterns;
-  bool success = false;
-  std::optional<ResultType> result_type;
-  std::string failure_reason_code;
-  std::string sending_mta_ip;
-  std::string receiving_mx_hostname;
-  std::string receiving_ip;
-  std::string additional_information;
-  std::int64_t sessions = 0;
-
-  bool operator==(const TlsrptAggregate&) const = default;
-};
-
-// Durable storage of aggregates (store/tlsrpt_store.h). add() adds the
-// sessions to the stored counts, all or nothing: an error means nothing of
-// the batch was written. Thread-safe.
-class TlsrptStore {
- public:
-  virtual ~TlsrptStore() = default;
-  virtual Result<bool> add(const std::vector<TlsrptAggregate>& batch) = 0;
-};
 
 struct TlsrptBufferConfig {
   // Overrides every session's sending_mta_ip when set (the MTA's public

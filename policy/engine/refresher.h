@@ -10,7 +10,7 @@
 #include <mutex>
 #include <thread>
 
-#include "policy/resolver.h"
+#include "policy/engine/resolver.h"
 
 namespace mtasts::policy {
 

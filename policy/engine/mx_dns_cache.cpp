@@ -1,4 +1,4 @@
-#include "policy/mx_dns_cache.h"
+#include "policy/engine/mx_dns_cache.h"
 
 #include <algorithm>
 

@@ -23,7 +23,7 @@
 #include <string>
 
 #include "policy/decide.h"
-#include "policy/resolver.h"
+#include "policy/engine/resolver.h"
 #include "policy/sources.h"
 #include "policy/tlsrpt.h"
 

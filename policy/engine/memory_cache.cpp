@@ -1,4 +1,4 @@
-#include "policy/memory_cache.h"
+#include "policy/engine/memory_cache.h"
 
 namespace mtasts::policy {
 

@@ -19,7 +19,7 @@
 // unreachable address moves on to the next: a certificate or STARTTLS
 // failure is a property of the host (and a TLSRPT failure), a refused
 // connection is not.
-#include "policy/next_hop_checker.h"
+#include "policy/engine/next_hop_checker.h"
 #include "policy/reason.h"
 
 #include <algorithm>
@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "policy/mx_match.h"
-#include "policy/probe_cache.h"
+#include "policy/engine/probe_cache.h"
 
 namespace mtasts::policy {
 

@@ -1,4 +1,4 @@
-#include "policy/refresher.h"
+#include "policy/engine/refresher.h"
 
 #include <spdlog/spdlog.h>
 
