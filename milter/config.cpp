@@ -259,6 +259,10 @@ const std::vector<Setting>& settings() {
               100000, [](Config& c) -> std::size_t& { return c.policy.max_jobs; }),
       integer("policy.decision_deadline_ms", "longest wait for a policy per decision (0: wait)", 0, 60000,
               [](Config& c) -> long& { return c.decision_deadline_ms; }),
+      integer("engine.threads",
+              "worker threads shared by policy discoveries, probes and refresh (more jobs queue, up to "
+              "max_discoveries + probe.max_parallel)",
+              1, 4096, [](Config& c) -> std::size_t& { return c.engine.threads; }),
       Setting{"tlsrpt.sending_mta_ip", "our address in TLSRPT records (empty: each probe's source address)",
               check_sending_mta_ip, [](const Config& c) { return quoted(c.tlsrpt.sending_mta_ip); }},
       integer("tlsrpt.flush_interval", "seconds between writes of TLSRPT counts to the store", 1, 3600,

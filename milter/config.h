@@ -69,6 +69,11 @@ struct TlsrptConfig {
   long flush_interval = 30;    // seconds between writes of the counts
 };
 
+// The engine's worker pool (policy/engine/worker_pool.h).
+struct EngineConfig {
+  std::size_t threads = 128;  // discoveries, probes and refreshes running at once
+};
+
 struct Config {
   std::string milter_socket = "inet:8891@127.0.0.1";
   std::string socket_mode = "0660";  // unix sockets
@@ -83,6 +88,7 @@ struct Config {
   policy::net::CurlFetcherConfig https;
   policy::ResolverConfig policy;
   TlsrptConfig tlsrpt;
+  EngineConfig engine;
   long decision_deadline_ms = 0;  // 0: `check` waits for discovery to finish
   std::string log_level = "info";
   bool log_syslog = false;  // syslog facility mail instead of stderr

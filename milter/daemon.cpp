@@ -309,7 +309,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   policy::MxDnsCache next_hop_dns(*services->dns, services->clock,
                                   static_cast<std::uint32_t>(std::min<std::int64_t>(config.probe.success_ttl, 300)));
   policy::NextHopChecker checker(*services->resolver, next_hop_dns, prober, services->clock,
-                                 checker_config(config));
+                                 checker_config(config), services->pool.get());
   checker.set_tlsrpt_sink(&tlsrpt);
   policy::BackgroundRefresher refresher(*services->resolver, kRefreshPeriod);
   const auto override_store = open_override_store(config);
@@ -329,7 +329,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   const auto give_up = std::chrono::steady_clock::now() + kStopLimit;
   const bool drained = drain(installed, give_up);
   const bool idle = refresher.wait_stopped_until(give_up) && checker.wait_idle_until(give_up) &&
-                    services->resolver->wait_idle_until(give_up);
+                    services->resolver->wait_idle_until(give_up) && services->pool->stop_until(give_up);
   services->resolver->flush();
   tlsrpt.flush();  // the buffer's destructor tries once more if this fails
   if (!drained || !idle) exit_now(exit_code);

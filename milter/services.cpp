@@ -30,8 +30,9 @@ std::unique_ptr<Services> make_services(const Config& config) {
   // strips DNSSEC would otherwise make every answer look "insecure".
   services->dns->dnssec_self_test(std::chrono::steady_clock::now() + std::chrono::seconds(config.dns_timeout_seconds));
   services->fetcher = std::make_unique<policy::net::CurlFetcher>(config.https);
+  services->pool = std::make_unique<policy::WorkerPool>(pool_config(config));
   services->resolver = std::make_unique<policy::Resolver>(*services->dns, *services->fetcher, *services->store,
-                                                          services->clock, config.policy);
+                                                          services->clock, config.policy, services->pool.get());
   return services;
 }
 
@@ -44,6 +45,15 @@ policy::NextHopCheckerConfig checker_config(const Config& config) {
   out.probe_success_ttl = config.probe.success_ttl;
   out.probe_failure_ttl = config.probe.failure_ttl;
   out.max_parallel_probes = config.probe.max_parallel;
+  return out;
+}
+
+// The queue holds every job the single-flight caps let in (discoveries,
+// probes, a refresh batch), so those caps, not the queue, refuse a flood.
+policy::WorkerPoolConfig pool_config(const Config& config) {
+  policy::WorkerPoolConfig out;
+  out.threads = config.engine.threads;
+  out.max_queued = config.policy.max_jobs + config.probe.max_parallel + 16;
   return out;
 }
 

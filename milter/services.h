@@ -13,6 +13,7 @@
 #include "policy/engine/next_hop_checker.h"
 #include "policy/engine/resolver.h"
 #include "policy/engine/tlsrpt_buffer.h"
+#include "policy/engine/worker_pool.h"
 #include "store/sqlite_store.h"
 
 namespace mtasts::milter {
@@ -34,6 +35,9 @@ struct Services {
   std::unique_ptr<store::SqliteStore> store;
   std::unique_ptr<policy::net::UnboundDns> dns;
   std::unique_ptr<policy::net::CurlFetcher> fetcher;
+  // The engine's one worker pool: discoveries, probes and refresh. Outlives
+  // the resolver and the daemon's checker, which wait for their jobs.
+  std::unique_ptr<policy::WorkerPool> pool;
   std::unique_ptr<policy::Resolver> resolver;  // declared last: destroyed first
 };
 
@@ -42,6 +46,7 @@ std::unique_ptr<Services> make_services(const Config& config);
 
 // The engine settings the daemon derives from the [probe] and [tlsrpt] sections.
 policy::NextHopCheckerConfig checker_config(const Config& config);
+policy::WorkerPoolConfig pool_config(const Config& config);
 policy::TlsrptBufferConfig tlsrpt_config(const Config& config);
 
 }  // namespace mtasts::milter

@@ -14,6 +14,8 @@ namespace mtasts::policy::reason {
 inline constexpr std::string_view kDeadline = "deadline";
 // A discovery or probe was not started: the configured maximum was running.
 inline constexpr std::string_view kOverloaded = "overloaded";
+// The engine is stopping: a queued job answered without doing its work.
+inline constexpr std::string_view kStopping = "stopping";
 // An exception inside a background job (a bug or resource exhaustion).
 inline constexpr std::string_view kInternalError = "internal-error";
 // A TLSA lookup of a host in a signed zone failed (RFC 7672 §2.2).

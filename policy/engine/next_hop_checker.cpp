@@ -190,13 +190,14 @@ struct NextHopChecker::Impl {
   std::unordered_map<std::string, std::int64_t> reported;  // guarded by reported_mu
   ProbeCache probes;  // last: destroyed (and drained) first
 
-  Impl(Resolver& r, MxDns& d, TlsProber& prober, const Clock& c, NextHopCheckerConfig cfg)
+  Impl(Resolver& r, MxDns& d, TlsProber& prober, const Clock& c, NextHopCheckerConfig cfg, WorkerPool* pool)
       : resolver(r),
         dns(d),
         clock(c),
         config(std::move(cfg)),
         probes(prober, clock,
-               ProbeCacheConfig{config.probe_success_ttl, config.probe_failure_ttl, 50000, config.max_parallel_probes}) {}
+               ProbeCacheConfig{config.probe_success_ttl, config.probe_failure_ttl, 50000, config.max_parallel_probes},
+               pool) {}
 
   Resolution resolve(const std::string& domain, Deadline deadline) {
     if (domain.empty()) return Resolution{};  // IP-literal relay: no Policy Domain
@@ -418,8 +419,8 @@ HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, const ReportC
 }
 
 NextHopChecker::NextHopChecker(Resolver& resolver, MxDns& dns, TlsProber& prober, const Clock& clock,
-                               NextHopCheckerConfig config)
-    : impl_(std::make_unique<Impl>(resolver, dns, prober, clock, std::move(config))) {}
+                               NextHopCheckerConfig config, WorkerPool* pool)
+    : impl_(std::make_unique<Impl>(resolver, dns, prober, clock, std::move(config), pool)) {}
 
 NextHopChecker::~NextHopChecker() { wait_idle(); }
 

@@ -62,8 +62,10 @@ struct CheckResult {
 
 class NextHopChecker {
  public:
+  // Probes run on `pool` (shared with the resolver; it must outlive the
+  // checker), or on a pool of the checker's own when null.
   NextHopChecker(Resolver& resolver, MxDns& dns, TlsProber& prober, const Clock& clock,
-                 NextHopCheckerConfig config);
+                 NextHopCheckerConfig config, WorkerPool* pool = nullptr);
   ~NextHopChecker();
   NextHopChecker(const NextHopChecker&) = delete;
   NextHopChecker& operator=(const NextHopChecker&) = delete;

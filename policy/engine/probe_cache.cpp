@@ -2,25 +2,23 @@
 // RFC 7672. Why DANE and its records are part of the key: a host whose TLSA
 // RRset became secure, stopped being, or changed must be checked against what
 // DNS says now, not answered from an older result until it expires.
-// Why the shape (the Resolver's): the probe runs on a detached thread that
-// owns the only reference to its promise, so a caller can stop waiting at
-// its deadline and the result still lands in the cache for the retry.
+// Why the shape (the Resolver's): the probe runs as a single-flight job on
+// the worker pool, so a caller can stop waiting at its deadline and the
+// result still lands in the cache for the retry.
 #include "policy/engine/probe_cache.h"
-#include "policy/reason.h"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <exception>
 #include <future>
-#include <mutex>
 #include <string>
-#include <system_error>
-#include <thread>
 #include <unordered_map>
 #include <utility>
-#include <variant>
+
+#include "policy/engine/lock_guarded.h"
+#include "policy/engine/single_flight.h"
+#include "policy/reason.h"
 
 namespace mtasts::policy {
 
@@ -104,6 +102,20 @@ struct Entry {
   std::int64_t stored_at = 0;
 };
 
+// A cache given no shared pool probes on its own (tests): as many threads
+// as probes may run, up to 64.
+WorkerPoolConfig private_pool_config(std::size_t max_jobs) {
+  WorkerPoolConfig config;
+  config.threads = std::clamp<std::size_t>(max_jobs, 1, 64);
+  config.max_queued = std::max<std::size_t>(max_jobs, 1);
+  return config;
+}
+
+struct OverloadLog {
+  int refusals = 0;  // since the last warning
+  std::int64_t logged_at = -3600;
+};
+
 }  // namespace
 
 struct ProbeCache::Impl {
@@ -111,15 +123,18 @@ struct ProbeCache::Impl {
   const Clock& clock;
   ProbeCacheConfig config;
 
-  std::mutex mu;
-  std::unordered_map<std::string, Entry> entries;
-  std::unordered_map<std::string, std::shared_future<ProbeResult>> inflight;
-  std::condition_variable idle;
-  int jobs = 0;
-  int overload_refusals = 0;  // since the last overload warning
-  std::int64_t overload_logged_at = -3600;
+  LockGuarded<std::unordered_map<std::string, Entry>> entries;
+  LockGuarded<OverloadLog> overload_log;
+  std::unique_ptr<WorkerPool> own_pool;  // when no shared pool was given
+  // Last: destroyed first, waiting for the probes that use the rest.
+  SingleFlight<std::string, ProbeResult> flights;
 
-  Impl(TlsProber& p, const Clock& c, ProbeCacheConfig cfg) : prober(p), clock(c), config(cfg) {}
+  Impl(TlsProber& p, const Clock& c, ProbeCacheConfig cfg, WorkerPool* pool)
+      : prober(p),
+        clock(c),
+        config(cfg),
+        own_pool(pool ? nullptr : std::make_unique<WorkerPool>(private_pool_config(cfg.max_jobs))),
+        flights(pool ? *pool : *own_pool, cfg.max_jobs) {}
 
   bool fresh(const Entry& entry, std::int64_t now) const {
     const std::int64_t ttl = is_success(entry.result) ? config.success_ttl : config.failure_ttl;
@@ -127,109 +142,70 @@ struct ProbeCache::Impl {
     return age >= 0 && age < ttl;  // a clock stepped back does not stretch a TTL
   }
 
-  // Called with `mu` held.
-  void store(const std::string& key, ProbeResult result, std::int64_t now) {
-    if (entries.size() >= config.max_entries)
-      std::erase_if(entries, [&](const auto& kv) { return !fresh(kv.second, now); });
-    // Still full of fresh entries: a cache, so dropping it costs probes only.
-    if (entries.size() >= config.max_entries) entries.clear();
-    entries.insert_or_assign(key, Entry{std::move(result), now});
+  std::optional<ProbeResult> cached(const std::string& key, std::int64_t now) {
+    return entries.with([&](auto& table) -> std::optional<ProbeResult> {
+      if (const auto it = table.find(key); it != table.end() && fresh(it->second, now)) return it->second.result;
+      return std::nullopt;
+    });
   }
 
-  // Called with `mu` held: no probe started, at most one warning per 10 s.
+  void store(const std::string& key, ProbeResult result, std::int64_t now) {
+    entries.with([&](auto& table) {
+      if (table.size() >= config.max_entries)
+        std::erase_if(table, [&](const auto& kv) { return !fresh(kv.second, now); });
+      // Still full of fresh entries: a cache, so dropping it costs probes only.
+      if (table.size() >= config.max_entries) table.clear();
+      table.insert_or_assign(key, Entry{std::move(result), now});
+    });
+  }
+
+  // No probe started: at most one warning per 10 s.
   ProbeResult overloaded(const ProbeRequest& request) {
-    ++overload_refusals;
     const std::int64_t now = clock.now();
-    if (now - overload_logged_at >= 10) {
-      spdlog::warn("probe event=overloaded running={} refused={} host={} note=\"host left unverified\"", jobs,
-                   overload_refusals, request.host);
-      overload_logged_at = now;
-      overload_refusals = 0;
-    }
+    const int refused = overload_log.with([&](OverloadLog& log) {
+      ++log.refusals;
+      if (now - log.logged_at < 10) return 0;
+      log.logged_at = now;
+      return std::exchange(log.refusals, 0);
+    });
+    if (refused > 0)
+      spdlog::warn("probe event=overloaded running={} refused={} host={} note=\"host left unverified\"",
+                   flights.in_flight(), refused, request.host);
     return run_failed(request, reason::kOverloaded);
   }
-
-  // The cached result, the running probe to join, or a newly started probe.
-  std::variant<ProbeResult, std::shared_future<ProbeResult>> lookup_or_start(const ProbeRequest& request,
-                                                                             OnProbed on_probed);
-  std::shared_future<ProbeResult> start(const std::string& key, const ProbeRequest& request,
-                                        OnProbed on_probed);
-  void run_detached(const std::string& key, const ProbeRequest& request,
-                    std::shared_ptr<std::promise<ProbeResult>> promise, OnProbed on_probed);
 };
 
-std::variant<ProbeResult, std::shared_future<ProbeResult>> ProbeCache::Impl::lookup_or_start(
-    const ProbeRequest& request, OnProbed on_probed) {
-  const std::string key = key_of(request);
-  const std::int64_t now = clock.now();
-  std::lock_guard lock(mu);
-  if (const auto it = entries.find(key); it != entries.end() && fresh(it->second, now))
-    return it->second.result;
-  if (const auto it = inflight.find(key); it != inflight.end()) return it->second;
-  if (static_cast<std::size_t>(jobs) >= config.max_jobs) return overloaded(request);
-  return start(key, request, std::move(on_probed));
-}
+ProbeCache::ProbeCache(TlsProber& prober, const Clock& clock, ProbeCacheConfig config, WorkerPool* pool)
+    : impl_(std::make_unique<Impl>(prober, clock, config, pool)) {}
 
-// Called with `mu` held; the thread takes the lock only after probing.
-std::shared_future<ProbeResult> ProbeCache::Impl::start(const std::string& key, const ProbeRequest& request,
-                                                        OnProbed on_probed) {
-  auto promise = std::make_shared<std::promise<ProbeResult>>();
-  std::shared_future<ProbeResult> future = promise->get_future().share();
-  inflight.emplace(key, future);
-  ++jobs;
-  try {
-    run_detached(key, request, promise, std::move(on_probed));
-  } catch (const std::system_error& e) {  // no thread: answer now rather than hang
-    spdlog::error("probe event=thread-failed host={} error=\"{}\"", request.host, e.what());
-    inflight.erase(key);
-    --jobs;
-    promise->set_value(run_failed(request));
-  }
-  return future;
-}
-
-void ProbeCache::Impl::run_detached(const std::string& key, const ProbeRequest& request,
-                                    std::shared_ptr<std::promise<ProbeResult>> promise,
-                                    OnProbed on_probed) {
-  std::thread([this, key, request, promise = std::move(promise), on_probed = std::move(on_probed)] {
-    ProbeResult result = run_probe(prober, request);
-    notify(on_probed, request, result);
-    // Cache and leave the in-flight table before publishing, so a caller
-    // that has seen this result never joins this finished job again.
-    {
-      std::lock_guard done(mu);
-      store(key, result, clock.now());
-      inflight.erase(key);
-    }
-    promise->set_value(std::move(result));
-    std::lock_guard done(mu);
-    --jobs;
-    idle.notify_all();
-  }).detach();
-}
-
-ProbeCache::ProbeCache(TlsProber& prober, const Clock& clock, ProbeCacheConfig config)
-    : impl_(std::make_unique<Impl>(prober, clock, config)) {}
-
-ProbeCache::~ProbeCache() { wait_idle(); }
+ProbeCache::~ProbeCache() = default;  // `flights` waits for running probes
 
 std::optional<ProbeResult> ProbeCache::probe(const ProbeRequest& request, Deadline deadline,
                                              OnProbed on_probed) {
-  auto found = impl_->lookup_or_start(request, std::move(on_probed));
-  if (auto* cached = std::get_if<ProbeResult>(&found)) return std::move(*cached);
-  const auto& job = std::get<std::shared_future<ProbeResult>>(found);
-  if (job.wait_until(deadline) != std::future_status::ready) return std::nullopt;
-  return job.get();
+  const std::string key = key_of(request);
+  if (auto hit = impl_->cached(key, impl_->clock.now())) return hit;
+  Impl* impl = impl_.get();
+  const auto job = impl->flights.join_or_start(
+      key,
+      [impl, request, on_probed = std::move(on_probed)](std::stop_token stop) {
+        if (stop.stop_requested()) return run_failed(request, reason::kStopping);
+        ProbeResult result = run_probe(impl->prober, request);
+        notify(on_probed, request, result);
+        return result;
+      },
+      run_failed(request, reason::kOverloaded),
+      [impl, key](const ProbeResult& result) {
+        if (result.reason != reason::kStopping) impl->store(key, result, impl->clock.now());
+      });
+  if (!job) return impl->overloaded(request);
+  if (job->wait_until(deadline) != std::future_status::ready) return std::nullopt;
+  return job->get();
 }
 
-void ProbeCache::wait_idle() {
-  std::unique_lock lock(impl_->mu);
-  impl_->idle.wait(lock, [this] { return impl_->jobs == 0; });
-}
+void ProbeCache::wait_idle() { wait_idle_until(std::chrono::steady_clock::time_point::max()); }
 
 bool ProbeCache::wait_idle_until(std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock lock(impl_->mu);
-  return impl_->idle.wait_until(lock, deadline, [this] { return impl_->jobs == 0; });
+  return impl_->flights.wait_idle_until(deadline);
 }
 
 }  // namespace mtasts::policy

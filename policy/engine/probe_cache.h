@@ -2,9 +2,9 @@
 // (host, address, port, DANE or WebPKI), so a busy sender does not probe an
 // MX host for every recipient. A success is kept longer than a failure (an
 // unreachable or failing host is retried sooner). Concurrent callers for one
-// key share one in-flight probe (single-flight); each probe runs on its own
-// thread, so a caller can give up at its deadline while the probe finishes
-// and fills the cache for the retry.
+// key share one in-flight probe (single flight) on the engine's worker pool,
+// so a caller can give up at its deadline while the probe finishes and
+// fills the cache for the retry.
 // Thread-safe; the prober is never called under the cache's lock.
 #pragma once
 
@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 
+#include "policy/engine/worker_pool.h"
 #include "policy/probe.h"
 #include "policy/sources.h"
 
@@ -22,21 +23,23 @@ struct ProbeCacheConfig {
   std::int64_t success_ttl = 3600;  // s: Verified / DaneVerified
   std::int64_t failure_ttl = 300;   // s: TlsFailure / Unreachable
   std::size_t max_entries = 50000;  // expired entries are dropped beyond this
-  // Probes running at once (one thread each). Beyond this a new probe is not
-  // started: the host is answered unverified ("overloaded", not cached), so
-  // an enforce policy tempfails rather than approving an unchecked host.
+  // Probes in flight at once (queued or running on the pool). Beyond this a
+  // new probe is not started: the host is answered unverified ("overloaded",
+  // not cached), so an enforce policy tempfails rather than approving an
+  // unchecked host.
   std::size_t max_jobs = 512;
 };
 
 class ProbeCache {
  public:
-  // `prober` and `clock` must outlive the cache.
-  ProbeCache(TlsProber& prober, const Clock& clock, ProbeCacheConfig config);
+  // `prober`, `clock` and `pool` must outlive the cache; null `pool`: the
+  // cache runs probes on a pool of its own.
+  ProbeCache(TlsProber& prober, const Clock& clock, ProbeCacheConfig config, WorkerPool* pool = nullptr);
   ~ProbeCache();  // waits for running probes
   ProbeCache(const ProbeCache&) = delete;
   ProbeCache& operator=(const ProbeCache&) = delete;
 
-  // Called on the probe's own thread once a probe started by this call has
+  // Called on the probe's worker once a probe started by this call has
   // finished (even when the caller gave up at its deadline); never for a
   // cache hit nor for a caller that joined a running probe: one call per
   // probe that actually ran (RFC 8460 §4.1, one session). Exceptions it

@@ -21,7 +21,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include "policy/engine/lock_guarded.h"
 #include "policy/engine/memory_cache.h"
+#include "policy/engine/single_flight.h"
+#include "policy/engine/worker_pool.h"
 #include "policy/reason.h"
 #include "policy/txt_record.h"
 
@@ -114,6 +117,19 @@ std::int64_t jitter_for(const std::string& domain, std::int64_t interval) {
   return static_cast<std::int64_t>(std::hash<std::string>{}(domain) % spread);
 }
 
+// Policies refreshed at once by a background pass: enough to keep a large
+// cache fresh, few enough to leave the pool to discoveries and probes.
+constexpr std::size_t kRefreshesAtOnce = 4;
+
+// A resolver given no shared pool runs its discoveries on its own (tests,
+// the CLI): as many threads as discoveries may run, up to 64.
+WorkerPoolConfig private_pool_config(std::size_t max_jobs) {
+  WorkerPoolConfig config;
+  config.threads = std::clamp<std::size_t>(max_jobs, 1, 64);
+  config.max_queued = std::max<std::size_t>(max_jobs, 1);
+  return config;
+}
+
 }  // namespace
 
 struct Resolver::Impl {
@@ -124,16 +140,27 @@ struct Resolver::Impl {
   ResolverConfig config;
 
   std::atomic<TlsrptSink*> sink{nullptr};
-  std::mutex mu;
-  MemoryCache memory;
-  std::unordered_map<std::string, std::shared_future<Resolution>> inflight;
-  std::condition_variable idle;
-  int jobs = 0;
-  int overload_refusals = 0;             // since the last overload warning
-  std::int64_t overload_logged_at = -3600;
+  LockGuarded<MemoryCache> memory;
+  struct OverloadLog {
+    int refusals = 0;  // since the last warning
+    std::int64_t logged_at = -3600;
+  };
+  LockGuarded<OverloadLog> overload_log;
+  std::unique_ptr<WorkerPool> own_pool;  // when no shared pool was given
+  // Last: destroyed first, each waiting for its jobs, which use the rest.
+  SingleFlight<std::string, bool> refreshes;  // background refresh, a few at a time
+  SingleFlight<std::string, Resolution> discoveries;
 
-  Impl(Dns& d, PolicyFetcher& f, PolicyStore& s, const Clock& c, ResolverConfig cfg)
-      : dns(d), fetcher(f), store(s), clock(c), config(cfg), memory(cfg.memory_cache_entries) {}
+  Impl(Dns& d, PolicyFetcher& f, PolicyStore& s, const Clock& c, ResolverConfig cfg, WorkerPool* pool)
+      : dns(d),
+        fetcher(f),
+        store(s),
+        clock(c),
+        config(cfg),
+        memory(cfg.memory_cache_entries),
+        own_pool(pool ? nullptr : std::make_unique<WorkerPool>(private_pool_config(cfg.max_jobs))),
+        refreshes(pool ? *pool : *own_pool, kRefreshesAtOnce),
+        discoveries(pool ? *pool : *own_pool, cfg.max_jobs) {}
 
   Deadline dns_deadline() const { return std::chrono::steady_clock::now() + config.dns_timeout; }
 
@@ -143,45 +170,52 @@ struct Resolver::Impl {
 
   // The answer from memory when the TXT id was checked recently enough.
   std::optional<Resolution> fresh_answer(const std::string& domain, std::int64_t now) {
-    std::lock_guard lock(mu);
-    CacheEntry* entry = memory.find(domain);
-    if (!entry || now - entry->checked_at >= config.txt_recheck_interval) return std::nullopt;
-    if (!entry->policy) return base_resolution(domain, PolicySource::None, DnsSecurity::Insecure);
-    if (!usable(entry->policy, now)) return std::nullopt;
-    entry->policy->last_used = now;
-    memory.mark_used(domain);
-    Resolution r = from_policy(*entry->policy, entry->stale ? PolicySource::Stale : PolicySource::Cache);
-    r.result_type = entry->error_type;
-    r.reason = entry->error_reason;
-    return r;
+    return memory.with([&](MemoryCache& m) -> std::optional<Resolution> {
+      CacheEntry* entry = m.find(domain);
+      if (!entry || now - entry->checked_at >= config.txt_recheck_interval) return std::nullopt;
+      if (!entry->policy) return base_resolution(domain, PolicySource::None, DnsSecurity::Insecure);
+      if (!usable(entry->policy, now)) return std::nullopt;
+      entry->policy->last_used = now;
+      m.mark_used(domain);
+      Resolution r = from_policy(*entry->policy, entry->stale ? PolicySource::Stale : PolicySource::Cache);
+      r.result_type = entry->error_type;
+      r.reason = entry->error_reason;
+      return r;
+    });
   }
 
   void remark_used(const std::vector<PolicyUse>& uses) {
-    std::lock_guard lock(mu);
-    for (const auto& use : uses) memory.mark_used(use.domain);
+    memory.with([&](MemoryCache& m) {
+      for (const auto& use : uses) m.mark_used(use.domain);
+    });
   }
 
-  // Brings a stored policy into memory after a restart or an eviction.
+  bool in_memory(const std::string& domain) {
+    return memory.with([&](MemoryCache& m) { return m.find(domain) != nullptr; });
+  }
+
+  // Brings a stored policy into memory after a restart or an eviction. Runs
+  // in discovery jobs only: a RCPT never waits on SQLite (nor on a writer
+  // holding it).
   void warm_from_store(const std::string& domain) {
-    {
-      std::lock_guard lock(mu);
-      if (memory.find(domain)) return;
-    }
+    if (in_memory(domain)) return;
     auto stored = store.load(domain);  // disk I/O outside the lock
     if (!stored) return;
-    std::lock_guard lock(mu);
-    if (memory.find(domain)) return;
-    CacheEntry entry;
-    entry.checked_at = stored->last_checked;
-    entry.policy = std::move(stored);
-    memory.put(domain, std::move(entry));
+    memory.with([&](MemoryCache& m) {
+      if (m.find(domain)) return;
+      CacheEntry entry;
+      entry.checked_at = stored->last_checked;
+      entry.policy = std::move(stored);
+      m.put(domain, std::move(entry));
+    });
   }
 
   std::optional<StoredPolicy> cached_policy(const std::string& domain, std::int64_t now) {
-    std::lock_guard lock(mu);
-    CacheEntry* entry = memory.find(domain);
-    if (!entry || !usable(entry->policy, now)) return std::nullopt;
-    return entry->policy;
+    return memory.with([&](MemoryCache& m) -> std::optional<StoredPolicy> {
+      CacheEntry* entry = m.find(domain);
+      if (!entry || !usable(entry->policy, now)) return std::nullopt;
+      return entry->policy;
+    });
   }
 
   void remember(const std::string& domain, std::optional<StoredPolicy> policy, std::int64_t now,
@@ -193,8 +227,7 @@ struct Resolver::Impl {
     entry.stale = source == PolicySource::Stale;
     entry.error_type = type;
     entry.error_reason = reason;
-    std::lock_guard lock(mu);
-    memory.put(domain, std::move(entry));
+    memory.with([&](MemoryCache& m) { m.put(domain, std::move(entry)); });
   }
 
   // The cached policy stays in force (source cache or stale); the TXT check
@@ -236,12 +269,10 @@ struct Resolver::Impl {
   void report_fetch_failure(const std::string& domain, const FetchOutcome& failed,
                             const std::optional<StoredPolicy>& cached, std::int64_t now);
   Resolution discover(const std::string& domain);
+  Resolution discovery_job(const std::string& domain, std::stop_token stop);
   Resolution after_txt_id(const std::string& domain, const TxtOutcome& txt,
                           const std::optional<StoredPolicy>& cached, std::int64_t now);
-  // nullopt: no discovery started (max_jobs running, or no thread to be had).
-  std::optional<std::shared_future<Resolution>> start_or_join(const std::string& domain);
-  void run_detached(const std::string& domain, std::shared_ptr<std::promise<Resolution>> promise);
-  void note_overloaded(const std::string& domain);  // called with `mu` held
+  void note_overloaded(const std::string& domain);
   bool refresh_one(const StoredPolicy& old, std::int64_t now);
   void purge_expired(std::int64_t now);
 };
@@ -360,60 +391,31 @@ Resolution Resolver::Impl::discover(const std::string& domain) {
 // One warning per 10 s at most, with how many discoveries were refused:
 // a flood must not flood the log too.
 void Resolver::Impl::note_overloaded(const std::string& domain) {
-  ++overload_refusals;
   const std::int64_t now = clock.now();
-  if (now - overload_logged_at < 10) return;
-  spdlog::warn("resolve event=overloaded running={} refused={} domain={} note=\"answered as a temporary error\"",
-               jobs, overload_refusals, domain);
-  overload_logged_at = now;
-  overload_refusals = 0;
+  const int refused = overload_log.with([&](OverloadLog& log) {
+    ++log.refusals;
+    if (now - log.logged_at < 10) return 0;
+    log.logged_at = now;
+    return std::exchange(log.refusals, 0);
+  });
+  if (refused > 0)
+    spdlog::warn("resolve event=overloaded running={} refused={} domain={} note=\"answered as a temporary error\"",
+                 discoveries.in_flight(), refused, domain);
 }
 
-std::optional<std::shared_future<Resolution>> Resolver::Impl::start_or_join(const std::string& domain) {
-  std::lock_guard lock(mu);
-  if (const auto it = inflight.find(domain); it != inflight.end()) return it->second;
-  if (static_cast<std::size_t>(jobs) >= config.max_jobs) {
-    note_overloaded(domain);
-    return std::nullopt;
-  }
-  auto promise = std::make_shared<std::promise<Resolution>>();
-  std::shared_future<Resolution> future = promise->get_future().share();
-  inflight.emplace(domain, future);
-  ++jobs;
+// One discovery, on a pool thread. The stored policy is read here, never on
+// the caller's thread; a stored policy whose TXT id was checked recently
+// answers without DNS (after a restart or an eviction).
+Resolution Resolver::Impl::discovery_job(const std::string& domain, std::stop_token stop) {
   try {
-    run_detached(domain, promise);
-  } catch (const std::system_error& e) {
-    // No thread: answered like a full table (a cached policy still applies).
-    // Nobody joined: `mu` was held since the job was listed.
-    spdlog::error("resolve event=thread-failed domain={} error=\"{}\"", domain, e.what());
-    inflight.erase(domain);
-    --jobs;
-    return std::nullopt;
+    warm_from_store(domain);
+    if (auto fast = fresh_answer(domain, clock.now())) return *fast;
+    if (stop.stop_requested()) return no_policy(domain, std::nullopt, reason::kStopping, true, DnsSecurity::Insecure);
+    return discover(domain);
+  } catch (const std::exception& e) {
+    spdlog::error("resolve event=internal-error domain={} error=\"{}\"", domain, e.what());
+    return no_policy(domain, std::nullopt, reason::kInternalError, true, DnsSecurity::Insecure);
   }
-  return future;
-}
-
-// Called with `mu` held; the thread takes the lock only after discovering.
-void Resolver::Impl::run_detached(const std::string& domain, std::shared_ptr<std::promise<Resolution>> promise) {
-  std::thread([this, domain, promise = std::move(promise)] {
-    Resolution result;
-    try {
-      result = discover(domain);
-    } catch (const std::exception& e) {
-      spdlog::error("resolve event=internal-error domain={} error=\"{}\"", domain, e.what());
-      result = no_policy(domain, std::nullopt, reason::kInternalError, true, DnsSecurity::Insecure);
-    }
-    // Leave the in-flight table before publishing the result, so a caller
-    // that has seen this result never joins this (finished) job again.
-    {
-      std::lock_guard done(mu);
-      inflight.erase(domain);
-    }
-    promise->set_value(result);
-    std::lock_guard done(mu);
-    --jobs;
-    idle.notify_all();
-  }).detach();
 }
 
 // §5.1: an expired policy is never used again (a new discovery starts
@@ -458,8 +460,8 @@ bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
 }
 
 Resolver::Resolver(Dns& dns, PolicyFetcher& fetcher, PolicyStore& store, const Clock& clock,
-                   ResolverConfig config)
-    : impl_(std::make_unique<Impl>(dns, fetcher, store, clock, config)) {}
+                   ResolverConfig config, WorkerPool* pool)
+    : impl_(std::make_unique<Impl>(dns, fetcher, store, clock, config, pool)) {}
 
 Resolver::~Resolver() {
   wait_idle();
@@ -469,11 +471,10 @@ Resolver::~Resolver() {
 Resolution Resolver::resolve(const std::string& domain, Deadline deadline) {
   const std::int64_t now = impl_->clock.now();
   if (auto fast = impl_->fresh_answer(domain, now)) return *fast;
-  // After a restart or an eviction, a stored policy whose TXT id was checked
-  // recently is still good without asking DNS.
-  impl_->warm_from_store(domain);
-  if (auto fast = impl_->fresh_answer(domain, now)) return *fast;
-  const auto job = impl_->start_or_join(domain);
+  const auto job = impl_->discoveries.join_or_start(
+      domain, [impl = impl_.get(), domain](std::stop_token stop) { return impl->discovery_job(domain, stop); },
+      impl_->no_policy(domain, std::nullopt, reason::kOverloaded, true, DnsSecurity::Insecure));
+  if (!job) impl_->note_overloaded(domain);
   if (job && job->wait_until(deadline) == std::future_status::ready) return job->get();
   // A job goes on and fills the cache for the retry.
   const std::string_view why = job ? reason::kDeadline : reason::kOverloaded;
@@ -499,11 +500,25 @@ int Resolver::refresh_due(bool force, const std::function<bool()>& stop) {
     const std::int64_t half_life = std::max<std::int64_t>(slot.max_age / 2, 1);
     return in_use && now >= slot.fetched_at + std::min(interval - jitter_for(slot.domain, interval), half_life);
   });
+  // On the worker pool, kRefreshesAtOnce at a time; `stop` is asked before
+  // each batch (a batch ends within one fetch timeout).
   int refreshed = 0;
-  for (const auto& domain : due) {
+  for (std::size_t first = 0; first < due.size(); first += kRefreshesAtOnce) {
     if (stop && stop()) break;
-    const auto old = impl_->store.load(domain);  // nullopt: forgotten meanwhile, or unparsable (logged)
-    if (old && impl_->refresh_one(*old, now)) ++refreshed;
+    std::vector<std::shared_future<bool>> batch;
+    for (std::size_t i = first; i < std::min(due.size(), first + kRefreshesAtOnce); ++i) {
+      const std::string& domain = due[i];
+      auto job = impl_->refreshes.join_or_start(
+          domain,
+          [impl = impl_.get(), domain, now](std::stop_token job_stop) {
+            if (job_stop.stop_requested()) return false;
+            const auto old = impl->store.load(domain);  // nullopt: forgotten meanwhile, or unparsable (logged)
+            return old && impl->refresh_one(*old, now);
+          },
+          false);
+      if (job) batch.push_back(std::move(*job));
+    }
+    for (auto& job : batch) refreshed += job.get() ? 1 : 0;
   }
   return refreshed;
 }
@@ -514,18 +529,11 @@ void Resolver::flush() {
   // flush starts are taken, so steady traffic cannot keep it going forever.
   constexpr std::size_t kBatch = 1000;
   std::size_t budget = 0;
-  {
-    std::lock_guard lock(impl_->mu);
-    budget = impl_->memory.dirty_queued();
-  }
+  budget = impl_->memory.with([](MemoryCache& m) { return m.dirty_queued(); });
   while (budget > 0) {
     const std::size_t step = std::min(kBatch, budget);
     budget -= step;
-    std::vector<PolicyUse> dirty;
-    {
-      std::lock_guard lock(impl_->mu);
-      dirty = impl_->memory.take_dirty(step);
-    }
+    std::vector<PolicyUse> dirty = impl_->memory.with([&](MemoryCache& m) { return m.take_dirty(step); });
     if (dirty.empty()) continue;
     const auto touched = impl_->store.touch_all(dirty);
     if (!touched) {
@@ -539,13 +547,9 @@ void Resolver::flush() {
 void Resolver::set_tlsrpt_sink(TlsrptSink* sink) { impl_->sink.store(sink); }
 
 bool Resolver::wait_idle_until(std::chrono::steady_clock::time_point deadline) {
-  std::unique_lock lock(impl_->mu);
-  return impl_->idle.wait_until(lock, deadline, [this] { return impl_->jobs == 0; });
+  return impl_->discoveries.wait_idle_until(deadline);
 }
 
-void Resolver::wait_idle() {
-  std::unique_lock lock(impl_->mu);
-  impl_->idle.wait(lock, [this] { return impl_->jobs == 0; });
-}
+void Resolver::wait_idle() { wait_idle_until(std::chrono::steady_clock::time_point::max()); }
 
 }  // namespace mtasts::policy

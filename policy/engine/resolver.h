@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 
+#include "policy/engine/worker_pool.h"
 #include "policy/resolution.h"
 #include "policy/sources.h"
 #include "policy/tlsrpt.h"
@@ -32,16 +33,18 @@ struct ResolverConfig {
   std::int64_t refresh_unused_for = 45 * 86400;
   std::size_t memory_cache_entries = 100000; // bounded LRU in front of the store
   std::chrono::milliseconds dns_timeout{5000};  // per lookup inside a discovery job
-  // Discoveries running at once (one thread each). A flood of new domains
-  // beyond this is answered at once as "overloaded" (a temporary error: the
-  // cached policy if any, else unknown) instead of piling up threads.
+  // Discoveries in flight at once (queued or running on the worker pool). A
+  // flood of new domains beyond this is answered at once as "overloaded" (a
+  // temporary error: the cached policy if any, else unknown).
   std::size_t max_jobs = 512;
 };
 
 class Resolver {
  public:
+  // Discoveries run on `pool` (shared with probes and refresh; it must
+  // outlive the resolver), or on a pool of the resolver's own when null.
   Resolver(Dns& dns, PolicyFetcher& fetcher, PolicyStore& store, const Clock& clock,
-           ResolverConfig config);
+           ResolverConfig config, WorkerPool* pool = nullptr);
   ~Resolver();
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;

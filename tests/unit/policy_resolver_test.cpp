@@ -419,18 +419,40 @@ TEST(Resolver, RefresherSkipsPoliciesNoLongerUsed) {
 }
 
 // A shutdown during a refresh pass: the pass ends after the domain it is on.
+// A pass runs on the worker pool four policies at a time and asks `stop`
+// before each batch.
 TEST(Resolver, RefreshPassStopsWhenAsked) {
   World w;
-  for (const std::string domain : {"a.example", "b.example", "c.example"}) {
+  const std::vector<std::string> domains{"a.example", "b.example", "c.example",
+                                         "d.example", "e.example", "f.example"};
+  for (const std::string& domain : domains) {
     w.dns.set("_mta-sts." + domain, txt_answer({"v=STSv1; id=1;"}));
     w.dns.set("mta-sts." + domain, txt_answer({"127.0.0.1"}));
     w.fetcher.set(domain, FetchedBody{kEnforce});
     w.resolver->resolve(domain, soon());
   }
   int asked = 0;
-  EXPECT_EQ(w.resolver->refresh_due(true, [&asked] { return ++asked > 1; }), 1);
-  EXPECT_EQ(asked, 2) << "asked before each domain, stopped before the second";
-  EXPECT_EQ(w.resolver->refresh_due(true), 3) << "no stop: every due policy";
+  EXPECT_EQ(w.resolver->refresh_due(true, [&asked] { return ++asked > 1; }), 4);
+  EXPECT_EQ(asked, 2) << "asked before each batch, stopped before the second";
+  EXPECT_EQ(w.resolver->refresh_due(true), 6) << "no stop: every due policy";
+}
+
+// Refreshes run side by side on the pool, not one domain after another.
+TEST(Resolver, RefreshPassFetchesInParallel) {
+  World w;
+  w.fetcher.set_delay(std::chrono::milliseconds(0));
+  const std::vector<std::string> domains{"a.example", "b.example", "c.example", "d.example"};
+  for (const std::string& domain : domains) {
+    w.dns.set("_mta-sts." + domain, txt_answer({"v=STSv1; id=1;"}));
+    w.dns.set("mta-sts." + domain, txt_answer({"127.0.0.1"}));
+    w.fetcher.set(domain, FetchedBody{kEnforce});
+    w.resolver->resolve(domain, soon());
+  }
+  w.fetcher.set_delay(std::chrono::milliseconds(300));
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(w.resolver->refresh_due(true), 4);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(1000))
+      << "four 300 ms fetches one after another would take 1.2 s";
 }
 
 TEST(Resolver, FlushWritesEveryUsedPolicyInOneTransaction) {
