@@ -154,6 +154,29 @@ TEST(Resolver, BackoffReplaysWhetherTheFailureWasTemporary) {
   EXPECT_FALSE(permanent.temporary);
 }
 
+// The RCPT path never waits on the store: a stored policy is read inside
+// the discovery job, so a store stuck behind a writer (a flush, an
+// operator's import) costs the caller its deadline at most.
+TEST(Resolver, SlowStoreNeverHoldsTheCallerPastItsDeadline) {
+  World w;
+  w.publish("1", kEnforce);
+  w.resolve();
+  w.clock.advance(30);
+  w.restart();  // memory empty: the policy must come from the store
+  w.store.set_load_delay(std::chrono::milliseconds(1500));
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = w.resolve(200);
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_LT(took, std::chrono::milliseconds(800)) << "the caller waited on the store";
+  EXPECT_EQ(r.reason, "deadline");
+  EXPECT_TRUE(r.temporary);
+  w.resolver->wait_idle();
+  w.store.set_load_delay(std::chrono::milliseconds(0));
+  const auto later = w.resolve();
+  EXPECT_EQ(later.source, PolicySource::Cache) << "the job warmed the cache for the retry";
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+}
+
 TEST(Resolver, FetchedPolicyIsStoredAndServedFromMemory) {
   World w;
   w.publish("1", kEnforce, DnsSecurity::Secure);

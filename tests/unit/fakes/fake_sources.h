@@ -78,6 +78,7 @@ class FakeFetcher final : public PolicyFetcher {
 class MemoryStore final : public PolicyStore {
  public:
   std::optional<StoredPolicy> load(const std::string& domain) override {
+    std::this_thread::sleep_for(load_delay_.load());  // a writer holding SQLite's lock
     std::lock_guard lock(mu_);
     ++loads_;
     const auto it = policies_.find(domain);
@@ -158,9 +159,11 @@ class MemoryStore final : public PolicyStore {
     std::lock_guard lock(mu_);
     return loads_;
   }
+  void set_load_delay(std::chrono::milliseconds delay) { load_delay_ = delay; }
 
  private:
   std::mutex mu_;
+  std::atomic<std::chrono::milliseconds> load_delay_{std::chrono::milliseconds(0)};
   int touch_alls_ = 0;
   bool full_ = false;
   int loads_ = 0;
