@@ -1,6 +1,9 @@
 #include "milter/json_views.h"
 
+#include <optional>
+
 #include "policy/domain.h"
+#include "policy/txt_record.h"
 
 namespace mtasts::milter {
 
@@ -34,9 +37,21 @@ json stored_json(const policy::StoredPolicy& p) {
 
 namespace {
 
-std::int64_t integer_or(const json& j, const char* key, std::int64_t fallback) {
+// A time in an import line: absent (fallback), or an integer within
+// [0, limit]. nullopt for anything else (a negative, huge or fractional
+// number, a string): such a line is refused, never wrapped or overflowed.
+std::optional<std::int64_t> time_or(const json& j, const char* key, std::int64_t fallback, std::int64_t limit) {
   const auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : fallback;
+  if (it == j.end()) return fallback;
+  if (!it->is_number_integer()) return std::nullopt;
+  if (it->is_number_unsigned()) {
+    const auto value = it->get<std::uint64_t>();
+    if (value > static_cast<std::uint64_t>(limit)) return std::nullopt;
+    return static_cast<std::int64_t>(value);
+  }
+  const auto value = it->get<std::int64_t>();
+  if (value < 0 || value > limit) return std::nullopt;
+  return value;
 }
 
 policy::DnsSecurity security_from(const json& j) {
@@ -59,14 +74,28 @@ policy::Result<policy::StoredPolicy> stored_from_json(const json& j, std::int64_
   policy::StoredPolicy p;
   p.domain = *domain;
   p.txt_id = j["txt_id"].get<std::string>();
+  if (!policy::is_valid_policy_id(p.txt_id))
+    return policy::Error{"import-txt-id", "txt_id must be 1-32 letters and digits (RFC 8461 3.1)"};
   p.raw = j["raw"].get<std::string>();
   const auto parsed = policy::parse_policy(p.raw);
   if (!parsed.policy) return policy::Error{"import-policy", parsed.issues.front().message};
   p.policy = *parsed.policy;
-  p.fetched_at = integer_or(j, "fetched_at", now);
-  p.expires_at = integer_or(j, "expires_at", p.fetched_at + p.policy.max_age);
-  p.last_checked = integer_or(j, "last_checked", p.fetched_at);
-  p.last_used = integer_or(j, "last_used", p.fetched_at);
+  // Times up to a day ahead of our clock (skew); an expiry never beyond
+  // what max_age allows from the fetch (an import cannot stretch a policy).
+  const std::int64_t latest = now + 86400;
+  const auto fetched_at = time_or(j, "fetched_at", now, latest);
+  if (!fetched_at) return policy::Error{"import-time", "fetched_at must be unix seconds, not in the future"};
+  p.fetched_at = *fetched_at;
+  const std::int64_t longest = p.fetched_at + p.policy.max_age;
+  const auto expires_at = time_or(j, "expires_at", longest, longest);
+  const auto last_checked = time_or(j, "last_checked", p.fetched_at, latest);
+  const auto last_used = time_or(j, "last_used", p.fetched_at, latest);
+  if (!expires_at || !last_checked || !last_used)
+    return policy::Error{"import-time",
+                         "expires_at (at most fetched_at + max_age), last_checked and last_used must be unix seconds"};
+  p.expires_at = *expires_at;
+  p.last_checked = *last_checked;
+  p.last_used = *last_used;
   p.dnssec = security_from(j);
   if (j.contains("last_error") && j["last_error"].is_string()) p.last_error = j["last_error"].get<std::string>();
   return p;

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "policy/logfmt.h"
+
 namespace mtasts::milter {
 
 namespace {
@@ -41,8 +43,6 @@ policy::NextHop next_hop_from(const RecipientRoute& route) {
   hop.port = route.port;
   return hop;
 }
-
-std::string_view or_dash(std::string_view s) { return s.empty() ? std::string_view("-") : s; }
 
 // §5: only an enforce policy (or testing under strict_testing) changes
 // delivery; a testing failure is at most tagged. Unknown never becomes a
@@ -240,11 +240,11 @@ std::vector<std::string> Session::log_lines(std::string_view queue_id) const {
 std::string decision_log_line(std::string_view queue_id, std::string_view domain, std::string_view next_hop,
                               const std::optional<policy::CheckResult>& result, std::string_view reason_override,
                               Action action, std::int64_t elapsed_ms) {
-  std::string mode = "-", policy_id = "-", source = "none", mx = "-", tls = "none", reason, result_type = "-";
-  std::string dane = "-", dane_reason = "-";
+  std::string mode = "-", policy_id, source = "none", mx, tls = "none", reason, result_type = "-";
+  std::string dane = "-", dane_reason;
   if (result && result->verdict.dane) {
     dane = policy::to_string(result->verdict.dane->outcome);
-    dane_reason = or_dash(result->verdict.dane->reason);
+    dane_reason = result->verdict.dane->reason;
   }
   if (result) {
     const auto& v = result->verdict;
@@ -261,8 +261,11 @@ std::string decision_log_line(std::string_view queue_id, std::string_view domain
   return fmt::format(
       "decision queue_id={} domain={} next_hop={} mode={} policy_id={} source={} mx={} tls={} dane={} "
       "dane_reason={} action={} reason={} result_type={} elapsed_ms={}",
-      or_dash(queue_id), or_dash(domain), next_hop, mode, policy_id, source, mx, tls, dane, dane_reason,
-      to_string(action), or_dash(reason), result_type, elapsed_ms);
+      // What the MTA, a policy host, an MX or an operator's import chose is
+      // escaped: a queue id with a space must not add keys to the line.
+      policy::logfmt_value(queue_id), policy::logfmt_value(domain), next_hop, mode,
+      policy::logfmt_value(policy_id), source, policy::logfmt_value(mx), tls, dane, policy::logfmt_value(dane_reason),
+      to_string(action), policy::logfmt_value(reason), result_type, elapsed_ms);
 }
 
 }  // namespace mtasts::milter

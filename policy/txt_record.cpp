@@ -156,4 +156,6 @@ Result<TxtRecord> parse_txt_rrset(std::span<const std::string> records) {
   return parse_txt_record(*candidate);
 }
 
+bool is_valid_policy_id(std::string_view id) { return valid_id(id); }
+
 }  // namespace mtasts::policy

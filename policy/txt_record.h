@@ -33,4 +33,7 @@ Result<TxtRecord> parse_txt_rrset(std::span<const std::string> records);
 // Validates one record on its own (for lint-txt errors); same codes.
 Result<TxtRecord> parse_txt_record(std::string_view record);
 
+// RFC 8461 §3.1 sts-id: 1-32 alphanumerics.
+bool is_valid_policy_id(std::string_view id);
+
 }  // namespace mtasts::policy

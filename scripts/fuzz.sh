@@ -33,6 +33,9 @@ cmake -S "$root" -B "$build" -DMTASTS_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo 
   -DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
 cmake --build "$build" --target "${targets[@]}" -j"$jobs"
 
+# UBSan stops at the first report (-fno-sanitize-recover); make it say where.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
 failed=()
 for name in "${targets[@]}"; do
   corpus="$build/corpus/$name"

@@ -17,6 +17,7 @@
 #include "policy/domain.h"
 #include "store/schema.h"
 #include "store/statement.h"
+#include "policy/logfmt.h"
 
 namespace mtasts::store {
 namespace {
@@ -39,13 +40,6 @@ bool one_of(std::string_view value, const std::array<const char*, N>& words) {
 }
 
 
-
-// Operator text in a log line: printable ASCII only, no quotes, bounded.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (const char c : text.substr(0, 80)) out += (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? c : '?';
-  return out;
-}
 
 std::string column_text(sqlite3_stmt* stmt, int column) {
   const auto* data = sqlite3_column_text(stmt, column);
@@ -86,9 +80,9 @@ Result<std::pair<std::string, DomainOverride>> parse_row(sqlite3_stmt* stmt) {
 }
 
 void warn_invalid(sqlite3_stmt* stmt, std::string_view column, std::string_view value) {
-  spdlog::warn("overrides event=invalid-row rowid={} domain=\"{}\" column={} value=\"{}\" action=skipped",
-               sqlite3_column_int64(stmt, kRowid), printable(column_text(stmt, kDomain)), column,
-               printable(value));
+  spdlog::warn("overrides event=invalid-row rowid={} domain={} column={} value={} action=skipped",
+               sqlite3_column_int64(stmt, kRowid), policy::logfmt_value(column_text(stmt, kDomain)), column,
+               policy::logfmt_value(value));
 }
 
 }  // namespace
@@ -123,7 +117,8 @@ Result<DomainOverrides> OverrideStore::Impl::load_locked() {
   }
   if (rc == SQLITE_DONE) return out;
   const Error error{std::string(error_code(rc)), sqlite3_errmsg(db.get())};
-  spdlog::error("overrides event=read-failed store={} error=\"{}\"", path, printable(error.detail));
+  spdlog::error("overrides event=read-failed store={} error={}", policy::logfmt_value(path),
+                policy::logfmt_value(error.detail));
   return error;
 }
 

@@ -37,6 +37,7 @@
 
 #include "policy/cert_name.h"
 #include "policy/net/smtp_reply.h"
+#include "policy/logfmt.h"
 
 namespace mtasts::policy::net {
 
@@ -117,13 +118,7 @@ class SigpipeGuard {
 };
 
 // Server text goes into details and logs: printable ASCII only, bounded.
-std::string printable(std::string_view text) {
-  std::string out;
-  for (const char c : text.substr(0, kMaxDetailBytes)) {
-    out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
-  }
-  return out;
-}
+std::string printable(std::string_view text) { return printable_ascii(text, kMaxDetailBytes); }
 
 ProbeResult unreachable(std::string reason, std::string detail) {
   ProbeResult result;
@@ -589,21 +584,14 @@ ProbeResult run_tls(SSL* ssl, int fd, const ProbeRequest& request) {
   return result;
 }
 
-std::string log_value(std::string_view value) {
-  if (value.empty()) return "-";
-  std::string out;
-  for (const char c : value.substr(0, 255)) out.push_back(c > 0x20 && c < 0x7f ? c : '?');
-  return out;
-}
-
 void log_probe(const ProbeRequest& request, const ProbeResult& result,
                SteadyClock::time_point started) {
   const auto elapsed =
       std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started).count();
   spdlog::debug("probe host={} address={} outcome={} reason={} tls={} elapsed_ms={}",
-                log_value(request.host), log_value(request.address),
+                logfmt_value(request.host), logfmt_value(request.address),
                 outcome_name(result.outcome), result.reason.empty() ? "ok" : result.reason,
-                log_value(result.tls_version), elapsed);
+                logfmt_value(result.tls_version), elapsed);
 }
 
 }  // namespace

@@ -36,6 +36,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "policy/net/dns_wire.h"
+#include "policy/logfmt.h"
+
 namespace mtasts::policy::net {
 namespace {
 
@@ -103,20 +106,6 @@ void on_result(void* arg, int err, ub_result* raw_result) noexcept {
     return;
   }
   holder->state->done_cv.notify_all();
-}
-
-// A logfmt value: quoted when it holds anything but plain characters.
-std::string logfmt_value(std::string_view value) {
-  const bool plain = !value.empty() && std::all_of(value.begin(), value.end(), [](char c) {
-    return c > ' ' && c != '"' && c != '=' && c != '\\' && c < 0x7f;
-  });
-  if (plain) return std::string{value};
-  std::string out = "\"";
-  for (const char c : value) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += (c >= ' ' && c < 0x7f) ? c : '?';
-  }
-  return out + '"';
 }
 
 void check(int rc, std::string_view what) {
@@ -203,29 +192,6 @@ CtxPtr make_context(const UnboundConfig& config) {
   return ctx;
 }
 
-// One TXT rdata: character-strings (RFC 1035 §3.3.14), each a length octet
-// and that many octets, joined without separator (RFC 8461 §3.1 reads the
-// concatenation). nullopt when a length runs past the end.
-std::optional<std::string> join_character_strings(std::string_view rdata) {
-  std::string joined;
-  std::size_t pos = 0;
-  while (pos < rdata.size()) {
-    const std::size_t len = static_cast<unsigned char>(rdata[pos]);
-    ++pos;
-    if (len > rdata.size() - pos) return std::nullopt;
-    joined.append(rdata.substr(pos, len));
-    pos += len;
-  }
-  return joined;
-}
-
-std::optional<std::string> address_text(std::string_view rdata, int family, std::size_t size) {
-  if (rdata.size() != size) return std::nullopt;
-  std::array<char, INET6_ADDRSTRLEN> text{};
-  if (inet_ntop(family, rdata.data(), text.data(), text.size()) == nullptr) return std::nullopt;
-  return std::string{text.data()};
-}
-
 // Other types are returned as raw wire rdata for the caller to parse.
 std::optional<std::string> rdata_text(std::string_view rdata, int rrtype) {
   switch (rrtype) {
@@ -269,80 +235,9 @@ std::vector<std::string> records_of(const ub_result& result, int rrtype) {
 }
 
 // ------------------------------------------------------------ MX and TLSA
-// libunbound hands out rdata with every domain name already expanded
-// (util/data/msgparse.c decompresses the names of known types such as MX
-// before it stores an RRset, and refuses a message whose names run past
-// their rdata or whose MX rdata is empty), but it passes bytes after the
-// name and any TLSA rdata through untouched; the hermetic CraftedMxRdata /
-// CraftedTlsaRdata tests pin this down. The checks below assume nothing.
-
-constexpr std::size_t kMaxLabel = 63;     // RFC 1035 §2.3.4; 0x40-0xFF are pointers/reserved
-constexpr std::size_t kMaxWireName = 255;  // RFC 1035 §3.1
-
-bool is_ldh(std::string_view label) {
-  return std::all_of(label.begin(), label.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-  });
-}
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-// The uncompressed wire-format name (RFC 1035 §3.1) that fills `wire`
-// exactly, as lower-case text without the trailing dot ("" for the root).
-// nullopt for a compression pointer, a reserved label type, a label that is
-// not letter-digit-hyphen (RFC 5321 §2.3.5), a name over 255 octets, a
-// label running past the end, or bytes left after the root label.
-std::optional<std::string> wire_name_text(std::string_view wire) {
-  std::string text;
-  std::size_t pos = 0;
-  while (true) {
-    if (pos >= wire.size() || pos >= kMaxWireName) return std::nullopt;
-    const std::size_t len = static_cast<unsigned char>(wire[pos]);
-    ++pos;
-    if (len == 0) break;
-    if (len > kMaxLabel || len > wire.size() - pos) return std::nullopt;
-    const std::string_view label = wire.substr(pos, len);
-    if (!is_ldh(label)) return std::nullopt;
-    if (!text.empty()) text += '.';
-    std::transform(label.begin(), label.end(), std::back_inserter(text), lower);
-    pos += len;
-  }
-  if (pos != wire.size()) return std::nullopt;
-  return text;
-}
-
-std::uint16_t read_u16(std::string_view bytes, std::size_t pos) {
-  const auto high = static_cast<unsigned char>(bytes.at(pos));
-  const auto low = static_cast<unsigned char>(bytes.at(pos + 1));
-  return static_cast<std::uint16_t>((high << 8) | low);
-}
-
-// MX rdata (RFC 1035 §3.3.9): PREFERENCE (16 bits) and EXCHANGE (a name).
-std::optional<MxRecord> parse_mx(std::string_view rdata) {
-  constexpr std::size_t kPreference = 2;
-  if (rdata.size() <= kPreference) return std::nullopt;
-  auto host = wire_name_text(rdata.substr(kPreference));
-  if (!host) return std::nullopt;
-  return MxRecord{read_u16(rdata, 0), std::move(*host)};
-}
-
-// TLSA rdata (RFC 6698 §2.1): usage, selector, matching type, then the
-// certificate association data (non-empty: nothing could match nothing).
-std::optional<TlsaRecord> parse_tlsa(std::string_view rdata) {
-  constexpr std::size_t kFixed = 3;
-  if (rdata.size() <= kFixed) return std::nullopt;
-  TlsaRecord record;
-  record.usage = static_cast<std::uint8_t>(rdata[0]);
-  record.selector = static_cast<std::uint8_t>(rdata[1]);
-  record.matching_type = static_cast<std::uint8_t>(rdata[2]);
-  const std::string_view data = rdata.substr(kFixed);
-  record.data.assign(data.begin(), data.end());
-  return record;
-}
-
-// Parses each raw rdata of `raw` with `parse`, logging and skipping the
-// malformed ones. A positive answer left with nothing usable is a failure
-// of the upstream, not an empty RRset.
+// Parses each raw rdata of `raw` with `parse` (policy/net/dns_wire.h),
+// logging and skipping the malformed ones. A positive answer left with
+// nothing usable is a failure of the upstream, not an empty RRset.
 template <typename Answer, typename Parse>
 Answer parse_answer(const std::string& name, int rrtype, const DnsAnswer& raw, Parse parse) {
   Answer answer;

@@ -237,6 +237,22 @@ TEST(Session, DaneFailureWithoutPolicyIsDeferredAndLogged) {
       << eom.log_lines[0];
 }
 
+// The MTA's queue id (and every other text we do not choose) cannot add
+// keys or lines to a decision line (fuzz finding).
+TEST(Session, UntrustedTextIsEscapedInTheDecisionLine) {
+  Fixture f;
+  auto& s = f.start();
+  s.on_rcpt("<a@good.example>", "smtp", "good.example", f.t0);
+  const auto eom = s.end_message("Q1 action=continue\nforged line", f.t0);
+  ASSERT_EQ(eom.log_lines.size(), 1u);
+  const std::string& line = eom.log_lines[0];
+  EXPECT_TRUE(line.starts_with("decision queue_id=\"Q1 action=continue\\x0Aforged line\" domain=good.example "))
+      << line;
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  const std::string after_queue_id = line.substr(line.find("\" domain="));
+  EXPECT_EQ(after_queue_id.find(" action="), after_queue_id.rfind(" action=")) << "one action key: " << line;
+}
+
 struct ScopeCase {
   std::string name;
   std::string address;
