@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "policy/domain.h"
+#include "policy/ascii.h"
 
 namespace mtasts::milter {
 namespace {
@@ -75,8 +76,7 @@ policy::Result<std::string> domain_name(const std::string& value) { return polic
 
 policy::Result<std::string> transport_name(const std::string& value) {
   if (value.empty()) return policy::Error{"empty", ""};
-  std::string lower;
-  for (const char ch : value) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  std::string lower = policy::ascii_lowercase(value);
   return lower;
 }
 

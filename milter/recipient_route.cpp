@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "policy/domain.h"
+#include "policy/ascii.h"
 
 namespace mtasts::milter {
 namespace {
@@ -14,11 +15,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  return out;
-}
 
 RecipientRoute out_of_scope(std::string domain, std::string reason) {
   RecipientRoute r;
@@ -31,7 +27,7 @@ RecipientRoute out_of_scope(std::string domain, std::string reason) {
 // A port as Postfix writes it: a number or a service name (the usual mail
 // ones; nothing else is a mail relay's port).
 std::optional<std::uint16_t> parse_port(std::string_view text) {
-  const std::string name = lower(text);
+  const std::string name = policy::ascii_lowercase(text);
   if (name == "smtp") return 25;
   if (name == "submission") return 587;
   if (name == "submissions" || name == "smtps") return 465;
@@ -100,7 +96,7 @@ RecipientRoute route_recipient(std::string_view address, std::optional<std::stri
   RecipientRoute route;
   route.domain = *domain;
   if (!mailer || !host) return route;  // Unknown: no macros (non-SMTP submission)
-  if (!rules.smtp_transports.contains(lower(trim(*mailer)))) return out_of_scope(*domain, "transport");
+  if (!rules.smtp_transports.contains(policy::ascii_lowercase(trim(*mailer)))) return out_of_scope(*domain, "transport");
 
   std::string_view hop;
   bool bracketed = false;

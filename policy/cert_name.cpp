@@ -18,11 +18,11 @@
 #include <optional>
 
 #include "policy/domain.h"
+#include "policy/ascii.h"
 
 namespace mtasts::policy {
 namespace {
 
-char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 // The SAN, lower case, one trailing dot removed; nullopt when it can never
 // match a host name.
@@ -35,7 +35,7 @@ std::optional<std::string> clean_san(std::string_view san) {
   });
   if (!printable) return std::nullopt;
   std::string out(san.size(), '\0');
-  std::transform(san.begin(), san.end(), out.begin(), to_lower);
+  std::transform(san.begin(), san.end(), out.begin(), ascii_lower);
   return out;
 }
 

@@ -4,6 +4,7 @@
 // on the wire = 253 characters of text without the root dot), RFC 3696 §2
 // (no all-numeric top-level label), UTS #46 non-transitional via libidn2.
 #include "policy/domain.h"
+#include "policy/ascii.h"
 
 #include <arpa/inet.h>
 #include <idn2.h>
@@ -30,7 +31,6 @@ using IdnString = std::unique_ptr<char, IdnFree>;
 
 Error invalid(std::string detail) { return Error{"invalid-name", std::move(detail)}; }
 
-char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_ldh(char c) { return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-'; }
 bool is_ascii(std::string_view s) {
@@ -69,7 +69,7 @@ bool looks_like_ip(std::string_view raw) {
   const std::string_view s = strip_root_dot(raw);
   if (s.empty()) return false;
   if (s.size() >= 5 && std::equal(s.begin(), s.begin() + 5, "ipv6:", [](char a, char b) {
-        return to_lower(a) == b;
+        return ascii_lower(a) == b;
       })) {
     return true;
   }
@@ -119,7 +119,7 @@ bool valid_a_label(std::string_view label) {
 // real MX hosts use them) still normalise; "xn--" labels are validated.
 Result<std::string> map_ascii(std::string_view input) {
   std::string name(input.size(), '\0');
-  std::transform(input.begin(), input.end(), name.begin(), to_lower);
+  std::transform(input.begin(), input.end(), name.begin(), ascii_lower);
   if (!name.empty() && name.back() == '.') name.pop_back();
   if (auto problem = ldh_problem(name)) return invalid(*problem);
   bool ok = true;
@@ -139,7 +139,7 @@ Result<std::string> map_unicode(std::string_view input) {
     return Error{"idna", std::string("libidn2: ") + idn2_strerror_name(rc)};
   }
   std::string name(owned.get());
-  std::transform(name.begin(), name.end(), name.begin(), to_lower);
+  std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
   // UTS #46 maps ideographic and full-width full stops to '.', so the root
   // dot can appear only now.
   if (!name.empty() && name.back() == '.') name.pop_back();

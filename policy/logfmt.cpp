@@ -1,4 +1,5 @@
 #include "policy/logfmt.h"
+#include "policy/ascii.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -39,12 +40,6 @@ std::string printable_ascii(std::string_view text, std::size_t max_bytes) {
   std::string out;
   for (const char c : text.substr(0, max_bytes)) out += is_ascii_printable(c) ? c : '?';
   if (text.size() > max_bytes) out += kCut;
-  return out;
-}
-
-std::string ascii_lowercase(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(), ascii_lower);
   return out;
 }
 

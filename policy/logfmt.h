@@ -23,10 +23,4 @@ std::string logfmt_value(std::string_view text, std::size_t max_bytes = kLogValu
 // logfmt_value beyond quotes.
 std::string printable_ascii(std::string_view text, std::size_t max_bytes = kLogValueMaxBytes);
 
-// ASCII only, locale-free (never std::tolower: a locale must not change
-// how a host name compares).
-constexpr bool is_ascii_printable(char c) { return c >= 0x20 && c < 0x7f; }
-constexpr char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-std::string ascii_lowercase(std::string_view text);
-
 }  // namespace mtasts::policy

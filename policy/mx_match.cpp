@@ -11,17 +11,12 @@
 #include <string>
 
 #include "policy/domain.h"
+#include "policy/ascii.h"
 
 namespace mtasts::policy {
 namespace {
 
-char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return to_lower(x) == to_lower(y);
-         });
-}
+bool iequals(std::string_view a, std::string_view b) { return ascii_iequals(a, b); }
 
 bool matches_normalised(std::string_view pattern, std::string_view host) {
   if (pattern.substr(0, 2) != "*.") return iequals(pattern, host);

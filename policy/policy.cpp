@@ -28,6 +28,7 @@
 // missing-version, bad-version, missing-mode, bad-mode, missing-max-age,
 // bad-max-age, missing-mx, bad-mx-pattern.
 #include "policy/policy.h"
+#include "policy/ascii.h"
 
 #include <algorithm>
 #include <unordered_set>
@@ -184,12 +185,6 @@ std::string_view mx_pattern_problem(std::string_view pattern) {
   }
 }
 
-std::string to_lower_ascii(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; });
-  return out;
-}
 
 class Parser {
  public:
@@ -331,7 +326,7 @@ class Parser {
         add(field.line, "bad-mx-pattern", "The mx pattern " + std::string(problem) + ".");
         continue;
       }
-      auto pattern = to_lower_ascii(field.value);
+      auto pattern = ascii_lowercase(field.value);
       if (seen.insert(pattern).second) policy.mx.push_back(std::move(pattern));
     }
     if (mode_known_ && policy.mode != Mode::None && fields_.mx.empty()) {

@@ -26,6 +26,7 @@
 #include "policy/cert_name.h"
 #include "policy/policy.h"
 #include "policy/reason.h"
+#include "policy/ascii.h"
 
 namespace mtasts::policy::net {
 namespace {
@@ -89,13 +90,7 @@ std::optional<FetchError> check_status(long status) {
                      temporary);
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
+bool iequals(std::string_view a, std::string_view b) { return ascii_iequals(a, b); }
 
 // §3.3 "text/plain"; the media type is case-insensitive (RFC 9110 §8.3.1) and
 // parameters such as charset are allowed.

@@ -8,6 +8,7 @@
 // name and any TLSA rdata through untouched; the hermetic CraftedMxRdata /
 // CraftedTlsaRdata tests pin this down. The checks below assume nothing.
 #include "policy/net/dns_wire.h"
+#include "policy/ascii.h"
 
 #include <arpa/inet.h>
 
@@ -29,7 +30,6 @@ bool is_ldh(std::string_view label) {
   });
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 std::uint16_t read_u16(std::string_view bytes, std::size_t pos) {
   const auto high = static_cast<unsigned char>(bytes.at(pos));
@@ -71,7 +71,7 @@ std::optional<std::string> wire_name_text(std::string_view wire) {
     const std::string_view label = wire.substr(pos, len);
     if (!is_ldh(label)) return std::nullopt;
     if (!text.empty()) text += '.';
-    std::transform(label.begin(), label.end(), std::back_inserter(text), lower);
+    std::transform(label.begin(), label.end(), std::back_inserter(text), ascii_lower);
     pos += len;
   }
   if (pos != wire.size()) return std::nullopt;

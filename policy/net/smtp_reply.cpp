@@ -2,6 +2,7 @@
 // hostile peer can make it hold at most one bounded line and a bounded number
 // of lines, whatever it sends.
 #include "policy/net/smtp_reply.h"
+#include "policy/ascii.h"
 
 #include <algorithm>
 #include <cctype>
@@ -19,13 +20,7 @@ int parse_code(std::string_view line) {
   return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
+bool iequals(std::string_view a, std::string_view b) { return ascii_iequals(a, b); }
 
 }  // namespace
 

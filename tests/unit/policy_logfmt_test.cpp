@@ -1,5 +1,6 @@
 // Untrusted text in logfmt lines: one helper, one rule (policy/logfmt.h).
 #include "policy/logfmt.h"
+#include "policy/ascii.h"
 
 #include <gtest/gtest.h>
 
