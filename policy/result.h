@@ -1,6 +1,8 @@
-// Result<T>: a value or an Error, shaped like std::expected (C++23) so the
-// code can move to it later. Expected network and parse outcomes are values,
-// not exceptions (ARCHITECTURE.md, "Errors").
+// Result<T, E>: a value or an error, shaped like std::expected (C++23) so
+// the code can move to it later. Expected network and parse outcomes are
+// values, not exceptions (ARCHITECTURE.md, "Errors"). E is Error unless a
+// port needs more (a policy fetch carries its RFC 8460 type and whether it
+// is temporary: FetchError).
 #pragma once
 
 #include <string>
@@ -16,11 +18,11 @@ struct Error {
   std::string detail;
 };
 
-template <class T>
+template <class T, class E = Error>
 class Result {
  public:
   Result(T value) : v_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
-  Result(Error error) : v_(std::move(error)) {}      // NOLINT(google-explicit-constructor)
+  Result(E error) : v_(std::move(error)) {}          // NOLINT(google-explicit-constructor)
 
   bool has_value() const { return v_.index() == 0; }
   explicit operator bool() const { return has_value(); }
@@ -31,10 +33,10 @@ class Result {
   const T& operator*() const& { return value(); }
   const T* operator->() const { return &value(); }
 
-  const Error& error() const { return std::get<1>(v_); }
+  const E& error() const { return std::get<1>(v_); }
 
  private:
-  std::variant<T, Error> v_;
+  std::variant<T, E> v_;
 };
 
 }  // namespace mtasts::policy

@@ -75,8 +75,8 @@ class PolicyFetcher {
   // GET https://mta-sts.<policy_domain>/.well-known/mta-sts.txt, connecting
   // only to `addresses` (from our own DNS lookup). Blocks up to the fetcher's
   // own timeout (not the caller's decision deadline).
-  virtual std::variant<FetchedBody, FetchError> fetch(const std::string& policy_domain,
-                                                      std::span<const std::string> addresses) = 0;
+  virtual Result<FetchedBody, FetchError> fetch(const std::string& policy_domain,
+                                                std::span<const std::string> addresses) = 0;
 };
 
 // What the store keeps for one domain. `raw` is authoritative; `policy` is

@@ -290,9 +290,8 @@ FetchOutcome Resolver::Impl::fetch_policy(const std::string& domain, const std::
     case DnsStatus::NoData: return fetch_failed(kFetchError, reason::kDnsNoAddress, false);
   }
   auto fetched = fetcher.fetch(domain, host.records);
-  if (const auto* failed = std::get_if<FetchError>(&fetched))
-    return fetch_failed(failed->type, failed->reason, failed->temporary);
-  auto& body = std::get<FetchedBody>(fetched).body;
+  if (!fetched) return fetch_failed(fetched.error().type, fetched.error().reason, fetched.error().temporary);
+  auto& body = fetched.value().body;
   const auto parsed = parse_policy(body);
   if (!parsed.policy) return fetch_failed(ResultType::StsPolicyInvalid, reason::kPolicySyntax, false);
   FetchOutcome out;

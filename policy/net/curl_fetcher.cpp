@@ -316,9 +316,8 @@ void log_fetch(const std::string& domain, long status, std::string_view reason, 
                 reason, bytes, elapsed.count());
 }
 
-std::variant<FetchedBody, FetchError> perform(const CurlFetcherConfig& config,
-                                              const std::string& host,
-                                              const std::string& resolve_line, long& status) {
+Result<FetchedBody, FetchError> perform(const CurlFetcherConfig& config, const std::string& host,
+                                        const std::string& resolve_line, long& status) {
   CurlHandle handle(curl_easy_init());
   if (!handle) return fetch_error("curl-init", "curl_easy_init failed");
   Transfer transfer;
@@ -351,11 +350,11 @@ CurlFetcher::CurlFetcher(CurlFetcherConfig config) : config_(std::move(config)) 
 
 CurlFetcher::~CurlFetcher() = default;
 
-std::variant<FetchedBody, FetchError> CurlFetcher::fetch(const std::string& policy_domain,
-                                                         std::span<const std::string> addresses) {
+Result<FetchedBody, FetchError> CurlFetcher::fetch(const std::string& policy_domain,
+                                                   std::span<const std::string> addresses) {
   const auto started = std::chrono::steady_clock::now();
   const std::string host = "mta-sts." + policy_domain;
-  std::variant<FetchedBody, FetchError> result =
+  Result<FetchedBody, FetchError> result =
       fetch_error(std::string(reason::kDnsNoAddress), "no usable address for " + host);
   long status = 0;
   if (global_init() != CURLE_OK) {
@@ -363,10 +362,10 @@ std::variant<FetchedBody, FetchError> CurlFetcher::fetch(const std::string& poli
   } else if (const auto resolve_line = resolve_entry(host, config_.port, addresses)) {
     result = perform(config_, host, *resolve_line, status);
   }
-  if (const auto* body = std::get_if<FetchedBody>(&result)) {
-    log_fetch(policy_domain, status, "ok", body->body.size(), started);
+  if (result) {
+    log_fetch(policy_domain, status, "ok", result->body.size(), started);
   } else {
-    log_fetch(policy_domain, status, std::get<FetchError>(result).reason, 0, started);
+    log_fetch(policy_domain, status, result.error().reason, 0, started);
   }
   return result;
 }

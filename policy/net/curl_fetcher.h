@@ -27,8 +27,8 @@ class CurlFetcher final : public PolicyFetcher {
   explicit CurlFetcher(CurlFetcherConfig config);
   ~CurlFetcher() override;
 
-  std::variant<FetchedBody, FetchError> fetch(const std::string& policy_domain,
-                                              std::span<const std::string> addresses) override;
+  Result<FetchedBody, FetchError> fetch(const std::string& policy_domain,
+                                        std::span<const std::string> addresses) override;
 
  private:
   CurlFetcherConfig config_;

@@ -52,8 +52,8 @@ class UnreachableDns final : public policy::Dns {
 
 class NoFetcher final : public policy::PolicyFetcher {
  public:
-  std::variant<policy::FetchedBody, policy::FetchError> fetch(const std::string&,
-                                                              std::span<const std::string>) override {
+  policy::Result<policy::FetchedBody, policy::FetchError> fetch(const std::string&,
+                                                                std::span<const std::string>) override {
     return policy::FetchError{policy::ResultType::StsPolicyFetchError, "connect", "", true};
   }
 };

@@ -48,7 +48,7 @@ struct World {
 struct FirstContactCase {
   std::string name;
   DnsAnswer txt;
-  std::variant<FetchedBody, FetchError> fetch;
+  Result<FetchedBody, FetchError> fetch;
   PolicySource source;
   std::optional<ResultType> result_type;
   std::string reason;
@@ -637,7 +637,7 @@ TEST(BackgroundRefresher, EachPassWritesLastUsedToTheStore) {
 struct FetchReportCase {
   std::string name;
   DnsAnswer txt;
-  std::variant<FetchedBody, FetchError> fetch;
+  Result<FetchedBody, FetchError> fetch;
   std::vector<std::int64_t> resolves_after;  // clock advance before each resolve
   std::vector<std::string> expected;         // "result-type reason" per session
 };

@@ -50,12 +50,12 @@ class FakeDns final : public Dns {
 
 class FakeFetcher final : public PolicyFetcher {
  public:
-  void set(const std::string& domain, std::variant<FetchedBody, FetchError> result) {
+  void set(const std::string& domain, Result<FetchedBody, FetchError> result) {
     std::lock_guard lock(mu_);
-    results_[domain] = std::move(result);
+    results_.insert_or_assign(domain, std::move(result));
   }
   void set_delay(std::chrono::milliseconds delay) { delay_ = delay; }
-  std::variant<FetchedBody, FetchError> fetch(const std::string& domain, std::span<const std::string>) override {
+  Result<FetchedBody, FetchError> fetch(const std::string& domain, std::span<const std::string>) override {
     std::this_thread::sleep_for(delay_.load());
     std::lock_guard lock(mu_);
     ++calls_[domain];
@@ -71,7 +71,7 @@ class FakeFetcher final : public PolicyFetcher {
  private:
   std::mutex mu_;
   std::atomic<std::chrono::milliseconds> delay_{std::chrono::milliseconds(0)};
-  std::map<std::string, std::variant<FetchedBody, FetchError>> results_;
+  std::map<std::string, Result<FetchedBody, FetchError>> results_;
   std::map<std::string, int> calls_;
 };
 
