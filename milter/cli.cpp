@@ -1,10 +1,10 @@
 #include "milter/cli.h"
 
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
-#include <syslog.h>
 #include <spdlog/spdlog.h>
+#include <syslog.h>
+#include <CLI/CLI.hpp>
 
 #include <iostream>
 
@@ -43,8 +43,12 @@ void add_cache_commands(CLI::App& app, Options& o) {
   auto* cache = app.add_subcommand("cache", "inspect and seed the policy cache");
   cache->require_subcommand(1);
   cache->add_subcommand("list", "one line per cached policy");
-  cache->add_subcommand("show", "the cached policy of DOMAIN as JSON")->add_option("DOMAIN", o.cache.operand)->required();
-  cache->add_subcommand("forget", "remove DOMAIN from the cache")->add_option("DOMAIN", o.cache.operand)->required();
+  cache->add_subcommand("show", "the cached policy of DOMAIN as JSON")
+      ->add_option("DOMAIN", o.cache.operand)
+      ->required();
+  cache->add_subcommand("forget", "remove DOMAIN from the cache")
+      ->add_option("DOMAIN", o.cache.operand)
+      ->required();
   cache->add_subcommand("import", "seed the cache from JSON lines (FILE or -)")
       ->add_option("FILE", o.cache.operand)
       ->required();

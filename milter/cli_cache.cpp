@@ -63,8 +63,9 @@ int import_policies(policy::PolicyStore& store, const std::string& file, std::in
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const auto j = nlohmann::json::parse(line, nullptr, false);
-    const auto p = j.is_discarded() ? policy::Result<policy::StoredPolicy>(policy::Error{"import-json", "not JSON"})
-                                    : stored_from_json(j, now);
+    const auto p = j.is_discarded()
+                       ? policy::Result<policy::StoredPolicy>(policy::Error{"import-json", "not JSON"})
+                       : stored_from_json(j, now);
     const auto saved = p ? store.save(*p) : policy::Result<bool>(p.error());
     if (saved) {
       ++imported;
@@ -98,8 +99,8 @@ int cache_command(const Config& config, const CacheArgs& args) {
   if (args.action == "show" || args.action == "forget") {
     const auto normalised = policy::normalize_domain(args.operand);
     if (!normalised) {
-      std::cerr << "mta-sts-milter cache " << args.action << ": invalid domain '" << args.operand
-                << "' (" << normalised.error().code << ")\n";
+      std::cerr << "mta-sts-milter cache " << args.action << ": invalid domain '" << args.operand << "' ("
+                << normalised.error().code << ")\n";
       return kExitInvalid;
     }
     domain = *normalised;

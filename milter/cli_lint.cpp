@@ -32,7 +32,8 @@ bool read_capped(const std::string& file, std::string& out) {
 nlohmann::json lint_policy_json(const policy::PolicyParse& parsed, const std::vector<std::string>& mx_hosts) {
   nlohmann::json j;
   j["valid"] = parsed.policy.has_value();
-  j["mode"] = parsed.policy ? nlohmann::json(policy::to_string(parsed.policy->mode)) : nlohmann::json(nullptr);
+  j["mode"] =
+      parsed.policy ? nlohmann::json(policy::to_string(parsed.policy->mode)) : nlohmann::json(nullptr);
   j["max_age"] = parsed.policy ? nlohmann::json(parsed.policy->max_age) : nlohmann::json(nullptr);
   j["mx"] = parsed.policy ? nlohmann::json(parsed.policy->mx) : nlohmann::json(nullptr);
   j["errors"] = nlohmann::json::array();
@@ -51,7 +52,8 @@ void print_lint_policy(const std::string& file, const policy::PolicyParse& parse
   if (parsed.policy) {
     std::cout << file << ": valid: mode=" << policy::to_string(parsed.policy->mode)
               << " max_age=" << parsed.policy->max_age << " mx=";
-    for (std::size_t i = 0; i < parsed.policy->mx.size(); ++i) std::cout << (i ? "," : "") << parsed.policy->mx[i];
+    for (std::size_t i = 0; i < parsed.policy->mx.size(); ++i)
+      std::cout << (i ? "," : "") << parsed.policy->mx[i];
     std::cout << "\n";
   }
   for (const auto& host : mx_hosts) {
@@ -80,7 +82,8 @@ int lint_txt_command(const std::vector<std::string>& records, bool json) {
   const auto parsed = policy::parse_txt_rrset(records);
   std::vector<std::string> errors;
   if (!parsed) {
-    errors.push_back(parsed.error().code + (parsed.error().detail.empty() ? "" : ": " + parsed.error().detail));
+    errors.push_back(parsed.error().code +
+                     (parsed.error().detail.empty() ? "" : ": " + parsed.error().detail));
   }
   if (json) {
     nlohmann::json j{{"valid", parsed.has_value()},

@@ -12,8 +12,8 @@
 #include <sstream>
 #include <vector>
 
-#include "policy/domain.h"
 #include "policy/ascii.h"
+#include "policy/domain.h"
 
 namespace mtasts::milter {
 namespace {
@@ -103,7 +103,8 @@ Setting text_list(std::string_view name, std::string_view help, Field field,
           },
           [=](const Config& c) {
             std::string out = "[";
-            for (const auto& v : field(const_cast<Config&>(c))) out += (out.size() > 1 ? ", " : "") + quoted(v);
+            for (const auto& v : field(const_cast<Config&>(c)))
+              out += (out.size() > 1 ? ", " : "") + quoted(v);
             return out + "]";
           }};
 }
@@ -135,7 +136,8 @@ Setting enum_choice(std::string_view name, std::string_view help,
 
 std::string check_log_level(Config& c, const toml::node& n) {
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error"};
-  if (!n.is_string() || !levels.contains(*n.value<std::string>())) return "must be trace|debug|info|warn|error";
+  if (!n.is_string() || !levels.contains(*n.value<std::string>()))
+    return "must be trace|debug|info|warn|error";
   c.log_level = *n.value<std::string>();
   return "";
 }
@@ -174,42 +176,51 @@ const std::vector<Setting>& settings() {
            [](Config& c) -> std::string& { return c.socket_group; }),
       text("milter.user", "user to run as after opening the socket (empty: stay)",
            [](Config& c) -> std::string& { return c.user; }),
-      integer("decision.rcpt_deadline_ms", "longest wait per recipient domain (under milter_command_timeout)", 100,
-              60000, [](Config& c) -> long& { return c.decision.rcpt_deadline_ms; }),
+      integer("decision.rcpt_deadline_ms", "longest wait per recipient domain (under milter_command_timeout)",
+              100, 60000, [](Config& c) -> long& { return c.decision.rcpt_deadline_ms; }),
       integer("decision.message_budget_ms", "longest total wait per message", 100, 120000,
               [](Config& c) -> long& { return c.decision.message_budget_ms; }),
       enum_choice<Action>("decision.enforce_action", "on a failed enforce policy",
-                          {{"tempfail", Action::Tempfail}, {"reject", Action::Reject},
-                           {"quarantine", Action::Quarantine}, {"tag", Action::Tag}, {"off", Action::Continue}},
+                          {{"tempfail", Action::Tempfail},
+                           {"reject", Action::Reject},
+                           {"quarantine", Action::Quarantine},
+                           {"tag", Action::Tag},
+                           {"off", Action::Continue}},
                           [](Config& c) -> Action& { return c.decision.enforce_action; }),
       enum_choice<Action>("decision.testing_action", "on a failed testing policy",
                           {{"tag", Action::Tag}, {"off", Action::Continue}},
                           [](Config& c) -> Action& { return c.decision.testing_action; }),
       boolean("decision.strict_testing", "treat testing policies as enforce",
               [](Config& c) -> bool& { return c.decision.strict_testing; }),
-      enum_choice<Action>("decision.non_smtp_action", "on a failure for mail without next-hop macros",
-                          {{"quarantine", Action::Quarantine}, {"tag", Action::Tag}, {"off", Action::Continue}},
-                          [](Config& c) -> Action& { return c.decision.non_smtp_action; }),
-      enum_choice<DaneMode>("decision.dane",
-                            "DANE (RFC 7672) where no enforce policy binds: enforce (enforce_action, never reject), "
-                            "record (log, report, testing_action) or off",
-                            {{"enforce", DaneMode::Enforce}, {"record", DaneMode::Record}, {"off", DaneMode::Off}},
-                            [](Config& c) -> DaneMode& { return c.decision.dane; }),
-      text_list("decision.excluded_domains", "recipient domains never checked",
-                [](Config& c) -> std::vector<std::string>& { return c.decision.excluded_domains; }, domain_name),
-      text_list("decision.smtp_transports", "MTA transports ({rcpt_mailer}) in scope",
-                [](Config& c) -> std::vector<std::string>& { return c.decision.smtp_transports; }, transport_name),
+      enum_choice<Action>(
+          "decision.non_smtp_action", "on a failure for mail without next-hop macros",
+          {{"quarantine", Action::Quarantine}, {"tag", Action::Tag}, {"off", Action::Continue}},
+          [](Config& c) -> Action& { return c.decision.non_smtp_action; }),
+      enum_choice<DaneMode>(
+          "decision.dane",
+          "DANE (RFC 7672) where no enforce policy binds: enforce (enforce_action, never reject), "
+          "record (log, report, testing_action) or off",
+          {{"enforce", DaneMode::Enforce}, {"record", DaneMode::Record}, {"off", DaneMode::Off}},
+          [](Config& c) -> DaneMode& { return c.decision.dane; }),
+      text_list(
+          "decision.excluded_domains", "recipient domains never checked",
+          [](Config& c) -> std::vector<std::string>& { return c.decision.excluded_domains; }, domain_name),
+      text_list(
+          "decision.smtp_transports", "MTA transports ({rcpt_mailer}) in scope",
+          [](Config& c) -> std::vector<std::string>& { return c.decision.smtp_transports; }, transport_name),
       text_list("decision.non_smtp_daemon_names",
                 "{daemon_name} values (Postfix milter_macro_daemon_name) decided as mail without a next hop",
                 [](Config& c) -> std::vector<std::string>& { return c.decision.non_smtp_daemon_names; }),
-      text_list("decision.trusted_relays", "relay hosts accepted without checks (outside RFC 8461)",
-                [](Config& c) -> std::vector<std::string>& { return c.decision.trusted_relays; }, domain_name),
+      text_list(
+          "decision.trusted_relays", "relay hosts accepted without checks (outside RFC 8461)",
+          [](Config& c) -> std::vector<std::string>& { return c.decision.trusted_relays; }, domain_name),
       enum_choice<Action>("decision.error_action", "on an internal error",
                           {{"continue", Action::Continue}, {"tempfail", Action::Tempfail}},
                           [](Config& c) -> Action& { return c.decision.error_action; }),
       boolean("probe.enabled", "probe MX hosts for STARTTLS and certificates",
               [](Config& c) -> bool& { return c.probe.enabled; }),
-      text("probe.ehlo_name", "EHLO name of probes", [](Config& c) -> std::string& { return c.probe.ehlo_name; }),
+      text("probe.ehlo_name", "EHLO name of probes",
+           [](Config& c) -> std::string& { return c.probe.ehlo_name; }),
       text("probe.ca_file", "CA bundle for MX certificates (empty: the system trust store)",
            [](Config& c) -> std::string& { return c.probe.ca_file; }),
       integer("probe.step_timeout_ms", "timeout per probe step (connect, reply, handshake)", 100, 60000,
@@ -218,8 +229,9 @@ const std::vector<Setting>& settings() {
               [](Config& c) -> std::int64_t& { return c.probe.success_ttl; }),
       integer("probe.failure_ttl", "seconds a failed probe is reused", 1, 86400,
               [](Config& c) -> std::int64_t& { return c.probe.failure_ttl; }),
-      integer("probe.max_parallel", "probes running at once; more hosts wait unverified (tempfail under enforce)", 1,
-              100000, [](Config& c) -> std::size_t& { return c.probe.max_parallel; }),
+      integer("probe.max_parallel",
+              "probes running at once; more hosts wait unverified (tempfail under enforce)", 1, 100000,
+              [](Config& c) -> std::size_t& { return c.probe.max_parallel; }),
       text("store.path", "SQLite policy cache; its folder is created if missing",
            [](Config& c) -> std::string& { return c.store_path; }),
       boolean("dns.use_resolv_conf", "forward DNS to the servers in /etc/resolv.conf",
@@ -230,7 +242,8 @@ const std::vector<Setting>& settings() {
                 [](Config& c) -> std::vector<std::string>& { return c.dns.trust_anchor_files; }),
       text_list("dns.stub_zones", "stub zones, ZONE=ADDR[@PORT]",
                 [](Config& c) -> std::vector<std::string>& { return c.dns.stub_zones; }),
-      text("dns.dnssec_self_test", "a name that must validate as secure at start-up (default: the root zone with the root anchor)",
+      text("dns.dnssec_self_test",
+           "a name that must validate as secure at start-up (default: the root zone with the root anchor)",
            [](Config& c) -> std::string& { return c.dns.self_test_name; }),
       integer("dns.timeout", "seconds per DNS lookup", 1, 60,
               [](Config& c) -> long& { return c.dns_timeout_seconds; }),
@@ -255,8 +268,9 @@ const std::vector<Setting>& settings() {
               31557600, [](Config& c) -> std::int64_t& { return c.policy.refresh_unused_for; }),
       integer("policy.memory_cache_entries", "policies kept in memory in front of the store", 1, 10000000,
               [](Config& c) -> std::size_t& { return c.policy.memory_cache_entries; }),
-      integer("policy.max_discoveries", "policy discoveries running at once; more answer as a temporary error", 1,
-              100000, [](Config& c) -> std::size_t& { return c.policy.max_jobs; }),
+      integer("policy.max_discoveries",
+              "policy discoveries running at once; more answer as a temporary error", 1, 100000,
+              [](Config& c) -> std::size_t& { return c.policy.max_jobs; }),
       integer("policy.decision_deadline_ms", "longest wait for a policy per decision (0: wait)", 0, 60000,
               [](Config& c) -> long& { return c.decision_deadline_ms; }),
       integer("engine.threads",
@@ -286,7 +300,8 @@ const Setting* find_setting(std::string_view name) {
 // DNSKEY must validate); with replaced anchors only an explicit name is tested.
 void finish(Config& config) {
   config.policy.dns_timeout = std::chrono::seconds(config.dns_timeout_seconds);
-  if (config.dns.self_test_name.empty() && config.dns.trust_anchor_files.empty()) config.dns.self_test_name = ".";
+  if (config.dns.self_test_name.empty() && config.dns.trust_anchor_files.empty())
+    config.dns.self_test_name = ".";
 }
 
 // Applies every leaf of the parsed file; the first problem wins.
@@ -311,11 +326,16 @@ policy::Result<Config> apply_table(const toml::table& root) {
 
 std::string_view to_string(Action action) {
   switch (action) {
-    case Action::Continue: return "continue";
-    case Action::Tempfail: return "tempfail";
-    case Action::Reject: return "reject";
-    case Action::Quarantine: return "quarantine";
-    case Action::Tag: return "tag";
+    case Action::Continue:
+      return "continue";
+    case Action::Tempfail:
+      return "tempfail";
+    case Action::Reject:
+      return "reject";
+    case Action::Quarantine:
+      return "quarantine";
+    case Action::Tag:
+      return "tag";
   }
   return "continue";
 }
@@ -333,9 +353,12 @@ std::optional<Action> parse_action(std::string_view word) {
 
 std::string_view to_string(DaneMode mode) {
   switch (mode) {
-    case DaneMode::Enforce: return "enforce";
-    case DaneMode::Record: return "record";
-    case DaneMode::Off: return "off";
+    case DaneMode::Enforce:
+      return "enforce";
+    case DaneMode::Record:
+      return "record";
+    case DaneMode::Off:
+      return "off";
   }
   return "enforce";
 }

@@ -10,9 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/engine/resolver.h"
 #include "policy/net/curl_fetcher.h"
 #include "policy/net/unbound_dns.h"
-#include "policy/engine/resolver.h"
 #include "policy/result.h"
 
 namespace mtasts::milter {
@@ -37,8 +37,8 @@ std::string_view to_string(DaneMode mode);  // "enforce" | "record" | "off"
 
 // What the milter does with a recipient whose verdict calls for action.
 struct DecisionConfig {
-  long rcpt_deadline_ms = 8000;     // per recipient domain; well under Postfix's 30 s milter_command_timeout
-  long message_budget_ms = 20000;   // per message, all recipients together
+  long rcpt_deadline_ms = 8000;    // per recipient domain; well under Postfix's 30 s milter_command_timeout
+  long message_budget_ms = 20000;  // per message, all recipients together
   Action enforce_action = Action::Tempfail;  // tempfail | reject | quarantine | tag | off
   Action testing_action = Action::Continue;  // tag | off
   bool strict_testing = false;               // testing treated as enforce
@@ -50,17 +50,17 @@ struct DecisionConfig {
   // {daemon_name} values (Postfix: milter_macro_daemon_name) whose mail is
   // decided as mail without next-hop macros, at end of message.
   std::vector<std::string> non_smtp_daemon_names;
-  Action error_action = Action::Continue;    // continue | tempfail, on an internal error
+  Action error_action = Action::Continue;  // continue | tempfail, on an internal error
 };
 
 struct ProbeConfig {
   bool enabled = true;
   std::string ehlo_name = "mta-sts-milter.invalid";
-  std::string ca_file;              // empty: the system trust store
+  std::string ca_file;  // empty: the system trust store
   long step_timeout_ms = 5000;
   std::int64_t success_ttl = 3600;
   std::int64_t failure_ttl = 300;
-  std::size_t max_parallel = 512;   // probes running at once
+  std::size_t max_parallel = 512;  // probes running at once
 };
 
 // TLSRPT records (RFC 8460): daily counts in the store, written in batches.

@@ -22,10 +22,10 @@
 #include "milter/services.h"
 #include "milter/tcp_tuning.h"
 #include "policy/engine/mx_dns_cache.h"
-#include "policy/net/tls_prober.h"
 #include "policy/engine/next_hop_checker.h"
 #include "policy/engine/refresher.h"
 #include "policy/engine/tlsrpt_buffer.h"
+#include "policy/net/tls_prober.h"
 #include "store/override_store.h"
 #include "store/tlsrpt_store.h"
 
@@ -139,17 +139,20 @@ void make_socket_folder(const std::filesystem::path& socket, std::pair<uid_t, gi
   if (folder.empty() || std::filesystem::exists(folder, ec)) return;
   if (mkdir(folder.c_str(), 0750) != 0) {
     if (errno == EEXIST) return;  // made meanwhile by someone else: theirs, as above
-    throw StartupError("cannot create the milter socket folder " + folder.string() + ": " + std::strerror(errno),
-                       EX_CANTCREAT);
+    throw StartupError(
+        "cannot create the milter socket folder " + folder.string() + ": " + std::strerror(errno),
+        EX_CANTCREAT);
   }
   // By path: the folder is ours, and only root may rename in Postfix's root-owned spool.
   if (chown(folder.c_str(), owner.first, owner.second) != 0)
-    throw StartupError("cannot chown the milter socket folder " + folder.string() + ": " + std::strerror(errno),
-                       EX_OSERR);
+    throw StartupError(
+        "cannot chown the milter socket folder " + folder.string() + ": " + std::strerror(errno), EX_OSERR);
   spdlog::info("milter event=socket-folder-created path={} mode=0750", folder.string());
 }
 
-mode_t socket_mode(const Config& config) { return static_cast<mode_t>(std::stoul(config.socket_mode, nullptr, 8)); }
+mode_t socket_mode(const Config& config) {
+  return static_cast<mode_t>(std::stoul(config.socket_mode, nullptr, 8));
+}
 
 // The folder may belong to the unprivileged user, who could swap the socket
 // for a symlink or a link between bind() and here; root must not chown what
@@ -158,15 +161,18 @@ mode_t socket_mode(const Config& config) { return static_cast<mode_t>(std::stoul
 // mode needs no step: the umask gave it at bind().
 void secure_socket(const std::string& path, std::pair<uid_t, gid_t> owner) {
   const int fd = open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) throw StartupError("cannot open the milter socket " + path + ": " + std::strerror(errno), EX_OSERR);
+  if (fd < 0)
+    throw StartupError("cannot open the milter socket " + path + ": " + std::strerror(errno), EX_OSERR);
   struct stat st {};
   const bool is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
   const int chowned = is_socket ? fchownat(fd, "", owner.first, owner.second, AT_EMPTY_PATH) : -1;
   const int saved_errno = errno;
   close(fd);
-  if (!is_socket) throw StartupError("the milter socket " + path + " was replaced by something else", EX_OSERR);
+  if (!is_socket)
+    throw StartupError("the milter socket " + path + " was replaced by something else", EX_OSERR);
   if (chowned != 0)
-    throw StartupError("cannot chown the milter socket " + path + ": " + std::strerror(saved_errno), EX_OSERR);
+    throw StartupError("cannot chown the milter socket " + path + ": " + std::strerror(saved_errno),
+                       EX_OSERR);
 }
 
 // Runs with the starting user's rights (root, usually): the socket may live
@@ -206,12 +212,15 @@ void drop_privileges(const Identity& runs_as) {
   // nothing to drop, and initgroups() would fail. The groups stay as the
   // starter chose them (systemd's Group=, e.g. postfix).
   if (geteuid() != 0 && getuid() == runs_as.uid && geteuid() == runs_as.uid) {
-    spdlog::info("milter event=privileges-kept user={} uid={} reason=already-that-user", runs_as.name, runs_as.uid);
+    spdlog::info("milter event=privileges-kept user={} uid={} reason=already-that-user", runs_as.name,
+                 runs_as.uid);
     return;
   }
-  if (initgroups(runs_as.name.c_str(), runs_as.gid) != 0 || setgid(runs_as.gid) != 0 || setuid(runs_as.uid) != 0)
+  if (initgroups(runs_as.name.c_str(), runs_as.gid) != 0 || setgid(runs_as.gid) != 0 ||
+      setuid(runs_as.uid) != 0)
     throw StartupError("cannot switch to user '" + runs_as.name + "'", EX_NOPERM);
-  spdlog::info("milter event=privileges-dropped user={} uid={} gid={}", runs_as.name, runs_as.uid, runs_as.gid);
+  spdlog::info("milter event=privileges-dropped user={} uid={} gid={}", runs_as.name, runs_as.uid,
+               runs_as.gid);
 }
 
 // SIGUSR1: re-read the file and the overrides table; the two are replaced
@@ -230,8 +239,9 @@ void reload_once(MilterContext& context, store::OverrideStore& override_store, c
   const std::size_t count = overrides->size();
   context.replace_settings({std::make_shared<const Config>(std::move(*fresh)),
                             std::make_shared<const store::DomainOverrides>(std::move(*overrides))});
-  spdlog::info("reload event=ok path={} overrides={} note=\"socket, store, dns and probe settings need a restart\"",
-               path.empty() ? "-" : path, count);
+  spdlog::info(
+      "reload event=ok path={} overrides={} note=\"socket, store, dns and probe settings need a restart\"",
+      path.empty() ? "-" : path, count);
 }
 
 void reload_loop(MilterContext& context, store::OverrideStore& override_store, const std::string& path,
@@ -258,8 +268,9 @@ bool drain(ContextInstalled& installed, std::chrono::steady_clock::time_point gi
   spdlog::info("milter event=stopping callbacks_in_flight={}", callbacks_in_flight());
   const bool drained = installed.close(give_up);
   const TcpTuningCounts tcp = tcp_tuning_counts();
-  spdlog::info("milter event=stopped callbacks_in_flight={} open_sessions={} tcp_connections={} quickack_resets={}",
-               callbacks_in_flight(), open_milter_connections(), tcp.tcp_connections, tcp.quickack_resets);
+  spdlog::info(
+      "milter event=stopped callbacks_in_flight={} open_sessions={} tcp_connections={} quickack_resets={}",
+      callbacks_in_flight(), open_milter_connections(), tcp.tcp_connections, tcp.quickack_resets);
   return drained;
 }
 
@@ -267,8 +278,10 @@ bool drain(ContextInstalled& installed, std::chrono::steady_clock::time_point gi
 // use the objects run_daemon would destroy on return: exit without running
 // destructors. What was committed is in SQLite; the log says what was cut.
 [[noreturn]] void exit_now(int exit_code) {
-  spdlog::warn("milter event=exit-without-waiting limit_s={} note=\"work still running was cut; its results are lost\"",
-               std::chrono::duration_cast<std::chrono::seconds>(kStopLimit).count());
+  spdlog::warn(
+      "milter event=exit-without-waiting limit_s={} note=\"work still running was cut; its results are "
+      "lost\"",
+      std::chrono::duration_cast<std::chrono::seconds>(kStopLimit).count());
   spdlog::default_logger()->flush();
   std::_Exit(exit_code);
 }
@@ -306,20 +319,24 @@ int run_daemon(const Config& config, const std::string& config_path) {
   policy::net::SmtpTlsProber prober({config.probe.ca_file, config.probe.ehlo_name});
   // Warm checks then ask no resolver: MX, TLSA and addresses are kept for
   // their TTL, at most as long as a verified probe.
-  policy::MxDnsCache next_hop_dns(*services->dns, services->clock,
-                                  static_cast<std::uint32_t>(std::min<std::int64_t>(config.probe.success_ttl, 300)));
+  policy::MxDnsCache next_hop_dns(
+      *services->dns, services->clock,
+      static_cast<std::uint32_t>(std::min<std::int64_t>(config.probe.success_ttl, 300)));
   policy::NextHopChecker checker(*services->resolver, next_hop_dns, prober, services->clock,
                                  checker_config(config), services->pool.get());
   checker.set_tlsrpt_sink(&tlsrpt);
   policy::BackgroundRefresher refresher(*services->resolver, kRefreshPeriod);
   const auto override_store = open_override_store(config);
   MilterContext context(
-      [&checker](const policy::NextHop& hop, policy::Deadline deadline) { return checker.check(hop, deadline); },
+      [&checker](const policy::NextHop& hop, policy::Deadline deadline) {
+        return checker.check(hop, deadline);
+      },
       Settings{std::make_shared<const Config>(config), initial_overrides(*override_store, config)});
   ContextInstalled installed(context);
 
   std::atomic<bool> stopping{false};
-  std::thread reloader(reload_loop, std::ref(context), std::ref(*override_store), config_path, std::cref(stopping));
+  std::thread reloader(reload_loop, std::ref(context), std::ref(*override_store), config_path,
+                       std::cref(stopping));
   spdlog::info("milter event=started socket={} store={}", config.milter_socket, config.store_path);
   const int status = smfi_main();
   const int exit_code = status == MI_SUCCESS ? 0 : EX_SOFTWARE;

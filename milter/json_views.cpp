@@ -29,9 +29,14 @@ json resolution_json(const policy::Resolution& r) {
 }
 
 json stored_json(const policy::StoredPolicy& p) {
-  return {{"domain", p.domain},         {"txt_id", p.txt_id},         {"raw", p.raw},
-          {"fetched_at", p.fetched_at}, {"expires_at", p.expires_at}, {"last_checked", p.last_checked},
-          {"last_used", p.last_used},   {"dnssec", policy::to_string(p.dnssec)},
+  return {{"domain", p.domain},
+          {"txt_id", p.txt_id},
+          {"raw", p.raw},
+          {"fetched_at", p.fetched_at},
+          {"expires_at", p.expires_at},
+          {"last_checked", p.last_checked},
+          {"last_used", p.last_used},
+          {"dnssec", policy::to_string(p.dnssec)},
           {"last_error", p.last_error}};
 }
 
@@ -40,7 +45,8 @@ namespace {
 // A time in an import line: absent (fallback), or an integer within
 // [0, limit]. nullopt for anything else (a negative, huge or fractional
 // number, a string): such a line is refused, never wrapped or overflowed.
-std::optional<std::int64_t> time_or(const json& j, const char* key, std::int64_t fallback, std::int64_t limit) {
+std::optional<std::int64_t> time_or(const json& j, const char* key, std::int64_t fallback,
+                                    std::int64_t limit) {
   const auto it = j.find(key);
   if (it == j.end()) return fallback;
   if (!it->is_number_integer()) return std::nullopt;
@@ -91,13 +97,15 @@ policy::Result<policy::StoredPolicy> stored_from_json(const json& j, std::int64_
   const auto last_checked = time_or(j, "last_checked", p.fetched_at, latest);
   const auto last_used = time_or(j, "last_used", p.fetched_at, latest);
   if (!expires_at || !last_checked || !last_used)
-    return policy::Error{"import-time",
-                         "expires_at (at most fetched_at + max_age), last_checked and last_used must be unix seconds"};
+    return policy::Error{
+        "import-time",
+        "expires_at (at most fetched_at + max_age), last_checked and last_used must be unix seconds"};
   p.expires_at = *expires_at;
   p.last_checked = *last_checked;
   p.last_used = *last_used;
   p.dnssec = security_from(j);
-  if (j.contains("last_error") && j["last_error"].is_string()) p.last_error = j["last_error"].get<std::string>();
+  if (j.contains("last_error") && j["last_error"].is_string())
+    p.last_error = j["last_error"].get<std::string>();
   return p;
 }
 

@@ -4,14 +4,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "policy/policy.h"
 #include "policy/engine/resolver.h"
+#include "policy/policy.h"
 
 namespace mtasts::milter {
 
-nlohmann::json policy_json(const policy::Policy& policy);      // {mode, max_age, mx}
-nlohmann::json resolution_json(const policy::Resolution& r);   // `check --json`
-nlohmann::json stored_json(const policy::StoredPolicy& p);     // `cache export` line
+nlohmann::json policy_json(const policy::Policy& policy);     // {mode, max_age, mx}
+nlohmann::json resolution_json(const policy::Resolution& r);  // `check --json`
+nlohmann::json stored_json(const policy::StoredPolicy& p);    // `cache export` line
 
 // Reads one `cache import` line. Errors: "import-json" (not an object or a
 // missing/mistyped key), "import-domain" (bad domain), "import-policy" (raw

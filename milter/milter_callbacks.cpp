@@ -150,7 +150,8 @@ sfsistat on_envfrom(SMFICTX* ctx, char**) {
   const auto context = gate().enter();
   if (!context) return answered;
   try {
-    session_for(ctx, **context).begin_message(SteadyClock::now(), (*context)->settings(), macro(ctx, "{daemon_name}"));
+    session_for(ctx, **context)
+        .begin_message(SteadyClock::now(), (*context)->settings(), macro(ctx, "{daemon_name}"));
   } catch (const std::exception& e) {
     spdlog::error("milter event=internal-error stage=mail error=\"{}\"", e.what());
     if (answered != SMFIS_NOREPLY) return error_status(**context);
@@ -163,9 +164,9 @@ sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
   if (!context) return stopping_rcpt(ctx);
   try {
     if (!argv || !argv[0]) return SMFIS_CONTINUE;
-    const RcptReply reply = session_for(ctx, **context)
-                                .on_rcpt(argv[0], macro(ctx, "{rcpt_mailer}"), macro(ctx, "{rcpt_host}"),
-                                         SteadyClock::now());
+    const RcptReply reply =
+        session_for(ctx, **context)
+            .on_rcpt(argv[0], macro(ctx, "{rcpt_mailer}"), macro(ctx, "{rcpt_host}"), SteadyClock::now());
     if (reply.accept) return SMFIS_CONTINUE;
     set_reply(ctx, reply.code.c_str(), reply.xcode.c_str(), reply.text);
     return reply.code.starts_with('5') ? SMFIS_REJECT : SMFIS_TEMPFAIL;
@@ -234,18 +235,18 @@ smfiDesc g_description = {
     const_cast<char*>("mta-sts-milter"),
     SMFI_VERSION,
     SMFIF_ADDHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST,
-    nullptr,      // connect
-    nullptr,      // helo
+    nullptr,  // connect
+    nullptr,  // helo
     on_envfrom,
     on_envrcpt,
-    nullptr,      // header
-    nullptr,      // eoh
-    nullptr,      // body
+    nullptr,  // header
+    nullptr,  // eoh
+    nullptr,  // body
     on_eom,
     on_abort,
     on_close,
-    nullptr,      // unknown
-    nullptr,      // data
+    nullptr,  // unknown
+    nullptr,  // data
     on_negotiate,
 };
 

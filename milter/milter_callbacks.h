@@ -20,7 +20,8 @@ namespace mtasts::milter {
 // each message uses the settings current when it began). Thread-safe.
 class MilterContext {
  public:
-  MilterContext(CheckFunction check, Settings settings) : check_(std::move(check)), settings_(std::move(settings)) {}
+  MilterContext(CheckFunction check, Settings settings)
+      : check_(std::move(check)), settings_(std::move(settings)) {}
   Settings settings() const {
     std::lock_guard lock(mu_);
     return settings_;
@@ -62,7 +63,7 @@ class ContextInstalled {
   ContextInstalled& operator=(const ContextInstalled&) = delete;
 };
 
-int callbacks_in_flight();       // callbacks holding the context now
-int open_milter_connections();   // connections libmilter has open with us
+int callbacks_in_flight();      // callbacks holding the context now
+int open_milter_connections();  // connections libmilter has open with us
 
 }  // namespace mtasts::milter

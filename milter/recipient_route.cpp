@@ -3,8 +3,8 @@
 #include <charconv>
 #include <optional>
 
-#include "policy/domain.h"
 #include "policy/ascii.h"
+#include "policy/domain.h"
 
 namespace mtasts::milter {
 namespace {
@@ -14,7 +14,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
 }
-
 
 RecipientRoute out_of_scope(std::string domain, std::string reason) {
   RecipientRoute r;
@@ -33,7 +32,8 @@ std::optional<std::uint16_t> parse_port(std::string_view text) {
   if (name == "submissions" || name == "smtps") return 465;
   unsigned value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size() || value == 0 || value > 65535) return std::nullopt;
+  if (ec != std::errc{} || end != text.data() + text.size() || value == 0 || value > 65535)
+    return std::nullopt;
   return static_cast<std::uint16_t>(value);
 }
 
@@ -90,13 +90,15 @@ RecipientRoute route_recipient(std::string_view address, std::optional<std::stri
   const auto raw_domain = policy::address_domain(address);
   if (raw_domain.starts_with('[')) return out_of_scope("", "address-literal");
   const auto domain = policy::normalize_domain(raw_domain);
-  if (!domain) return out_of_scope("", domain.error().code == "address-literal" ? "address-literal" : "bad-domain");
+  if (!domain)
+    return out_of_scope("", domain.error().code == "address-literal" ? "address-literal" : "bad-domain");
   if (rules.excluded_domains.contains(*domain)) return out_of_scope(*domain, "excluded");
 
   RecipientRoute route;
   route.domain = *domain;
   if (!mailer || !host) return route;  // Unknown: no macros (non-SMTP submission)
-  if (!rules.smtp_transports.contains(policy::ascii_lowercase(trim(*mailer)))) return out_of_scope(*domain, "transport");
+  if (!rules.smtp_transports.contains(policy::ascii_lowercase(trim(*mailer))))
+    return out_of_scope(*domain, "transport");
 
   std::string_view hop;
   bool bracketed = false;

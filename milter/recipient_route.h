@@ -24,12 +24,12 @@ enum class RouteKind {
 
 struct RecipientRoute {
   RouteKind kind = RouteKind::Unknown;
-  std::string domain;        // normalised recipient domain ("" when none)
-  std::string relay_host;    // SmartHost: normalised host name ("" for an IP literal)
-  std::string relay_address; // SmartHost given as an IP literal ("[192.0.2.1]")
+  std::string domain;            // normalised recipient domain ("" when none)
+  std::string relay_host;        // SmartHost: normalised host name ("" for an IP literal)
+  std::string relay_address;     // SmartHost given as an IP literal ("[192.0.2.1]")
   bool relay_mx_lookup = false;  // SmartHost not in brackets: the MTA looks up its MX
   std::uint16_t port = 25;
-  std::string reason;        // why OutOfScope: "transport", "excluded", "address-literal", "bad-domain", ...
+  std::string reason;  // why OutOfScope: "transport", "excluded", "address-literal", "bad-domain", ...
 };
 
 struct RouteRules {

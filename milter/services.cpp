@@ -28,11 +28,13 @@ std::unique_ptr<Services> make_services(const Config& config) {
   }
   // Logs loudly (and goes on) when validation cannot work: an upstream that
   // strips DNSSEC would otherwise make every answer look "insecure".
-  services->dns->dnssec_self_test(std::chrono::steady_clock::now() + std::chrono::seconds(config.dns_timeout_seconds));
+  services->dns->dnssec_self_test(std::chrono::steady_clock::now() +
+                                  std::chrono::seconds(config.dns_timeout_seconds));
   services->fetcher = std::make_unique<policy::net::CurlFetcher>(config.https);
   services->pool = std::make_unique<policy::WorkerPool>(pool_config(config));
-  services->resolver = std::make_unique<policy::Resolver>(*services->dns, *services->fetcher, *services->store,
-                                                          services->clock, config.policy, services->pool.get());
+  services->resolver =
+      std::make_unique<policy::Resolver>(*services->dns, *services->fetcher, *services->store,
+                                         services->clock, config.policy, services->pool.get());
   return services;
 }
 

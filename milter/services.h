@@ -8,12 +8,12 @@
 
 #include "milter/config.h"
 #include "milter/system_clock.h"
-#include "policy/net/curl_fetcher.h"
-#include "policy/net/unbound_dns.h"
 #include "policy/engine/next_hop_checker.h"
 #include "policy/engine/resolver.h"
 #include "policy/engine/tlsrpt_buffer.h"
 #include "policy/engine/worker_pool.h"
+#include "policy/net/curl_fetcher.h"
+#include "policy/net/unbound_dns.h"
 #include "store/sqlite_store.h"
 
 namespace mtasts::milter {

@@ -17,11 +17,16 @@ Action configured(Action action, bool may_reject) {
 // Which of two actions weighs more on the message.
 int weight(Action action) {
   switch (action) {
-    case Action::Continue: return 0;
-    case Action::Tag: return 1;
-    case Action::Quarantine: return 2;
-    case Action::Tempfail: return 3;
-    case Action::Reject: return 4;
+    case Action::Continue:
+      return 0;
+    case Action::Tag:
+      return 1;
+    case Action::Quarantine:
+      return 2;
+    case Action::Tempfail:
+      return 3;
+    case Action::Reject:
+      return 4;
   }
   return 0;
 }
@@ -36,7 +41,8 @@ RouteRules rules_from(const DecisionConfig& config) {
 policy::NextHop next_hop_from(const RecipientRoute& route) {
   policy::NextHop hop;
   hop.recipient_domain = route.domain;
-  hop.kind = route.kind == RouteKind::SmartHost ? policy::NextHopKind::SmartHost : policy::NextHopKind::RecipientDomain;
+  hop.kind = route.kind == RouteKind::SmartHost ? policy::NextHopKind::SmartHost
+                                                : policy::NextHopKind::RecipientDomain;
   hop.relay_host = route.relay_host;
   hop.relay_address = route.relay_address;
   hop.relay_mx_lookup = route.relay_mx_lookup;
@@ -52,7 +58,8 @@ Action sts_action(const policy::CheckResult& result, const DecisionConfig& confi
   const auto& v = result.verdict;
   if (!v.mode || *v.mode == policy::Mode::None || v.outcome == policy::Outcome::Pass) return Action::Continue;
   const bool enforce = *v.mode == policy::Mode::Enforce || config.strict_testing;
-  if (!enforce) return v.outcome == policy::Outcome::Fail ? configured(config.testing_action, false) : Action::Continue;
+  if (!enforce)
+    return v.outcome == policy::Outcome::Fail ? configured(config.testing_action, false) : Action::Continue;
   const bool may_reject =
       v.outcome == policy::Outcome::Fail && !v.temporary && result.facts.resolution.fresh_txt_check;
   return configured(non_smtp ? config.non_smtp_action : config.enforce_action, may_reject);
@@ -67,9 +74,12 @@ Action dane_action(const policy::CheckResult& result, const DecisionConfig& conf
   const auto& dane = result.verdict.dane;
   if (!dane || dane->outcome != policy::Outcome::Fail) return Action::Continue;
   switch (config.dane) {
-    case DaneMode::Enforce: return configured(non_smtp ? config.non_smtp_action : config.enforce_action, false);
-    case DaneMode::Record: return configured(config.testing_action, false);
-    case DaneMode::Off: break;
+    case DaneMode::Enforce:
+      return configured(non_smtp ? config.non_smtp_action : config.enforce_action, false);
+    case DaneMode::Record:
+      return configured(config.testing_action, false);
+    case DaneMode::Off:
+      break;
   }
   return Action::Continue;
 }
@@ -149,7 +159,8 @@ policy::Deadline Session::deadline_for(SteadyClock::time_point now) const {
   return std::max(now, std::min(rcpt, budget));
 }
 
-Session::Decision Session::decide_route(const RecipientRoute& route, SteadyClock::time_point now, bool non_smtp) {
+Session::Decision Session::decide_route(const RecipientRoute& route, SteadyClock::time_point now,
+                                        bool non_smtp) {
   Decision d;
   d.domain = route.domain;
   d.next_hop = non_smtp ? "unknown" : route.kind == RouteKind::SmartHost ? "relay" : "domain";
@@ -176,8 +187,9 @@ Session::Decision Session::decide_route(const RecipientRoute& route, SteadyClock
 
 RcptReply Session::reply_for(const Decision& d) const {
   if (d.action != Action::Tempfail && d.action != Action::Reject) return {};
-  if (d.by_dane) return {false, "451", "4.7.5", fmt::format("DANE: {}: {}", d.domain, d.result->verdict.dane->reason)};
-  const std::string reason = !d.reason_override.empty() ? d.reason_override
+  if (d.by_dane)
+    return {false, "451", "4.7.5", fmt::format("DANE: {}: {}", d.domain, d.result->verdict.dane->reason)};
+  const std::string reason = !d.reason_override.empty()                      ? d.reason_override
                              : d.result && !d.result->verdict.reason.empty() ? d.result->verdict.reason
                                                                              : "unverified";
   const bool reject = d.action == Action::Reject;
@@ -214,7 +226,8 @@ EndOfMessage Session::end_message(std::string_view queue_id, SteadyClock::time_p
   for (const auto& [key, d] : decisions_) {
     if (d.action == Action::Tag) {
       const bool unknown = d.result && d.result->verdict.outcome == policy::Outcome::Unknown;
-      if (!eom.header_value || *eom.header_value == "unknown") eom.header_value = unknown ? "unknown" : "fail";
+      if (!eom.header_value || *eom.header_value == "unknown")
+        eom.header_value = unknown ? "unknown" : "fail";
     }
     if (d.action == Action::Quarantine) eom.quarantine_reason = "MTA-STS policy not met";
   }
@@ -238,8 +251,8 @@ std::vector<std::string> Session::log_lines(std::string_view queue_id) const {
 }
 
 std::string decision_log_line(std::string_view queue_id, std::string_view domain, std::string_view next_hop,
-                              const std::optional<policy::CheckResult>& result, std::string_view reason_override,
-                              Action action, std::int64_t elapsed_ms) {
+                              const std::optional<policy::CheckResult>& result,
+                              std::string_view reason_override, Action action, std::int64_t elapsed_ms) {
   std::string mode = "-", policy_id, source = "none", mx, tls = "none", reason, result_type = "-";
   std::string dane = "-", dane_reason;
   if (result && result->verdict.dane) {
@@ -264,8 +277,9 @@ std::string decision_log_line(std::string_view queue_id, std::string_view domain
       // What the MTA, a policy host, an MX or an operator's import chose is
       // escaped: a queue id with a space must not add keys to the line.
       policy::logfmt_value(queue_id), policy::logfmt_value(domain), next_hop, mode,
-      policy::logfmt_value(policy_id), source, policy::logfmt_value(mx), tls, dane, policy::logfmt_value(dane_reason),
-      to_string(action), policy::logfmt_value(reason), result_type, elapsed_ms);
+      policy::logfmt_value(policy_id), source, policy::logfmt_value(mx), tls, dane,
+      policy::logfmt_value(dane_reason), to_string(action), policy::logfmt_value(reason), result_type,
+      elapsed_ms);
 }
 
 }  // namespace mtasts::milter

@@ -26,7 +26,6 @@
 
 namespace mtasts::milter {
 
-
 using CheckFunction = std::function<policy::CheckResult(const policy::NextHop&, policy::Deadline)>;
 using SteadyClock = std::chrono::steady_clock;
 
@@ -38,7 +37,7 @@ struct RcptReply {
 };
 
 struct EndOfMessage {
-  std::optional<std::string> header_value;       // for "MTA-STS:"; never names a domain
+  std::optional<std::string> header_value;  // for "MTA-STS:"; never names a domain
   std::optional<std::string> quarantine_reason;
   // An end-of-message decision failed internally and decision.error_action
   // is "tempfail": the whole message is refused with 451 (it was not yet
@@ -53,8 +52,8 @@ using store::DomainOverrides;
 // What messages are decided with: the configuration and the per-domain
 // overrides, replaced together on reload (SIGUSR1).
 struct Settings {
-  std::shared_ptr<const Config> config;               // never null
-  std::shared_ptr<const DomainOverrides> overrides;   // null: none
+  std::shared_ptr<const Config> config;              // never null
+  std::shared_ptr<const DomainOverrides> overrides;  // null: none
 };
 
 // The action for a verdict (pure; exposed for tests). `non_smtp`: the MTA
@@ -85,7 +84,8 @@ class Session {
   // nullopt when not sent): one listed in decision.non_smtp_daemon_names
   // brings mail whose next hop is unknown (Postfix's non_smtpd_milters),
   // decided at end of message whatever the RCPT macros say.
-  void begin_message(SteadyClock::time_point now, Settings settings, std::optional<std::string_view> daemon_name);
+  void begin_message(SteadyClock::time_point now, Settings settings,
+                     std::optional<std::string_view> daemon_name);
   RcptReply on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
                     std::optional<std::string_view> host, SteadyClock::time_point now);
   EndOfMessage end_message(std::string_view queue_id, SteadyClock::time_point now);
@@ -100,7 +100,7 @@ class Session {
  private:
   struct Decision {
     std::string domain;
-    std::string next_hop;  // "domain" | "relay" | "unknown"
+    std::string next_hop;                       // "domain" | "relay" | "unknown"
     std::optional<policy::CheckResult> result;  // nullopt: not checked (trusted relay)
     std::string reason_override;                // "trusted-relay", "budget", "internal-error"
     Action action = Action::Continue;
@@ -123,14 +123,14 @@ class Session {
   // Time this message's decisions have taken: the budget is the milter's own
   // waiting, not the client's (a long DATA upload must not use it up).
   SteadyClock::duration spent_{};
-  std::map<std::string, Decision> decisions_;      // key: domain + next hop
-  std::vector<RecipientRoute> pending_non_smtp_;   // no macros: decided at end of message
-  bool from_non_smtp_listener_ = false;            // this message: every recipient as if without macros
+  std::map<std::string, Decision> decisions_;     // key: domain + next hop
+  std::vector<RecipientRoute> pending_non_smtp_;  // no macros: decided at end of message
+  bool from_non_smtp_listener_ = false;           // this message: every recipient as if without macros
 };
 
 // The logfmt decision line (README documents every key; never rename one).
 std::string decision_log_line(std::string_view queue_id, std::string_view domain, std::string_view next_hop,
-                              const std::optional<policy::CheckResult>& result, std::string_view reason_override,
-                              Action action, std::int64_t elapsed_ms);
+                              const std::optional<policy::CheckResult>& result,
+                              std::string_view reason_override, Action action, std::int64_t elapsed_ms);
 
 }  // namespace mtasts::milter

@@ -41,7 +41,8 @@ bool leave_delayed_ack_mode(int fd) noexcept {
 }
 
 TcpTuningCounts tcp_tuning_counts() noexcept {
-  return {g_tcp_connections.load(std::memory_order_relaxed), g_quickack_resets.load(std::memory_order_relaxed)};
+  return {g_tcp_connections.load(std::memory_order_relaxed),
+          g_quickack_resets.load(std::memory_order_relaxed)};
 }
 
 }  // namespace mtasts::milter

@@ -17,12 +17,11 @@
 #include <algorithm>
 #include <optional>
 
-#include "policy/domain.h"
 #include "policy/ascii.h"
+#include "policy/domain.h"
 
 namespace mtasts::policy {
 namespace {
-
 
 // The SAN, lower case, one trailing dot removed; nullopt when it can never
 // match a host name.
@@ -71,9 +70,8 @@ bool cert_name_matches(std::string_view san_dns_name, std::string_view host) {
 bool cert_names_match(std::span<const std::string> san_dns_names, std::string_view host) {
   const Result<std::string> normalised = normalize_domain(host);
   if (!normalised) return false;
-  return std::any_of(san_dns_names.begin(), san_dns_names.end(), [&](const std::string& san) {
-    return matches_normalised(san, *normalised);
-  });
+  return std::any_of(san_dns_names.begin(), san_dns_names.end(),
+                     [&](const std::string& san) { return matches_normalised(san, *normalised); });
 }
 
 }  // namespace mtasts::policy

@@ -41,21 +41,30 @@ namespace mtasts::policy {
 
 std::string_view to_string(Outcome outcome) {
   switch (outcome) {
-    case Outcome::Pass: return "pass";
-    case Outcome::Fail: return "fail";
-    case Outcome::Unknown: return "unknown";
+    case Outcome::Pass:
+      return "pass";
+    case Outcome::Fail:
+      return "fail";
+    case Outcome::Unknown:
+      return "unknown";
   }
   return "unknown";
 }
 
 std::string_view to_string(TlsStatus status) {
   switch (status) {
-    case TlsStatus::Verified: return "verified";
-    case TlsStatus::Dane: return "dane";
-    case TlsStatus::NotProbed: return "not-probed";
-    case TlsStatus::Failed: return "failed";
-    case TlsStatus::Unverified: return "unverified";
-    case TlsStatus::None: return "none";
+    case TlsStatus::Verified:
+      return "verified";
+    case TlsStatus::Dane:
+      return "dane";
+    case TlsStatus::NotProbed:
+      return "not-probed";
+    case TlsStatus::Failed:
+      return "failed";
+    case TlsStatus::Unverified:
+      return "unverified";
+    case TlsStatus::None:
+      return "none";
   }
   return "none";
 }
@@ -72,8 +81,7 @@ struct HostResult {
 
 bool is_dane_failure(const ProbeResult& probe) {
   return probe.outcome == ProbeOutcome::TlsFailure && probe.result_type &&
-         (*probe.result_type == ResultType::TlsaInvalid ||
-          *probe.result_type == ResultType::DnssecInvalid);
+         (*probe.result_type == ResultType::TlsaInvalid || *probe.result_type == ResultType::DnssecInvalid);
 }
 
 HostResult failed_host(const ProbeResult& probe) {
@@ -91,13 +99,17 @@ HostResult classify_host(const CandidateFacts& candidate) {
   const ProbeResult* first_failure = nullptr;
   for (const auto& probe : candidate.probes) {
     switch (probe.outcome) {
-      case ProbeOutcome::DaneVerified: return {HostResult::State::DaneVerified, {}, {}};
-      case ProbeOutcome::Verified: webpki_verified = true; break;
+      case ProbeOutcome::DaneVerified:
+        return {HostResult::State::DaneVerified, {}, {}};
+      case ProbeOutcome::Verified:
+        webpki_verified = true;
+        break;
       case ProbeOutcome::TlsFailure:
         if (first_failure == nullptr) first_failure = &probe;
         dane_failed = dane_failed || is_dane_failure(probe);
         break;
-      case ProbeOutcome::Unreachable: break;
+      case ProbeOutcome::Unreachable:
+        break;
     }
   }
   if (webpki_verified && !dane_failed) return {HostResult::State::Verified, {}, {}};
@@ -106,9 +118,7 @@ HostResult classify_host(const CandidateFacts& candidate) {
 }
 
 // IP literals (host "") never match a policy, whatever the engine claims.
-bool matches(const CandidateFacts& candidate) {
-  return candidate.matches_policy && !candidate.host.empty();
-}
+bool matches(const CandidateFacts& candidate) { return candidate.matches_policy && !candidate.host.empty(); }
 
 // Rule 1: no policy, or mode none: deliver as if MTA-STS were not there (§5).
 // A temporary discovery error leaves it open whether a policy exists: Unknown
@@ -175,16 +185,13 @@ std::string unknown_reason(const std::vector<const CandidateFacts*>& candidates)
   return std::string(tlsa_failed ? reason::kTlsaLookupFailed : "mx-unreachable");
 }
 
-
 // Rules 6-8 over the matching candidates, in preference order.
-void apply_probes(const std::vector<const CandidateFacts*>& matching, bool deadline_passed,
-                  Verdict& v) {
+void apply_probes(const std::vector<const CandidateFacts*>& matching, bool deadline_passed, Verdict& v) {
   const CandidateFacts* failed = nullptr;
   HostResult failure;
   for (const CandidateFacts* candidate : matching) {
     HostResult result = classify_host(*candidate);
-    if (result.state == HostResult::State::Verified ||
-        result.state == HostResult::State::DaneVerified) {
+    if (result.state == HostResult::State::Verified || result.state == HostResult::State::DaneVerified) {
       const bool dane = result.state == HostResult::State::DaneVerified;
       v.outcome = Outcome::Pass;
       v.reason = dane ? "dane-verified" : "verified";

@@ -26,14 +26,15 @@ std::string_view to_string(Outcome outcome);  // "pass" | "fail" | "unknown"
 
 // The `tls=` log key.
 enum class TlsStatus {
-  Verified,   // WebPKI verified (§4.2)
-  Dane,       // DANE verified (RFC 7672)
-  NotProbed,  // probing switched off: the verdict rests on MX matching alone
-  Failed,     // probes completed and failed
-  Unverified, // no probe completed (unreachable, deadline) or no candidate
-  None,       // no TLS requirement applied (no policy, mode none)
+  Verified,    // WebPKI verified (§4.2)
+  Dane,        // DANE verified (RFC 7672)
+  NotProbed,   // probing switched off: the verdict rests on MX matching alone
+  Failed,      // probes completed and failed
+  Unverified,  // no probe completed (unreachable, deadline) or no candidate
+  None,        // no TLS requirement applied (no policy, mode none)
 };
-std::string_view to_string(TlsStatus status);  // "verified" | "dane" | "not-probed" | "failed" | "unverified" | "none"
+std::string_view to_string(
+    TlsStatus status);  // "verified" | "dane" | "not-probed" | "failed" | "unverified" | "none"
 
 // How the MTA will route the message (from {rcpt_host} / {rcpt_mailer}).
 enum class NextHopKind {
@@ -44,14 +45,14 @@ enum class NextHopKind {
 
 // One candidate host in preference order, with what we learnt about it.
 struct CandidateFacts {
-  std::string host;                   // A-label, no trailing dot; "" for an IP literal
+  std::string host;  // A-label, no trailing dot; "" for an IP literal
   std::uint16_t preference = 0;
-  bool matches_policy = false;        // §4.1 against the policy's mx patterns
-  bool tlsa_bogus = false;            // its TLSA lookup was DNSSEC-bogus (RFC 7672 §2.1)
+  bool matches_policy = false;  // §4.1 against the policy's mx patterns
+  bool tlsa_bogus = false;      // its TLSA lookup was DNSSEC-bogus (RFC 7672 §2.1)
   // Filled by the DANE check outside a binding policy only: the host has a
   // DNSSEC-secure, usable TLSA RRset, so DANE governs it (RFC 7672 §2.2).
   bool dane = false;
-  std::vector<ProbeResult> probes;    // one per address tried, in order; empty: not probed
+  std::vector<ProbeResult> probes;  // one per address tried, in order; empty: not probed
 };
 
 // RFC 7672 applied on its own, where no enforce policy binds: the MX hosts
@@ -69,7 +70,7 @@ struct DaneFacts {
 };
 
 struct DecisionFacts {
-  Resolution resolution;                 // the policy (or none) for the policy domain
+  Resolution resolution;  // the policy (or none) for the policy domain
   NextHopKind next_hop = NextHopKind::RecipientDomain;
   // MX lookup of the recipient domain (RecipientDomain only).
   DnsStatus mx_status = DnsStatus::Ok;
@@ -77,7 +78,7 @@ struct DecisionFacts {
   bool null_mx = false;
   std::vector<CandidateFacts> candidates;  // preference order; for a smart host: the relay
   bool probing_enabled = true;
-  bool deadline_passed = false;            // facts are incomplete: the budget ran out
+  bool deadline_passed = false;  // facts are incomplete: the budget ran out
   // Set when DANE was checked outside a binding (enforce) policy.
   std::optional<DaneFacts> dane;
 };
@@ -100,13 +101,13 @@ struct Verdict {
   std::optional<ResultType> result_type;  // for Fail, and for recorded discovery errors
   std::string reason;                     // stable code (see decide.cpp)
   TlsStatus tls = TlsStatus::None;
-  std::string mx;                         // the host that verified, or the first that failed
+  std::string mx;  // the host that verified, or the first that failed
   // Candidates dropped because no policy pattern matches them (§4.1): each
   // is recorded as validation-failure / mx-not-in-policy.
   std::vector<std::string> mx_not_in_policy;
   // Fail only: the failure is one the server calls temporary (ProbeResult::temporary).
   bool temporary = false;
-  std::optional<DaneVerdict> dane;        // from DecisionFacts::dane, when it was checked
+  std::optional<DaneVerdict> dane;  // from DecisionFacts::dane, when it was checked
 };
 
 // Decides. Rules (first that applies):

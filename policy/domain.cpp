@@ -34,8 +34,7 @@ Error invalid(std::string detail) { return Error{"invalid-name", std::move(detai
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_ldh(char c) { return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-'; }
 bool is_ascii(std::string_view s) {
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 bool has_control(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
@@ -43,9 +42,7 @@ bool has_control(std::string_view s) {
     return u < 0x20 || u == 0x7f;
   });
 }
-bool all_digits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), is_digit);
-}
+bool all_digits(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), is_digit); }
 
 std::string_view strip_root_dot(std::string_view s) {
   if (!s.empty() && s.back() == '.') s.remove_suffix(1);
@@ -68,9 +65,8 @@ void for_each_label(std::string_view name, F&& f) {
 bool looks_like_ip(std::string_view raw) {
   const std::string_view s = strip_root_dot(raw);
   if (s.empty()) return false;
-  if (s.size() >= 5 && std::equal(s.begin(), s.begin() + 5, "ipv6:", [](char a, char b) {
-        return ascii_lower(a) == b;
-      })) {
+  if (s.size() >= 5 &&
+      std::equal(s.begin(), s.begin() + 5, "ipv6:", [](char a, char b) { return ascii_lower(a) == b; })) {
     return true;
   }
   std::array<unsigned char, 16> buf{};
@@ -107,8 +103,7 @@ std::optional<std::string> ldh_problem(std::string_view name) {
 // back unchanged (round trip).
 bool valid_a_label(std::string_view label) {
   char* out = nullptr;
-  const int rc = idn2_to_ascii_8z(std::string(label).c_str(), &out,
-                                  IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
+  const int rc = idn2_to_ascii_8z(std::string(label).c_str(), &out, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
   const IdnString owned(out);
   return rc == IDN2_OK && owned && label == owned.get();
 }
@@ -132,8 +127,7 @@ Result<std::string> map_ascii(std::string_view input) {
 
 Result<std::string> map_unicode(std::string_view input) {
   char* out = nullptr;
-  const int rc = idn2_to_ascii_8z(std::string(input).c_str(), &out,
-                                  IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
+  const int rc = idn2_to_ascii_8z(std::string(input).c_str(), &out, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
   const IdnString owned(out);
   if (rc != IDN2_OK || !owned) {
     return Error{"idna", std::string("libidn2: ") + idn2_strerror_name(rc)};

@@ -10,8 +10,8 @@
 #include <algorithm>
 #include <string>
 
-#include "policy/domain.h"
 #include "policy/ascii.h"
+#include "policy/domain.h"
 
 namespace mtasts::policy {
 namespace {
@@ -23,8 +23,7 @@ bool matches_normalised(std::string_view pattern, std::string_view host) {
   const std::string_view suffix = pattern.substr(1);  // ".example.com"
   if (suffix.size() < 2 || host.size() <= suffix.size()) return false;
   const std::string_view label = host.substr(0, host.size() - suffix.size());
-  return label.find('.') == std::string_view::npos &&
-         iequals(host.substr(label.size()), suffix);
+  return label.find('.') == std::string_view::npos && iequals(host.substr(label.size()), suffix);
 }
 
 }  // namespace

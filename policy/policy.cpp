@@ -38,10 +38,10 @@ namespace mtasts::policy {
 namespace {
 
 constexpr std::string_view kWsp = " \t";
-constexpr std::size_t kMaxKeyLength = 32;     // (ALPHA / DIGIT) *31(...)
-constexpr std::size_t kMaxAgeDigits = 10;     // 1*10DIGIT
-constexpr std::size_t kMaxLabelLength = 63;   // RFC 1035 §2.3.4
-constexpr std::size_t kMaxDomainLength = 253; // text form, no trailing dot
+constexpr std::size_t kMaxKeyLength = 32;      // (ALPHA / DIGIT) *31(...)
+constexpr std::size_t kMaxAgeDigits = 10;      // 1*10DIGIT
+constexpr std::size_t kMaxLabelLength = 63;    // RFC 1035 §2.3.4
+constexpr std::size_t kMaxDomainLength = 253;  // text form, no trailing dot
 
 struct Line {
   std::size_t number = 0;
@@ -61,9 +61,7 @@ struct Fields {
   std::vector<Field> mx;
 };
 
-bool is_alnum(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
+bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_non_ascii(char c) { return static_cast<unsigned char>(c) >= 0x80; }
 bool has_non_ascii(std::string_view s) { return std::any_of(s.begin(), s.end(), is_non_ascii); }
@@ -185,7 +183,6 @@ std::string_view mx_pattern_problem(std::string_view pattern) {
   }
 }
 
-
 class Parser {
  public:
   PolicyParse run(std::string_view body) {
@@ -221,7 +218,9 @@ class Parser {
   // for the per-key checks, unknown (extension) fields are checked and dropped.
   void read_line(const Line& line) {
     const bool broken = std::any_of(line.text.begin(), line.text.end(), is_control);
-    if (broken) add(line.number, "control-character", "The line contains a control character (NUL, CR without LF, ...).");
+    if (broken)
+      add(line.number, "control-character",
+          "The line contains a control character (NUL, CR without LF, ...).");
     if (!broken && is_blank(line.text)) {
       add(line.number, "blank-line", "Blank lines are not allowed between fields.");
       return;
@@ -244,8 +243,9 @@ class Parser {
     if (has_non_ascii(key)) {
       add(line, "non-ascii", "The field name contains non-ASCII characters.");
     } else {
-      add(line, "bad-key", "The field name must be a letter or digit then up to 31 of letters, digits, "
-                           "'_', '-', '.', directly followed by ':'.");
+      add(line, "bad-key",
+          "The field name must be a letter or digit then up to 31 of letters, digits, "
+          "'_', '-', '.', directly followed by ':'.");
     }
   }
 
@@ -343,9 +343,12 @@ class Parser {
 
 std::string_view to_string(Mode mode) {
   switch (mode) {
-    case Mode::Enforce: return "enforce";
-    case Mode::Testing: return "testing";
-    case Mode::None: return "none";
+    case Mode::Enforce:
+      return "enforce";
+    case Mode::Testing:
+      return "testing";
+    case Mode::None:
+      return "none";
   }
   return "none";
 }

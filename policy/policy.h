@@ -27,21 +27,21 @@ inline constexpr std::size_t kMaxPolicyBytes = 64 * 1024;
 
 struct Policy {
   Mode mode = Mode::None;
-  std::uint32_t max_age = 0;     // seconds, already capped to kMaxAgeCap
-  std::vector<std::string> mx;   // lower case, de-duplicated, in first-seen order
+  std::uint32_t max_age = 0;    // seconds, already capped to kMaxAgeCap
+  std::vector<std::string> mx;  // lower case, de-duplicated, in first-seen order
   friend bool operator==(const Policy&, const Policy&) = default;
 };
 
 // One broken rule, for operators (lint-policy names the line and the rule).
 struct PolicyIssue {
-  std::size_t line = 0;   // 1-based; 0 for whole-body problems
-  std::string rule;       // stable code, e.g. "missing-version", "bad-mx-pattern"
-  std::string message;    // one sentence for humans
+  std::size_t line = 0;  // 1-based; 0 for whole-body problems
+  std::string rule;      // stable code, e.g. "missing-version", "bad-mx-pattern"
+  std::string message;   // one sentence for humans
 };
 
 struct PolicyParse {
-  std::optional<Policy> policy;       // set iff valid
-  std::vector<PolicyIssue> issues;    // empty iff valid
+  std::optional<Policy> policy;     // set iff valid
+  std::vector<PolicyIssue> issues;  // empty iff valid
 };
 
 // Parses a policy body strictly. Invalid when: over kMaxPolicyBytes, NUL or a

@@ -24,10 +24,10 @@ struct TlsaRecord {
 };
 
 struct ProbeRequest {
-  std::string host;        // MX host name (A-label, no trailing dot): SNI and name checks
-  std::string address;     // IPv4 or IPv6 text to connect to
+  std::string host;     // MX host name (A-label, no trailing dot): SNI and name checks
+  std::string address;  // IPv4 or IPv6 text to connect to
   std::uint16_t port = 25;
-  bool implicit_tls = false;         // port 465: TLS from the first byte, no STARTTLS
+  bool implicit_tls = false;  // port 465: TLS from the first byte, no STARTTLS
   std::string ehlo_name = "localhost";
   // DANE: when set (the host's TLSA RRset validated as secure), the host is
   // verified by these records instead of WebPKI (RFC 7672 §2.2).
@@ -36,10 +36,10 @@ struct ProbeRequest {
 };
 
 enum class ProbeOutcome {
-  Verified,       // STARTTLS, TLS >= 1.2, chain and §4.2 name checks passed (WebPKI)
-  DaneVerified,   // STARTTLS, TLS >= 1.2, a TLSA record matched
-  TlsFailure,     // a TLSRPT failure: see result_type / reason
-  Unreachable,    // refused, timed out, closed, no greeting: not a TLSRPT failure
+  Verified,      // STARTTLS, TLS >= 1.2, chain and §4.2 name checks passed (WebPKI)
+  DaneVerified,  // STARTTLS, TLS >= 1.2, a TLSA record matched
+  TlsFailure,    // a TLSRPT failure: see result_type / reason
+  Unreachable,   // refused, timed out, closed, no greeting: not a TLSRPT failure
 };
 
 struct ProbeResult {
@@ -48,15 +48,15 @@ struct ProbeResult {
   // CertificateNotTrusted, CertificateHostMismatch, ValidationFailure,
   // TlsaInvalid; never set otherwise.
   std::optional<ResultType> result_type;
-  std::string reason;       // stable code: "starttls-not-offered", "starttls-454", "tls-version",
-                            // "cert-expired", "cert-untrusted", "cert-host-mismatch",
-                            // "tlsa-mismatch", "handshake", "connect-refused", "timeout", ...
-  std::string detail;       // human text (server reply, OpenSSL error)
+  std::string reason;  // stable code: "starttls-not-offered", "starttls-454", "tls-version",
+                       // "cert-expired", "cert-untrusted", "cert-host-mismatch",
+                       // "tlsa-mismatch", "handshake", "connect-refused", "timeout", ...
+  std::string detail;  // human text (server reply, OpenSSL error)
   // A TlsFailure the server itself calls temporary (STARTTLS answered 454,
   // RFC 3207 §4): recorded as usual, but never grounds for a permanent reject.
   bool temporary = false;
-  std::string tls_version;  // "TLSv1.3" when a handshake completed
-  std::string address;      // the address probed
+  std::string tls_version;     // "TLSv1.3" when a handshake completed
+  std::string address;         // the address probed
   std::string source_address;  // our local address of the connection (getsockname); "" when
                                // no connection was made (RFC 8460 §4.4 "sending-mta-ip")
 };

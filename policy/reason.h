@@ -29,7 +29,7 @@ inline constexpr std::string_view kDnsNoAddress = "dns-no-address";
 inline constexpr std::string_view kTxtMissing = "txt-missing";
 
 // HTTPS fetch outcomes that are not an HTTP status (http-<code>).
-inline constexpr std::string_view kTlsHandshake = "tls-handshake";  // reset, not TLS, no common protocol
+inline constexpr std::string_view kTlsHandshake = "tls-handshake";     // reset, not TLS, no common protocol
 inline constexpr std::string_view kLocalTlsSetup = "local-tls-setup";  // our CA file or TLS library
 inline constexpr std::string_view kPolicySyntax = "policy-syntax";
 

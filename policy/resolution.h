@@ -22,11 +22,11 @@ std::string_view to_string(PolicySource source);  // "cache" | "fetched" | "stal
 struct Resolution {
   std::string domain;
   PolicySource source = PolicySource::None;
-  DnsSecurity dnssec = DnsSecurity::Insecure;   // of the _mta-sts TXT answer (or cached)
-  std::optional<std::string> txt_id;            // from DNS, or the cached one
-  std::optional<StoredPolicy> policy;           // the policy that applies, if any
-  std::optional<ResultType> result_type;        // discovery error, kept for reporting
-  std::string reason;                           // its reason code ("" when none)
+  DnsSecurity dnssec = DnsSecurity::Insecure;  // of the _mta-sts TXT answer (or cached)
+  std::optional<std::string> txt_id;           // from DNS, or the cached one
+  std::optional<StoredPolicy> policy;          // the policy that applies, if any
+  std::optional<ResultType> result_type;       // discovery error, kept for reporting
+  std::string reason;                          // its reason code ("" when none)
   // True when the answer is unknown because of a temporary error (no usable
   // policy, but one may exist): callers must not treat it as "no policy" for
   // anything but delivery under RFC 8461 §5.

@@ -5,20 +5,28 @@ namespace mtasts::policy {
 
 std::string_view to_string(DnsSecurity security) {
   switch (security) {
-    case DnsSecurity::Secure: return "secure";
-    case DnsSecurity::Insecure: return "insecure";
-    case DnsSecurity::Bogus: return "bogus";
+    case DnsSecurity::Secure:
+      return "secure";
+    case DnsSecurity::Insecure:
+      return "insecure";
+    case DnsSecurity::Bogus:
+      return "bogus";
   }
   return "bogus";  // out-of-range value: report the unsafe view
 }
 
 std::string_view to_string(DnsStatus status) {
   switch (status) {
-    case DnsStatus::Ok: return "ok";
-    case DnsStatus::NxDomain: return "nxdomain";
-    case DnsStatus::NoData: return "nodata";
-    case DnsStatus::ServFail: return "servfail";
-    case DnsStatus::Timeout: return "timeout";
+    case DnsStatus::Ok:
+      return "ok";
+    case DnsStatus::NxDomain:
+      return "nxdomain";
+    case DnsStatus::NoData:
+      return "nodata";
+    case DnsStatus::ServFail:
+      return "servfail";
+    case DnsStatus::Timeout:
+      return "timeout";
   }
   return "servfail";
 }

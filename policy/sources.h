@@ -91,7 +91,7 @@ struct StoredPolicy {
   std::int64_t last_checked = 0;  // last TXT id check
   std::int64_t last_used = 0;
   DnsSecurity dnssec = DnsSecurity::Insecure;
-  std::string last_error;         // "" or "<result-type>:<reason>"
+  std::string last_error;  // "" or "<result-type>:<reason>"
 };
 
 // A remembered fetch failure, for the 5-minute back-off per (domain, id).
@@ -132,8 +132,8 @@ class PolicyStore {
   // Errors (disk full, read-only) are values: the engine logs and goes on.
   virtual Result<bool> save(const StoredPolicy& policy) = 0;
   // Updates last_checked / last_used / last_error only.
-  virtual Result<bool> touch(const std::string& domain, std::int64_t last_checked,
-                             std::int64_t last_used, const std::string& last_error) = 0;
+  virtual Result<bool> touch(const std::string& domain, std::int64_t last_checked, std::int64_t last_used,
+                             const std::string& last_error) = 0;
   // touch() for many policies in one transaction (the resolver's flush of
   // its memory cache: 100,000 rows take well under a second, not minutes).
   virtual Result<bool> touch_all(std::span<const PolicyUse> uses) = 0;

@@ -10,15 +10,15 @@ namespace mtasts::policy {
 namespace {
 
 constexpr std::array<std::pair<ResultType, std::string_view>, 11> kNames{{
-    {ResultType::StartTlsNotSupported, "starttls-not-supported"},      // §4.3.1
+    {ResultType::StartTlsNotSupported, "starttls-not-supported"},  // §4.3.1
     {ResultType::CertificateHostMismatch, "certificate-host-mismatch"},
     {ResultType::CertificateExpired, "certificate-expired"},
     {ResultType::CertificateNotTrusted, "certificate-not-trusted"},
     {ResultType::ValidationFailure, "validation-failure"},
-    {ResultType::TlsaInvalid, "tlsa-invalid"},                          // §4.3.2.1
+    {ResultType::TlsaInvalid, "tlsa-invalid"},  // §4.3.2.1
     {ResultType::DnssecInvalid, "dnssec-invalid"},
     {ResultType::DaneRequired, "dane-required"},
-    {ResultType::StsPolicyFetchError, "sts-policy-fetch-error"},        // §4.3.2.2
+    {ResultType::StsPolicyFetchError, "sts-policy-fetch-error"},  // §4.3.2.2
     {ResultType::StsPolicyInvalid, "sts-policy-invalid"},
     {ResultType::StsWebpkiInvalid, "sts-webpki-invalid"},
 }};

@@ -74,8 +74,7 @@ bool is_candidate(std::string_view record) {
 }
 
 bool valid_id(std::string_view v) {
-  return !v.empty() && v.size() <= kMaxIdLength &&
-         std::all_of(v.begin(), v.end(), is_alnum);
+  return !v.empty() && v.size() <= kMaxIdLength && std::all_of(v.begin(), v.end(), is_alnum);
 }
 bool valid_ext_name(std::string_view n) {
   return !n.empty() && n.size() <= kMaxExtNameLength && is_alnum(n.front()) &&
@@ -146,12 +145,11 @@ Result<TxtRecord> parse_txt_rrset(std::span<const std::string> records) {
     if (!candidate) candidate = &r;
   }
   if (count == 0) {
-    return Error{"no-record", std::to_string(records.size()) +
-                                  " TXT record(s), none begins with \"v=STSv1;\""};
+    return Error{"no-record",
+                 std::to_string(records.size()) + " TXT record(s), none begins with \"v=STSv1;\""};
   }
   if (count > 1) {
-    return Error{"multiple-records",
-                 std::to_string(count) + " TXT records begin with \"v=STSv1;\""};
+    return Error{"multiple-records", std::to_string(count) + " TXT records begin with \"v=STSv1;\""};
   }
   return parse_txt_record(*candidate);
 }

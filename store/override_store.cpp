@@ -15,9 +15,9 @@
 #include <stdexcept>
 
 #include "policy/domain.h"
+#include "policy/logfmt.h"
 #include "store/schema.h"
 #include "store/statement.h"
-#include "policy/logfmt.h"
 
 namespace mtasts::store {
 namespace {
@@ -39,16 +39,16 @@ bool one_of(std::string_view value, const std::array<const char*, N>& words) {
   return false;
 }
 
-
-
 std::string column_text(sqlite3_stmt* stmt, int column) {
   const auto* data = sqlite3_column_text(stmt, column);
   if (data == nullptr) return "NULL";
-  return std::string(reinterpret_cast<const char*>(data), static_cast<std::size_t>(sqlite3_column_bytes(stmt, column)));
+  return std::string(reinterpret_cast<const char*>(data),
+                     static_cast<std::size_t>(sqlite3_column_bytes(stmt, column)));
 }
 
 // An action column: NULL, or TEXT naming one of `valid`. Error: the column.
-Result<std::optional<std::string>> action_column(sqlite3_stmt* stmt, int column, bool (*valid)(std::string_view)) {
+Result<std::optional<std::string>> action_column(sqlite3_stmt* stmt, int column,
+                                                 bool (*valid)(std::string_view)) {
   const int type = sqlite3_column_type(stmt, column);
   if (type == SQLITE_NULL) return std::optional<std::string>();
   const std::string value = column_text(stmt, column);
@@ -60,7 +60,8 @@ Result<std::optional<bool>> strict_column(sqlite3_stmt* stmt) {
   const int type = sqlite3_column_type(stmt, kStrict);
   if (type == SQLITE_NULL) return std::optional<bool>();
   const std::int64_t value = sqlite3_column_int64(stmt, kStrict);
-  if (type != SQLITE_INTEGER || (value != 0 && value != 1)) return Error{"strict_testing", column_text(stmt, kStrict)};
+  if (type != SQLITE_INTEGER || (value != 0 && value != 1))
+    return Error{"strict_testing", column_text(stmt, kStrict)};
   return std::optional<bool>(value == 1);
 }
 
@@ -91,7 +92,9 @@ bool valid_enforce_action(std::string_view value) { return one_of(value, kEnforc
 bool valid_testing_action(std::string_view value) { return one_of(value, kTestingActions); }
 
 struct OverrideStore::Impl {
-  explicit Impl(const std::string& db_path) : path(db_path), db(open_database(db_path)) { migrate(db.get(), path); }
+  explicit Impl(const std::string& db_path) : path(db_path), db(open_database(db_path)) {
+    migrate(db.get(), path);
+  }
 
   Result<DomainOverrides> load_locked();
 

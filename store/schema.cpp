@@ -110,8 +110,7 @@ constexpr std::string_view kV4 = R"sql(
 ALTER TABLE fetch_failures ADD COLUMN temporary INTEGER NOT NULL DEFAULT 0 CHECK (temporary IN (0, 1));
 )sql";
 
-constexpr std::array kMigrations{Migration{1, kV1}, Migration{2, kV2}, Migration{3, kV3},
-                                 Migration{4, kV4}};
+constexpr std::array kMigrations{Migration{1, kV1}, Migration{2, kV2}, Migration{3, kV3}, Migration{4, kV4}};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
 std::string errmsg(sqlite3* db) { return sqlite3_errmsg(db); }
@@ -119,17 +118,16 @@ std::string errmsg(sqlite3* db) { return sqlite3_errmsg(db); }
 void exec_or_throw(sqlite3* db, const std::string& sql, const std::string& path, int target) {
   if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
     throw std::runtime_error(fmt::format(
-        "Cannot migrate the policy cache database '{}' to schema version {}: {}.", path, target,
-        errmsg(db)));
+        "Cannot migrate the policy cache database '{}' to schema version {}: {}.", path, target, errmsg(db)));
   }
 }
 
 void check_not_newer(int version, const std::string& path) {
   if (version > kSchemaVersion) {
-    throw std::runtime_error(fmt::format(
-        "The policy cache database '{}' has schema version {}, newer than version {} that this "
-        "mta-sts-milter understands; upgrade mta-sts-milter or move the file away.",
-        path, version, kSchemaVersion));
+    throw std::runtime_error(
+        fmt::format("The policy cache database '{}' has schema version {}, newer than version {} that this "
+                    "mta-sts-milter understands; upgrade mta-sts-milter or move the file away.",
+                    path, version, kSchemaVersion));
   }
 }
 

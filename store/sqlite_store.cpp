@@ -27,7 +27,6 @@ using policy::FetchFailure;
 using policy::Result;
 using policy::StoredPolicy;
 
-
 constexpr std::string_view kSelectPolicy =
     "SELECT domain, txt_id, raw, fetched_at, expires_at, last_checked, last_used, dnssec, "
     "last_error FROM policies WHERE domain = ?1";
@@ -75,7 +74,6 @@ struct FailureRow {
   std::string result_type;
 };
 
-
 std::string join_mx(const std::vector<std::string>& patterns) {
   std::string joined;
   for (const std::string& pattern : patterns) {
@@ -89,8 +87,7 @@ std::string join_mx(const std::vector<std::string>& patterns) {
 
 std::optional<policy::DnsSecurity> dns_security_from_string(std::string_view text) {
   using policy::DnsSecurity;
-  for (const DnsSecurity security :
-       {DnsSecurity::Secure, DnsSecurity::Insecure, DnsSecurity::Bogus}) {
+  for (const DnsSecurity security : {DnsSecurity::Secure, DnsSecurity::Insecure, DnsSecurity::Bogus}) {
     if (policy::to_string(security) == text) {
       return security;
     }
@@ -135,8 +132,7 @@ std::optional<StoredPolicy> finish_policy(PolicyRow row) {
 std::optional<FetchFailure> finish_failure(FailureRow row) {
   const auto type = policy::result_type_from_string(row.result_type);
   if (!type) {
-    spdlog::warn("store event=bad-row table=fetch_failures domain={} column=result_type",
-                 row.failure.domain);
+    spdlog::warn("store event=bad-row table=fetch_failures domain={} column=result_type", row.failure.domain);
     return std::nullopt;
   }
   row.failure.type = *type;
@@ -144,8 +140,8 @@ std::optional<FetchFailure> finish_failure(FailureRow row) {
 }
 
 void log_write_error(std::string_view op, std::string_view domain, const Error& error) {
-  spdlog::warn("store event=write-failed op={} domain={} code={} detail=\"{}\"", op, domain,
-               error.code, error.detail);
+  spdlog::warn("store event=write-failed op={} domain={} code={} detail=\"{}\"", op, domain, error.code,
+               error.detail);
 }
 
 }  // namespace
@@ -166,9 +162,7 @@ struct SqliteStore::Impl {
   bool read(std::string_view op, std::string_view sql, std::string_view key,
             const std::function<void(const StatementUse&)>& on_row);
 
-  Error error_from(int rc) const {
-    return Error{std::string(error_code(rc)), sqlite3_errmsg(db.get())};
-  }
+  Error error_from(int rc) const { return Error{std::string(error_code(rc)), sqlite3_errmsg(db.get())}; }
 
   std::string path;
   DbPtr db;
@@ -176,12 +170,7 @@ struct SqliteStore::Impl {
   std::mutex mutex;
 };
 
-namespace {
-
-
-
-
-}  // namespace
+namespace {}  // namespace
 
 SqliteStore::Impl::Impl(const std::string& db_path, std::chrono::milliseconds busy_timeout)
     : path(db_path), db(open_database(db_path, busy_timeout)), statements(db.get()) {
@@ -195,8 +184,7 @@ SqliteStore::Impl::Impl(const std::string& db_path, std::chrono::milliseconds bu
   }
 }
 
-Result<bool> SqliteStore::Impl::write(std::string_view op, std::string_view domain,
-                                      std::string_view sql,
+Result<bool> SqliteStore::Impl::write(std::string_view op, std::string_view domain, std::string_view sql,
                                       const std::function<void(StatementUse&)>& bind) {
   std::optional<Error> error;
   bool changed = false;
@@ -224,9 +212,9 @@ Result<bool> SqliteStore::Impl::write(std::string_view op, std::string_view doma
   return changed;
 }
 
-Result<bool> SqliteStore::Impl::write_each(std::string_view op, std::string_view sql,
-                                           std::span<const policy::PolicyUse> rows,
-                                           const std::function<void(StatementUse&, const policy::PolicyUse&)>& bind) {
+Result<bool> SqliteStore::Impl::write_each(
+    std::string_view op, std::string_view sql, std::span<const policy::PolicyUse> rows,
+    const std::function<void(StatementUse&, const policy::PolicyUse&)>& bind) {
   std::optional<Error> error;
   bool changed = false;
   try {
@@ -278,8 +266,8 @@ bool SqliteStore::Impl::read(std::string_view op, std::string_view sql, std::str
     error = Error{"store-error", e.what()};
   }
   if (error) {
-    spdlog::warn("store event=read-failed op={} domain={} code={} detail=\"{}\"", op, key,
-                 error->code, error->detail);
+    spdlog::warn("store event=read-failed op={} domain={} code={} detail=\"{}\"", op, key, error->code,
+                 error->detail);
     return false;
   }
   return true;
@@ -320,8 +308,8 @@ Result<bool> SqliteStore::save(const StoredPolicy& stored) {
   });
 }
 
-Result<bool> SqliteStore::touch(const std::string& domain, std::int64_t last_checked,
-                                std::int64_t last_used, const std::string& last_error) {
+Result<bool> SqliteStore::touch(const std::string& domain, std::int64_t last_checked, std::int64_t last_used,
+                                const std::string& last_error) {
   return impl_->write("touch", domain, kTouchPolicy, [&](StatementUse& use) {
     use.bind(1, domain);
     use.bind(2, last_checked);
@@ -331,8 +319,7 @@ Result<bool> SqliteStore::touch(const std::string& domain, std::int64_t last_che
 }
 
 Result<bool> SqliteStore::forget(const std::string& domain) {
-  return impl_->write("forget", domain, kDeletePolicy,
-                      [&](StatementUse& use) { use.bind(1, domain); });
+  return impl_->write("forget", domain, kDeletePolicy, [&](StatementUse& use) { use.bind(1, domain); });
 }
 
 // One statement (the expires_at index finds the rows), so a refresher pass
@@ -344,15 +331,17 @@ Result<bool> SqliteStore::forget_expired(std::int64_t now) {
 
 Result<bool> SqliteStore::touch_all(std::span<const policy::PolicyUse> uses) {
   if (uses.empty()) return false;
-  return impl_->write_each("touch_all", kTouchPolicy, uses, [](StatementUse& use, const policy::PolicyUse& p) {
-    use.bind(1, p.domain);
-    use.bind(2, p.last_checked);
-    use.bind(3, p.last_used);
-    use.bind(4, p.last_error);
-  });
+  return impl_->write_each("touch_all", kTouchPolicy, uses,
+                           [](StatementUse& use, const policy::PolicyUse& p) {
+                             use.bind(1, p.domain);
+                             use.bind(2, p.last_checked);
+                             use.bind(3, p.last_used);
+                             use.bind(4, p.last_error);
+                           });
 }
 
-std::vector<std::string> SqliteStore::domains_due(const std::function<bool(const policy::RefreshSlot&)>& due) {
+std::vector<std::string> SqliteStore::domains_due(
+    const std::function<bool(const policy::RefreshSlot&)>& due) {
   std::vector<std::string> domains;
   policy::RefreshSlot slot;
   impl_->read("domains_due", kSelectRefreshSlots, "", [&](const StatementUse& use) {
@@ -384,8 +373,7 @@ std::optional<FetchFailure> SqliteStore::load_failure(const std::string& domain)
   std::optional<FailureRow> row;
   const auto on_row = [&row](const StatementUse& use) {
     row = FailureRow{FetchFailure{use.text(0), use.text(1), use.integer(2), use.integer(3),
-                                  policy::ResultType::StsPolicyFetchError, use.text(5),
-                                  use.integer(6) != 0},
+                                  policy::ResultType::StsPolicyFetchError, use.text(5), use.integer(6) != 0},
                      use.text(4)};
   };
   const bool ok = impl_->read("load_failure", kSelectFailure, domain, on_row);

@@ -27,8 +27,8 @@ class SqliteStore final : public policy::PolicyStore {
 
   std::optional<policy::StoredPolicy> load(const std::string& domain) override;
   policy::Result<bool> save(const policy::StoredPolicy& policy) override;
-  policy::Result<bool> touch(const std::string& domain, std::int64_t last_checked,
-                             std::int64_t last_used, const std::string& last_error) override;
+  policy::Result<bool> touch(const std::string& domain, std::int64_t last_checked, std::int64_t last_used,
+                             const std::string& last_error) override;
   policy::Result<bool> touch_all(std::span<const policy::PolicyUse> uses) override;
   policy::Result<bool> forget(const std::string& domain) override;
   policy::Result<bool> forget_expired(std::int64_t now) override;

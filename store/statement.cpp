@@ -40,20 +40,24 @@ void configure(sqlite3* db, const std::string& path, std::chrono::milliseconds b
 
 std::string_view error_code(int rc) {
   switch (rc & 0xff) {  // primary code of an extended result code
-    case SQLITE_FULL: return "store-full";
-    case SQLITE_READONLY: return "store-readonly";
-    case SQLITE_IOERR: return "store-io";
+    case SQLITE_FULL:
+      return "store-full";
+    case SQLITE_READONLY:
+      return "store-readonly";
+    case SQLITE_IOERR:
+      return "store-io";
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return "store-busy";
-    default: return "store-error";
+    case SQLITE_LOCKED:
+      return "store-busy";
+    default:
+      return "store-error";
   }
 }
 
 DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout) {
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   DbPtr db(raw);  // a handle is returned even on failure, and must be closed
   if (rc != SQLITE_OK) {
     const std::string why = db ? sqlite3_errmsg(db.get()) : sqlite3_errstr(rc);
@@ -64,7 +68,6 @@ DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_time
   return db;
 }
 
-
 sqlite3_stmt* StatementCache::get(std::string_view sql, int& rc) {
   rc = SQLITE_OK;
   const auto found = statements_.find(std::string(sql));
@@ -73,8 +76,8 @@ sqlite3_stmt* StatementCache::get(std::string_view sql, int& rc) {
   }
   sqlite3_stmt* raw = nullptr;
   // PERSISTENT: these statements live as long as the connection.
-  rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
-                          &raw, nullptr);
+  rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &raw,
+                          nullptr);
   StatementPtr stmt(raw);
   if (rc != SQLITE_OK || stmt == nullptr) {
     if (rc == SQLITE_OK) {
@@ -137,8 +140,6 @@ std::string StatementUse::text(int column) const {
   return std::string(reinterpret_cast<const char*>(data), static_cast<std::size_t>(size));
 }
 
-std::int64_t StatementUse::integer(int column) const {
-  return sqlite3_column_int64(stmt_, column);
-}
+std::int64_t StatementUse::integer(int column) const { return sqlite3_column_int64(stmt_, column); }
 
 }  // namespace mtasts::store

@@ -25,7 +25,6 @@ using policy::Error;
 using policy::Result;
 using policy::TlsrptAggregate;
 
-
 constexpr std::string_view kUpsertFailure =
     "INSERT INTO tlsrpt_failures (day, policy_type, policy_domain, policy_string, mx_patterns, "
     "result_type, failure_reason_code, sending_mta_ip, receiving_mx_hostname, receiving_ip, "
@@ -50,8 +49,6 @@ constexpr std::string_view kSelectSuccesses =
     "SELECT day, policy_type, policy_domain, policy_string, mx_patterns, successful_session_count "
     "FROM tlsrpt_successes WHERE day BETWEEN ?1 AND ?2 "
     "ORDER BY day, policy_domain, policy_type, policy_string";
-
-
 
 void bind_policy(StatementUse& use, const TlsrptAggregate& a) {
   use.bind(1, a.day);
@@ -157,7 +154,8 @@ Result<bool> SqliteTlsrptStore::add(const std::vector<TlsrptAggregate>& batch) {
   return result;
 }
 
-std::vector<TlsrptAggregate> SqliteTlsrptStore::read(const std::string& first_day, const std::string& last_day) {
+std::vector<TlsrptAggregate> SqliteTlsrptStore::read(const std::string& first_day,
+                                                     const std::string& last_day) {
   std::vector<TlsrptAggregate> rows;
   int rc = SQLITE_OK;
   const std::lock_guard lock(impl_->mutex);

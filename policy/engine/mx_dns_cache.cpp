@@ -15,7 +15,10 @@ bool definite(const Answer& answer) {
 }  // namespace
 
 MxDnsCache::MxDnsCache(MxDns& upstream, const Clock& clock, std::uint32_t max_ttl, std::size_t max_entries)
-    : upstream_(upstream), clock_(clock), max_ttl_(max_ttl), max_entries_(max_entries == 0 ? 1 : max_entries) {}
+    : upstream_(upstream),
+      clock_(clock),
+      max_ttl_(max_ttl),
+      max_entries_(max_entries == 0 ? 1 : max_entries) {}
 
 template <class Answer, class Lookup>
 Answer MxDnsCache::cached(std::unordered_map<std::string, Slot<Answer>>& table, const std::string& key,
@@ -23,7 +26,8 @@ Answer MxDnsCache::cached(std::unordered_map<std::string, Slot<Answer>>& table, 
   const std::int64_t now = clock_.now();
   {
     std::lock_guard lock(mu_);
-    if (const auto it = table.find(key); it != table.end() && it->second.expires_at > now &&
+    if (const auto it = table.find(key);
+        it != table.end() && it->second.expires_at > now &&
         it->second.expires_at - now <= max_ttl_)  // a clock stepped back does not stretch a TTL
       return it->second.answer;
   }
@@ -42,7 +46,8 @@ MxAnswer MxDnsCache::lookup_mx(const std::string& domain, Deadline deadline) {
 }
 
 TlsaAnswer MxDnsCache::lookup_tlsa(const std::string& host, std::uint16_t port, Deadline deadline) {
-  return cached(tlsa_, std::to_string(port) + "/" + host, [&] { return upstream_.lookup_tlsa(host, port, deadline); });
+  return cached(tlsa_, std::to_string(port) + "/" + host,
+                [&] { return upstream_.lookup_tlsa(host, port, deadline); });
 }
 
 DnsAnswer MxDnsCache::lookup_host_addresses(const std::string& host, Deadline deadline) {

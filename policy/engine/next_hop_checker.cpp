@@ -31,8 +31,8 @@
 #include <utility>
 #include <vector>
 
-#include "policy/mx_match.h"
 #include "policy/engine/probe_cache.h"
+#include "policy/mx_match.h"
 
 namespace mtasts::policy {
 
@@ -81,9 +81,12 @@ enum class ProbeScope { Any, DaneOnly };
 HostOutcome host_outcome(const ProbeResult& result) {
   switch (result.outcome) {
     case ProbeOutcome::Verified:
-    case ProbeOutcome::DaneVerified: return HostOutcome::Verified;
-    case ProbeOutcome::TlsFailure: return HostOutcome::Failed;
-    case ProbeOutcome::Unreachable: break;
+    case ProbeOutcome::DaneVerified:
+      return HostOutcome::Verified;
+    case ProbeOutcome::TlsFailure:
+      return HostOutcome::Failed;
+    case ProbeOutcome::Unreachable:
+      break;
   }
   return HostOutcome::Unreachable;
 }
@@ -105,10 +108,14 @@ std::string join(const std::vector<std::string>& items) {
 // a record of another length can never match, and OpenSSL refuses it.
 bool has_digest_length(const TlsaRecord& r) {
   switch (r.matching_type) {
-    case 0: return !r.data.empty();
-    case 1: return r.data.size() == 32;
-    case 2: return r.data.size() == 64;
-    default: return false;
+    case 0:
+      return !r.data.empty();
+    case 1:
+      return r.data.size() == 32;
+    case 2:
+      return r.data.size() == 64;
+    default:
+      return false;
   }
 }
 
@@ -188,7 +195,7 @@ struct NextHopChecker::Impl {
   // Failures found without a probe: when each (type, domain, host) was last
   // recorded, so every message does not count one more session.
   std::unordered_map<std::string, std::int64_t> reported;  // guarded by reported_mu
-  ProbeCache probes;  // last: destroyed (and drained) first
+  ProbeCache probes;                                       // last: destroyed (and drained) first
 
   Impl(Resolver& r, MxDns& d, TlsProber& prober, const Clock& c, NextHopCheckerConfig cfg, WorkerPool* pool)
       : resolver(r),
@@ -196,7 +203,8 @@ struct NextHopChecker::Impl {
         clock(c),
         config(std::move(cfg)),
         probes(prober, clock,
-               ProbeCacheConfig{config.probe_success_ttl, config.probe_failure_ttl, 50000, config.max_parallel_probes},
+               ProbeCacheConfig{config.probe_success_ttl, config.probe_failure_ttl, 50000,
+                                config.max_parallel_probes},
                pool) {}
 
   Resolution resolve(const std::string& domain, Deadline deadline) {
@@ -232,14 +240,16 @@ bool NextHopChecker::Impl::first_report_within_ttl(const std::string& key, std::
   const std::int64_t ttl = config.probe_failure_ttl;
   std::lock_guard lock(reported_mu);
   if (const auto it = reported.find(key); it != reported.end() && now - it->second < ttl) return false;
-  if (reported.size() >= 50000) std::erase_if(reported, [&](const auto& kv) { return now - kv.second >= ttl; });
+  if (reported.size() >= 50000)
+    std::erase_if(reported, [&](const auto& kv) { return now - kv.second >= ttl; });
   if (reported.size() >= 50000) reported.clear();  // like the probe cache: costs extra records only
   reported.insert_or_assign(key, now);
   return true;
 }
 
 void NextHopChecker::Impl::report_without_probe(const ReportContext& context, std::string policy_type,
-                                                ResultType type, std::string reason, const std::string& host) {
+                                                ResultType type, std::string reason,
+                                                const std::string& host) {
   TlsrptSink* const to = sink.load();
   if (to == nullptr) return;
   const std::int64_t now = clock.now();
@@ -313,8 +323,7 @@ void NextHopChecker::Impl::gather_dane(const NextHop& hop, DecisionFacts& facts,
   facts.dane = std::move(dane);
 }
 
-void NextHopChecker::Impl::collect_candidates(const NextHop& hop, DecisionFacts& facts,
-                                              Deadline deadline) {
+void NextHopChecker::Impl::collect_candidates(const NextHop& hop, DecisionFacts& facts, Deadline deadline) {
   if (hop.kind != NextHopKind::SmartHost) {
     add_mx_candidates(hop.recipient_domain, facts, deadline);
   } else if (hop.relay_mx_lookup && !hop.relay_host.empty()) {
@@ -345,7 +354,8 @@ void NextHopChecker::Impl::add_mx_candidates(const std::string& domain, Decision
       facts.candidates.push_back(candidate(domain, 0));  // RFC 5321 §5.1 implicit MX
       break;
     case DnsStatus::ServFail:
-    case DnsStatus::Timeout: break;  // decide(): Unknown, the retry may do better
+    case DnsStatus::Timeout:
+      break;  // decide(): Unknown, the retry may do better
   }
 }
 
@@ -391,7 +401,8 @@ HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, const ReportC
   host.dane = scope == ProbeScope::DaneOnly && request.tlsa.has_value();
   // DANE on its own asks nothing of a host without TLSA (opportunistic TLS);
   // a failed lookup still needs the address check below (signed zone?).
-  if (scope == ProbeScope::DaneOnly && !request.tlsa && !tlsa_lookup_failed(tlsa)) return HostOutcome::NotDane;
+  if (scope == ProbeScope::DaneOnly && !request.tlsa && !tlsa_lookup_failed(tlsa))
+    return HostOutcome::NotDane;
   const DnsAnswer addresses = dns.lookup_host_addresses(host.host, deadline);
   // A lookup cut short by the deadline must not turn a DANE host into a
   // WebPKI one (nor answer from a WebPKI cache entry).
@@ -429,8 +440,8 @@ CheckResult NextHopChecker::check(const NextHop& next_hop, Deadline deadline) {
   out.policy_domain = policy_domain_of(next_hop);
   DecisionFacts& facts = out.facts;
   // Unknown (no macros yet): the MTA's default route, the recipient's MX.
-  facts.next_hop = next_hop.kind == NextHopKind::SmartHost ? NextHopKind::SmartHost
-                                                           : NextHopKind::RecipientDomain;
+  facts.next_hop =
+      next_hop.kind == NextHopKind::SmartHost ? NextHopKind::SmartHost : NextHopKind::RecipientDomain;
   facts.probing_enabled = impl_->config.probing_enabled;
   facts.resolution = impl_->resolve(out.policy_domain, deadline);
   facts.deadline_passed = facts.resolution.reason == reason::kDeadline || past(deadline);

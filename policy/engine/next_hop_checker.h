@@ -33,11 +33,11 @@ struct NextHopCheckerConfig {
   bool probing_enabled = true;
   std::string ehlo_name = "localhost";
   std::chrono::milliseconds probe_step_timeout{10000};
-  std::int64_t probe_success_ttl = 3600;  // s
-  std::int64_t probe_failure_ttl = 300;   // s (also for unreachable hosts)
-  std::size_t max_hosts = 5;              // matching MX hosts probed at most
-  std::size_t max_addresses_per_host = 2; // addresses probed per host at most
-  std::size_t max_parallel_probes = 512;  // ProbeCacheConfig::max_jobs
+  std::int64_t probe_success_ttl = 3600;   // s
+  std::int64_t probe_failure_ttl = 300;    // s (also for unreachable hosts)
+  std::size_t max_hosts = 5;               // matching MX hosts probed at most
+  std::size_t max_addresses_per_host = 2;  // addresses probed per host at most
+  std::size_t max_parallel_probes = 512;   // ProbeCacheConfig::max_jobs
   // RFC 7672 on its own: look up TLSA and probe DANE hosts for every
   // recipient domain no enforce policy covers (no policy, none, testing),
   // filling DecisionFacts::dane. Off: DANE only for hosts of a policy.

@@ -30,7 +30,8 @@ namespace {
 void append_tlsa(std::string& key, const std::vector<TlsaRecord>& records) {
   std::vector<std::string> items;
   for (const auto& r : records) {
-    std::string item{static_cast<char>(r.usage), static_cast<char>(r.selector), static_cast<char>(r.matching_type)};
+    std::string item{static_cast<char>(r.usage), static_cast<char>(r.selector),
+                     static_cast<char>(r.matching_type)};
     item.append(r.data.begin(), r.data.end());
     items.push_back(std::move(item));
   }
@@ -75,8 +76,8 @@ ProbeResult run_probe(TlsProber& prober, const ProbeRequest& request) {
     if (result.address.empty()) result.address = request.address;
     return result;
   } catch (const std::exception& e) {
-    spdlog::error("probe event=internal-error host={} address={} error=\"{}\"", request.host,
-                  request.address, e.what());
+    spdlog::error("probe event=internal-error host={} address={} error=\"{}\"", request.host, request.address,
+                  e.what());
   } catch (...) {
     spdlog::error("probe event=internal-error host={} address={}", request.host, request.address);
   }
@@ -85,8 +86,7 @@ ProbeResult run_probe(TlsProber& prober, const ProbeRequest& request) {
 
 // Reports a probe that ran; before the result is published, so a test (or
 // the shutdown drain) that waited for the probe also sees its record.
-void notify(const ProbeCache::OnProbed& on_probed, const ProbeRequest& request,
-            const ProbeResult& result) {
+void notify(const ProbeCache::OnProbed& on_probed, const ProbeRequest& request, const ProbeResult& result) {
   if (!on_probed) return;
   try {
     on_probed(request, result);
@@ -144,7 +144,8 @@ struct ProbeCache::Impl {
 
   std::optional<ProbeResult> cached(const std::string& key, std::int64_t now) {
     return entries.with([&](auto& table) -> std::optional<ProbeResult> {
-      if (const auto it = table.find(key); it != table.end() && fresh(it->second, now)) return it->second.result;
+      if (const auto it = table.find(key); it != table.end() && fresh(it->second, now))
+        return it->second.result;
       return std::nullopt;
     });
   }

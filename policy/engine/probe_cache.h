@@ -49,8 +49,7 @@ class ProbeCache {
   // The fresh cached result for the request's key, or the result of a probe
   // (started now or already running). nullopt when `deadline` passes first;
   // the probe then goes on and its result is cached.
-  std::optional<ProbeResult> probe(const ProbeRequest& request, Deadline deadline,
-                                   OnProbed on_probed = {});
+  std::optional<ProbeResult> probe(const ProbeRequest& request, Deadline deadline, OnProbed on_probed = {});
 
   // Waits until no probe is running (shutdown, tests).
   void wait_idle();

@@ -58,10 +58,15 @@ TxtOutcome classify_txt(const DnsAnswer& answer) {
   }
   switch (answer.status) {
     case DnsStatus::NxDomain:
-    case DnsStatus::NoData: out.kind = TxtOutcome::Kind::NoRecord; return out;
-    case DnsStatus::ServFail: return txt_error(out, reason::kDnsServfail);
-    case DnsStatus::Timeout: return txt_error(out, reason::kDnsTimeout);
-    case DnsStatus::Ok: break;
+    case DnsStatus::NoData:
+      out.kind = TxtOutcome::Kind::NoRecord;
+      return out;
+    case DnsStatus::ServFail:
+      return txt_error(out, reason::kDnsServfail);
+    case DnsStatus::Timeout:
+      return txt_error(out, reason::kDnsTimeout);
+    case DnsStatus::Ok:
+      break;
   }
   const auto parsed = parse_txt_rrset(answer.records);
   if (parsed) {
@@ -236,7 +241,8 @@ struct Resolver::Impl {
                          const std::string& reason, DnsSecurity dnssec, std::int64_t now) {
     const std::string error = error_text(type, reason);
     const auto touched = store.touch(cached.domain, now, now, error);
-    if (!touched) spdlog::warn("store event=touch-failed domain={} error={}", cached.domain, touched.error().code);
+    if (!touched)
+      spdlog::warn("store event=touch-failed domain={} error={}", cached.domain, touched.error().code);
     StoredPolicy updated = cached;
     updated.last_checked = now;
     updated.last_used = now;
@@ -255,8 +261,8 @@ struct Resolver::Impl {
   }
 
   // `temporary`: the answer is unknown rather than "no policy" (decide.h).
-  Resolution no_policy(const std::string& domain, std::optional<ResultType> type,
-                       std::string_view reason, bool temporary, DnsSecurity dnssec) {
+  Resolution no_policy(const std::string& domain, std::optional<ResultType> type, std::string_view reason,
+                       bool temporary, DnsSecurity dnssec) {
     Resolution r = base_resolution(domain, PolicySource::None, dnssec);
     r.result_type = type;
     r.reason = reason;
@@ -264,8 +270,8 @@ struct Resolver::Impl {
     return r;
   }
 
-  FetchOutcome fetch_policy(const std::string& domain, const std::string& txt_id,
-                            DnsSecurity dnssec, std::int64_t now);
+  FetchOutcome fetch_policy(const std::string& domain, const std::string& txt_id, DnsSecurity dnssec,
+                            std::int64_t now);
   void report_fetch_failure(const std::string& domain, const FetchOutcome& failed,
                             const std::optional<StoredPolicy>& cached, std::int64_t now);
   Resolution discover(const std::string& domain);
@@ -283,11 +289,15 @@ FetchOutcome Resolver::Impl::fetch_policy(const std::string& domain, const std::
   const auto host = dns.lookup_addresses("mta-sts." + domain, dns_deadline());
   if (host.security == DnsSecurity::Bogus) return fetch_failed(kFetchError, reason::kDnssecBogus, true);
   switch (host.status) {
-    case DnsStatus::Ok: break;
-    case DnsStatus::Timeout: return fetch_failed(kFetchError, reason::kDnsTimeout, true);
-    case DnsStatus::ServFail: return fetch_failed(kFetchError, reason::kDnsServfail, true);
+    case DnsStatus::Ok:
+      break;
+    case DnsStatus::Timeout:
+      return fetch_failed(kFetchError, reason::kDnsTimeout, true);
+    case DnsStatus::ServFail:
+      return fetch_failed(kFetchError, reason::kDnsServfail, true);
     case DnsStatus::NxDomain:
-    case DnsStatus::NoData: return fetch_failed(kFetchError, reason::kDnsNoAddress, false);
+    case DnsStatus::NoData:
+      return fetch_failed(kFetchError, reason::kDnsNoAddress, false);
   }
   auto fetched = fetcher.fetch(domain, host.records);
   if (!fetched) return fetch_failed(fetched.error().type, fetched.error().reason, fetched.error().temporary);
@@ -346,7 +356,8 @@ Resolution Resolver::Impl::after_txt_id(const std::string& domain, const TxtOutc
                  domain, txt.id, to_string(fetched.type), fetched.reason, fetched.temporary);
     const auto saved = store.save_failure(FetchFailure{domain, txt.id, now, now + config.fetch_backoff,
                                                        fetched.type, fetched.reason, fetched.temporary});
-    if (!saved) spdlog::warn("store event=save-failure-failed domain={} error={}", domain, saved.error().code);
+    if (!saved)
+      spdlog::warn("store event=save-failure-failed domain={} error={}", domain, saved.error().code);
     report_fetch_failure(domain, fetched, cached, now);
     if (cached) return stale(*cached, fetched.type, fetched.reason, txt.security, now);
     return no_policy(domain, fetched.type, fetched.reason, fetched.temporary, txt.security);
@@ -375,12 +386,14 @@ Resolution Resolver::Impl::discover(const std::string& domain) {
     case TxtOutcome::Kind::Invalid:
       // §5.1: without a (valid) TXT record an unexpired cached policy still applies.
       if (cached) {
-        const std::string why = txt.kind == TxtOutcome::Kind::NoRecord ? std::string(reason::kTxtMissing) : txt.reason;
+        const std::string why =
+            txt.kind == TxtOutcome::Kind::NoRecord ? std::string(reason::kTxtMissing) : txt.reason;
         return stale(*cached, std::nullopt, why, txt.security, now);
       }
       remember(domain, std::nullopt, now);
       return no_policy(domain, std::nullopt, txt.reason, false, txt.security);
-    case TxtOutcome::Kind::Id: break;
+    case TxtOutcome::Kind::Id:
+      break;
   }
   Resolution result = after_txt_id(domain, txt, cached, now);
   result.fresh_txt_check = result.source == PolicySource::Cache || result.source == PolicySource::Fetched;
@@ -398,8 +411,9 @@ void Resolver::Impl::note_overloaded(const std::string& domain) {
     return std::exchange(log.refusals, 0);
   });
   if (refused > 0)
-    spdlog::warn("resolve event=overloaded running={} refused={} domain={} note=\"answered as a temporary error\"",
-                 discoveries.in_flight(), refused, domain);
+    spdlog::warn(
+        "resolve event=overloaded running={} refused={} domain={} note=\"answered as a temporary error\"",
+        discoveries.in_flight(), refused, domain);
 }
 
 // One discovery, on a pool thread. The stored policy is read here, never on
@@ -409,7 +423,8 @@ Resolution Resolver::Impl::discovery_job(const std::string& domain, std::stop_to
   try {
     warm_from_store(domain);
     if (auto fast = fresh_answer(domain, clock.now())) return *fast;
-    if (stop.stop_requested()) return no_policy(domain, std::nullopt, reason::kStopping, true, DnsSecurity::Insecure);
+    if (stop.stop_requested())
+      return no_policy(domain, std::nullopt, reason::kStopping, true, DnsSecurity::Insecure);
     return discover(domain);
   } catch (const std::exception& e) {
     spdlog::error("resolve event=internal-error domain={} error=\"{}\"", domain, e.what());
@@ -421,8 +436,10 @@ Resolution Resolver::Impl::discovery_job(const std::string& domain, std::stop_to
 // afresh), so it is neither refreshed nor kept.
 void Resolver::Impl::purge_expired(std::int64_t now) {
   const auto purged = store.forget_expired(now);
-  if (!purged) spdlog::warn("store event=purge-failed error={}", purged.error().code);
-  else if (*purged) spdlog::info("refresh event=purged reason=expired");
+  if (!purged)
+    spdlog::warn("store event=purge-failed error={}", purged.error().code);
+  else if (*purged)
+    spdlog::info("refresh event=purged reason=expired");
 }
 
 bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
@@ -431,7 +448,8 @@ bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
   if (txt.kind == TxtOutcome::Kind::NoRecord || txt.kind == TxtOutcome::Kind::Invalid) {
     // §8.3: the domain withdrew MTA-STS; the cached policy applies until it
     // expires, so nothing is fetched (under the old id that would renew it).
-    spdlog::info("refresh event=skipped domain={} reason=txt-missing expires_at={}", old.domain, old.expires_at);
+    spdlog::info("refresh event=skipped domain={} reason=txt-missing expires_at={}", old.domain,
+                 old.expires_at);
     return false;
   }
   const std::string txt_id = txt.kind == TxtOutcome::Kind::Id ? txt.id : old.txt_id;
@@ -454,7 +472,8 @@ bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
   const auto saved = store.save(*fetched.policy);
   if (!saved) spdlog::error("store event=save-failed domain={} error={}", old.domain, saved.error().code);
   remember(old.domain, fetched.policy, now);
-  spdlog::info("refresh event=fetched domain={} txt_id={} mode={}", old.domain, txt_id, to_string(fresh.mode));
+  spdlog::info("refresh event=fetched domain={} txt_id={} mode={}", old.domain, txt_id,
+               to_string(fresh.mode));
   return true;
 }
 
@@ -471,7 +490,8 @@ Resolution Resolver::resolve(const std::string& domain, Deadline deadline) {
   const std::int64_t now = impl_->clock.now();
   if (auto fast = impl_->fresh_answer(domain, now)) return *fast;
   const auto job = impl_->discoveries.join_or_start(
-      domain, [impl = impl_.get(), domain](std::stop_token stop) { return impl->discovery_job(domain, stop); },
+      domain,
+      [impl = impl_.get(), domain](std::stop_token stop) { return impl->discovery_job(domain, stop); },
       impl_->no_policy(domain, std::nullopt, reason::kOverloaded, true, DnsSecurity::Insecure));
   if (!job) impl_->note_overloaded(domain);
   if (job && job->wait_until(deadline) == std::future_status::ready) return job->get();
@@ -497,7 +517,8 @@ int Resolver::refresh_due(bool force, const std::function<bool()>& stop) {
     // A policy counts as used when it was fetched (an import, a fresh fetch).
     const bool in_use = now - std::max(slot.last_used, slot.fetched_at) <= impl_->config.refresh_unused_for;
     const std::int64_t half_life = std::max<std::int64_t>(slot.max_age / 2, 1);
-    return in_use && now >= slot.fetched_at + std::min(interval - jitter_for(slot.domain, interval), half_life);
+    return in_use &&
+           now >= slot.fetched_at + std::min(interval - jitter_for(slot.domain, interval), half_life);
   });
   // On the worker pool, kRefreshesAtOnce at a time; `stop` is asked before
   // each batch (a batch ends within one fetch timeout).
@@ -511,7 +532,8 @@ int Resolver::refresh_due(bool force, const std::function<bool()>& stop) {
           domain,
           [impl = impl_.get(), domain, now](std::stop_token job_stop) {
             if (job_stop.stop_requested()) return false;
-            const auto old = impl->store.load(domain);  // nullopt: forgotten meanwhile, or unparsable (logged)
+            const auto old =
+                impl->store.load(domain);  // nullopt: forgotten meanwhile, or unparsable (logged)
             return old && impl->refresh_one(*old, now);
           },
           false);

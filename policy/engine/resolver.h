@@ -25,13 +25,13 @@
 namespace mtasts::policy {
 
 struct ResolverConfig {
-  std::int64_t txt_recheck_interval = 60;    // s; re-check the TXT id on use after this
-  std::int64_t fetch_backoff = 300;          // s; per (domain, id) after a failed fetch (>= 300)
-  std::int64_t refresh_interval = 86400;     // s; background HTTPS refetch, jittered
+  std::int64_t txt_recheck_interval = 60;  // s; re-check the TXT id on use after this
+  std::int64_t fetch_backoff = 300;        // s; per (domain, id) after a failed fetch (>= 300)
+  std::int64_t refresh_interval = 86400;   // s; background HTTPS refetch, jittered
   // s; a policy not used for this long is no longer refreshed and lapses at
   // its own expiry (45 days: monthly mail stays protected)
   std::int64_t refresh_unused_for = 45 * 86400;
-  std::size_t memory_cache_entries = 100000; // bounded LRU in front of the store
+  std::size_t memory_cache_entries = 100000;    // bounded LRU in front of the store
   std::chrono::milliseconds dns_timeout{5000};  // per lookup inside a discovery job
   // Discoveries in flight at once (queued or running on the worker pool). A
   // flood of new domains beyond this is answered at once as "overloaded" (a
@@ -43,8 +43,8 @@ class Resolver {
  public:
   // Discoveries run on `pool` (shared with probes and refresh; it must
   // outlive the resolver), or on a pool of the resolver's own when null.
-  Resolver(Dns& dns, PolicyFetcher& fetcher, PolicyStore& store, const Clock& clock,
-           ResolverConfig config, WorkerPool* pool = nullptr);
+  Resolver(Dns& dns, PolicyFetcher& fetcher, PolicyStore& store, const Clock& clock, ResolverConfig config,
+           WorkerPool* pool = nullptr);
   ~Resolver();
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;

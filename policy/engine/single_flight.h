@@ -50,10 +50,9 @@ class SingleFlight {
       return table.emplace(key, promise->get_future().share()).first->second;
     });
     if (!flight || !promise) return flight;  // refused, or joined
-    const bool queued = pool_.try_submit(
-        [this, key, promise, work = std::move(work), on_done = std::move(on_done)](std::stop_token stop) {
-          run(key, *promise, work, on_done, stop);
-        });
+    const bool queued =
+        pool_.try_submit([this, key, promise, work = std::move(work), on_done = std::move(on_done)](
+                             std::stop_token stop) { run(key, *promise, work, on_done, stop); });
     if (queued) return flight;
     finish(key, *promise, [&] { promise->set_value(std::move(refused)); });
     return std::nullopt;

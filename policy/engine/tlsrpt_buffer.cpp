@@ -42,9 +42,8 @@ TlsrptAggregate aggregate_of(const TlsrptSession& s, const std::string& sending_
 std::string key_of(const TlsrptAggregate& a) {
   std::string key;
   for (const std::string* field :
-       {&a.day, &a.policy_type, &a.policy_domain, &a.policy_string, &a.mx_patterns,
-        &a.failure_reason_code, &a.sending_mta_ip, &a.receiving_mx_hostname, &a.receiving_ip,
-        &a.additional_information}) {
+       {&a.day, &a.policy_type, &a.policy_domain, &a.policy_string, &a.mx_patterns, &a.failure_reason_code,
+        &a.sending_mta_ip, &a.receiving_mx_hostname, &a.receiving_ip, &a.additional_information}) {
     key += *field;
     key += '\0';
   }
@@ -123,8 +122,8 @@ bool TlsrptBuffer::Impl::flush() {
   if (written) return true;
   std::int64_t sessions = 0;
   for (const auto& a : batch) sessions += a.sessions;
-  spdlog::warn("tlsrpt event=flush-failed aggregates={} sessions={} code={} action=retry",
-               batch.size(), sessions, written.error().code);
+  spdlog::warn("tlsrpt event=flush-failed aggregates={} sessions={} code={} action=retry", batch.size(),
+               sessions, written.error().code);
   put_back(std::move(batch));
   return false;
 }

@@ -12,7 +12,8 @@ WorkerPool::WorkerPool(WorkerPoolConfig config) : config_(config) {
   const std::size_t count = std::max<std::size_t>(config_.threads, 1);
   running_threads_ = count;
   threads_.reserve(count);
-  for (std::size_t i = 0; i < count; ++i) threads_.emplace_back([this](std::stop_token) { work(stop_.get_token()); });
+  for (std::size_t i = 0; i < count; ++i)
+    threads_.emplace_back([this](std::stop_token) { work(stop_.get_token()); });
 }
 
 WorkerPool::~WorkerPool() { stop_until(std::chrono::steady_clock::time_point::max()); }

@@ -23,8 +23,8 @@
 namespace mtasts::policy {
 
 struct WorkerPoolConfig {
-  std::size_t threads = 128;    // jobs running at once
-  std::size_t max_queued = 4096; // jobs waiting for a thread; beyond: refused
+  std::size_t threads = 128;      // jobs running at once
+  std::size_t max_queued = 4096;  // jobs waiting for a thread; beyond: refused
 };
 
 class WorkerPool {
@@ -57,12 +57,12 @@ class WorkerPool {
 
   const WorkerPoolConfig config_;
   mutable std::mutex mu_;
-  std::condition_variable wake_;   // a job queued, or stopping
-  std::condition_variable ended_;  // a thread has finished
-  std::deque<Job> queue_;          // guarded by mu_
-  std::size_t busy_ = 0;           // guarded by mu_
+  std::condition_variable wake_;     // a job queued, or stopping
+  std::condition_variable ended_;    // a thread has finished
+  std::deque<Job> queue_;            // guarded by mu_
+  std::size_t busy_ = 0;             // guarded by mu_
   std::size_t running_threads_ = 0;  // guarded by mu_
-  bool stopping_ = false;          // guarded by mu_
+  bool stopping_ = false;            // guarded by mu_
   std::stop_source stop_;
   std::vector<std::jthread> threads_;  // last: started once the rest exists
 };

@@ -23,10 +23,10 @@
 #include <string_view>
 #include <utility>
 
+#include "policy/ascii.h"
 #include "policy/cert_name.h"
 #include "policy/policy.h"
 #include "policy/reason.h"
-#include "policy/ascii.h"
 
 namespace mtasts::policy::net {
 namespace {
@@ -61,10 +61,10 @@ CURLcode global_init() {
 // State one transfer shares with its callbacks.
 struct Transfer {
   CURL* handle = nullptr;
-  std::string host;                       // mta-sts.<domain>, the §3.3 Policy Host
+  std::string host;  // mta-sts.<domain>, the §3.3 Policy Host
   std::string body;
   bool headers_checked = false;
-  std::optional<FetchError> header_error; // status or Content-Type refused before the body
+  std::optional<FetchError> header_error;  // status or Content-Type refused before the body
   bool too_large = false;
   bool callback_failed = false;
 };
@@ -74,8 +74,7 @@ FetchError make_error(ResultType type, std::string reason, std::string detail, b
 }
 
 FetchError fetch_error(std::string reason, std::string detail, bool temporary = false) {
-  return make_error(ResultType::StsPolicyFetchError, std::move(reason), std::move(detail),
-                    temporary);
+  return make_error(ResultType::StsPolicyFetchError, std::move(reason), std::move(detail), temporary);
 }
 
 // §3.3: only 200 counts and redirects are never followed. 5xx and 429 say
@@ -86,8 +85,7 @@ std::optional<FetchError> check_status(long status) {
     return fetch_error("redirect", "HTTP " + std::to_string(status) + " not followed");
   }
   const bool temporary = status >= 500 || status == 429;
-  return fetch_error("http-" + std::to_string(status), "HTTP status " + std::to_string(status),
-                     temporary);
+  return fetch_error("http-" + std::to_string(status), "HTTP status " + std::to_string(status), temporary);
 }
 
 bool iequals(std::string_view a, std::string_view b) { return ascii_iequals(a, b); }
@@ -224,8 +222,7 @@ std::optional<FetchError> classify(CURLcode rc, const Transfer& transfer, const 
   curl_easy_getinfo(transfer.handle, CURLINFO_RESPONSE_CODE, &status);
   if (status != 0 && status != 200) return check_status(status);
   if (transfer.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
-    return fetch_error("too-large", "policy body over " + std::to_string(kMaxPolicyBytes) +
-                                        " bytes");
+    return fetch_error("too-large", "policy body over " + std::to_string(kMaxPolicyBytes) + " bytes");
   }
   long connect_code = 0;  // a configured proxy's answer to CONNECT
   curl_easy_getinfo(transfer.handle, CURLINFO_HTTP_CONNECTCODE, &connect_code);
@@ -276,8 +273,8 @@ class Options {
 };
 
 std::optional<CURLoption> configure(const CurlFetcherConfig& config, Transfer& transfer,
-                                    const std::string& url, curl_slist* resolve,
-                                    curl_slist* headers, char* error_buffer) {
+                                    const std::string& url, curl_slist* resolve, curl_slist* headers,
+                                    char* error_buffer) {
   Options o(transfer.handle);
   o.set(CURLOPT_URL, url.c_str());
   o.set(CURLOPT_PROTOCOLS_STR, "https");
@@ -310,10 +307,10 @@ std::optional<CURLoption> configure(const CurlFetcherConfig& config, Transfer& t
 
 void log_fetch(const std::string& domain, long status, std::string_view reason, size_t bytes,
                std::chrono::steady_clock::time_point started) {
-  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - started);
-  spdlog::debug("fetch domain={} status={} reason={} bytes={} elapsed_ms={}", domain, status,
-                reason, bytes, elapsed.count());
+  const auto elapsed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  spdlog::debug("fetch domain={} status={} reason={} bytes={} elapsed_ms={}", domain, status, reason, bytes,
+                elapsed.count());
 }
 
 Result<FetchedBody, FetchError> perform(const CurlFetcherConfig& config, const std::string& host,
@@ -328,8 +325,7 @@ Result<FetchedBody, FetchError> perform(const CurlFetcherConfig& config, const s
   if (!resolve || !headers) return fetch_error("curl-init", "curl_slist_append failed");
   const std::string url = "https://" + host + ":" + std::to_string(config.port) + kPolicyPath;
   char error_buffer[CURL_ERROR_SIZE] = {};
-  if (const auto option =
-          configure(config, transfer, url, resolve.get(), headers.get(), error_buffer)) {
+  if (const auto option = configure(config, transfer, url, resolve.get(), headers.get(), error_buffer)) {
     return fetch_error("curl-setup", "libcurl refused option " + std::to_string(*option));
   }
   const CURLcode rc = curl_easy_perform(handle.get());

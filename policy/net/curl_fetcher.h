@@ -15,11 +15,11 @@
 namespace mtasts::policy::net {
 
 struct CurlFetcherConfig {
-  long timeout_seconds = 60;       // whole transfer; RFC 8461 §3.3 suggests a minute
+  long timeout_seconds = 60;  // whole transfer; RFC 8461 §3.3 suggests a minute
   long connect_timeout_seconds = 10;
-  std::string ca_file;             // empty: the system trust store
-  std::string proxy;               // empty: never use a proxy
-  int port = 443;                  // tests only
+  std::string ca_file;  // empty: the system trust store
+  std::string proxy;    // empty: never use a proxy
+  int port = 443;       // tests only
 };
 
 class CurlFetcher final : public PolicyFetcher {

@@ -30,7 +30,6 @@ bool is_ldh(std::string_view label) {
   });
 }
 
-
 std::uint16_t read_u16(std::string_view bytes, std::size_t pos) {
   const auto high = static_cast<unsigned char>(bytes.at(pos));
   const auto low = static_cast<unsigned char>(bytes.at(pos + 1));

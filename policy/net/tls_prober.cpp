@@ -36,8 +36,8 @@
 #include <utility>
 
 #include "policy/cert_name.h"
-#include "policy/net/smtp_reply.h"
 #include "policy/logfmt.h"
+#include "policy/net/smtp_reply.h"
 
 namespace mtasts::policy::net {
 
@@ -143,8 +143,8 @@ std::string errno_text(int error) { return std::error_code(error, std::generic_c
 bool valid_host(std::string_view host) {
   return !host.empty() && host.size() <= 253 && host.front() != '.' && host.front() != '-' &&
          std::all_of(host.begin(), host.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '-' || c == '.';
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                  c == '.';
          });
 }
 
@@ -154,8 +154,8 @@ bool valid_ehlo_name(std::string_view name) {
   if (name.size() > 2 && name.front() == '[' && name.back() == ']') {
     const std::string_view inner = name.substr(1, name.size() - 2);
     return std::all_of(inner.begin(), inner.end(), [](char c) {
-      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-             c == '.' || c == ':';
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+             c == ':';
     });
   }
   return valid_host(name);
@@ -166,8 +166,7 @@ enum class Io { Ok, Timeout, Closed, Error };
 // Waits until `fd` is ready for `events` or the deadline passes.
 Io wait_for(int fd, short events, StepDeadline deadline) {
   for (;;) {
-    const auto left =
-        std::chrono::ceil<milliseconds>(deadline - SteadyClock::now()).count();
+    const auto left = std::chrono::ceil<milliseconds>(deadline - SteadyClock::now()).count();
     if (left <= 0) return Io::Timeout;
     pollfd entry{fd, events, 0};
     const int rc = ::poll(&entry, 1, static_cast<int>(std::min<long long>(left, 60000)));
@@ -183,20 +182,18 @@ ProbeResult connect_failure(int error) {
 }
 
 // Non-blocking connect to a literal IPv4 or IPv6 address.
-std::optional<ProbeResult> open_connection(const ProbeRequest& request,
-                                           std::unique_ptr<Socket>& out) {
+std::optional<ProbeResult> open_connection(const ProbeRequest& request, std::unique_ptr<Socket>& out) {
   addrinfo hints{};
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
   const std::string port = std::to_string(request.port);
-  if (getaddrinfo(request.address.c_str(), port.c_str(), &hints, &found) != 0 ||
-      found == nullptr) {
+  if (getaddrinfo(request.address.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
     return unreachable("invalid-request", "not an IP address: " + printable(request.address));
   }
   const std::unique_ptr<addrinfo, AddrinfoDeleter> list(found);
-  auto socket = std::make_unique<Socket>(
-      ::socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  auto socket =
+      std::make_unique<Socket>(::socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (socket->get() < 0) return unreachable("connect-error", errno_text(errno));
   if (::connect(socket->get(), found->ai_addr, found->ai_addrlen) != 0 && errno != EINPROGRESS) {
     return connect_failure(errno);
@@ -278,8 +275,8 @@ std::string reply_text(const SmtpReply& reply) {
 }
 
 // Sends `command` and reads its reply; a failure is the probe's result.
-std::optional<ProbeResult> exchange(PlainChannel& channel, std::string_view command,
-                                    std::string_view step, SmtpReply& reply) {
+std::optional<ProbeResult> exchange(PlainChannel& channel, std::string_view command, std::string_view step,
+                                    SmtpReply& reply) {
   std::string error;
   Io io = command.empty() ? Io::Ok : channel.send(command);
   if (io == Io::Ok) io = channel.read_reply(reply, error);
@@ -310,8 +307,8 @@ std::optional<ProbeResult> start_tls(int fd, milliseconds step, const std::strin
   } else if (reply.code / 100 != 2) {
     refused = tls_failure(ResultType::StartTlsNotSupported, "ehlo-" + code, reply_text(reply));
   } else if (!has_ehlo_keyword(reply, "STARTTLS")) {
-    refused = tls_failure(ResultType::StartTlsNotSupported, "starttls-not-offered",
-                          "EHLO reply has no STARTTLS");
+    refused =
+        tls_failure(ResultType::StartTlsNotSupported, "starttls-not-offered", "EHLO reply has no STARTTLS");
   } else if (auto failed = exchange(channel, "STARTTLS\r\n", "starttls", reply)) {
     return failed;
   } else if (reply.code == 454) {  // RFC 3207 §4: TLS not available for a temporary reason
@@ -320,8 +317,8 @@ std::optional<ProbeResult> start_tls(int fd, milliseconds step, const std::strin
   } else if (reply.code / 100 == 4) {  // 421 and the like: the server is going away, not refusing TLS
     refused = unreachable("starttls-" + std::to_string(reply.code), reply_text(reply));
   } else if (reply.code != 220) {
-    refused = tls_failure(ResultType::StartTlsNotSupported, "starttls-" +
-                          std::to_string(reply.code), reply_text(reply));
+    refused = tls_failure(ResultType::StartTlsNotSupported, "starttls-" + std::to_string(reply.code),
+                          reply_text(reply));
   }
   if (refused) {
     plain_quit(fd, step);
@@ -345,9 +342,9 @@ Io drive_ssl(SSL* ssl, int fd, StepDeadline deadline, Operation operation) {
     if (error == SSL_ERROR_WANT_WRITE) events = POLLOUT;
     if (events == 0) {
       const unsigned long first = ERR_peek_error();
-      const bool eof = error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && first == 0) ||
-                       (ERR_GET_LIB(first) == ERR_LIB_SSL &&
-                        ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING);
+      const bool eof =
+          error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && first == 0) ||
+          (ERR_GET_LIB(first) == ERR_LIB_SSL && ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING);
       return eof ? Io::Closed : Io::Error;
     }
     if (const Io waited = wait_for(fd, events, deadline); waited != Io::Ok) return waited;
@@ -412,8 +409,7 @@ ProbeResult failed_handshake(SSL* ssl, Io io, bool dane) {
   const long verify = SSL_get_verify_result(ssl);
   if (verify != X509_V_OK) {
     if (dane) {
-      return tls_failure(ResultType::TlsaInvalid, "tlsa-mismatch",
-                         X509_verify_cert_error_string(verify));
+      return tls_failure(ResultType::TlsaInvalid, "tlsa-mismatch", X509_verify_cert_error_string(verify));
     }
     return certificate_failure(verify);
   }
@@ -435,8 +431,7 @@ ProbeResult completed_handshake(SSL* ssl, bool dane) {
     } else {
       result = tls_failure(ResultType::TlsaInvalid, "tlsa-mismatch", "no TLSA match");
     }
-  } else if (SSL_get0_peer_certificate(ssl) != nullptr &&
-             SSL_get_verify_result(ssl) == X509_V_OK) {
+  } else if (SSL_get0_peer_certificate(ssl) != nullptr && SSL_get_verify_result(ssl) == X509_V_OK) {
     result.outcome = ProbeOutcome::Verified;
   } else {
     result = certificate_failure(SSL_get_verify_result(ssl));
@@ -467,9 +462,8 @@ void tls_quit(SSL* ssl, int fd, bool implicit_tls, milliseconds step) {
   const StepDeadline deadline = SteadyClock::now() + std::min(step, kQuitTimeout);
   if (implicit_tls && !read_tls_reply(ssl, fd, deadline)) return;
   constexpr std::string_view quit = "QUIT\r\n";
-  const Io sent = drive_ssl(ssl, fd, deadline, [&] {
-    return SSL_write(ssl, quit.data(), static_cast<int>(quit.size()));
-  });
+  const Io sent = drive_ssl(ssl, fd, deadline,
+                            [&] { return SSL_write(ssl, quit.data(), static_cast<int>(quit.size())); });
   if (sent == Io::Ok && read_tls_reply(ssl, fd, deadline)) SSL_shutdown(ssl);
   ERR_clear_error();
 }
@@ -480,8 +474,8 @@ int add_usable_tlsa(SSL* ssl, const std::vector<TlsaRecord>& records) {
   int added = 0;
   for (const auto& record : records) {
     if (record.usage != 2 && record.usage != 3) continue;
-    if (SSL_dane_tlsa_add(ssl, record.usage, record.selector, record.matching_type,
-                          record.data.data(), record.data.size()) > 0) {
+    if (SSL_dane_tlsa_add(ssl, record.usage, record.selector, record.matching_type, record.data.data(),
+                          record.data.size()) > 0) {
       ++added;
     }
   }
@@ -557,8 +551,7 @@ std::optional<ProbeResult> prepare_ssl(SSL_CTX* ctx, const ProbeRequest& request
     }
     SSL_dane_set_flags(ssl.get(), DANE_FLAG_NO_DANE_EE_NAMECHECKS);
     if (add_usable_tlsa(ssl.get(), *request.tlsa) == 0) {
-      return tls_failure(ResultType::TlsaInvalid, "tlsa-unusable",
-                         "no usable TLSA record (RFC 7672 §3.1.3)");
+      return tls_failure(ResultType::TlsaInvalid, "tlsa-unusable", "no usable TLSA record (RFC 7672 §3.1.3)");
     }
   } else if (X509_VERIFY_PARAM_set1_host(param, request.host.data(), request.host.size()) != 1) {
     ERR_clear_error();
@@ -584,14 +577,11 @@ ProbeResult run_tls(SSL* ssl, int fd, const ProbeRequest& request) {
   return result;
 }
 
-void log_probe(const ProbeRequest& request, const ProbeResult& result,
-               SteadyClock::time_point started) {
-  const auto elapsed =
-      std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started).count();
+void log_probe(const ProbeRequest& request, const ProbeResult& result, SteadyClock::time_point started) {
+  const auto elapsed = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started).count();
   spdlog::debug("probe host={} address={} outcome={} reason={} tls={} elapsed_ms={}",
-                logfmt_value(request.host), logfmt_value(request.address),
-                outcome_name(result.outcome), result.reason.empty() ? "ok" : result.reason,
-                logfmt_value(result.tls_version), elapsed);
+                logfmt_value(request.host), logfmt_value(request.address), outcome_name(result.outcome),
+                result.reason.empty() ? "ok" : result.reason, logfmt_value(result.tls_version), elapsed);
 }
 
 }  // namespace

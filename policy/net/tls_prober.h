@@ -53,7 +53,7 @@
 namespace mtasts::policy::net {
 
 struct SmtpTlsProberConfig {
-  std::string ca_file;    // PEM trust anchors; empty: the system trust store
+  std::string ca_file;  // PEM trust anchors; empty: the system trust store
   // When non-empty, the EHLO name for every probe, overriding
   // ProbeRequest::ehlo_name (the daemon configures its host name once).
   std::string ehlo_name;

@@ -36,8 +36,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "policy/net/dns_wire.h"
 #include "policy/logfmt.h"
+#include "policy/net/dns_wire.h"
 
 namespace mtasts::policy::net {
 namespace {
@@ -116,8 +116,7 @@ void check(int rc, std::string_view what) {
 }
 
 void set_option(ub_ctx* ctx, const char* option, const char* value) {
-  check(ub_ctx_set_option(ctx, option, value),
-        std::string{"option "} + option + " " + value);
+  check(ub_ctx_set_option(ctx, option, value), std::string{"option "} + option + " " + value);
 }
 
 void require_readable(const std::string& path) {
@@ -156,8 +155,7 @@ void configure_trust_anchors(ub_ctx* ctx, const UnboundConfig& config) {
   // Own anchors replace the root: with the root anchor and no reachable
   // root zone, every answer would be bogus.
   const std::vector<std::string> files =
-      config.trust_anchor_files.empty() ? std::vector<std::string>{kRootKeyFile}
-                                        : config.trust_anchor_files;
+      config.trust_anchor_files.empty() ? std::vector<std::string>{kRootKeyFile} : config.trust_anchor_files;
   for (const auto& file : files) {
     require_readable(file);
     check(ub_ctx_add_ta_file(ctx, file.c_str()), "trust anchor file " + file);
@@ -195,22 +193,33 @@ CtxPtr make_context(const UnboundConfig& config) {
 // Other types are returned as raw wire rdata for the caller to parse.
 std::optional<std::string> rdata_text(std::string_view rdata, int rrtype) {
   switch (rrtype) {
-    case kTypeTxt: return join_character_strings(rdata);
-    case kTypeA: return address_text(rdata, AF_INET, 4);
-    case kTypeAaaa: return address_text(rdata, AF_INET6, 16);
-    default: return std::string{rdata};
+    case kTypeTxt:
+      return join_character_strings(rdata);
+    case kTypeA:
+      return address_text(rdata, AF_INET, 4);
+    case kTypeAaaa:
+      return address_text(rdata, AF_INET6, 16);
+    default:
+      return std::string{rdata};
   }
 }
 
 std::string type_name(int rrtype) {
   switch (rrtype) {
-    case kTypeA: return "A";
-    case kTypeMx: return "MX";
-    case kTypeTxt: return "TXT";
-    case kTypeAaaa: return "AAAA";
-    case kTypeDnskey: return "DNSKEY";
-    case kTypeTlsa: return "TLSA";
-    default: return "TYPE" + std::to_string(rrtype);
+    case kTypeA:
+      return "A";
+    case kTypeMx:
+      return "MX";
+    case kTypeTxt:
+      return "TXT";
+    case kTypeAaaa:
+      return "AAAA";
+    case kTypeDnskey:
+      return "DNSKEY";
+    case kTypeTlsa:
+      return "TLSA";
+    default:
+      return "TYPE" + std::to_string(rrtype);
   }
 }
 
@@ -227,8 +236,8 @@ std::vector<std::string> records_of(const ub_result& result, int rrtype) {
     if (auto text = rdata_text(rdata, rrtype)) {
       records.push_back(std::move(*text));
     } else {
-      log_malformed(result.qname != nullptr ? result.qname : "", rrtype,
-                    static_cast<std::size_t>(i), rdata.size());
+      log_malformed(result.qname != nullptr ? result.qname : "", rrtype, static_cast<std::size_t>(i),
+                    rdata.size());
     }
   }
   return records;
@@ -261,8 +270,7 @@ MxAnswer to_mx_answer(const std::string& domain, const DnsAnswer& raw) {
   std::sort(answer.records.begin(), answer.records.end(), [](const auto& a, const auto& b) {
     return std::tie(a.preference, a.host) < std::tie(b.preference, b.host);
   });
-  if (answer.records.size() == 1 && answer.records[0].preference == 0 &&
-      answer.records[0].host.empty()) {
+  if (answer.records.size() == 1 && answer.records[0].preference == 0 && answer.records[0].host.empty()) {
     answer.null_mx = true;
     answer.records.clear();
   }
@@ -294,20 +302,28 @@ DnsAnswer to_answer(const ub_result& result, int rrtype) {
 
 int security_rank(DnsSecurity security) {
   switch (security) {
-    case DnsSecurity::Secure: return 0;
-    case DnsSecurity::Insecure: return 1;
-    case DnsSecurity::Bogus: return 2;
+    case DnsSecurity::Secure:
+      return 0;
+    case DnsSecurity::Insecure:
+      return 1;
+    case DnsSecurity::Bogus:
+      return 2;
   }
   return 2;
 }
 
 int failure_rank(DnsStatus status) {
   switch (status) {
-    case DnsStatus::Ok: return 0;
-    case DnsStatus::NoData: return 1;
-    case DnsStatus::NxDomain: return 2;
-    case DnsStatus::ServFail: return 3;
-    case DnsStatus::Timeout: return 4;
+    case DnsStatus::Ok:
+      return 0;
+    case DnsStatus::NoData:
+      return 1;
+    case DnsStatus::NxDomain:
+      return 2;
+    case DnsStatus::ServFail:
+      return 3;
+    case DnsStatus::Timeout:
+      return 4;
   }
   return 4;
 }
@@ -328,8 +344,7 @@ DnsAnswer merge(DnsAnswer v4, DnsAnswer v6) {
   const bool v4_counts = v4.status != DnsStatus::Timeout;
   const bool v6_counts = v6.status != DnsStatus::Timeout;
   if (v4_counts && v6_counts) {
-    merged.security =
-        security_rank(v4.security) >= security_rank(v6.security) ? v4.security : v6.security;
+    merged.security = security_rank(v4.security) >= security_rank(v6.security) ? v4.security : v6.security;
   } else {
     merged.security = v4_counts ? v4.security : v6.security;
   }
@@ -406,8 +421,8 @@ struct UnboundDns::Impl {
     // Released before the call: the callback may run (and free it) before
     // ub_resolve_async returns.
     pending.holder = std::make_unique<CallbackHolder>(CallbackHolder{pending.state}).release();
-    pending.submit_error = ub_resolve_async(ctx_.get(), name.c_str(), rrtype, kClassIn,
-                                            pending.holder, on_result, &pending.id);
+    pending.submit_error =
+        ub_resolve_async(ctx_.get(), name.c_str(), rrtype, kClassIn, pending.holder, on_result, &pending.id);
     if (pending.submit_error != 0) {
       // No callback will come: take the holder back.
       const std::unique_ptr<CallbackHolder> reclaim{pending.holder};
@@ -472,11 +487,11 @@ namespace {
 
 void log_answer(const std::string& name, std::string_view type, const DnsAnswer& answer,
                 std::chrono::steady_clock::time_point started) {
-  const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - started);
+  const auto elapsed =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   if (answer.security == DnsSecurity::Bogus) {
-    spdlog::warn("dns event=bogus name={} type={} why_bogus={} elapsed_ms={}", logfmt_value(name),
-                 type, logfmt_value(answer.why_bogus), elapsed.count());
+    spdlog::warn("dns event=bogus name={} type={} why_bogus={} elapsed_ms={}", logfmt_value(name), type,
+                 logfmt_value(answer.why_bogus), elapsed.count());
     return;
   }
   spdlog::debug("dns event=lookup name={} type={} status={} security={} records={} elapsed_ms={}",
@@ -486,10 +501,12 @@ void log_answer(const std::string& name, std::string_view type, const DnsAnswer&
 
 std::string_view self_test_hint(const DnsAnswer& answer) {
   switch (answer.status) {
-    case DnsStatus::Timeout: return "no answer in time: is the upstream resolver reachable?";
+    case DnsStatus::Timeout:
+      return "no answer in time: is the upstream resolver reachable?";
     case DnsStatus::NxDomain:
       return "the self-test name does not exist: pick a name in a signed zone";
-    default: break;
+    default:
+      break;
   }
   if (answer.security == DnsSecurity::Bogus) {
     return "answers fail validation: the upstream strips DNSSEC records or the trust anchor "
@@ -508,8 +525,7 @@ UnboundDns::UnboundDns(const UnboundConfig& config) : impl_(std::make_unique<Imp
                                   ? std::string{kRootKeyFile}
                                   : std::to_string(config.trust_anchor_files.size());
   spdlog::debug("dns event=started forwarders={} stubs={} trust_anchors={} resolv_conf={}",
-                config.forwarders.size(), config.stub_zones.size(), anchors,
-                config.use_resolv_conf);
+                config.forwarders.size(), config.stub_zones.size(), anchors, config.use_resolv_conf);
 }
 
 UnboundDns::~UnboundDns() = default;
@@ -537,8 +553,7 @@ MxAnswer UnboundDns::lookup_mx(const std::string& domain, Deadline deadline) {
 }
 
 // RFC 6698 §3 / RFC 7672 §3: the TLSA owner is _PORT._tcp.HOST.
-TlsaAnswer UnboundDns::lookup_tlsa(const std::string& host, std::uint16_t port,
-                                   Deadline deadline) {
+TlsaAnswer UnboundDns::lookup_tlsa(const std::string& host, std::uint16_t port, Deadline deadline) {
   const std::string name = "_" + std::to_string(port) + "._tcp." + host;
   return parse_answer<TlsaAnswer>(name, kTypeTlsa, lookup(name, kTypeTlsa, deadline), parse_tlsa);
 }

@@ -20,7 +20,7 @@ struct UnboundConfig {
   // Forwarders ("127.0.0.1", "127.0.0.1@5353"); empty with use_resolv_conf
   // false and no stubs means recursion from the root.
   std::vector<std::string> forwarders;
-  bool use_resolv_conf = true;   // forward to /etc/resolv.conf's servers
+  bool use_resolv_conf = true;  // forward to /etc/resolv.conf's servers
   // Trust anchor files (ub_ctx_add_ta_file); when empty, the root anchor from
   // dns-root-data (/usr/share/dns/root.key) is used. Non-empty REPLACES it.
   std::vector<std::string> trust_anchor_files;

@@ -26,8 +26,8 @@
 //     the peer saw exactly one connection per probe.
 //
 // Run through tests/bench/run_decision_bench.sh (builds the bed, as root).
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -48,9 +48,9 @@
 #include "milter/services.h"
 #include "milter/session.h"
 #include "policy/engine/mx_dns_cache.h"
-#include "policy/net/tls_prober.h"
 #include "policy/engine/next_hop_checker.h"
 #include "policy/engine/tlsrpt_buffer.h"
+#include "policy/net/tls_prober.h"
 #include "store/tlsrpt_store.h"
 
 namespace {
@@ -120,7 +120,8 @@ class CountingMxDns final : public policy::MxDns {
   policy::MxAnswer lookup_mx(const std::string& domain, policy::Deadline deadline) override {
     return timed([&] { return upstream_.lookup_mx(domain, deadline); });
   }
-  policy::TlsaAnswer lookup_tlsa(const std::string& host, std::uint16_t port, policy::Deadline deadline) override {
+  policy::TlsaAnswer lookup_tlsa(const std::string& host, std::uint16_t port,
+                                 policy::Deadline deadline) override {
     return timed([&] { return upstream_.lookup_tlsa(host, port, deadline); });
   }
   policy::DnsAnswer lookup_host_addresses(const std::string& host, policy::Deadline deadline) override {
@@ -323,8 +324,8 @@ struct WarmRun {
 
 // The policy lookup alone, from the Resolver's memory cache; `missing`
 // counts lookups that came back without an enforce policy.
-double timed_policy_lookup(policy::Resolver& resolver, const milter::Config& config, const std::string& domain,
-                           long& missing) {
+double timed_policy_lookup(policy::Resolver& resolver, const milter::Config& config,
+                           const std::string& domain, long& missing) {
   const auto start = Clock::now();
   const policy::Resolution r = resolver.resolve(domain, deadline_from(start, config));
   const auto end = Clock::now();
@@ -345,8 +346,8 @@ WarmRun warm_run(DecisionStack& stack, milter::Session& session, const std::vect
 
   start = Clock::now();
   for (std::size_t i = 0; i < samples.size(); ++i)
-    samples[i] = timed_policy_lookup(stack.resolver(), stack.config(), recipients[i % recipients.size()].domain,
-                                     missing);
+    samples[i] = timed_policy_lookup(stack.resolver(), stack.config(),
+                                     recipients[i % recipients.size()].domain, missing);
   run.lookups_per_s = static_cast<double>(decisions) / (elapsed_ns(start, Clock::now()) / 1e9);
   run.policy_only = spread_of(samples);
   return run;
@@ -360,7 +361,8 @@ bool warm_up_pass(DecisionStack& stack, const std::vector<Recipient>& recipients
   auto session = make_session(stack, tally);
   long refused = 0;
   for (const auto& r : recipients) (void)timed_decision(session, r, refused);
-  if (tally.bad() == 0 && refused == 0 && tally.checked() == static_cast<long>(recipients.size())) return true;
+  if (tally.bad() == 0 && refused == 0 && tally.checked() == static_cast<long>(recipients.size()))
+    return true;
   std::cerr << "decision_bench: error: warm-up " << what << ": " << tally.bad() << " of " << tally.checked()
             << " decisions not as expected, " << refused << " refused; first: " << tally.first_bad() << "\n";
   return false;
@@ -377,9 +379,11 @@ void print_warm_summary(const std::vector<WarmRun>& runs) {
   }
   const Spread d = median_spread(decision), p = median_spread(policy_only);
   std::printf("  decision     %s  decisions/s=%.0f\n", format_spread(d, 1e3, "us").c_str(), median(rate));
-  std::printf("  policy-only  %s  lookups/s=%.0f\n", format_spread(p, 1e3, "us").c_str(), median(lookup_rate));
-  std::printf("  ratio decision/policy-only: p50 %.1fx  p99 %.1fx  (+%.1f us at p50 for the next-hop check)\n",
-              d.p50 / p.p50, d.p99 / p.p99, (d.p50 - p.p50) / 1e3);
+  std::printf("  policy-only  %s  lookups/s=%.0f\n", format_spread(p, 1e3, "us").c_str(),
+              median(lookup_rate));
+  std::printf(
+      "  ratio decision/policy-only: p50 %.1fx  p99 %.1fx  (+%.1f us at p50 for the next-hop check)\n",
+      d.p50 / p.p50, d.p99 / p.p99, (d.p50 - p.p50) / 1e3);
 }
 
 int run_warm(const milter::Config& config, const std::vector<std::string>& domains, long decisions, int runs,
@@ -390,8 +394,9 @@ int run_warm(const milter::Config& config, const std::vector<std::string>& domai
   if (!warm_up_pass(stack, recipients, Expect::Fetched, "first pass (fetch and probe)") ||
       !warm_up_pass(stack, recipients, Expect::Cache, "second pass (caches)"))
     return 1;
-  std::printf("warm: %zu enforce domains, MX verified over STARTTLS; %ld decisions per run, median of %d runs\n",
-              domains.size(), decisions, runs);
+  std::printf(
+      "warm: %zu enforce domains, MX verified over STARTTLS; %ld decisions per run, median of %d runs\n",
+      domains.size(), decisions, runs);
   std::printf("  warm-up: %ld probes, %ld next-hop DNS lookups; a second pass came from the caches\n",
               stack.prober().probes.load(), stack.mx_dns().lookups.load());
 
@@ -410,15 +415,16 @@ int run_warm(const milter::Config& config, const std::vector<std::string>& domai
   }
   print_warm_summary(results);
 
-  const long lookups = stack.mx_dns().lookups - lookups_before, probes = stack.prober().probes - probes_before;
+  const long lookups = stack.mx_dns().lookups - lookups_before,
+             probes = stack.prober().probes - probes_before;
   const long peer = peer_log.empty() ? 0 : peer_connections(peer_log) - peer_before;
-  std::printf("  checked: %ld decisions, %ld not action=continue tls=verified source=cache, %ld refused; "
-              "%ld policy lookups without a cached enforce policy; during the timed runs: %ld DNS lookups, "
-              "%ld probes, %ld peer connections%s\n",
-              tally.checked(), tally.bad(), refused, missing, lookups, probes, peer,
-              peer_log.empty() ? " (no peer log)" : "");
-  if (tally.bad() + refused + missing + lookups + probes + peer == 0 &&
-      tally.checked() == decisions * runs)
+  std::printf(
+      "  checked: %ld decisions, %ld not action=continue tls=verified source=cache, %ld refused; "
+      "%ld policy lookups without a cached enforce policy; during the timed runs: %ld DNS lookups, "
+      "%ld probes, %ld peer connections%s\n",
+      tally.checked(), tally.bad(), refused, missing, lookups, probes, peer,
+      peer_log.empty() ? " (no peer log)" : "");
+  if (tally.bad() + refused + missing + lookups + probes + peer == 0 && tally.checked() == decisions * runs)
     return 0;
   std::cerr << "decision_bench: error: the warm runs were not all warm"
             << (tally.first_bad().empty() ? "" : "; first bad decision: " + tally.first_bad()) << "\n";
@@ -434,7 +440,8 @@ struct ColdSamples {
 
 // A cold policy resolution must fetch an enforce policy over HTTPS.
 bool fetched_enforce(const policy::Resolution& r) {
-  return r.source == policy::PolicySource::Fetched && r.policy && r.policy->policy.mode == policy::Mode::Enforce;
+  return r.source == policy::PolicySource::Fetched && r.policy &&
+         r.policy->policy.mode == policy::Mode::Enforce;
 }
 
 // Decisions and baseline lookups alternate, one at a time, so that machine
@@ -462,24 +469,26 @@ void print_cold(const ColdSamples& s, const DecisionStack& decider) {
               format_spread(d, 1e6, "ms").c_str(), mean(s.decision) / 1e6);
   std::printf("  policy-only  %s  mean=%.2f ms   (TXT, policy fetch; %zu other domains)\n",
               format_spread(p, 1e6, "ms").c_str(), mean(s.policy_only) / 1e6, s.policy_only.size());
-  std::printf("  ratio decision/policy-only: p50 %.1fx  p99 %.1fx  mean %.1fx (+%.2f ms per decision)\n", d.p50 / p.p50,
-              d.p99 / p.p99, mean(s.decision) / mean(s.policy_only),
+  std::printf("  ratio decision/policy-only: p50 %.1fx  p99 %.1fx  mean %.1fx (+%.2f ms per decision)\n",
+              d.p50 / p.p50, d.p99 / p.p99, mean(s.decision) / mean(s.policy_only),
               (mean(s.decision) - mean(s.policy_only)) / 1e6);
-  std::printf("  where a cold decision's time goes (mean ms): next-hop DNS %.2f (%.1f lookups), probe %.2f, "
-              "policy and the rest %.2f\n",
-              dns_ms, static_cast<double>(decider.mx_dns().lookups) / n, probe_ms,
-              mean(s.decision) / 1e6 - dns_ms - probe_ms);
+  std::printf(
+      "  where a cold decision's time goes (mean ms): next-hop DNS %.2f (%.1f lookups), probe %.2f, "
+      "policy and the rest %.2f\n",
+      dns_ms, static_cast<double>(decider.mx_dns().lookups) / n, probe_ms,
+      mean(s.decision) / 1e6 - dns_ms - probe_ms);
 }
 
 // `callers` threads, one Session each, share one stack (as the milter's
 // connections do) and take the domains in turn.
-int cold_concurrent(const milter::Config& config, const std::string& store, const std::vector<Recipient>& recipients,
-                    int callers, long& probes) {
+int cold_concurrent(const milter::Config& config, const std::string& store,
+                    const std::vector<Recipient>& recipients, int callers, long& probes) {
   DecisionStack stack(config, store);
   std::vector<std::vector<double>> samples(static_cast<std::size_t>(callers));
   std::vector<std::unique_ptr<Tally>> tallies;
   std::vector<long> refused(static_cast<std::size_t>(callers), 0);
-  for (int c = 0; c < callers; ++c) tallies.push_back(std::make_unique<Tally>(Expect::Fetched, config.decision));
+  for (int c = 0; c < callers; ++c)
+    tallies.push_back(std::make_unique<Tally>(Expect::Fetched, config.decision));
   std::atomic<std::size_t> next{0};
   const auto start = Clock::now();
   std::vector<std::thread> threads;
@@ -500,25 +509,27 @@ int cold_concurrent(const milter::Config& config, const std::string& store, cons
     bad_refused += refused[c];
     if (first_bad.empty()) first_bad = tallies[c]->first_bad();
   }
-  std::printf("  concurrent   %s  (%zu other domains, %d callers, one Session each; wall %.2f s, %.0f decisions/s)\n",
-              format_spread(spread_of(all), 1e6, "ms").c_str(), all.size(), callers, wall_s,
-              static_cast<double>(all.size()) / wall_s);
+  std::printf(
+      "  concurrent   %s  (%zu other domains, %d callers, one Session each; wall %.2f s, %.0f decisions/s)\n",
+      format_spread(spread_of(all), 1e6, "ms").c_str(), all.size(), callers, wall_s,
+      static_cast<double>(all.size()) / wall_s);
   probes = stack.prober().probes;
   if (bad + bad_refused == 0 && all.size() == recipients.size()) return 0;
-  std::cerr << "decision_bench: error: concurrent cold decisions: " << bad << " not as expected, " << bad_refused
-            << " refused; first: " << first_bad << "\n";
+  std::cerr << "decision_bench: error: concurrent cold decisions: " << bad << " not as expected, "
+            << bad_refused << " refused; first: " << first_bad << "\n";
   return 1;
 }
 
 int run_cold(const milter::Config& config, const std::vector<std::string>& domains,
-             const std::vector<std::string>& baseline_domains, const std::vector<std::string>& concurrent_domains,
-             int callers, const std::string& peer_log) {
+             const std::vector<std::string>& baseline_domains,
+             const std::vector<std::string>& concurrent_domains, int callers, const std::string& peer_log) {
   const auto dir = std::filesystem::path(config.store_path).parent_path();
   const long peer_before = peer_connections(peer_log);
   long probes = 0;
-  std::printf("cold: %zu decisions one at a time, each for a never-seen enforce domain with its own MX host; "
-              "empty store and caches\n",
-              domains.size());
+  std::printf(
+      "cold: %zu decisions one at a time, each for a never-seen enforce domain with its own MX host; "
+      "empty store and caches\n",
+      domains.size());
   {
     DecisionStack decider(config, (dir / "decision-cold.db").string());
     DecisionStack baseline(config, (dir / "decision-cold-baseline.db").string());
@@ -526,18 +537,20 @@ int run_cold(const milter::Config& config, const std::vector<std::string>& domai
     const ColdSamples s = cold_sequential(decider, tally, baseline, recipients_of(domains), baseline_domains);
     print_cold(s, decider);
     probes = decider.prober().probes;
-    std::printf("  checked: %ld decisions, %ld not action=continue tls=verified source=fetched mode=enforce, "
-                "%ld refused; %ld of %zu baseline lookups without a fetched enforce policy\n",
-                tally.checked(), tally.bad(), s.refused, s.missing, baseline_domains.size());
+    std::printf(
+        "  checked: %ld decisions, %ld not action=continue tls=verified source=fetched mode=enforce, "
+        "%ld refused; %ld of %zu baseline lookups without a fetched enforce policy\n",
+        tally.checked(), tally.bad(), s.refused, s.missing, baseline_domains.size());
     if (tally.bad() + s.refused + s.missing != 0 || tally.checked() != static_cast<long>(domains.size())) {
-      std::cerr << "decision_bench: error: cold decisions not as expected; first: " << tally.first_bad() << "\n";
+      std::cerr << "decision_bench: error: cold decisions not as expected; first: " << tally.first_bad()
+                << "\n";
       return 1;
     }
   }
   if (!concurrent_domains.empty()) {
     long concurrent_probes = 0;
-    if (cold_concurrent(config, (dir / "decision-cold-concurrent.db").string(), recipients_of(concurrent_domains),
-                        callers, concurrent_probes) != 0)
+    if (cold_concurrent(config, (dir / "decision-cold-concurrent.db").string(),
+                        recipients_of(concurrent_domains), callers, concurrent_probes) != 0)
       return 1;
     probes += concurrent_probes;
   }
@@ -545,7 +558,8 @@ int run_cold(const milter::Config& config, const std::vector<std::string>& domai
   const long peer = peer_connections(peer_log) - peer_before;
   std::printf("  probes=%ld peer-connections=%ld\n", probes, peer);
   if (peer == probes) return 0;
-  std::cerr << "decision_bench: error: " << probes << " probes but " << peer << " connections at the SMTP peer\n";
+  std::cerr << "decision_bench: error: " << probes << " probes but " << peer
+            << " connections at the SMTP peer\n";
   return 1;
 }
 
@@ -575,7 +589,8 @@ int main(int argc, char** argv) {
   }
   warm->add_option("--decisions", decisions, "timed decisions per run")->check(CLI::PositiveNumber);
   warm->add_option("--runs", runs, "timed runs (medians)")->check(CLI::PositiveNumber);
-  cold->add_option("--baseline-file", baseline_file, "other domains for the policy-only baseline")->required();
+  cold->add_option("--baseline-file", baseline_file, "other domains for the policy-only baseline")
+      ->required();
   cold->add_option("--concurrent-file", concurrent_file, "other domains for the concurrent run");
   cold->add_option("--callers", callers, "threads of the concurrent run")->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
@@ -588,8 +603,8 @@ int main(int argc, char** argv) {
   try {
     if (warm->parsed()) return run_warm(*config, read_domains(domain_file), decisions, runs, peer_log);
     return run_cold(*config, read_domains(domain_file), read_domains(baseline_file),
-                    concurrent_file.empty() ? std::vector<std::string>{} : read_domains(concurrent_file), callers,
-                    peer_log);
+                    concurrent_file.empty() ? std::vector<std::string>{} : read_domains(concurrent_file),
+                    callers, peer_log);
   } catch (const std::exception& e) {
     std::cerr << "decision_bench: error: " << e.what() << "\n";
     return 1;

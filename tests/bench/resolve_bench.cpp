@@ -8,8 +8,8 @@
 //     Wall time to resolve every domain in FILE with an empty cache from the
 //     configured (test-bed) DNS and HTTPS servers, per number of concurrent
 //     callers. Each run starts from a fresh cache database.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -88,7 +88,8 @@ double lookups_per_second(int threads, int rounds, const std::vector<std::string
   for (int t = 0; t < threads; ++t)
     workers.emplace_back([&, t] {
       for (int r = 0; r < rounds; ++r)
-        for (std::size_t i = static_cast<std::size_t>(t); i < domains.size(); i += static_cast<std::size_t>(threads))
+        for (std::size_t i = static_cast<std::size_t>(t); i < domains.size();
+             i += static_cast<std::size_t>(threads))
           lookup(domains[i]);
     });
   for (auto& w : workers) w.join();
@@ -115,8 +116,10 @@ int run_warm(int domain_count, int runs) {
   for (int threads : {1, 16}) {
     std::vector<double> cached, sqlite;
     for (int r = 0; r < runs; ++r) {
-      cached.push_back(lookups_per_second(threads, 20, domains, [&](const std::string& d) { resolver.resolve(d, far); }));
-      sqlite.push_back(lookups_per_second(threads, 1, domains, [&](const std::string& d) { (void)store.load(d); }));
+      cached.push_back(
+          lookups_per_second(threads, 20, domains, [&](const std::string& d) { resolver.resolve(d, far); }));
+      sqlite.push_back(
+          lookups_per_second(threads, 1, domains, [&](const std::string& d) { (void)store.load(d); }));
     }
     std::printf("  threads=%-3d memory-cache=%.0f/s  sqlite-baseline=%.0f/s  ratio=%.1fx\n", threads,
                 median(cached), median(sqlite), median(cached) / median(sqlite));
@@ -169,7 +172,8 @@ int run_cold(const std::string& config_path, const std::string& domain_file, int
     return 78;
   }
   const auto domains = read_domains(domain_file);
-  std::cout << "cold resolution of " << domains.size() << " distinct domains, median of " << runs << " runs\n";
+  std::cout << "cold resolution of " << domains.size() << " distinct domains, median of " << runs
+            << " runs\n";
   double baseline = 0;
   for (int callers : caller_counts) {
     std::vector<double> times;
@@ -183,7 +187,8 @@ int run_cold(const std::string& config_path, const std::string& domain_file, int
     const double m = median(times);
     if (baseline == 0) baseline = m;
     std::printf("  callers=%-4d wall=%.2fs  domains/s=%.0f  speedup-vs-first=%.1fx  with-policy=%d/%zu\n",
-                callers, m, static_cast<double>(domains.size()) / m, baseline / m, with_policy, domains.size());
+                callers, m, static_cast<double>(domains.size()) / m, baseline / m, with_policy,
+                domains.size());
   }
   return 0;
 }

@@ -44,12 +44,18 @@ void check_line(const std::string& line) {
   if (j.is_discarded()) return;
   const auto p = stored_from_json(j, kNow);
   if (!p) {
-    static const std::set<std::string> kCodes{"import-json", "import-domain", "import-policy"};
+    static const std::set<std::string> kCodes{"import-json", "import-domain", "import-policy",
+                                              "import-txt-id", "import-time"};
     require(kCodes.contains(p.error().code) && !p.error().detail.empty());
     return;
   }
   const auto domain = mtasts::policy::normalize_domain(p->domain);
   require(domain && *domain == p->domain);
+  // Times are never negative, never far ahead, and an import never makes a
+  // policy outlive its max_age.
+  require(p->fetched_at >= 0 && p->fetched_at <= kNow + 86400);
+  require(p->expires_at >= 0 && p->expires_at <= p->fetched_at + p->policy.max_age);
+  require(p->last_checked >= 0 && p->last_used >= 0);
   const auto parsed = mtasts::policy::parse_policy(p->raw);
   require(parsed.policy && *parsed.policy == p->policy);
   // Every time is in the export, so `now` no longer matters.

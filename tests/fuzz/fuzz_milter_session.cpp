@@ -12,6 +12,7 @@
 // line per (domain, next hop), each a logfmt line with the README's keys in
 // order whatever the MTA sent.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +29,7 @@
 
 #include "milter/recipient_route.h"
 #include "milter/session.h"
+#include "policy/logfmt.h"
 
 namespace {
 
@@ -120,9 +122,46 @@ mtasts::milter::CheckFunction fake_checker(const Script& script) {
   };
 }
 
-// README "The decision log": "decision" and then key=value tokens, each
-// value one token of its own, with (at least) the README's keys in this
-// order, queue_id first. Prints the line it rejects.
+// The next logfmt value at the start of `rest`: a bare token (no space, '=',
+// '"' or backslash), or a quoted string whose only escapes are \", \\ and
+// \xHH. Empty when malformed. Consumes the value and one following space.
+std::string_view take_value(std::string_view& rest) {
+  if (rest.empty()) return {};
+  std::size_t end = 0;
+  if (rest.front() != '"') {
+    end = rest.find(' ');
+    if (end == std::string_view::npos) end = rest.size();
+    if (rest.substr(0, end).find_first_of("=\"\\") != std::string_view::npos) return {};
+  } else {
+    for (end = 1;; ++end) {
+      if (end >= rest.size()) return {};
+      const char c = rest[end];
+      if (c == '"') break;
+      if (c < 0x20 || c >= 0x7f) return {};
+      if (c != '\\') continue;
+      const char e = end + 1 < rest.size() ? rest[end + 1] : '\0';
+      if (e == '"' || e == '\\') {
+        ++end;
+      } else if (e == 'x' && end + 3 < rest.size() &&
+                 std::isxdigit(static_cast<unsigned char>(rest[end + 2])) &&
+                 std::isxdigit(static_cast<unsigned char>(rest[end + 3]))) {
+        end += 3;
+      } else {
+        return {};
+      }
+    }
+    ++end;  // the closing quote
+    if (end < rest.size() && rest[end] != ' ') return {};
+  }
+  const std::string_view value = rest.substr(0, end);
+  rest.remove_prefix(std::min(rest.size(), end + 1));
+  return value;
+}
+
+// README "The decision log": "decision" and then key=value pairs, each value
+// one logfmt value (policy/logfmt.h), with (at least) the README's keys in
+// this order, queue_id first and escaped as logfmt_value escapes it: text
+// from the MTA can neither add keys nor lines. Prints the line it rejects.
 void check_log_line(const std::string& line, std::string_view queue_id) {
   static constexpr std::string_view kOrder[] = {"queue_id",  "domain", "next_hop",    "mode",
                                                 "policy_id", "source", "mx",          "tls",
@@ -139,15 +178,15 @@ void check_log_line(const std::string& line, std::string_view queue_id) {
   std::set<std::string_view> keys;
   std::size_t next = 0;  // the next README key to find
   while (!rest.empty()) {
-    const std::string_view token = rest.substr(0, rest.find(' '));
-    rest.remove_prefix(std::min(rest.size(), token.size() + 1));
-    const auto eq = token.find('=');
-    expect(eq != std::string_view::npos && eq > 0 && eq + 1 < token.size());
-    const std::string_view key = token.substr(0, eq), value = token.substr(eq + 1);
+    const auto eq = rest.find('=');
+    expect(eq != std::string_view::npos && eq > 0);
+    const std::string_view key = rest.substr(0, eq);
+    rest.remove_prefix(eq + 1);
     expect(key.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") == std::string_view::npos);
     expect(keys.insert(key).second);
-    expect(value.find_first_of("=\"") == std::string_view::npos);
-    if (keys.size() == 1) expect(key == "queue_id" && value == (queue_id.empty() ? "-" : queue_id));
+    const std::string_view value = take_value(rest);
+    expect(!value.empty());
+    if (keys.size() == 1) expect(key == "queue_id" && value == mtasts::policy::logfmt_value(queue_id));
     if (next < std::size(kOrder) && key == kOrder[next]) ++next;
   }
   expect(next == std::size(kOrder));

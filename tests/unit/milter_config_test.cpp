@@ -62,7 +62,8 @@ TEST(Config, ValuesAreCheckedWhenRead) {
        "decision.enforce_action must be one of tempfail|reject|quarantine|tag|off"},
       {"testing cannot tempfail", "[decision]\ntesting_action = 'tempfail'\n", "config-value",
        "decision.testing_action must be one of tag|off"},
-      {"dane word", "[decision]\ndane = 'on'\n", "config-value", "decision.dane must be one of enforce|record|off"},
+      {"dane word", "[decision]\ndane = 'on'\n", "config-value",
+       "decision.dane must be one of enforce|record|off"},
       {"dane not a string", "[decision]\ndane = true\n", "config-value", "decision.dane"},
       {"syntax", "[milter\n", "config-syntax", ""},
   };

@@ -52,7 +52,8 @@ TEST(CacheImportLine, TimesAndIdsAreChecked) {
 }
 
 TEST(CacheImportLine, PolicyIdMustBeAnRfcId) {
-  for (const std::string& id : std::vector<std::string>{"", "has space", "id=1", std::string(33, 'a'), "line\nbreak"}) {
+  for (const std::string& id :
+       std::vector<std::string>{"", "has space", "id=1", std::string(33, 'a'), "line\nbreak"}) {
     auto j = line();
     j["txt_id"] = id;
     const auto stored = stored_from_json(j, kNow);

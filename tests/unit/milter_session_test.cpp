@@ -45,24 +45,32 @@ struct ActionCase {
 TEST(ChooseAction, Table) {
   const auto E = Mode::Enforce, T = Mode::Testing, N = Mode::None;
   const std::vector<ActionCase> cases{
-      {"no policy", std::nullopt, Outcome::Pass, true, "tempfail", "off", false, false, "tag", Action::Continue},
-      {"no policy unknown", std::nullopt, Outcome::Unknown, true, "tempfail", "off", false, false, "tag", Action::Continue},
+      {"no policy", std::nullopt, Outcome::Pass, true, "tempfail", "off", false, false, "tag",
+       Action::Continue},
+      {"no policy unknown", std::nullopt, Outcome::Unknown, true, "tempfail", "off", false, false, "tag",
+       Action::Continue},
       {"mode none", N, Outcome::Pass, true, "tempfail", "off", false, false, "tag", Action::Continue},
       {"enforce pass", E, Outcome::Pass, true, "tempfail", "off", false, false, "tag", Action::Continue},
       {"enforce fail", E, Outcome::Fail, true, "tempfail", "off", false, false, "tag", Action::Tempfail},
-      {"enforce unknown", E, Outcome::Unknown, true, "tempfail", "off", false, false, "tag", Action::Tempfail},
+      {"enforce unknown", E, Outcome::Unknown, true, "tempfail", "off", false, false, "tag",
+       Action::Tempfail},
       {"enforce reject fresh", E, Outcome::Fail, true, "reject", "off", false, false, "tag", Action::Reject},
-      {"enforce reject stale", E, Outcome::Fail, false, "reject", "off", false, false, "tag", Action::Tempfail},
-      {"enforce reject unknown", E, Outcome::Unknown, true, "reject", "off", false, false, "tag", Action::Tempfail},
-      {"enforce quarantine", E, Outcome::Fail, true, "quarantine", "off", false, false, "tag", Action::Quarantine},
+      {"enforce reject stale", E, Outcome::Fail, false, "reject", "off", false, false, "tag",
+       Action::Tempfail},
+      {"enforce reject unknown", E, Outcome::Unknown, true, "reject", "off", false, false, "tag",
+       Action::Tempfail},
+      {"enforce quarantine", E, Outcome::Fail, true, "quarantine", "off", false, false, "tag",
+       Action::Quarantine},
       {"enforce tag", E, Outcome::Fail, true, "tag", "off", false, false, "tag", Action::Tag},
       {"enforce off", E, Outcome::Fail, true, "off", "off", false, false, "tag", Action::Continue},
       {"testing fail off", T, Outcome::Fail, true, "tempfail", "off", false, false, "tag", Action::Continue},
       {"testing fail tag", T, Outcome::Fail, true, "tempfail", "tag", false, false, "tag", Action::Tag},
-      {"testing unknown", T, Outcome::Unknown, true, "tempfail", "tag", false, false, "tag", Action::Continue},
+      {"testing unknown", T, Outcome::Unknown, true, "tempfail", "tag", false, false, "tag",
+       Action::Continue},
       {"strict testing", T, Outcome::Fail, true, "tempfail", "off", true, false, "tag", Action::Tempfail},
       {"non-smtp tag", E, Outcome::Fail, true, "tempfail", "off", false, true, "tag", Action::Tag},
-      {"non-smtp quarantine", E, Outcome::Fail, true, "tempfail", "off", false, true, "quarantine", Action::Quarantine},
+      {"non-smtp quarantine", E, Outcome::Fail, true, "tempfail", "off", false, true, "quarantine",
+       Action::Quarantine},
       {"non-smtp off", E, Outcome::Unknown, true, "tempfail", "off", false, true, "off", Action::Continue},
   };
   for (const auto& c : cases) {
@@ -107,26 +115,28 @@ TEST(ChooseAction, DaneOnItsOwn) {
   const auto T = Mode::Testing, N = Mode::None;
   const auto E = DaneMode::Enforce, R = DaneMode::Record, O = DaneMode::Off;
   const std::vector<DaneActionCase> cases{
-      {"no policy, dane fail, enforce", std::nullopt, Outcome::Pass, Outcome::Fail, E, "tempfail", "off", false,
-       Action::Tempfail, true},
-      {"no policy, dane fail, reject configured: tempfail", std::nullopt, Outcome::Pass, Outcome::Fail, E, "reject",
-       "off", false, Action::Tempfail, true},
-      {"no policy, dane fail, quarantine", std::nullopt, Outcome::Pass, Outcome::Fail, E, "quarantine", "off", false,
-       Action::Quarantine, true},
-      {"no policy, dane fail, non-smtp tag", std::nullopt, Outcome::Pass, Outcome::Fail, E, "tempfail", "off", true,
-       Action::Tag, true},
-      {"no policy, dane fail, record, testing tag", std::nullopt, Outcome::Pass, Outcome::Fail, R, "tempfail", "tag",
-       false, Action::Tag, true},
-      {"no policy, dane fail, record, testing off", std::nullopt, Outcome::Pass, Outcome::Fail, R, "tempfail", "off",
-       false, Action::Continue, false},
+      {"no policy, dane fail, enforce", std::nullopt, Outcome::Pass, Outcome::Fail, E, "tempfail", "off",
+       false, Action::Tempfail, true},
+      {"no policy, dane fail, reject configured: tempfail", std::nullopt, Outcome::Pass, Outcome::Fail, E,
+       "reject", "off", false, Action::Tempfail, true},
+      {"no policy, dane fail, quarantine", std::nullopt, Outcome::Pass, Outcome::Fail, E, "quarantine", "off",
+       false, Action::Quarantine, true},
+      {"no policy, dane fail, non-smtp tag", std::nullopt, Outcome::Pass, Outcome::Fail, E, "tempfail", "off",
+       true, Action::Tag, true},
+      {"no policy, dane fail, record, testing tag", std::nullopt, Outcome::Pass, Outcome::Fail, R, "tempfail",
+       "tag", false, Action::Tag, true},
+      {"no policy, dane fail, record, testing off", std::nullopt, Outcome::Pass, Outcome::Fail, R, "tempfail",
+       "off", false, Action::Continue, false},
       {"no policy, dane fail, off", std::nullopt, Outcome::Pass, Outcome::Fail, O, "tempfail", "off", false,
        Action::Continue, false},
-      {"no policy, dane unknown: never held", std::nullopt, Outcome::Pass, Outcome::Unknown, E, "tempfail", "off",
-       false, Action::Continue, false},
-      {"mode none, dane fail", N, Outcome::Pass, Outcome::Fail, E, "tempfail", "off", false, Action::Tempfail, true},
-      {"testing tag, dane fail: dane weighs more", T, Outcome::Fail, Outcome::Fail, E, "tempfail", "tag", false,
-       Action::Tempfail, true},
-      {"testing, dane pass", T, Outcome::Fail, Outcome::Pass, E, "tempfail", "tag", false, Action::Tag, false},
+      {"no policy, dane unknown: never held", std::nullopt, Outcome::Pass, Outcome::Unknown, E, "tempfail",
+       "off", false, Action::Continue, false},
+      {"mode none, dane fail", N, Outcome::Pass, Outcome::Fail, E, "tempfail", "off", false, Action::Tempfail,
+       true},
+      {"testing tag, dane fail: dane weighs more", T, Outcome::Fail, Outcome::Fail, E, "tempfail", "tag",
+       false, Action::Tempfail, true},
+      {"testing, dane pass", T, Outcome::Fail, Outcome::Pass, E, "tempfail", "tag", false, Action::Tag,
+       false},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -135,7 +145,8 @@ TEST(ChooseAction, DaneOnItsOwn) {
     config.testing_action = word(c.testing_action);
     config.dane = c.setting;
     auto r = result(c.mode, c.sts, "", true);
-    r.verdict.dane = policy::DaneVerdict{c.dane, "tlsa-invalid", policy::ResultType::TlsaInvalid, "mx1.example"};
+    r.verdict.dane =
+        policy::DaneVerdict{c.dane, "tlsa-invalid", policy::ResultType::TlsaInvalid, "mx1.example"};
     const ChosenAction chosen = choose(r, config, c.non_smtp);
     EXPECT_EQ(to_string(chosen.action), to_string(c.want));
     EXPECT_EQ(chosen.by_dane, c.by_dane);
@@ -156,7 +167,8 @@ struct ScriptedChecker {
   CheckFunction function() {
     return [this](const policy::NextHop& hop, policy::Deadline deadline) {
       if (throw_error) throw std::runtime_error("boom");
-      const std::string domain = hop.kind == policy::NextHopKind::SmartHost ? hop.relay_host : hop.recipient_domain;
+      const std::string domain =
+          hop.kind == policy::NextHopKind::SmartHost ? hop.relay_host : hop.recipient_domain;
       ++calls[domain];
       if (now && takes.contains(domain)) *now += takes[domain];
       deadlines.push_back(deadline);
@@ -208,9 +220,11 @@ TEST(Session, GoodAndBadRecipientsInOneMessage) {
   EXPECT_FALSE(eom.header_value);
   EXPECT_FALSE(eom.quarantine_reason);
   ASSERT_EQ(eom.log_lines.size(), 2u);
-  EXPECT_EQ(eom.log_lines[0],
-            "decision queue_id=4XyZ12 domain=bad.example next_hop=domain mode=enforce policy_id=id1 source=cache "
-            "mx=- tls=failed dane=- dane_reason=- action=tempfail reason=mx-not-in-policy result_type=validation-failure elapsed_ms=0");
+  EXPECT_EQ(
+      eom.log_lines[0],
+      "decision queue_id=4XyZ12 domain=bad.example next_hop=domain mode=enforce policy_id=id1 source=cache "
+      "mx=- tls=failed dane=- dane_reason=- action=tempfail reason=mx-not-in-policy "
+      "result_type=validation-failure elapsed_ms=0");
   EXPECT_NE(eom.log_lines[1].find("domain=good.example next_hop=domain mode=enforce"), std::string::npos);
   EXPECT_NE(eom.log_lines[1].find("action=continue reason=verified"), std::string::npos);
 }
@@ -221,8 +235,8 @@ TEST(Session, DaneFailureWithoutPolicyIsDeferredAndLogged) {
   Fixture f;
   f.config->decision.enforce_action = Action::Reject;
   auto dane_bad = result(std::nullopt, Outcome::Pass, "no-policy");
-  dane_bad.verdict.dane = policy::DaneVerdict{Outcome::Fail, "tlsa-invalid", policy::ResultType::TlsaInvalid,
-                                              "mx.dane.example"};
+  dane_bad.verdict.dane =
+      policy::DaneVerdict{Outcome::Fail, "tlsa-invalid", policy::ResultType::TlsaInvalid, "mx.dane.example"};
   f.checker.results["dane.example"] = dane_bad;
   auto& s = f.start();
   const auto reply = s.on_rcpt("<a@dane.example>", "smtp", "dane.example", f.t0);
@@ -232,7 +246,8 @@ TEST(Session, DaneFailureWithoutPolicyIsDeferredAndLogged) {
   EXPECT_EQ(reply.text, "DANE: dane.example: tlsa-invalid");
   const auto eom = s.end_message("Q1", f.t0);
   ASSERT_EQ(eom.log_lines.size(), 1u);
-  EXPECT_NE(eom.log_lines[0].find(" tls=verified dane=fail dane_reason=tlsa-invalid action=tempfail reason=no-policy "),
+  EXPECT_NE(eom.log_lines[0].find(
+                " tls=verified dane=fail dane_reason=tlsa-invalid action=tempfail reason=no-policy "),
             std::string::npos)
       << eom.log_lines[0];
 }
@@ -246,7 +261,8 @@ TEST(Session, UntrustedTextIsEscapedInTheDecisionLine) {
   const auto eom = s.end_message("Q1 action=continue\nforged line", f.t0);
   ASSERT_EQ(eom.log_lines.size(), 1u);
   const std::string& line = eom.log_lines[0];
-  EXPECT_TRUE(line.starts_with("decision queue_id=\"Q1 action=continue\\x0Aforged line\" domain=good.example "))
+  EXPECT_TRUE(
+      line.starts_with("decision queue_id=\"Q1 action=continue\\x0Aforged line\" domain=good.example "))
       << line;
   EXPECT_EQ(line.find('\n'), std::string::npos);
   const std::string after_queue_id = line.substr(line.find("\" domain="));
@@ -275,8 +291,9 @@ TEST(Session, OnlyInScopeRecipientsAreCheckedAtRcpt) {
     Fixture f;
     f.config->decision.excluded_domains = {"excluded.example"};
     auto& s = f.start();
-    const auto reply = s.on_rcpt(c.address, c.mailer ? std::optional<std::string_view>(*c.mailer) : std::nullopt,
-                                 c.host ? std::optional<std::string_view>(*c.host) : std::nullopt, f.t0);
+    const auto reply =
+        s.on_rcpt(c.address, c.mailer ? std::optional<std::string_view>(*c.mailer) : std::nullopt,
+                  c.host ? std::optional<std::string_view>(*c.host) : std::nullopt, f.t0);
     EXPECT_TRUE(reply.accept || c.checks == 1);
     int total = 0;
     for (const auto& [d, n] : f.checker.calls) total += n;
@@ -288,7 +305,8 @@ TEST(Session, NonSmtpMailIsDecidedAtEndOfMessage) {
   Fixture f;
   f.config->decision.non_smtp_action = Action::Quarantine;
   auto& s = f.start();
-  EXPECT_TRUE(s.on_rcpt("a@bad.example", std::nullopt, std::nullopt, f.t0).accept) << "never tempfail without a next hop";
+  EXPECT_TRUE(s.on_rcpt("a@bad.example", std::nullopt, std::nullopt, f.t0).accept)
+      << "never tempfail without a next hop";
   EXPECT_EQ(f.checker.calls["bad.example"], 0);
   const auto eom = s.end_message("ABC", f.t0);
   EXPECT_EQ(f.checker.calls["bad.example"], 1);
@@ -325,7 +343,8 @@ TEST(Session, ListedDaemonNamesAreDecidedAtEndOfMessage) {
     EXPECT_EQ(reply.accept, c.decided_at_end);
     const auto eom = f.session->end_message("Q1", f.t0);
     ASSERT_EQ(eom.log_lines.size(), 1u);
-    EXPECT_NE(eom.log_lines[0].find(c.decided_at_end ? "next_hop=unknown" : "next_hop=domain"), std::string::npos)
+    EXPECT_NE(eom.log_lines[0].find(c.decided_at_end ? "next_hop=unknown" : "next_hop=domain"),
+              std::string::npos)
         << eom.log_lines[0];
     EXPECT_EQ(eom.header_value.has_value(), c.decided_at_end) << "non_smtp_action tag at end of message";
   }
@@ -531,7 +550,7 @@ struct OverrideCase {
   std::string address;
   std::optional<std::string> host;  // nullopt: no macros (non-SMTP)
   bool accept;
-  std::string action;     // in the decision log line
+  std::string action;  // in the decision log line
   std::optional<std::string> header;
 };
 
@@ -540,44 +559,138 @@ TEST(Session, OverridesApplyToTheirPolicyDomainOnly) {
   const DomainOverride strict{std::nullopt, "tag", true};
   const std::vector<OverrideCase> cases{
       {"no override", "tempfail", false, {}, "a@bad.example", "bad.example", false, "tempfail", std::nullopt},
-      {"enforce tag", "tempfail", false, {{"bad.example", tag}}, "a@bad.example", "bad.example", true, "tag", "fail"},
-      {"enforce off", "tempfail", false, {{"bad.example", {"off", {}, {}}}}, "a@bad.example", "bad.example", true,
-       "continue", std::nullopt},
-      {"enforce quarantine", "tempfail", false, {{"bad.example", {"quarantine", {}, {}}}}, "a@bad.example",
-       "bad.example", true, "quarantine", std::nullopt},
-      {"tempfail despite a tagging config", "tag", false, {{"bad.example", {"tempfail", {}, {}}}}, "a@bad.example",
-       "bad.example", false, "tempfail", std::nullopt},
-      {"override of another domain", "tempfail", false, {{"good.example", tag}}, "a@bad.example", "bad.example",
-       false, "tempfail", std::nullopt},
-      {"NULL columns keep the config", "tempfail", false, {{"bad.example", {}}}, "a@bad.example", "bad.example",
-       false, "tempfail", std::nullopt},
-      {"strict testing for one domain", "tempfail", false, {{"test.example", {std::nullopt, std::nullopt, true}}},
-       "a@test.example", "test.example", false, "tempfail", std::nullopt},
-      {"strict testing off for one domain", "tempfail", true, {{"test.example", {std::nullopt, "tag", false}}},
-       "a@test.example", "test.example", true, "tag", "fail"},
-      {"strict wins over testing_action", "tempfail", false, {{"test.example", strict}}, "a@test.example", "test.example", false,
-       "tempfail", std::nullopt},
-      {"a pass stays a pass", "tempfail", false, {{"good.example", {"tempfail", {}, true}}}, "a@good.example",
-       "good.example", true, "continue", std::nullopt},
-      {"smart host: keyed by the relay's domain", "tempfail", false, {{"relay.example", tag}}, "a@good.example",
-       "[relay.example]:587", true, "tag", "fail"},
-      {"smart host: the recipient domain's row does not apply", "tempfail", false, {{"good.example", tag}},
-       "a@good.example", "[relay.example]:587", false, "tempfail", std::nullopt},
-      {"non-SMTP keeps non_smtp_action", "tempfail", false, {{"bad.example", {"off", {}, {}}}}, "a@bad.example",
-       std::nullopt, true, "tag", "fail"},
+      {"enforce tag",
+       "tempfail",
+       false,
+       {{"bad.example", tag}},
+       "a@bad.example",
+       "bad.example",
+       true,
+       "tag",
+       "fail"},
+      {"enforce off",
+       "tempfail",
+       false,
+       {{"bad.example", {"off", {}, {}}}},
+       "a@bad.example",
+       "bad.example",
+       true,
+       "continue",
+       std::nullopt},
+      {"enforce quarantine",
+       "tempfail",
+       false,
+       {{"bad.example", {"quarantine", {}, {}}}},
+       "a@bad.example",
+       "bad.example",
+       true,
+       "quarantine",
+       std::nullopt},
+      {"tempfail despite a tagging config",
+       "tag",
+       false,
+       {{"bad.example", {"tempfail", {}, {}}}},
+       "a@bad.example",
+       "bad.example",
+       false,
+       "tempfail",
+       std::nullopt},
+      {"override of another domain",
+       "tempfail",
+       false,
+       {{"good.example", tag}},
+       "a@bad.example",
+       "bad.example",
+       false,
+       "tempfail",
+       std::nullopt},
+      {"NULL columns keep the config",
+       "tempfail",
+       false,
+       {{"bad.example", {}}},
+       "a@bad.example",
+       "bad.example",
+       false,
+       "tempfail",
+       std::nullopt},
+      {"strict testing for one domain",
+       "tempfail",
+       false,
+       {{"test.example", {std::nullopt, std::nullopt, true}}},
+       "a@test.example",
+       "test.example",
+       false,
+       "tempfail",
+       std::nullopt},
+      {"strict testing off for one domain",
+       "tempfail",
+       true,
+       {{"test.example", {std::nullopt, "tag", false}}},
+       "a@test.example",
+       "test.example",
+       true,
+       "tag",
+       "fail"},
+      {"strict wins over testing_action",
+       "tempfail",
+       false,
+       {{"test.example", strict}},
+       "a@test.example",
+       "test.example",
+       false,
+       "tempfail",
+       std::nullopt},
+      {"a pass stays a pass",
+       "tempfail",
+       false,
+       {{"good.example", {"tempfail", {}, true}}},
+       "a@good.example",
+       "good.example",
+       true,
+       "continue",
+       std::nullopt},
+      {"smart host: keyed by the relay's domain",
+       "tempfail",
+       false,
+       {{"relay.example", tag}},
+       "a@good.example",
+       "[relay.example]:587",
+       true,
+       "tag",
+       "fail"},
+      {"smart host: the recipient domain's row does not apply",
+       "tempfail",
+       false,
+       {{"good.example", tag}},
+       "a@good.example",
+       "[relay.example]:587",
+       false,
+       "tempfail",
+       std::nullopt},
+      {"non-SMTP keeps non_smtp_action",
+       "tempfail",
+       false,
+       {{"bad.example", {"off", {}, {}}}},
+       "a@bad.example",
+       std::nullopt,
+       true,
+       "tag",
+       "fail"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     Fixture f;
     for (auto& [domain, r] : f.checker.results) r = for_domain(domain, r);
-    f.checker.results["relay.example"] = for_domain("relay.example", result(Mode::Enforce, Outcome::Fail, "cert-expired"));
+    f.checker.results["relay.example"] =
+        for_domain("relay.example", result(Mode::Enforce, Outcome::Fail, "cert-expired"));
     f.config->decision.enforce_action = word(c.config_enforce);
     f.config->decision.strict_testing = c.config_strict;
     f.session = std::make_unique<Session>(f.checker.function(), f.config,
                                           std::make_shared<const DomainOverrides>(c.overrides));
     f.session->begin_message(f.t0);
-    const auto reply = f.session->on_rcpt(c.address, c.host ? std::optional<std::string_view>("smtp") : std::nullopt,
-                                          c.host ? std::optional<std::string_view>(*c.host) : std::nullopt, f.t0);
+    const auto reply =
+        f.session->on_rcpt(c.address, c.host ? std::optional<std::string_view>("smtp") : std::nullopt,
+                           c.host ? std::optional<std::string_view>(*c.host) : std::nullopt, f.t0);
     EXPECT_EQ(reply.accept, c.accept) << reply.text;
     const auto eom = f.session->end_message("Q9", f.t0);
     EXPECT_EQ(eom.header_value, c.header);

@@ -14,9 +14,9 @@ namespace {
 TEST(SystemClock, IgnoresAnyFakeTimeVariable) {
   ::setenv("MTASTS_FAKE_NOW", "1000", 1);
   const SystemClock clock;
-  const auto real = std::chrono::duration_cast<std::chrono::seconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
+  const auto real =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   ::unsetenv("MTASTS_FAKE_NOW");
   EXPECT_LE(std::abs(clock.now() - real), 2);
 }

@@ -51,7 +51,8 @@ struct TcpPair {
   Fd client;
   Fd server;
 
-  explicit TcpPair(int family = AF_INET) : listener(socket(family, SOCK_STREAM, 0)), client(socket(family, SOCK_STREAM, 0)) {
+  explicit TcpPair(int family = AF_INET)
+      : listener(socket(family, SOCK_STREAM, 0)), client(socket(family, SOCK_STREAM, 0)) {
     sockaddr_storage storage{};
     socklen_t length = 0;
     if (family == AF_INET6) {
@@ -75,7 +76,9 @@ struct TcpPair {
   }
 };
 
-void send_all(int fd, const char* text) { ASSERT_EQ(write(fd, text, std::strlen(text)), ssize_t(std::strlen(text))); }
+void send_all(int fd, const char* text) {
+  ASSERT_EQ(write(fd, text, std::strlen(text)), ssize_t(std::strlen(text)));
+}
 
 void receive(int fd, std::size_t count) {
   std::array<char, 64> buffer{};

@@ -73,9 +73,7 @@ class BlackHole {
   BlackHole(const BlackHole&) = delete;
   BlackHole& operator=(const BlackHole&) = delete;
   ~BlackHole() { ::close(fd_); }
-  std::string stub(const std::string& zone) const {
-    return zone + "=127.0.0.9@" + std::to_string(port_);
-  }
+  std::string stub(const std::string& zone) const { return zone + "=127.0.0.9@" + std::to_string(port_); }
 
  private:
   int fd_;
@@ -180,9 +178,7 @@ class FakeAuthority {
     thread_.join();
     ::close(fd_);
   }
-  std::string stub(const std::string& zone) const {
-    return zone + "=127.0.0.10@" + std::to_string(port_);
-  }
+  std::string stub(const std::string& zone) const { return zone + "=127.0.0.10@" + std::to_string(port_); }
 
  private:
   void serve() {
@@ -192,8 +188,8 @@ class FakeAuthority {
       std::string buffer(4096, '\0');
       sockaddr_in peer{};
       socklen_t peer_len = sizeof peer;
-      const ssize_t n = ::recvfrom(fd_, buffer.data(), buffer.size(), 0,
-                                   reinterpret_cast<sockaddr*>(&peer), &peer_len);
+      const ssize_t n =
+          ::recvfrom(fd_, buffer.data(), buffer.size(), 0, reinterpret_cast<sockaddr*>(&peer), &peer_len);
       if (n <= 0) continue;
       buffer.resize(static_cast<std::size_t>(n));
       const std::string reply = answer(buffer);
@@ -210,13 +206,13 @@ class FakeAuthority {
     for (const auto& rr : rrs_) {
       if (rr.owner != q->name || rr.type != q->type) continue;
       const std::string ttl = u16(0) + u16(300);
-      rrs += "\xc0\x0c" + u16(rr.type) + u16(1) + ttl +
-             u16(static_cast<unsigned>(rr.rdata.size())) + rr.rdata;
+      rrs +=
+          "\xc0\x0c" + u16(rr.type) + u16(1) + ttl + u16(static_cast<unsigned>(rr.rdata.size())) + rr.rdata;
       ++count;
     }
     const char flags = static_cast<char>(0x84 | (query[2] & 0x01));  // QR AA, RD echoed
-    return std::string{query.substr(0, 2)} + flags + '\0' + u16(1) + u16(count) + u16(0) +
-           u16(0) + std::string{query.substr(12, q->end - 12)} + rrs;
+    return std::string{query.substr(0, 2)} + flags + '\0' + u16(1) + u16(count) + u16(0) + u16(0) +
+           std::string{query.substr(12, q->end - 12)} + rrs;
   }
 
   const std::vector<FakeRr> rrs_;
@@ -230,8 +226,7 @@ class FakeAuthority {
 // replaces the unreachable root anchor.
 UnboundConfig fake_config(const FakeAuthority& fake) {
   const std::string anchor = ::testing::TempDir() + "/unrelated-anchor.ds";
-  std::ofstream{anchor} << "unrelated.example. 3600 IN DS 12345 13 2 "
-                        << std::string(64, 'a') << "\n";
+  std::ofstream{anchor} << "unrelated.example. 3600 IN DS 12345 13 2 " << std::string(64, 'a') << "\n";
   auto config = hermetic_config({fake.stub("test")});
   config.trust_anchor_files = {anchor};
   return config;
@@ -247,12 +242,14 @@ TEST(UnboundDnsConfig, BadConfigurationThrows) {
     UnboundConfig config;
   };
   const std::vector<Case> cases = {
-      {"missing anchor file", [] {
+      {"missing anchor file",
+       [] {
          auto c = hermetic_config();
          c.trust_anchor_files = {"/nonexistent/ta.key"};
          return c;
        }()},
-      {"garbage anchor file", [&] {
+      {"garbage anchor file",
+       [&] {
          auto c = hermetic_config();
          c.trust_anchor_files = {garbage};
          return c;
@@ -261,7 +258,8 @@ TEST(UnboundDnsConfig, BadConfigurationThrows) {
       {"stub without zone", hermetic_config({"=127.0.0.1"})},
       {"stub without address", hermetic_config({"test="})},
       {"stub with bad address", hermetic_config({"test=not-an-address"})},
-      {"bad forwarder", [] {
+      {"bad forwarder",
+       [] {
          auto c = hermetic_config();
          c.forwarders = {"300.1.2.3"};
          return c;
@@ -302,8 +300,8 @@ TEST(UnboundDnsHermetic, BuiltInZones) {
     DnsStatus status;
   };
   const std::vector<Case> cases = {
-      {"localhost", DnsStatus::NoData},            // no TXT at localhost
-      {"nothing.invalid", DnsStatus::NxDomain},    // RFC 6761 §6.4
+      {"localhost", DnsStatus::NoData},          // no TXT at localhost
+      {"nothing.invalid", DnsStatus::NxDomain},  // RFC 6761 §6.4
   };
   for (const auto& c : cases) {
     EXPECT_EQ(dns.lookup_txt(c.name, deadline()).status, c.status) << c.name;
@@ -321,11 +319,11 @@ TEST(UnboundDnsHermetic, DeadlineIsRespected) {
     for (const bool addresses : {false, true}) {
       const auto start = Clock::now();
       const auto deadline = start + milliseconds(deadline_ms);
-      const DnsAnswer answer = addresses ? dns.lookup_addresses("x.test", deadline)
-                                         : dns.lookup_txt("mta.x.test", deadline);
+      const DnsAnswer answer =
+          addresses ? dns.lookup_addresses("x.test", deadline) : dns.lookup_txt("mta.x.test", deadline);
       const long long elapsed = ms_since(start);
-      std::printf("measure deadline_ms=%d addresses=%d elapsed_ms=%lld\n", deadline_ms,
-                  addresses ? 1 : 0, elapsed);
+      std::printf("measure deadline_ms=%d addresses=%d elapsed_ms=%lld\n", deadline_ms, addresses ? 1 : 0,
+                  elapsed);
       EXPECT_EQ(answer.status, DnsStatus::Timeout) << deadline_ms;
       EXPECT_TRUE(answer.records.empty());
       EXPECT_GE(elapsed, deadline_ms);
@@ -341,8 +339,7 @@ TEST(UnboundDnsHermetic, UnreachableStubEndsByDeadline) {
   const auto start = Clock::now();
   const DnsAnswer answer = dns.lookup_txt("_mta-sts.x.test", start + milliseconds(800));
   const long long elapsed = ms_since(start);
-  std::printf("measure unreachable elapsed_ms=%lld status=%d\n", elapsed,
-              static_cast<int>(answer.status));
+  std::printf("measure unreachable elapsed_ms=%lld status=%d\n", elapsed, static_cast<int>(answer.status));
   EXPECT_TRUE(answer.status == DnsStatus::Timeout || answer.status == DnsStatus::ServFail);
   EXPECT_LT(elapsed, 800 + 1000);
 }
@@ -362,8 +359,8 @@ TEST(UnboundDnsHermetic, ConcurrentTimeoutsAndShutdown) {
         for (int i = 0; i < 20; ++i) {
           const auto deadline = Clock::now() + milliseconds((t * 20 + i) % 25);
           const std::string name = "n" + std::to_string(i) + ".t" + std::to_string(t) + ".test";
-          const auto answer = (i % 2 == 0) ? dns.lookup_txt(name, deadline)
-                                           : dns.lookup_addresses(name, deadline);
+          const auto answer =
+              (i % 2 == 0) ? dns.lookup_txt(name, deadline) : dns.lookup_addresses(name, deadline);
           (answer.status == DnsStatus::Timeout ? timeouts : others)++;
         }
       });
@@ -378,8 +375,7 @@ TEST(UnboundDnsHermetic, ConcurrentTimeoutsAndShutdown) {
 }
 
 std::string tlsa_rdata(int usage, int selector, int mtype, std::string_view data) {
-  return std::string{static_cast<char>(usage), static_cast<char>(selector),
-                     static_cast<char>(mtype)} +
+  return std::string{static_cast<char>(usage), static_cast<char>(selector), static_cast<char>(mtype)} +
          std::string{data};
 }
 
@@ -399,15 +395,19 @@ std::vector<FakeRr> crafted_records() {
       {"trailing.fake.test", kMx, u16(7) + wire("good.example")},
       {"underscore.fake.test", kMx, u16(6) + wire("under_score.example")},  // not LDH
       {"underscore.fake.test", kMx, u16(7) + wire("good.example")},
-      {"junk.fake.test", kMx, u16(1) + "\x03" "a.b" + nul},  // a dot inside a label
-      {"junk.fake.test", kMx, u16(2) + wire("ok.example") + nul},   // a second root label
+      {"junk.fake.test", kMx,
+       u16(1) +
+           "\x03"
+           "a.b" +
+           nul},                                                   // a dot inside a label
+      {"junk.fake.test", kMx, u16(2) + wire("ok.example") + nul},  // a second root label
       {"null.fake.test", kMx, u16(0) + wire("")},
       {"nullmixed.fake.test", kMx, u16(0) + wire("")},
       {"nullmixed.fake.test", kMx, u16(10) + wire("mx.example")},
       {"rootpref.fake.test", kMx, u16(10) + wire("")},
       {"_25._tcp.mx.fake.test", kTlsa, tlsa_rdata(3, 1, 1, digest)},
       {"_25._tcp.mx.fake.test", kTlsa, tlsa_rdata(3, 1, 1, "")},  // no data
-      {"_25._tcp.mx.fake.test", kTlsa, "\x03\x01"},              // truncated
+      {"_25._tcp.mx.fake.test", kTlsa, "\x03\x01"},               // truncated
       {"_25._tcp.short.fake.test", kTlsa, "\x02"},
       {"_443._tcp.mx.fake.test", kTlsa, tlsa_rdata(2, 0, 2, "\x01\x02")},
   };
@@ -427,8 +427,10 @@ TEST(UnboundDnsHermetic, CraftedMxRdata) {
     bool null_mx;
   };
   const std::vector<Case> cases = {
-      {"mx.fake.test", DnsStatus::Ok,
-       {{10, "a.example"}, {10, "mx.fake.test"}, {20, "mx2.fake.test"}}, false},
+      {"mx.fake.test",
+       DnsStatus::Ok,
+       {{10, "a.example"}, {10, "mx.fake.test"}, {20, "mx2.fake.test"}},
+       false},
       // libunbound 1.17 refuses the whole message: it never reaches us.
       {"empty.fake.test", DnsStatus::ServFail, {}, false},
       {"trailing.fake.test", DnsStatus::Ok, {{7, "good.example"}}, false},
@@ -539,9 +541,12 @@ struct LiveCase {
 
 const char* lookup_name(Lookup lookup) {
   switch (lookup) {
-    case Lookup::Txt: return " TXT";
-    case Lookup::Addresses: return " A+AAAA";
-    case Lookup::HostAddresses: return " host A+AAAA";
+    case Lookup::Txt:
+      return " TXT";
+    case Lookup::Addresses:
+      return " A+AAAA";
+    case Lookup::HostAddresses:
+      return " host A+AAAA";
   }
   return "";
 }
@@ -551,24 +556,24 @@ void PrintTo(const LiveCase& c, std::ostream* out) { *out << c.name << lookup_na
 std::vector<LiveCase> live_cases() {
   using enum Lookup;
   return {
-      {"_mta-sts.secure.test", Txt, DnsStatus::Ok, DnsSecurity::Secure,
-       {"v=STSv1; id=20240101T000000;"}},
+      {"_mta-sts.secure.test", Txt, DnsStatus::Ok, DnsSecurity::Secure, {"v=STSv1; id=20240101T000000;"}},
       {"multi.secure.test", Txt, DnsStatus::Ok, DnsSecurity::Secure, {"v=STSv1; id=split;"}},
       {"nothere.secure.test", Txt, DnsStatus::NxDomain, DnsSecurity::Secure, {}},
       {"www.secure.test", Txt, DnsStatus::NoData, DnsSecurity::Secure, {}},
-      {"www.secure.test", Addresses, DnsStatus::Ok, DnsSecurity::Secure,
-       {"127.1.0.1", "2001:db8::1"}},
+      {"www.secure.test", Addresses, DnsStatus::Ok, DnsSecurity::Secure, {"127.1.0.1", "2001:db8::1"}},
       {"v4only.secure.test", Addresses, DnsStatus::Ok, DnsSecurity::Secure, {"127.1.0.2"}},
       {"v6only.secure.test", Addresses, DnsStatus::Ok, DnsSecurity::Secure, {"2001:db8::2"}},
       {"nothere.secure.test", Addresses, DnsStatus::NxDomain, DnsSecurity::Secure, {}},
       {"_mta-sts.bogus.test", Txt, DnsStatus::ServFail, DnsSecurity::Bogus, {}},
-      {"www.bogus.test", Addresses, DnsStatus::Ok, DnsSecurity::Secure,  // untouched
+      {"www.bogus.test",
+       Addresses,
+       DnsStatus::Ok,
+       DnsSecurity::Secure,  // untouched
        {"127.1.0.4", "2001:db8::4"}},
       {"_mta-sts.plain.test", Txt, DnsStatus::Ok, DnsSecurity::Insecure, {"v=STSv1; id=plain1;"}},
       {"nothere.plain.test", Txt, DnsStatus::NxDomain, DnsSecurity::Insecure, {}},
       {"www.plain.test", Txt, DnsStatus::NoData, DnsSecurity::Insecure, {}},
-      {"www.plain.test", Addresses, DnsStatus::Ok, DnsSecurity::Insecure,
-       {"127.1.0.3", "2001:db8::3"}},
+      {"www.plain.test", Addresses, DnsStatus::Ok, DnsSecurity::Insecure, {"127.1.0.3", "2001:db8::3"}},
       {"mx.secure.test", HostAddresses, DnsStatus::Ok, DnsSecurity::Secure, {"127.25.0.1"}},
       {"mx.plain.test", HostAddresses, DnsStatus::Ok, DnsSecurity::Insecure, {"127.25.0.3"}},
       {"nothere.plain.test", HostAddresses, DnsStatus::NxDomain, DnsSecurity::Insecure, {}},
@@ -577,9 +582,12 @@ std::vector<LiveCase> live_cases() {
 
 DnsAnswer run_lookup(UnboundDns& dns, const LiveCase& c) {
   switch (c.lookup) {
-    case Lookup::Txt: return dns.lookup_txt(c.name, live_deadline());
-    case Lookup::Addresses: return dns.lookup_addresses(c.name, live_deadline());
-    case Lookup::HostAddresses: return dns.lookup_host_addresses(c.name, live_deadline());
+    case Lookup::Txt:
+      return dns.lookup_txt(c.name, live_deadline());
+    case Lookup::Addresses:
+      return dns.lookup_addresses(c.name, live_deadline());
+    case Lookup::HostAddresses:
+      return dns.lookup_host_addresses(c.name, live_deadline());
   }
   return {};
 }
@@ -616,8 +624,11 @@ std::vector<MxLiveCase> mx_live_cases() {
   return {
       {"secure.test", S::Ok, D::Secure, {{10, "mx.secure.test"}, {20, "mx2.secure.test"}}, false},
       {"bogus.test", S::Ok, D::Secure, {{10, "mx.bogus.test"}, {20, "mx2.bogus.test"}}, false},
-      {"plain.test", S::Ok, D::Insecure,
-       {{10, "backup.example.net"}, {10, "mx.plain.test"}, {20, "mx2.plain.test"}}, false},
+      {"plain.test",
+       S::Ok,
+       D::Insecure,
+       {{10, "backup.example.net"}, {10, "mx.plain.test"}, {20, "mx2.plain.test"}},
+       false},
       {"nullmx.plain.test", S::Ok, D::Insecure, {}, true},
       {"nullmx.secure.test", S::Ok, D::Secure, {}, true},
       {"www.secure.test", S::NoData, D::Secure, {}, false},
@@ -645,9 +656,7 @@ struct TlsaLiveCase {
   TlsaView records;
 };
 
-void PrintTo(const TlsaLiveCase& c, std::ostream* out) {
-  *out << c.host << ":" << c.port << " TLSA";
-}
+void PrintTo(const TlsaLiveCase& c, std::ostream* out) { *out << c.host << ":" << c.port << " TLSA"; }
 
 std::vector<std::uint8_t> octets(std::size_t count, std::uint8_t value) {
   return std::vector<std::uint8_t>(count, value);
@@ -657,8 +666,7 @@ std::vector<TlsaLiveCase> tlsa_live_cases() {
   using S = DnsStatus;
   using D = DnsSecurity;
   return {
-      {"mx.secure.test", 25, S::Ok, D::Secure,
-       {{2, 0, 2, octets(64, 0xa1)}, {3, 1, 1, octets(32, 0xa1)}}},
+      {"mx.secure.test", 25, S::Ok, D::Secure, {{2, 0, 2, octets(64, 0xa1)}, {3, 1, 1, octets(32, 0xa1)}}},
       {"mx.secure.test", 465, S::NxDomain, D::Secure, {}},
       {"mx2.secure.test", 25, S::NxDomain, D::Secure, {}},
       {"mx.bogus.test", 25, S::ServFail, D::Bogus, {}},

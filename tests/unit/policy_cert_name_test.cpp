@@ -148,9 +148,7 @@ TEST(PolicyCertName, ListTable) {
 
 // policy/net passes these flags to X509_check_host; their values are
 // OpenSSL's X509_CHECK_FLAG_NEVER_CHECK_SUBJECT and _NO_PARTIAL_WILDCARDS.
-TEST(PolicyCertName, OpenSslFlags) {
-  EXPECT_EQ(kOpenSslHostCheckFlags, 0x24u);
-}
+TEST(PolicyCertName, OpenSslFlags) { EXPECT_EQ(kOpenSslHostCheckFlags, 0x24u); }
 
 }  // namespace
 }  // namespace mtasts::policy

@@ -73,13 +73,13 @@ std::vector<DomainCase> domain_cases() {
       {"xn--.com", "", "invalid-name"},  // ends with a hyphen
       {"xn--a.com", "", "idna"},
       {"xn--99999999.com", "", "idna"},  // Punycode overflow
-      {"xn--zca.de", "xn--zca.de", ""},   // ß, valid under non-transitional rules
+      {"xn--zca.de", "xn--zca.de", ""},  // ß, valid under non-transitional rules
       {"💩.la", "", "idna"},
       {"xn--ls8h.la", "", "idna"},
-      {"a\u200Db.com", "", "idna"},  // ZWJ outside its CONTEXTJ rule
-      {"١٢٣.com", "", "idna"},       // Bidi rule
-      {"\xff\xfe.com", "", "idna"},  // invalid UTF-8
-      {"\xc3", "", "idna"},          // truncated UTF-8
+      {"a\u200Db.com", "", "idna"},           // ZWJ outside its CONTEXTJ rule
+      {"١٢٣.com", "", "idna"},                // Bidi rule
+      {"\xff\xfe.com", "", "idna"},           // invalid UTF-8
+      {"\xc3", "", "idna"},                   // truncated UTF-8
       {"ab--cd.bücher.example", "", "idna"},  // libidn2's hyphen rule on IDNs
       {std::string(40, 'x') + "ü.com", "xn--" + std::string(40, 'x') + "-oge.com", ""},
       {std::string(63, 'u') + "\u00FC.com", "", "idna"},  // A-label > 63

@@ -1,6 +1,6 @@
 // Untrusted text in logfmt lines: one helper, one rule (policy/logfmt.h).
-#include "policy/logfmt.h"
 #include "policy/ascii.h"
+#include "policy/logfmt.h"
 
 #include <gtest/gtest.h>
 
@@ -26,7 +26,9 @@ TEST(Logfmt, ValueTable) {
       {"say \"hi\"", "\"say \\\"hi\\\"\""},
       {"back\\slash", "\"back\\\\slash\""},
       {"tab\there", "\"tab\\x09here\""},
-      {"b\xC3\xBC" "cher", "\"b\\xC3\\xBCcher\""},
+      {"b\xC3\xBC"
+       "cher",
+       "\"b\\xC3\\xBCcher\""},
       {"esc\x1b[31m", "\"esc\\x1B[31m\""},
       {std::string("nul\0x", 5), "\"nul\\x00x\""},
   };
@@ -46,7 +48,9 @@ TEST(Logfmt, EveryByteYieldsOneSafeToken) {
     const std::string in = std::string("k") + static_cast<char>(b) + "v";
     const std::string out = logfmt_value(in);
     for (const char c : out) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << b << ": " << out;
-    if (out.front() != '"') EXPECT_EQ(out.find_first_of(" =\"\\"), std::string::npos) << b;
+    if (out.front() != '"') {
+      EXPECT_EQ(out.find_first_of(" =\"\\"), std::string::npos) << b;
+    }
   }
 }
 

@@ -77,7 +77,8 @@ TEST(MxDnsCache, FullTableStartsOver) {
   FakeMxDns upstream;
   FakeClock clock;
   MxDnsCache cache(upstream, clock, 60, 2);
-  for (const char* d : {"a.example", "b.example"}) upstream.set_mx(d, mx_with(DnsStatus::Ok, DnsSecurity::Insecure, 60));
+  for (const char* d : {"a.example", "b.example"})
+    upstream.set_mx(d, mx_with(DnsStatus::Ok, DnsSecurity::Insecure, 60));
   upstream.set_mx("c.example", mx_with(DnsStatus::Ok, DnsSecurity::Insecure, 60));
   for (const char* d : {"a.example", "b.example", "c.example", "c.example"}) cache.lookup_mx(d, later());
   EXPECT_EQ(upstream.mx_calls(), 3);

@@ -12,15 +12,16 @@
 #include <thread>
 
 #include "fakes/fake_next_hop.h"
-#include "policy/engine/probe_cache.h"
 #include "fakes/fake_sources.h"
 #include "fakes/recording_sink.h"
+#include "policy/engine/probe_cache.h"
 
 namespace mtasts::testing {
 namespace {
 
 constexpr const char* kEnforce =
-    "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmx: mx2.example.com\nmx: example.com\nmax_age: 86400\n";
+    "version: STSv1\nmode: enforce\nmx: mx1.example.com\nmx: mx2.example.com\nmx: example.com\nmax_age: "
+    "86400\n";
 constexpr const char* kNone = "version: STSv1\nmode: none\nmax_age: 86400\n";
 constexpr const char* kRelay =
     "version: STSv1\nmode: enforce\nmx: relay.example.net\nmx: *.relay.example.net\nmax_age: 86400\n";
@@ -41,7 +42,9 @@ NextHop recipient() { return NextHop{"example.com", NextHopKind::RecipientDomain
 NextHop relay(const std::string& host, bool mx_lookup, std::uint16_t port = 25) {
   return NextHop{"example.com", NextHopKind::SmartHost, host, "", mx_lookup, port};
 }
-NextHop ip_literal_relay() { return NextHop{"example.com", NextHopKind::SmartHost, "", "192.0.2.7", false, 25}; }
+NextHop ip_literal_relay() {
+  return NextHop{"example.com", NextHopKind::SmartHost, "", "192.0.2.7", false, 25};
+}
 
 struct World {
   FakeDns dns;
@@ -139,7 +142,9 @@ std::vector<Case> cases() {
        },
        recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "mx1.example.com", 1, 1},
       {"all unreachable",
-       [](World& w) { w.mx.set_mx("example.com", mx_answer({kMx1, kMx2})); },
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1, kMx2}));
+       },
        recipient(), Outcome::Unknown, "mx-unreachable", TlsStatus::Unverified, "", 2, 1},
       {"only failures: the most preferred one",
        [](World& w) {
@@ -166,21 +171,17 @@ std::vector<Case> cases() {
          w.prober.set("192.0.2.9", verified());
        },
        recipient(), Outcome::Pass, "verified", TlsStatus::Verified, "example.com", 1, 1},
-      {"null mx",
-       [](World& w) { w.mx.set_mx("example.com", null_mx_answer()); },
-       recipient(), Outcome::Pass, "null-mx", TlsStatus::Unverified, "", 0, 1,
+      {"null mx", [](World& w) { w.mx.set_mx("example.com", null_mx_answer()); }, recipient(), Outcome::Pass,
+       "null-mx", TlsStatus::Unverified, "", 0, 1,
        [](World&, const CheckResult& r) {
          EXPECT_TRUE(r.facts.null_mx);
          EXPECT_TRUE(r.facts.candidates.empty());
        }},
-      {"mx servfail",
-       [](World& w) { w.mx.set_mx("example.com", mx_status(DnsStatus::ServFail)); },
+      {"mx servfail", [](World& w) { w.mx.set_mx("example.com", mx_status(DnsStatus::ServFail)); },
        recipient(), Outcome::Unknown, "mx-lookup-servfail", TlsStatus::Unverified, "", 0, 1},
-      {"mx timeout",
-       [](World& w) { w.mx.set_mx("example.com", mx_status(DnsStatus::Timeout)); },
-       recipient(), Outcome::Unknown, "mx-lookup-timeout", TlsStatus::Unverified, "", 0, 1},
-      {"mx bogus",
-       [](World& w) { w.mx.set_mx("example.com", mx_answer({kMx1}, DnsSecurity::Bogus)); },
+      {"mx timeout", [](World& w) { w.mx.set_mx("example.com", mx_status(DnsStatus::Timeout)); }, recipient(),
+       Outcome::Unknown, "mx-lookup-timeout", TlsStatus::Unverified, "", 0, 1},
+      {"mx bogus", [](World& w) { w.mx.set_mx("example.com", mx_answer({kMx1}, DnsSecurity::Bogus)); },
        recipient(), Outcome::Unknown, "mx-lookup-bogus", TlsStatus::Unverified, "", 0, 1},
       {"dane: secure tlsa goes with the probe",
        [](World& w) {
@@ -345,8 +346,7 @@ std::vector<Case> cases() {
          EXPECT_EQ(r.policy_domain, "relay.example.net");
          EXPECT_EQ(w.dns.calls("_mta-sts.example.com"), 0);
        }},
-      {"ip-literal smart host: no policy",
-       [](World& w) { w.prober.set("192.0.2.7", verified()); },
+      {"ip-literal smart host: no policy", [](World& w) { w.prober.set("192.0.2.7", verified()); },
        ip_literal_relay(), Outcome::Pass, "no-policy", TlsStatus::None, "", 0, 0,
        [](World& w, const CheckResult& r) {
          EXPECT_EQ(r.policy_domain, "");
@@ -378,8 +378,8 @@ std::vector<Case> cases() {
        },
        recipient(), Outcome::Pass, "mode-none", TlsStatus::None, "", 0, 1},
       {"policy discovery servfail: unknown, one mx lookup, for DANE only",
-       [](World& w) { w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::ServFail)); },
-       recipient(), Outcome::Unknown, "dns-servfail", TlsStatus::None, "", 0, 1},
+       [](World& w) { w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::ServFail)); }, recipient(),
+       Outcome::Unknown, "dns-servfail", TlsStatus::None, "", 0, 1},
       {"second address tried when the first is unreachable",
        [](World& w) {
          w.mx.set_mx("example.com", mx_answer({kMx1}));
@@ -575,8 +575,9 @@ TEST(NextHopChecker, DaneOnItsOwnTable) {
     EXPECT_EQ(r.verdict.dane->mx, c.dane_mx);
     EXPECT_EQ(w.prober.calls(), c.probes);
     EXPECT_EQ(w.mx.tlsa_calls(), c.tlsa_lookups);
-    if (c.dane_outcome == Outcome::Fail && c.dane_reason == "tlsa-invalid")
+    if (c.dane_outcome == Outcome::Fail && c.dane_reason == "tlsa-invalid") {
       EXPECT_EQ(r.verdict.dane->result_type, ResultType::TlsaInvalid);
+    }
     for (const auto& request : w.prober.requests()) EXPECT_TRUE(request.tlsa.has_value()) << request.host;
   }
 }
@@ -678,7 +679,8 @@ TEST(ProbeCache, ProbesBeyondMaxJobsLeaveTheHostUnverified) {
   EXPECT_EQ(prober.calls(), 1);
   EXPECT_EQ(reported, 1) << "only the probe that ran";
   prober.set_delay(std::chrono::milliseconds(0));
-  const auto later = cache.probe(request("mx2.example.com", "192.0.2.2"), in_10ms() + std::chrono::seconds(2), count);
+  const auto later =
+      cache.probe(request("mx2.example.com", "192.0.2.2"), in_10ms() + std::chrono::seconds(2), count);
   ASSERT_TRUE(later);
   EXPECT_EQ(later->outcome, ProbeOutcome::Verified) << "the refusal was not cached";
   EXPECT_EQ(prober.calls(), 2);
@@ -803,39 +805,50 @@ TEST(NextHopChecker, TlsrptSessionTable) {
          w.mx.set_mx("example.com", mx_answer({kMx1}));
          w.prober.set("192.0.2.1", verified());
        },
-       3, {"sts success   "}},
+       3,
+       {"sts success   "}},
       {"tls failure: one failure with its host and address",
        [](World& w) {
          w.mx.set_mx("example.com", mx_answer({kMx1}));
          w.prober.set("192.0.2.1", expired());
        },
-       2, {"sts certificate-expired cert-expired mx1.example.com 192.0.2.1"}},
+       2,
+       {"sts certificate-expired cert-expired mx1.example.com 192.0.2.1"}},
       {"unreachable: nothing",
-       [](World& w) { w.mx.set_mx("example.com", mx_answer({kMx1, kMx2})); },
-       1, {}},
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({kMx1, kMx2}));
+       },
+       1,
+       {}},
       {"dane probe: policy type tlsa",
        [](World& w) {
          w.mx.set_mx("example.com", mx_answer({kMx1}));
          w.mx.set_tlsa("mx1.example.com", tlsa_answer({tlsa_record()}, DnsSecurity::Secure));
          w.prober.set("192.0.2.1", dane_verified());
        },
-       2, {"tlsa success   "}},
+       2,
+       {"tlsa success   "}},
       {"mx not in policy: once within the failure ttl",
-       [](World& w) { w.mx.set_mx("example.com", mx_answer({{10, "mail.other.net"}})); },
-       3, {"sts validation-failure mx-not-in-policy mail.other.net "}},
+       [](World& w) {
+         w.mx.set_mx("example.com", mx_answer({{10, "mail.other.net"}}));
+       },
+       3,
+       {"sts validation-failure mx-not-in-policy mail.other.net "}},
       {"bogus tlsa: dnssec-invalid once",
        [](World& w) {
          w.mx.set_mx("example.com", mx_answer({kMx1}));
          w.mx.set_tlsa("mx1.example.com", TlsaAnswer{DnsStatus::ServFail, DnsSecurity::Bogus, {}});
        },
-       2, {"tlsa dnssec-invalid tlsa-bogus mx1.example.com "}},
+       2,
+       {"tlsa dnssec-invalid tlsa-bogus mx1.example.com "}},
       {"first host fails, second verifies: two sessions",
        [](World& w) {
          w.mx.set_mx("example.com", mx_answer({kMx1, kMx2}));
          w.prober.set("192.0.2.1", expired());
          w.prober.set("192.0.2.2", verified());
        },
-       1, {"sts certificate-expired cert-expired mx1.example.com 192.0.2.1", "sts success   "}},
+       1,
+       {"sts certificate-expired cert-expired mx1.example.com 192.0.2.1", "sts success   "}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);

@@ -69,8 +69,8 @@ std::vector<Case> valid_cases() {
             "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\n"
             "mx: backupmx.example.com\r\nmax_age: 604800\r\n",
             kRfcPolicy),
-      valid("rfc example without final terminator",
-            kRfcExample.substr(0, kRfcExample.size() - 1), kRfcPolicy),
+      valid("rfc example without final terminator", kRfcExample.substr(0, kRfcExample.size() - 1),
+            kRfcPolicy),
       valid("mixed LF and CRLF",
             "version: STSv1\r\nmode: enforce\nmx: mail.example.com\r\nmx: *.example.net\n"
             "mx: backupmx.example.com\r\nmax_age: 604800",
@@ -97,9 +97,11 @@ std::vector<Case> valid_cases() {
       valid("max_age at the cap", "version: STSv1\nmode: enforce\nmax_age: 31557600\nmx: a.example\n",
             enforce({"a.example"}, kMaxAgeCap)),
       valid("max_age one above the cap is capped",
-            "version: STSv1\nmode: enforce\nmax_age: 31557601\nmx: a.example\n", enforce({"a.example"}, kMaxAgeCap)),
+            "version: STSv1\nmode: enforce\nmax_age: 31557601\nmx: a.example\n",
+            enforce({"a.example"}, kMaxAgeCap)),
       valid("max_age 9999999999 is capped",
-            "version: STSv1\nmode: enforce\nmax_age: 9999999999\nmx: a.example\n", enforce({"a.example"}, kMaxAgeCap)),
+            "version: STSv1\nmode: enforce\nmax_age: 9999999999\nmx: a.example\n",
+            enforce({"a.example"}, kMaxAgeCap)),
       valid("first mode wins over a later one",
             "version: STSv1\nmode: enforce\nmode: testing\nmode: bogus\nmax_age: 5\nmx: a.example\n",
             enforce({"a.example"}, 5)),
@@ -113,8 +115,10 @@ std::vector<Case> valid_cases() {
       valid("unknown fields ignored, including case variants of known keys",
             kValid + "x-ext: hello world\nMode: testing\nMX: bad..pattern.\nVersion: nope\na.b_c-d9: v\n",
             enforce({"mail.example.com"})),
-      valid("extension value may hold ':', '=', ';'", kValid + "foo: a=b;c:d\n", enforce({"mail.example.com"})),
-      valid("utf-8 allowed in extension values", kValid + "comment: gr\xc3\xbc\xc3\x9f\x65 \xe2\x9c\x93 \xf0\x9f\x93\xa7\n",
+      valid("extension value may hold ':', '=', ';'", kValid + "foo: a=b;c:d\n",
+            enforce({"mail.example.com"})),
+      valid("utf-8 allowed in extension values",
+            kValid + "comment: gr\xc3\xbc\xc3\x9f\x65 \xe2\x9c\x93 \xf0\x9f\x93\xa7\n",
             enforce({"mail.example.com"})),
       valid("extension key of exactly 32 characters", kValid + std::string(32, 'k') + ": v\n",
             enforce({"mail.example.com"})),
@@ -126,14 +130,16 @@ std::vector<Case> valid_cases() {
                 std::string(63, 'a') + ".example\nmx: localhost\n",
             enforce({"*.example.com", "mx-1.example.com", "xn--bcher-kva.example",
                      std::string(63, 'a') + ".example", "localhost"})),
-      valid("exactly 64 KiB with one very long line", padded_to(kMaxPolicyBytes), enforce({"mail.example.com"})),
+      valid("exactly 64 KiB with one very long line", padded_to(kMaxPolicyBytes),
+            enforce({"mail.example.com"})),
   };
 }
 
 std::vector<Case> structure_cases() {
   return {
       invalid("empty body", "", {{0, "missing-version"}, {0, "missing-mode"}, {0, "missing-max-age"}}),
-      invalid("only newlines", "\n\n\r\n", {{0, "missing-version"}, {0, "missing-mode"}, {0, "missing-max-age"}}),
+      invalid("only newlines", "\n\n\r\n",
+              {{0, "missing-version"}, {0, "missing-mode"}, {0, "missing-max-age"}}),
       invalid("64 KiB + 1 is too large", padded_to(kMaxPolicyBytes + 1), {{0, "too-large"}}),
       invalid("NUL byte in a value", "version: STSv1\nmode: enforce\0\nmax_age: 1\nmx: a.example\n"s,
               {{2, "control-character"}}),
@@ -157,10 +163,12 @@ std::vector<Case> structure_cases() {
       invalid("key with a slash", kValid + "a/b: v\n", {{5, "bad-key"}}),
       invalid("blank line between fields", "version: STSv1\n\nmode: enforce\nmax_age: 1\nmx: a.example\n",
               {{2, "blank-line"}}),
-      invalid("whitespace-only line between fields", "version: STSv1\r\n \t\r\nmode: enforce\nmax_age: 1\nmx: a.example",
-              {{2, "blank-line"}}),
-      invalid("blank first line", "\nversion: STSv1\nmode: enforce\nmax_age: 1\nmx: a.example\n", {{1, "blank-line"}}),
-      invalid("UTF-8 BOM before the first key", "\xef\xbb\xbfversion: STSv1\nmode: enforce\nmax_age: 1\nmx: a.example\n",
+      invalid("whitespace-only line between fields",
+              "version: STSv1\r\n \t\r\nmode: enforce\nmax_age: 1\nmx: a.example", {{2, "blank-line"}}),
+      invalid("blank first line", "\nversion: STSv1\nmode: enforce\nmax_age: 1\nmx: a.example\n",
+              {{1, "blank-line"}}),
+      invalid("UTF-8 BOM before the first key",
+              "\xef\xbb\xbfversion: STSv1\nmode: enforce\nmax_age: 1\nmx: a.example\n",
               {{0, "missing-version"}, {1, "non-ascii"}}),
       invalid("non-ASCII key", kValid + "cl\xc3\xa9: v\n", {{5, "non-ascii"}}),
       invalid("empty extension value", kValid + "foo:\n", {{5, "empty-value"}}),
@@ -172,8 +180,12 @@ std::vector<Case> structure_cases() {
       invalid("code point above U+10FFFF", kValid + "x: \xf4\x90\x80\x80\n", {{5, "bad-utf8"}}),
       invalid("every problem is collected",
               "version: STSv2\nmode: Enforce\nmax_age: 1e5\nmx: a.example.\nnonsense\nx: \x01\n",
-              {{1, "bad-version"}, {2, "bad-mode"}, {3, "bad-max-age"}, {4, "bad-mx-pattern"},
-               {5, "not-a-field"}, {6, "control-character"}}),
+              {{1, "bad-version"},
+               {2, "bad-mode"},
+               {3, "bad-max-age"},
+               {4, "bad-mx-pattern"},
+               {5, "not-a-field"},
+               {6, "control-character"}}),
   };
 }
 
@@ -184,7 +196,8 @@ std::vector<Case> field_cases() {
       invalid("missing version", "mode: enforce\nmax_age: 1\n" + mx, {{0, "missing-version"}}),
       invalid("version lower case", "version: stsv1\nmode: enforce\nmax_age: 1\n" + mx, {{1, "bad-version"}}),
       invalid("version STSv2", "version: STSv2\nmode: enforce\nmax_age: 1\n" + mx, {{1, "bad-version"}}),
-      invalid("version with trailing word", "version: STSv1 x\nmode: enforce\nmax_age: 1\n" + mx, {{1, "bad-version"}}),
+      invalid("version with trailing word", "version: STSv1 x\nmode: enforce\nmax_age: 1\n" + mx,
+              {{1, "bad-version"}}),
       invalid("empty version", "version:\nmode: enforce\nmax_age: 1\n" + mx, {{1, "bad-version"}}),
       invalid("first version bad, second ignored", "version: 1\nversion: STSv1\nmode: none\nmax_age: 1\n",
               {{1, "bad-version"}}),
@@ -201,8 +214,10 @@ std::vector<Case> field_cases() {
       invalid("max_age +5", ver + "mode: enforce\nmax_age: +5\n" + mx, {{3, "bad-max-age"}}),
       invalid("max_age empty", ver + "mode: enforce\nmax_age: \n" + mx, {{3, "bad-max-age"}}),
       invalid("max_age with unit", ver + "mode: enforce\nmax_age: 86400s\n" + mx, {{3, "bad-max-age"}}),
-      invalid("max_age with inner space", ver + "mode: enforce\nmax_age: 86 400\n" + mx, {{3, "bad-max-age"}}),
-      invalid("max_age full-width digits", ver + "mode: enforce\nmax_age: \xef\xbc\x91\n" + mx, {{3, "non-ascii"}}),
+      invalid("max_age with inner space", ver + "mode: enforce\nmax_age: 86 400\n" + mx,
+              {{3, "bad-max-age"}}),
+      invalid("max_age full-width digits", ver + "mode: enforce\nmax_age: \xef\xbc\x91\n" + mx,
+              {{3, "non-ascii"}}),
       invalid("enforce without mx", ver + "mode: enforce\nmax_age: 1\n", {{0, "missing-mx"}}),
       invalid("testing without mx", ver + "mode: testing\nmax_age: 1\n", {{0, "missing-mx"}}),
       invalid("broken line keeps its key seen", ver + "mode: enforce\x01\nmax_age: 1\n",
@@ -212,7 +227,8 @@ std::vector<Case> field_cases() {
 
 std::vector<Case> mx_cases() {
   const auto bad_mx = [](std::string name, const std::string& pattern) {
-    return invalid(std::move(name), kHead + "mx: good.example\nmx: " + pattern + "\n", {{5, "bad-mx-pattern"}});
+    return invalid(std::move(name), kHead + "mx: good.example\nmx: " + pattern + "\n",
+                   {{5, "bad-mx-pattern"}});
   };
   return {
       bad_mx("trailing dot", "mail.example.com."),
@@ -235,8 +251,8 @@ std::vector<Case> mx_cases() {
       bad_mx("two names on one line", "a.example b.example"),
       bad_mx("IP literal", "[192.0.2.1]"),
       invalid("U-label in mx", kHead + "mx: b\xc3\xbc\x63her.example\n", {{4, "non-ascii"}}),
-      invalid("bad mx makes even mode none invalid", "version: STSv1\nmode: none\nmax_age: 1\nmx: a.example.\n",
-              {{4, "bad-mx-pattern"}}),
+      invalid("bad mx makes even mode none invalid",
+              "version: STSv1\nmode: none\nmax_age: 1\nmx: a.example.\n", {{4, "bad-mx-pattern"}}),
       invalid("every bad mx is reported", kHead + "mx: *\nmx: ok.example\nmx: x..y\n",
               {{4, "bad-mx-pattern"}, {6, "bad-mx-pattern"}}),
       invalid("very long mx line", kHead + "mx: " + std::string(60000, 'a') + "\n", {{4, "bad-mx-pattern"}}),

@@ -102,26 +102,33 @@ struct AggregationCase {
 
 TEST(TlsrptBuffer, AggregationTable) {
   const std::vector<AggregationCase> cases{
-      {"same key counts up", {success(kNoon), success(kNoon + 60), success(kNoon + 3600)},
+      {"same key counts up",
+       {success(kNoon), success(kNoon + 60), success(kNoon + 3600)},
        {{"2023-11-15 ok", 3}}},
-      {"utc midnight splits days", {success(1'700'006'399), success(1'700'006'400), success(1'700'006'401)},
+      {"utc midnight splits days",
+       {success(1'700'006'399), success(1'700'006'400), success(1'700'006'401)},
        {{"2023-11-14 ok", 1}, {"2023-11-15 ok", 2}}},
-      {"success and failure apart", {success(kNoon), failure(kNoon), failure(kNoon + 1)},
+      {"success and failure apart",
+       {success(kNoon), failure(kNoon), failure(kNoon + 1)},
        {{"2023-11-15 ok", 1}, {"2023-11-15 certificate-expired", 2}}},
       {"failures apart by result type",
        {failure(kNoon), failure(kNoon, ResultType::StartTlsNotSupported)},
        {{"2023-11-15 certificate-expired", 1}, {"2023-11-15 starttls-not-supported", 1}}},
-      {"failures apart by receiving ip", {failure(kNoon, ResultType::CertificateExpired, "192.0.2.1"),
-                                          failure(kNoon, ResultType::CertificateExpired, "192.0.2.2")},
+      {"failures apart by receiving ip",
+       {failure(kNoon, ResultType::CertificateExpired, "192.0.2.1"),
+        failure(kNoon, ResultType::CertificateExpired, "192.0.2.2")},
        {{"2023-11-15 certificate-expired", 1}, {"2023-11-15 certificate-expired", 1}}},
-      {"successes ignore failure fields", {success(kNoon), [] {
-         TlsrptSession s = success(kNoon);
-         s.receiving_ip = "198.51.100.9";
-         s.sending_mta_ip = "198.51.100.10";
-         return s;
-       }()},
+      {"successes ignore failure fields",
+       {success(kNoon),
+        [] {
+          TlsrptSession s = success(kNoon);
+          s.receiving_ip = "198.51.100.9";
+          s.sending_mta_ip = "198.51.100.10";
+          return s;
+        }()},
        {{"2023-11-15 ok", 2}}},
-      {"domains apart", {success(kNoon, "a.example"), success(kNoon, "b.example")},
+      {"domains apart",
+       {success(kNoon, "a.example"), success(kNoon, "b.example")},
        {{"2023-11-15 ok", 1}, {"2023-11-15 ok", 1}}},
   };
   for (const auto& c : cases) {

@@ -136,8 +136,7 @@ TEST(PolicyTxtRecord, RecordTable) {
     } else {
       ASSERT_FALSE(got.has_value()) << "got id " << got.value().id;
       EXPECT_EQ(got.error().code, c.code) << got.error().detail;
-      EXPECT_NE(got.error().detail.find(c.detail), std::string::npos)
-          << "detail: " << got.error().detail;
+      EXPECT_NE(got.error().detail.find(c.detail), std::string::npos) << "detail: " << got.error().detail;
     }
   }
 }
@@ -199,8 +198,7 @@ TEST(PolicyTxtRecord, RrsetTable) {
       {{"v=STSv1; id=a;", "v=STSv1; id=a;"}, "", "multiple-records"},
       {{"v=STSv1; id=a;", "v=STSv1;"}, "", "multiple-records"},
       {{"v=STSv1;", "v=STSv1;"}, "", "multiple-records"},
-      {{"v=spf1 -all", "v=STSv1; id=a;", "x", "v=STSv1 ;id=b", "v=STSv1\t;id=c"},
-       "", "multiple-records"},
+      {{"v=spf1 -all", "v=STSv1; id=a;", "x", "v=STSv1 ;id=b", "v=STSv1\t;id=c"}, "", "multiple-records"},
       {{"v=STSv1;", "v=spf1"}, "", "syntax"},
       {{"v=spf1", "v=STSv1; id=" + k33}, "", "syntax"},
       {{"v=STSv1;id=a\0"s, "v=STSv10;id=b"}, "", "syntax"},

@@ -154,18 +154,23 @@ TEST(SingleFlight, RefusesBeyondMaxFlightsWithoutStartingAnything) {
 TEST(SingleFlight, QueueFullAnswersWithTheRefusedValue) {
   WorkerPool pool({1, 0});
   Flight flight(pool, 10);
-  EXPECT_FALSE(flight.join_or_start("k", [](std::stop_token) { return 1; }, -7).has_value());
+  EXPECT_FALSE(flight
+                   .join_or_start(
+                       "k", [](std::stop_token) { return 1; }, -7)
+                   .has_value());
   EXPECT_EQ(flight.in_flight(), 0u);
 }
 
 TEST(SingleFlight, ExceptionReachesEveryCallerAndFreesTheKey) {
   WorkerPool pool({2, 10});
   Flight flight(pool, 10);
-  auto f = flight.join_or_start("k", [](std::stop_token) -> int { throw std::runtime_error("boom"); }, -1);
+  auto f = flight.join_or_start(
+      "k", [](std::stop_token) -> int { throw std::runtime_error("boom"); }, -1);
   ASSERT_TRUE(f.has_value());
   EXPECT_THROW(f->get(), std::runtime_error);
   EXPECT_TRUE(flight.wait_idle_until(Clock::now() + std::chrono::seconds(5)));
-  auto again = flight.join_or_start("k", [](std::stop_token) { return 5; }, -1);
+  auto again = flight.join_or_start(
+      "k", [](std::stop_token) { return 5; }, -1);
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(again->get(), 5);
 }

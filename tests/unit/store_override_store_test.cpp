@@ -6,12 +6,12 @@
 
 #include <gtest/gtest.h>
 
-#include "store_test_support.h"
-#include "store/schema.h"
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <unistd.h>
+#include "store/schema.h"
+#include "store_test_support.h"
 
 #include <filesystem>
 #include <sstream>
@@ -23,8 +23,6 @@ namespace {
 
 using mtasts::testing::RawDb;
 using mtasts::testing::TempDir;
-
-
 
 // Captures the default logger's lines for the duration of a test.
 class LogCapture {
@@ -46,50 +44,104 @@ class LogCapture {
 
 struct RowCase {
   std::string name;
-  std::string values;                  // SQL: (domain, enforce_action, testing_action, strict_testing, note)
-  std::optional<std::string> key;      // nullopt: the row is skipped
-  DomainOverride want;                 // when loaded
-  std::string warning;                 // when skipped: part of the warning line
+  std::string values;              // SQL: (domain, enforce_action, testing_action, strict_testing, note)
+  std::optional<std::string> key;  // nullopt: the row is skipped
+  DomainOverride want;             // when loaded
+  std::string warning;             // when skipped: part of the warning line
 };
 
 std::vector<RowCase> row_cases() {
   const auto none = std::optional<std::string>();
   return {
       {"all NULL: an empty override", "('nulls.example', NULL, NULL, NULL, NULL)", "nulls.example", {}, ""},
-      {"enforce tag", "('tag.example', 'tag', NULL, NULL, 'MX broken, ticket 42')", "tag.example",
-       {"tag", none, std::nullopt}, ""},
-      {"enforce off", "('off.example', 'off', NULL, NULL, NULL)", "off.example", {"off", none, std::nullopt}, ""},
-      {"enforce reject", "('reject.example', 'reject', NULL, NULL, NULL)", "reject.example",
-       {"reject", none, std::nullopt}, ""},
-      {"enforce quarantine", "('q.example', 'quarantine', NULL, NULL, NULL)", "q.example",
-       {"quarantine", none, std::nullopt}, ""},
-      {"testing tag, strict 1", "('strict.example', NULL, 'tag', 1, NULL)", "strict.example", {none, "tag", true}, ""},
-      {"strict 0 turns strict testing off", "('lax.example', NULL, NULL, 0, NULL)", "lax.example",
-       {none, none, false}, ""},
-      {"strict as text '1' gets INTEGER affinity", "('textone.example', NULL, NULL, '1', NULL)", "textone.example",
-       {none, none, true}, ""},
-      {"every column", "('all.example', 'tempfail', 'off', 0, '')", "all.example", {"tempfail", "off", false}, ""},
-      {"domain normalised", "('Upper.EXAMPLE.', 'tag', NULL, NULL, NULL)", "upper.example",
-       {"tag", none, std::nullopt}, ""},
-      {"U-label domain", "('bücher.example', 'off', NULL, NULL, NULL)", "xn--bcher-kva.example",
-       {"off", none, std::nullopt}, ""},
-      {"unknown enforce action", "('typo.example', 'tagg', NULL, NULL, NULL)", std::nullopt, {},
+      {"enforce tag",
+       "('tag.example', 'tag', NULL, NULL, 'MX broken, ticket 42')",
+       "tag.example",
+       {"tag", none, std::nullopt},
+       ""},
+      {"enforce off",
+       "('off.example', 'off', NULL, NULL, NULL)",
+       "off.example",
+       {"off", none, std::nullopt},
+       ""},
+      {"enforce reject",
+       "('reject.example', 'reject', NULL, NULL, NULL)",
+       "reject.example",
+       {"reject", none, std::nullopt},
+       ""},
+      {"enforce quarantine",
+       "('q.example', 'quarantine', NULL, NULL, NULL)",
+       "q.example",
+       {"quarantine", none, std::nullopt},
+       ""},
+      {"testing tag, strict 1",
+       "('strict.example', NULL, 'tag', 1, NULL)",
+       "strict.example",
+       {none, "tag", true},
+       ""},
+      {"strict 0 turns strict testing off",
+       "('lax.example', NULL, NULL, 0, NULL)",
+       "lax.example",
+       {none, none, false},
+       ""},
+      {"strict as text '1' gets INTEGER affinity",
+       "('textone.example', NULL, NULL, '1', NULL)",
+       "textone.example",
+       {none, none, true},
+       ""},
+      {"every column",
+       "('all.example', 'tempfail', 'off', 0, '')",
+       "all.example",
+       {"tempfail", "off", false},
+       ""},
+      {"domain normalised",
+       "('Upper.EXAMPLE.', 'tag', NULL, NULL, NULL)",
+       "upper.example",
+       {"tag", none, std::nullopt},
+       ""},
+      {"U-label domain",
+       "('bücher.example', 'off', NULL, NULL, NULL)",
+       "xn--bcher-kva.example",
+       {"off", none, std::nullopt},
+       ""},
+      {"unknown enforce action",
+       "('typo.example', 'tagg', NULL, NULL, NULL)",
+       std::nullopt,
+       {},
        "domain=typo.example column=enforce_action value=tagg"},
-      {"enforce action in upper case", "('upper-action.example', 'TAG', NULL, NULL, NULL)", std::nullopt, {},
+      {"enforce action in upper case",
+       "('upper-action.example', 'TAG', NULL, NULL, NULL)",
+       std::nullopt,
+       {},
        "column=enforce_action value=TAG"},
-      {"empty enforce action", "('empty.example', '', NULL, NULL, NULL)", std::nullopt, {},
+      {"empty enforce action",
+       "('empty.example', '', NULL, NULL, NULL)",
+       std::nullopt,
+       {},
        "domain=empty.example column=enforce_action value=-"},
-      {"enforce action as a number", "('number.example', 3, NULL, NULL, NULL)", std::nullopt, {},
+      {"enforce action as a number",
+       "('number.example', 3, NULL, NULL, NULL)",
+       std::nullopt,
+       {},
        "column=enforce_action value=3"},
-      {"tempfail is not a testing action", "('testing.example', NULL, 'tempfail', NULL, NULL)", std::nullopt, {},
+      {"tempfail is not a testing action",
+       "('testing.example', NULL, 'tempfail', NULL, NULL)",
+       std::nullopt,
+       {},
        "domain=testing.example column=testing_action value=tempfail"},
       {"strict 2", "('two.example', NULL, NULL, 2, NULL)", std::nullopt, {}, "column=strict_testing value=2"},
-      {"strict yes", "('yes.example', NULL, NULL, 'yes', NULL)", std::nullopt, {},
+      {"strict yes",
+       "('yes.example', NULL, NULL, 'yes', NULL)",
+       std::nullopt,
+       {},
        "column=strict_testing value=yes"},
       {"empty domain", "('', 'tag', NULL, NULL, NULL)", std::nullopt, {}, "domain=- column=domain"},
       {"address literal", "('[192.0.2.1]', 'tag', NULL, NULL, NULL)", std::nullopt, {}, "column=domain"},
       {"empty label", "('a..example', 'tag', NULL, NULL, NULL)", std::nullopt, {}, "domain=a..example"},
-      {"repeats an earlier row after normalisation", "('TAG.example', 'off', NULL, NULL, NULL)", std::nullopt, {},
+      {"repeats an earlier row after normalisation",
+       "('TAG.example', 'off', NULL, NULL, NULL)",
+       std::nullopt,
+       {},
        "domain=TAG.example column=domain value=\"tag.example (repeats an earlier row)\""},
   };
 }
@@ -100,8 +152,9 @@ TEST(OverrideStore, ValidRowsLoadAndInvalidRowsAreSkippedWithAWarning) {
   OverrideStore store(path);
   const auto cases = row_cases();
   for (const auto& c : cases)
-    RawDb(path).exec("INSERT INTO overrides (domain, enforce_action, testing_action, strict_testing, note) VALUES " +
-                     c.values);
+    RawDb(path).exec(
+        "INSERT INTO overrides (domain, enforce_action, testing_action, strict_testing, note) VALUES " +
+        c.values);
   const LogCapture log;
   const auto loaded = store.load();
   ASSERT_TRUE(loaded.has_value()) << loaded.error().detail;
@@ -145,7 +198,8 @@ TEST(OverrideStore, NewFileHasAnEmptyTableAndALaterLoadSeesEdits) {
     DomainOverrides want;
   };
   const std::vector<Step> steps{
-      {"INSERT INTO overrides(domain, enforce_action) VALUES('a.example','tag')", {{"a.example", {"tag", {}, {}}}}},
+      {"INSERT INTO overrides(domain, enforce_action) VALUES('a.example','tag')",
+       {{"a.example", {"tag", {}, {}}}}},
       {"UPDATE overrides SET enforce_action = NULL, strict_testing = 1 WHERE domain = 'a.example'",
        {{"a.example", {{}, {}, true}}}},
       {"INSERT INTO overrides(domain, testing_action) VALUES('b.example','tag')",
@@ -181,7 +235,8 @@ TEST(OverrideStore, UnreadableTableIsAnErrorValueNotAThrow) {
     EXPECT_NO_THROW(loaded = store.load());
     ASSERT_FALSE(loaded.has_value());
     EXPECT_EQ(loaded.error().code, "store-error");
-    EXPECT_NE(log.text().find("error overrides event=read-failed store=" + path), std::string::npos) << log.text();
+    EXPECT_NE(log.text().find("error overrides event=read-failed store=" + path), std::string::npos)
+        << log.text();
   }
 }
 

@@ -3,19 +3,19 @@
 // production (read-only file, full disk, busy writer, kill -9 mid-write).
 // The tests run as root (see TESTBED-NOTES): the full-disk test mounts a tiny
 // tmpfs, the read-only test drops to `nobody` in a forked child.
-#include "store/sqlite_store.h"
 #include "store/schema.h"
+#include "store/sqlite_store.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
-#include "store_test_support.h"
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "store_test_support.h"
 
 #include <algorithm>
 #include <atomic>
@@ -45,13 +45,14 @@ using policy::StoredPolicy;
 
 // ---------------------------------------------------------------- helpers
 
-
-
 std::string mode_text(Mode mode) {
   switch (mode) {
-    case Mode::Enforce: return "enforce";
-    case Mode::Testing: return "testing";
-    case Mode::None: return "none";
+    case Mode::Enforce:
+      return "enforce";
+    case Mode::Testing:
+      return "testing";
+    case Mode::None:
+      return "none";
   }
   return "?";
 }
@@ -162,8 +163,7 @@ TEST_F(SqliteStoreTest, RoundTripsEveryFieldAndFillsOperatorColumns) {
     const auto saved = store.save(c.stored);
     ASSERT_TRUE(saved) << saved.error().code;
     EXPECT_EQ(describe(store.load(c.stored.domain)), describe(c.stored));
-    EXPECT_EQ(raw.one("SELECT mode, max_age, mx, dnssec FROM policies WHERE domain = ?1",
-                      {c.stored.domain}),
+    EXPECT_EQ(raw.one("SELECT mode, max_age, mx, dnssec FROM policies WHERE domain = ?1", {c.stored.domain}),
               c.operator_columns);
   }
   EXPECT_FALSE(store.load("absent.example").has_value());
@@ -178,8 +178,7 @@ TEST_F(SqliteStoreTest, SaveReplacesTheRow) {
   replacement.last_error = "";
   ASSERT_TRUE(store.save(replacement));
   EXPECT_EQ(describe(store.load("a.example")), describe(replacement));
-  EXPECT_EQ(RawDb(db_path()).one("SELECT count(*), mode, mx FROM policies"),
-            "1|enforce|new.a.example");
+  EXPECT_EQ(RawDb(db_path()).one("SELECT count(*), mode, mx FROM policies"), "1|enforce|new.a.example");
 }
 
 TEST_F(SqliteStoreTest, ForgetRemovesOnlyThatDomain) {
@@ -202,7 +201,7 @@ TEST_F(SqliteStoreTest, ForgetRemovesOnlyThatDomain) {
 
 TEST_F(SqliteStoreTest, ListIsOrderedByDomainAndSkipsUnparsableRows) {
   SqliteStore store(db_path());
-  const std::vector<std::string> inserted = {"m.example", "a.example.net", "z.example",
+  const std::vector<std::string> inserted = {"m.example", "a.example.net",  "z.example",
                                              "a.example", "broken.example", "0.example"};
   for (const auto& domain : inserted) {
     ASSERT_TRUE(store.save(make_policy(domain, Mode::Testing, 3600, {"mx." + domain})));
@@ -212,8 +211,8 @@ TEST_F(SqliteStoreTest, ListIsOrderedByDomainAndSkipsUnparsableRows) {
   for (const auto& stored : store.list()) {
     listed.push_back(stored.domain);
   }
-  const std::vector<std::string> expected = {"0.example", "a.example", "a.example.net",
-                                             "m.example", "z.example"};
+  const std::vector<std::string> expected = {"0.example", "a.example", "a.example.net", "m.example",
+                                             "z.example"};
   EXPECT_EQ(listed, expected);
 }
 
@@ -329,7 +328,8 @@ TEST_F(SqliteStoreTest, ForgetExpiredRemovesOnlyExpiredPolicies) {
     std::int64_t now;
     bool expected_changed;
   };
-  for (const Case& c : std::vector<Case>{{fetched + 599, false}, {fetched + 600, true}, {fetched + 600, false}}) {
+  for (const Case& c :
+       std::vector<Case>{{fetched + 599, false}, {fetched + 600, true}, {fetched + 600, false}}) {
     const auto purged = store.forget_expired(c.now);
     ASSERT_TRUE(purged) << purged.error().code;
     EXPECT_EQ(*purged, c.expected_changed) << c.now;
@@ -353,7 +353,7 @@ TEST_F(SqliteStoreTest, RawThatNoLongerParsesLoadsAsNullopt) {
       "garbage",
       "version: STSv2\r\nmode: enforce\r\nmx: mx.a.example\r\nmax_age: 86400\r\n",
       "version: STSv1\r\nmode: enforce\r\nmax_age: 86400\r\n",  // enforce without mx
-      "version: STSv1\r\nmode: none\r\nmax_age: 1\0\r\n"s,  // NUL inside
+      "version: STSv1\r\nmode: none\r\nmax_age: 1\0\r\n"s,      // NUL inside
   };
   SqliteStore store(db_path());
   RawDb raw(db_path());
@@ -379,8 +379,7 @@ TEST_F(SqliteStoreTest, FetchFailuresSaveLoadReplaceAndClear) {
        "sts-policy-fetch-error"},
       {{"a.example", "id2", 1700000400, 1700000700, ResultType::StsWebpkiInvalid, "cert-expired"},
        "sts-webpki-invalid"},
-      {{"b.example", "", 0, 300, ResultType::StsPolicyFetchError, "timeout", true},
-       "sts-policy-fetch-error"},
+      {{"b.example", "", 0, 300, ResultType::StsPolicyFetchError, "timeout", true}, "sts-policy-fetch-error"},
       {{"c.example", "id", 0, 300, ResultType::StsPolicyFetchError, "tls-handshake", true},
        "sts-policy-fetch-error"},
   };
@@ -393,8 +392,7 @@ TEST_F(SqliteStoreTest, FetchFailuresSaveLoadReplaceAndClear) {
     const auto loaded = store.load_failure(c.failure.domain);
     ASSERT_TRUE(loaded.has_value());
     EXPECT_EQ(describe(*loaded), describe(c.failure));
-    EXPECT_EQ(raw.one("SELECT result_type FROM fetch_failures WHERE domain = ?1",
-                      {c.failure.domain}),
+    EXPECT_EQ(raw.one("SELECT result_type FROM fetch_failures WHERE domain = ?1", {c.failure.domain}),
               c.stored_type);
   }
   EXPECT_EQ(raw.one("SELECT count(*) FROM fetch_failures"), "3");
@@ -410,8 +408,7 @@ TEST_F(SqliteStoreTest, FetchFailuresSaveLoadReplaceAndClear) {
 
 TEST_F(SqliteStoreTest, FailureWithUnknownResultTypeLoadsAsNullopt) {
   SqliteStore store(db_path());
-  ASSERT_TRUE(store.save_failure(
-      {"a.example", "id", 1, 2, ResultType::StsPolicyFetchError, "http-404"}));
+  ASSERT_TRUE(store.save_failure({"a.example", "id", 1, 2, ResultType::StsPolicyFetchError, "http-404"}));
   RawDb(db_path()).exec("UPDATE fetch_failures SET result_type = 'STS-POLICY-FETCH-ERROR'");
   EXPECT_FALSE(store.load_failure("a.example").has_value());
 }
@@ -541,8 +538,7 @@ TEST_F(SqliteStoreTest, ReadOnlyFileGivesStoreReadonlyErrors) {
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0)
-      << "10 setuid, 11 load, 12 save not store-readonly, 13 touch, 14 threw";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10 setuid, 11 load, 12 save not store-readonly, 13 touch, 14 threw";
   EXPECT_EQ(RawDb(db_path()).one("SELECT count(*) FROM policies"), "1");
 }
 
@@ -661,8 +657,7 @@ TEST_F(SqliteStoreTest, ThousandPoliciesSurviveARestart) {
   }
   SqliteStore reopened(db_path());
   for (int i = 0; i < kCount; ++i) {
-    ASSERT_EQ(describe(reopened.load("d" + std::to_string(i) + ".example")),
-              describe(numbered_policy(i, i)));
+    ASSERT_EQ(describe(reopened.load("d" + std::to_string(i) + ".example")), describe(numbered_policy(i, i)));
   }
   EXPECT_EQ(reopened.list().size(), static_cast<std::size_t>(kCount));
 }
@@ -678,8 +673,7 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAndReadersSeeWholeRows) {
       for (int i = 0; i < kPerThread; ++i) {
         const int n = t * kPerThread + i;
         if (!store.save(numbered_policy(n, n)) ||
-            describe(store.load("d" + std::to_string(n) + ".example")) !=
-                describe(numbered_policy(n, n))) {
+            describe(store.load("d" + std::to_string(n) + ".example")) != describe(numbered_policy(n, n))) {
           ++failures;
         }
       }

@@ -77,7 +77,8 @@ class RawDb {
       }
       result.push_back(row);
     }
-    if (rc != SQLITE_DONE) throw std::runtime_error("RawDb step failed: " + sql + ": " + sqlite3_errmsg(db_.get()));
+    if (rc != SQLITE_DONE)
+      throw std::runtime_error("RawDb step failed: " + sql + ": " + sqlite3_errmsg(db_.get()));
     return result;
   }
 

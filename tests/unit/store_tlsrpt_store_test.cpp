@@ -5,10 +5,10 @@
 
 #include <gtest/gtest.h>
 
-#include "store_test_support.h"
-#include "store/schema.h"
 #include <sqlite3.h>
 #include <unistd.h>
+#include "store/schema.h"
+#include "store_test_support.h"
 
 #include <cstdlib>
 #include <filesystem>
@@ -26,9 +26,8 @@ using mtasts::testing::TempDir;
 using policy::ResultType;
 using policy::TlsrptAggregate;
 
-
-
-TlsrptAggregate success(const std::string& day, std::int64_t sessions, const std::string& domain = "a.example") {
+TlsrptAggregate success(const std::string& day, std::int64_t sessions,
+                        const std::string& domain = "a.example") {
   TlsrptAggregate a;
   a.day = day;
   a.policy_type = "sts";
@@ -95,7 +94,8 @@ void write_v1_database(const std::string& path) {
       "expires_at INTEGER NOT NULL, last_checked INTEGER NOT NULL, last_used INTEGER NOT NULL, "
       "dnssec TEXT NOT NULL, last_error TEXT NOT NULL DEFAULT '');"
       "CREATE TABLE fetch_failures (domain TEXT PRIMARY KEY NOT NULL, txt_id TEXT NOT NULL, "
-      "failed_at INTEGER NOT NULL, retry_at INTEGER NOT NULL, result_type TEXT NOT NULL, reason TEXT NOT NULL);"
+      "failed_at INTEGER NOT NULL, retry_at INTEGER NOT NULL, result_type TEXT NOT NULL, reason TEXT NOT "
+      "NULL);"
       "INSERT INTO policies VALUES ('a.example', 'id1', 'enforce', 86400, 'mx.a.example', "
       "'version: STSv1\nmode: enforce\nmx: mx.a.example\nmax_age: 86400\n', 1, 86401, 1, 1, 'insecure', '');"
       "PRAGMA user_version = 1;");
@@ -140,10 +140,11 @@ TEST(SqliteTlsrptStore, TablesReadWithPlainSql) {
   tlsa.mx_patterns = "mx.a.example";
   ASSERT_TRUE(store.add({tlsa, success("2023-11-15", 7)}));
   RawDb raw(path);
-  EXPECT_EQ(raw.all("SELECT day, policy_type, policy_domain, result_type, failure_reason_code, sending_mta_ip, "
-                    "receiving_mx_hostname, receiving_ip, additional_information, failed_session_count "
-                    "FROM tlsrpt_failures"),
-            "2023-11-15|tlsa|a.example|tlsa-invalid|tlsa-mismatch|192.0.2.100|mx.a.example|192.0.2.1||2");
+  EXPECT_EQ(
+      raw.all("SELECT day, policy_type, policy_domain, result_type, failure_reason_code, sending_mta_ip, "
+              "receiving_mx_hostname, receiving_ip, additional_information, failed_session_count "
+              "FROM tlsrpt_failures"),
+      "2023-11-15|tlsa|a.example|tlsa-invalid|tlsa-mismatch|192.0.2.100|mx.a.example|192.0.2.1||2");
   EXPECT_EQ(raw.all("SELECT day, policy_type, policy_domain, mx_patterns, successful_session_count "
                     "FROM tlsrpt_successes"),
             "2023-11-15|sts|a.example|mx.a.example|7");

@@ -77,7 +77,8 @@ class FakeMxDns final : public MxDns {
     std::lock_guard lock(mu_);
     ++address_calls_;
     const auto it = addresses_.find(host);
-    return it == addresses_.end() ? DnsAnswer{DnsStatus::NxDomain, DnsSecurity::Insecure, {}, ""} : it->second;
+    return it == addresses_.end() ? DnsAnswer{DnsStatus::NxDomain, DnsSecurity::Insecure, {}, ""}
+                                  : it->second;
   }
 
   int mx_calls() {
