@@ -3,22 +3,22 @@
 // openssl CLI, and a python3 http.server + ssl process serves them (choosing
 // the certificate by SNI) on ephemeral loopback ports. The scenario is the
 // middle label of the host name: mta-sts.<scenario>.test.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <memory>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -38,10 +38,10 @@ namespace {
 namespace fs = std::filesystem;
 
 // Scenarios whose certificate is the good one (SAN = their own host name).
-const std::vector<std::string> kGoodCertScenarios = {
-    "ok",      "charset", "upper",       "html",       "notype",   "plainx",  "notfound",
-    "error",   "unavail", "moved",       "found",      "exact",    "bigcl",   "bigchunked",
-    "bigclose", "big404", "slow",        "empty",      "headers",  "unasked"};
+const std::vector<std::string> kGoodCertScenarios = {"ok",     "charset",  "upper", "html",       "notype",
+                                                     "plainx", "notfound", "error", "unavail",    "moved",
+                                                     "found",  "exact",    "bigcl", "bigchunked", "bigclose",
+                                                     "big404", "slow",     "empty", "headers",    "unasked"};
 
 constexpr const char* kServerScript = R"PY(
 import http.server, os, socketserver, ssl, sys, threading, time
@@ -177,11 +177,11 @@ std::string join_good_sans() {
 }
 
 struct LeafSpec {
-  std::string file;     // leaf-<scenario> (the server picks it by SNI)
+  std::string file;  // leaf-<scenario> (the server picks it by SNI)
   std::string cn;
-  std::string san;      // "" for a certificate without subjectAltName
-  std::string issuer;   // "ca" or "otherca"
-  int days;             // negative: already expired
+  std::string san;     // "" for a certificate without subjectAltName
+  std::string issuer;  // "ca" or "otherca"
+  int days;            // negative: already expired
 };
 
 class CurlFetcherTest : public ::testing::Test {
@@ -222,8 +222,8 @@ class CurlFetcherTest : public ::testing::Test {
   }
 
   static bool make_ca(const std::string& name) {
-    return run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " +
-               name + ".key -out " + name + ".pem -subj '/CN=" + name +
+    return run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + name +
+               ".key -out " + name + ".pem -subj '/CN=" + name +
                " MTA-STS test' -days 2 -addext basicConstraints=critical,CA:TRUE"
                " -addext keyUsage=critical,keyCertSign");
   }
@@ -233,12 +233,11 @@ class CurlFetcherTest : public ::testing::Test {
     ext << "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n";
     if (!spec.san.empty()) ext << "subjectAltName=" << spec.san << "\n";
     ext.close();
-    return run("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " +
-               spec.file + ".key -out " + spec.file + ".csr -subj '/CN=" + spec.cn + "'") &&
-           run("openssl x509 -req -in " + spec.file + ".csr -CA " + spec.issuer +
-               ".pem -CAkey " + spec.issuer + ".key -CAcreateserial -days " +
-               std::to_string(spec.days) + " -extfile " + spec.file + ".ext -out " + spec.file +
-               ".pem");
+    return run("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + spec.file +
+               ".key -out " + spec.file + ".csr -subj '/CN=" + spec.cn + "'") &&
+           run("openssl x509 -req -in " + spec.file + ".csr -CA " + spec.issuer + ".pem -CAkey " +
+               spec.issuer + ".key -CAcreateserial -days " + std::to_string(spec.days) + " -extfile " +
+               spec.file + ".ext -out " + spec.file + ".pem");
   }
 
   static bool make_certificates() {
@@ -256,10 +255,11 @@ class CurlFetcherTest : public ::testing::Test {
     for (const auto& leaf : leaves) {
       if (!make_leaf(leaf)) return false;
     }
-    return run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
-               " -keyout leaf-selfsigned.key -out leaf-selfsigned.pem"
-               " -subj /CN=mta-sts.selfsigned.test -days 2"
-               " -addext subjectAltName=DNS:mta-sts.selfsigned.test");
+    return run(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+        " -keyout leaf-selfsigned.key -out leaf-selfsigned.pem"
+        " -subj /CN=mta-sts.selfsigned.test -days 2"
+        " -addext subjectAltName=DNS:mta-sts.selfsigned.test");
   }
 
   static bool start_server() {
@@ -350,8 +350,14 @@ const std::vector<Case> kCases = {
     {"ok.test", {"127.0.0.2", "127.0.0.1"}, Setup::TestCa, true, kFetch, "", false, 0},
     {"ok.test", {"::1", "127.0.0.1"}, Setup::TestCa, true, kFetch, "", false, 0},
     {"ok.test", {}, Setup::TestCa, false, kFetch, "dns-no-address", false, 0},
-    {"ok.test", {"mta-sts.ok.test", "127.0.0.1,127.0.0.2"}, Setup::TestCa, false, kFetch,
-     "dns-no-address", false, 0},
+    {"ok.test",
+     {"mta-sts.ok.test", "127.0.0.1,127.0.0.2"},
+     Setup::TestCa,
+     false,
+     kFetch,
+     "dns-no-address",
+     false,
+     0},
     // §4.2 certificate rules (PKIX validation, SAN dNSName only).
     {"wildcard.test", kLoopback, Setup::TestCa, true, kFetch, "", false, 0},
     {"expired.test", kLoopback, Setup::TestCa, false, kWebPki, "cert-expired", false, 0},
@@ -367,8 +373,7 @@ const std::vector<Case> kCases = {
     {"ok.test", kLoopback, Setup::PlainPort, false, kFetch, "tls-handshake", true, 0},
 };
 
-const std::string kPolicy =
-    "version: STSv1\r\nmode: enforce\r\nmx: mail.ok.test\r\nmax_age: 86400\r\n";
+const std::string kPolicy = "version: STSv1\r\nmode: enforce\r\nmx: mail.ok.test\r\nmax_age: 86400\r\n";
 
 TEST_F(CurlFetcherTest, TableOfScenarios) {
   for (const auto& c : kCases) {
@@ -458,11 +463,12 @@ TEST_F(CurlFetcherTest, LogsOneDebugLineWithoutTheBody) {
   spdlog::set_default_logger(previous);
   ASSERT_TRUE(ok.has_value());
   const std::string text = out.str();
-  EXPECT_NE(text.find("fetch domain=ok.test status=200 reason=ok bytes=" +
-                      std::to_string(kPolicy.size()) + " elapsed_ms="),
-            std::string::npos) << text;
-  EXPECT_NE(text.find("fetch domain=notfound.test status=404 reason=http-404 bytes=0"),
-            std::string::npos) << text;
+  EXPECT_NE(text.find("fetch domain=ok.test status=200 reason=ok bytes=" + std::to_string(kPolicy.size()) +
+                      " elapsed_ms="),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("fetch domain=notfound.test status=404 reason=http-404 bytes=0"), std::string::npos)
+      << text;
   EXPECT_EQ(text.find("STSv1"), std::string::npos) << text;
   EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2) << text;
 }
