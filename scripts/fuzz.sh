@@ -2,6 +2,7 @@
 # Builds every libFuzzer target (tests/fuzz/fuzz_*.cpp) with clang-14 and
 # ASan/UBSan into build-fuzz/, then runs each for N seconds.
 #   scripts/fuzz.sh [seconds-per-target]      (default 10; or FUZZ_SECONDS)
+#   FUZZ_PARALLEL  targets run at once (default: one per CPU)
 # Corpora grow in build-fuzz/corpus/<target>; crash inputs land in
 # build-fuzz/artifacts/<target>/. Optional read-only seeds: tests/fuzz/corpus/<target>/,
 # optional dictionary: tests/fuzz/<target>.dict. Exits non-zero if any target
@@ -36,24 +37,42 @@ cmake --build "$build" --target "${targets[@]}" -j"$jobs"
 # UBSan stops at the first report (-fno-sanitize-recover); make it say where.
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
-failed=()
-for name in "${targets[@]}"; do
-  corpus="$build/corpus/$name"
-  artifacts="$build/artifacts/$name"
+# run_target NAME: one target for $seconds; its log in $build/NAME.log.
+run_target() {
+  local name=$1 corpus="$build/corpus/$1" artifacts="$build/artifacts/$1"
   mkdir -p "$corpus" "$artifacts"
-  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
-        -artifact_prefix="$artifacts/")
+  local args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+              -artifact_prefix="$artifacts/")
   [ -f "$root/tests/fuzz/$name.dict" ] && args+=(-dict="$root/tests/fuzz/$name.dict")
-  dirs=("$corpus")
+  local dirs=("$corpus")
   [ -d "$root/tests/fuzz/corpus/$name" ] && dirs+=("$root/tests/fuzz/corpus/$name")
-  echo "fuzz: $name for ${seconds}s" >&2
-  if ! "$build/tests/fuzz/$name" "${args[@]}" "${dirs[@]}" >"$build/$name.log" 2>&1; then
-    echo "fuzz: $name FAILED; see $build/$name.log and $artifacts/" >&2
-    tail -n 30 "$build/$name.log" >&2
-    failed+=("$name")
+  "$build/tests/fuzz/$name" "${args[@]}" "${dirs[@]}" >"$build/$name.log" 2>&1
+}
+
+# FUZZ_PARALLEL targets at a time (default: one per CPU), so CI spends
+# seconds x targets / CPUs, each target still getting its full time.
+parallel=${FUZZ_PARALLEL:-$(nproc)}
+failed=()
+declare -A pid_of=()
+report() {  # report NAME STATUS
+  if [ "$2" != 0 ]; then
+    echo "fuzz: $1 FAILED; see $build/$1.log and $build/artifacts/$1/" >&2
+    tail -n 30 "$build/$1.log" >&2
+    failed+=("$1")
   else
-    grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' "$build/$name.log" | tail -n 2 >&2 || true
+    echo "fuzz: $1 $(grep -E '^#[0-9]+.*DONE' "$build/$1.log" | tail -n 1)" >&2
   fi
+}
+for name in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
+  echo "fuzz: $name for ${seconds}s" >&2
+  run_target "$name" &
+  pid_of[$name]=$!
+done
+for name in "${targets[@]}"; do
+  status=0
+  wait "${pid_of[$name]}" || status=$?
+  report "$name" "$status"
 done
 
 if [ "${#failed[@]}" -ne 0 ]; then

@@ -1,28 +1,58 @@
 #!/usr/bin/env bash
 # The one command that sets up and runs every test on a fresh Debian 12
-# machine (as root): installs what is missing, builds, runs the unit tests,
-# the fuzzers (10 s each), the real-server integration tests and every
-# benchmark once at a tiny size.
+# machine (as root): installs what is missing, checks the format, builds,
+# runs the unit tests, the fuzzers (30 s each), the unit and real-server
+# integration tests once more on an ASan+UBSan build, the concurrency tests
+# on a TSan build, and every benchmark once at a tiny size. Prints the wall
+# time of each phase at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+started=$(date +%s)
+phase_start=$started
+times=()
+phase() {  # phase NAME: closes the running phase, opens NAME
+  local now
+  now=$(date +%s)
+  [ -n "${current:-}" ] && times+=("$current $((now - phase_start)) s")
+  phase_start=$now
+  current=$1
+  [ -n "$current" ] && echo "== $current"
+  return 0
+}
+
+phase setup
 bash scripts/setup.sh
 
+phase format
+bash scripts/check_format.sh
+
+phase build
 build=${MTASTS_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)"
 
-echo "== unit tests"
+phase "unit tests"
 ctest --test-dir "$build" --output-on-failure -j"$(nproc)" | tee "$build/ctest.log"
 # A skipped test (GTEST_SKIP) checked nothing: ctest lists it as "(Skipped)"
 # under "The following tests did not run" and still exits 0.
 if grep -E '\(Skipped\)$' "$build/ctest.log"; then echo "FAIL: unit tests skipped (above)" >&2; exit 1; fi
 
-echo "== fuzzers"
-bash scripts/fuzz.sh "${MTASTS_FUZZ_SECONDS:-10}"
+phase fuzzers
+bash scripts/fuzz.sh "${MTASTS_FUZZ_SECONDS:-30}"
 
-echo "== integration tests"
+phase "integration tests"
 MTASTS_BIN="$PWD/$build/milter/mta-sts-milter" bash tests/integration/run_all.sh
 
-echo "== benchmarks, tiny sizes (their sanity checks only; figures not read)"
+phase "ASan+UBSan: unit and integration tests"
+bash scripts/sanitize.sh asan
+
+phase "TSan: concurrency tests"
+bash scripts/sanitize.sh tsan
+
+phase "benchmarks, tiny sizes (their sanity checks only; figures not read)"
 BUILD_DIR="$PWD/$build" MTASTS_BIN="$PWD/$build/milter/mta-sts-milter" bash tests/bench/smoke.sh
+
+phase ""
+printf 'time: %s\n' "${times[@]}"
+echo "time: total $(($(date +%s) - started)) s"

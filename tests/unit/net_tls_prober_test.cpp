@@ -43,6 +43,12 @@ constexpr const char* kPeerScript = R"PY(
 import asyncio, os, socket, ssl, sys, threading, warnings
 warnings.simplefilter("ignore")
 d = sys.argv[1]
+# Gone with the test process however it ends (a sanitizer abort skips
+# TearDownTestSuite): an orphan would keep ctest's output pipe open.
+import ctypes
+ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+if os.getppid() != int(sys.argv[2]):
+    sys.exit(0)
 log = open(os.path.join(d, "peer.log"), "a", buffering=1)
 
 GREETING = b"220 mx.test ESMTP ready\r\n"
@@ -224,12 +230,12 @@ struct LeafSpec {
 
 enum class Tlsa {
   None,
-  SelfSignedSpki,   // 3 1 1 over leaf-selfsigned's SubjectPublicKeyInfo
-  ExpiredSpki,      // 3 1 1 over leaf-expired's SPKI
-  WrongSpki,        // 3 1 1 with one bit of the digest flipped
-  CaCert,           // 2 0 1 over the test CA certificate
-  PkixOnly,         // 0 0 1 and 1 1 1 only: unusable for SMTP (RFC 7672 §3.1.3)
-  Malformed,        // 3 1 1 with a 3-byte digest
+  SelfSignedSpki,  // 3 1 1 over leaf-selfsigned's SubjectPublicKeyInfo
+  ExpiredSpki,     // 3 1 1 over leaf-expired's SPKI
+  WrongSpki,       // 3 1 1 with one bit of the digest flipped
+  CaCert,          // 2 0 1 over the test CA certificate
+  PkixOnly,        // 0 0 1 and 1 1 1 only: unusable for SMTP (RFC 7672 §3.1.3)
+  Malformed,       // 3 1 1 with a 3-byte digest
 };
 
 class TlsProberTest : public ::testing::Test {
@@ -277,10 +283,10 @@ class TlsProberTest : public ::testing::Test {
     ext << "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n";
     if (!spec.san.empty()) ext << "subjectAltName=" << spec.san << "\n";
     ext.close();
-    return run("openssl req -new " + new_key(spec.file) + " -out " + spec.file + ".csr -subj /CN=" +
-               spec.cn) &&
-           run("openssl ca -batch -config ca.cnf -notext -in " + spec.file + ".csr -out " +
-               spec.file + ".pem -extfile " + spec.file + ".ext " + spec.dates);
+    return run("openssl req -new " + new_key(spec.file) + " -out " + spec.file +
+               ".csr -subj /CN=" + spec.cn) &&
+           run("openssl ca -batch -config ca.cnf -notext -in " + spec.file + ".csr -out " + spec.file +
+               ".pem -extfile " + spec.file + ".ext " + spec.dates);
   }
 
   static bool make_certificates() {
@@ -322,8 +328,9 @@ class TlsProberTest : public ::testing::Test {
 
   // SHA-256 of the DER SubjectPublicKeyInfo (selector 1) or certificate (selector 0).
   static bool read_digests() {
-    const std::string spki = " -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst "
-                             "-sha256 -r >";
+    const std::string spki =
+        " -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst "
+        "-sha256 -r >";
     if (!run("openssl x509 -in leaf-selfsigned.pem" + spki + "selfsigned.spki") ||
         !run("openssl x509 -in leaf-expired.pem" + spki + "expired.spki") ||
         !run("openssl x509 -in ca.pem -outform DER | openssl dgst -sha256 -r >ca.cert")) {
@@ -361,7 +368,7 @@ class TlsProberTest : public ::testing::Test {
   static void start_peers() {
     const fs::path script = dir_ / "peer.py";
     std::ofstream(script) << kPeerScript;
-    std::vector<std::string> args = {"python3", script.string(), dir_.string()};
+    std::vector<std::string> args = {"python3", script.string(), dir_.string(), std::to_string(getpid())};
     std::vector<char*> argv;
     for (auto& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
@@ -409,8 +416,7 @@ class TlsProberTest : public ::testing::Test {
     return {};
   }
 
-  static ProbeRequest request(const std::string& peer, const std::string& host,
-                              Tlsa kind = Tlsa::None) {
+  static ProbeRequest request(const std::string& peer, const std::string& host, Tlsa kind = Tlsa::None) {
     ProbeRequest r;
     r.host = host;
     r.address = "127.0.0.1";
@@ -461,20 +467,17 @@ const std::vector<ProbeCase> kCases = {
     {"wildcard", "a.good.test", Tlsa::None, kOk, kNone, ""},
     {"wildcard", "a.b.good.test", Tlsa::None, kFail, ResultType::CertificateHostMismatch,
      "cert-host-mismatch"},
-    {"wildcard", "good.test", Tlsa::None, kFail, ResultType::CertificateHostMismatch,
-     "cert-host-mismatch"},
+    {"wildcard", "good.test", Tlsa::None, kFail, ResultType::CertificateHostMismatch, "cert-host-mismatch"},
     {"multiline", "mx.good.test", Tlsa::None, kOk, kNone, ""},
     {"implicit", "mx.good.test", Tlsa::None, kOk, kNone, ""},
-    {"expired", "mx.expired.test", Tlsa::None, kFail, ResultType::CertificateExpired,
-     "cert-expired"},
+    {"expired", "mx.expired.test", Tlsa::None, kFail, ResultType::CertificateExpired, "cert-expired"},
     {"selfsigned", "mx.selfsigned.test", Tlsa::None, kFail, ResultType::CertificateNotTrusted,
      "cert-untrusted"},
     {"wrongname", "mx.wrongname.test", Tlsa::None, kFail, ResultType::CertificateHostMismatch,
      "cert-host-mismatch"},
     {"cnonly", "mx.cnonly.test", Tlsa::None, kFail, ResultType::CertificateHostMismatch,
      "cert-host-mismatch"},
-    {"good", "mx.other.test", Tlsa::None, kFail, ResultType::CertificateHostMismatch,
-     "cert-host-mismatch"},
+    {"good", "mx.other.test", Tlsa::None, kFail, ResultType::CertificateHostMismatch, "cert-host-mismatch"},
     // RFC 8461 §4.3 / RFC 3207: STARTTLS required, TLS 1.2 at least.
     {"nostarttls", "mx.good.test", Tlsa::None, kFail, ResultType::StartTlsNotSupported,
      "starttls-not-offered"},
@@ -498,17 +501,15 @@ const std::vector<ProbeCase> kCases = {
     // RFC 7672: DANE-EE ignores names, trust and dates; DANE-TA checks names.
     {"selfsigned", "mx.dane.test", Tlsa::SelfSignedSpki, kDane, kNone, ""},
     {"expired", "mx.expired.test", Tlsa::ExpiredSpki, kDane, kNone, ""},
-    {"selfsigned", "mx.dane.test", Tlsa::WrongSpki, kFail, ResultType::TlsaInvalid,
-     "tlsa-mismatch"},
+    {"selfsigned", "mx.dane.test", Tlsa::WrongSpki, kFail, ResultType::TlsaInvalid, "tlsa-mismatch"},
     {"good", "mx.good.test", Tlsa::WrongSpki, kFail, ResultType::TlsaInvalid, "tlsa-mismatch"},
     {"chain", "mx.good.test", Tlsa::CaCert, kDane, kNone, ""},
     {"chain", "mx.other.test", Tlsa::CaCert, kFail, ResultType::TlsaInvalid, "tlsa-mismatch"},
     {"good", "mx.good.test", Tlsa::PkixOnly, kFail, ResultType::TlsaInvalid, "tlsa-unusable"},
     {"good", "mx.good.test", Tlsa::Malformed, kFail, ResultType::TlsaInvalid, "tlsa-unusable"},
-    {"nostarttls", "mx.good.test", Tlsa::SelfSignedSpki, kFail,
-     ResultType::StartTlsNotSupported, "starttls-not-offered"},
-    {"oldtls", "mx.good.test", Tlsa::SelfSignedSpki, kFail, ResultType::ValidationFailure,
-     "tls-version"},
+    {"nostarttls", "mx.good.test", Tlsa::SelfSignedSpki, kFail, ResultType::StartTlsNotSupported,
+     "starttls-not-offered"},
+    {"oldtls", "mx.good.test", Tlsa::SelfSignedSpki, kFail, ResultType::ValidationFailure, "tls-version"},
 };
 
 std::string type_name(const std::optional<ResultType>& type) {
@@ -569,8 +570,8 @@ TEST_F(TlsProberTest, QuitsPolitelyWithoutStartTls) {
   r.ehlo_name = "polite.example";
   SmtpTlsProber prober(config());
   ASSERT_EQ(prober.probe(r).reason, "starttls-not-offered");
-  EXPECT_NE(peer_log().find("nostarttls EHLO polite.example\nnostarttls QUIT\n"),
-            std::string::npos) << peer_log();
+  EXPECT_NE(peer_log().find("nostarttls EHLO polite.example\nnostarttls QUIT\n"), std::string::npos)
+      << peer_log();
 }
 
 TEST_F(TlsProberTest, PeerClosingAfterHandshakeStillVerifies) {
@@ -667,8 +668,7 @@ TEST_F(TlsProberTest, ConcurrentProbesShareOneProber) {
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < verified.size(); ++i) {
     threads.emplace_back([&, i] {
-      const auto r = i % 2 == 0 ? request("good", "mx.good.test")
-                                : request("wrongname", "mx.wrongname.test");
+      const auto r = i % 2 == 0 ? request("good", "mx.good.test") : request("wrongname", "mx.wrongname.test");
       verified[i] = prober.probe(r).outcome == ProbeOutcome::Verified ? 1 : 0;
     });
   }
