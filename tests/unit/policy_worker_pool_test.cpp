@@ -30,9 +30,9 @@ struct Gate {
 };
 
 TEST(WorkerPool, RunsJobsOnItsThreads) {
-  WorkerPool pool({4, 100});
   std::atomic<int> ran{0};
   std::latch done(20);
+  WorkerPool pool({4, 100});  // last: its jobs are done before the rest goes
   for (int i = 0; i < 20; ++i)
     ASSERT_TRUE(pool.try_submit([&](std::stop_token) {
       ++ran;
@@ -44,9 +44,9 @@ TEST(WorkerPool, RunsJobsOnItsThreads) {
 }
 
 TEST(WorkerPool, FullQueueRefusesAtOnce) {
-  WorkerPool pool({1, 2});
-  Gate gate;
+  Gate gate;  // first: outlives the pool, whose jobs wait on it
   std::latch started(1);
+  WorkerPool pool({1, 2});
   ASSERT_TRUE(pool.try_submit([&](std::stop_token) {
     started.count_down();
     gate.opened.wait();
@@ -64,9 +64,9 @@ TEST(WorkerPool, FullQueueRefusesAtOnce) {
 // Every accepted job runs once, also when the pool stops before it started:
 // then with its token stopped, so whoever waits on it is answered.
 TEST(WorkerPool, StopRunsQueuedJobsWithTheirTokenStopped) {
-  WorkerPool pool({1, 10});
-  Gate gate;
+  Gate gate;  // first: outlives the pool, whose jobs wait on it
   std::atomic<int> saw_stop{0}, ran{0};
+  WorkerPool pool({1, 10});
   ASSERT_TRUE(pool.try_submit([&](std::stop_token) { gate.opened.wait(); }));
   for (int i = 0; i < 3; ++i)
     ASSERT_TRUE(pool.try_submit([&](std::stop_token stop) {
@@ -85,9 +85,9 @@ TEST(WorkerPool, StopRunsQueuedJobsWithTheirTokenStopped) {
 }
 
 TEST(WorkerPool, StopGivesUpAtItsDeadline) {
-  auto pool = std::make_unique<WorkerPool>(WorkerPoolConfig{2, 10});
-  Gate gate;
+  Gate gate;  // first: outlives the pool, whose jobs wait on it
   std::latch started(1);
+  auto pool = std::make_unique<WorkerPool>(WorkerPoolConfig{2, 10});
   ASSERT_TRUE(pool->try_submit([&](std::stop_token) {
     started.count_down();
     gate.opened.wait();
@@ -101,9 +101,9 @@ TEST(WorkerPool, StopGivesUpAtItsDeadline) {
 }
 
 TEST(WorkerPool, AThrowingJobDoesNotEndItsThread) {
-  WorkerPool pool({1, 10});
-  ASSERT_TRUE(pool.try_submit([](std::stop_token) { throw std::runtime_error("boom"); }));
   std::promise<void> after;
+  WorkerPool pool({1, 10});  // last: its jobs are done before the rest goes
+  ASSERT_TRUE(pool.try_submit([](std::stop_token) { throw std::runtime_error("boom"); }));
   ASSERT_TRUE(pool.try_submit([&](std::stop_token) { after.set_value(); }));
   EXPECT_EQ(after.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready);
 }
@@ -111,10 +111,10 @@ TEST(WorkerPool, AThrowingJobDoesNotEndItsThread) {
 using Flight = SingleFlight<std::string, int>;
 
 TEST(SingleFlight, ConcurrentCallersShareOneJob) {
+  Gate gate;  // first: outlives the pool, whose jobs wait on it
+  std::atomic<int> runs{0};
   WorkerPool pool({4, 100});
   Flight flight(pool, 10);
-  Gate gate;
-  std::atomic<int> runs{0};
   const auto work = [&](std::stop_token) {
     ++runs;
     gate.opened.wait();
@@ -135,9 +135,9 @@ TEST(SingleFlight, ConcurrentCallersShareOneJob) {
 }
 
 TEST(SingleFlight, RefusesBeyondMaxFlightsWithoutStartingAnything) {
+  Gate gate;  // first: outlives the pool, whose jobs wait on it
   WorkerPool pool({4, 100});
   Flight flight(pool, 2);
-  Gate gate;
   const auto slow = [&](std::stop_token) {
     gate.opened.wait();
     return 1;
@@ -178,9 +178,9 @@ TEST(SingleFlight, ExceptionReachesEveryCallerAndFreesTheKey) {
 // on_done (a cache store) runs before the value is published and after the
 // key has left the table: a caller that saw the value finds it cached.
 TEST(SingleFlight, OnDoneRunsBeforePublishing) {
+  LockGuarded<std::vector<int>> cache;
   WorkerPool pool({2, 10});
   Flight flight(pool, 10);
-  LockGuarded<std::vector<int>> cache;
   auto f = flight.join_or_start(
       "k", [](std::stop_token) { return 9; }, -1,
       [&](const int& v) { cache.with([&](std::vector<int>& c) { c.push_back(v); }); });
