@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "policy/engine/lock_guarded.h"
+#include "policy/engine/refusal_log.h"
 #include "policy/engine/single_flight.h"
 #include "policy/reason.h"
 
@@ -102,20 +103,6 @@ struct Entry {
   std::int64_t stored_at = 0;
 };
 
-// A cache given no shared pool probes on its own (tests): as many threads
-// as probes may run, up to 64.
-WorkerPoolConfig private_pool_config(std::size_t max_jobs) {
-  WorkerPoolConfig config;
-  config.threads = std::clamp<std::size_t>(max_jobs, 1, 64);
-  config.max_queued = std::max<std::size_t>(max_jobs, 1);
-  return config;
-}
-
-struct OverloadLog {
-  int refusals = 0;  // since the last warning
-  std::int64_t logged_at = -3600;
-};
-
 }  // namespace
 
 struct ProbeCache::Impl {
@@ -124,7 +111,7 @@ struct ProbeCache::Impl {
   ProbeCacheConfig config;
 
   LockGuarded<std::unordered_map<std::string, Entry>> entries;
-  LockGuarded<OverloadLog> overload_log;
+  RefusalLog refusals;
   std::unique_ptr<WorkerPool> own_pool;  // when no shared pool was given
   // Last: destroyed first, waiting for the probes that use the rest.
   SingleFlight<std::string, ProbeResult> flights;
@@ -162,13 +149,7 @@ struct ProbeCache::Impl {
 
   // No probe started: at most one warning per 10 s.
   ProbeResult overloaded(const ProbeRequest& request) {
-    const std::int64_t now = clock.now();
-    const int refused = overload_log.with([&](OverloadLog& log) {
-      ++log.refusals;
-      if (now - log.logged_at < 10) return 0;
-      log.logged_at = now;
-      return std::exchange(log.refusals, 0);
-    });
+    const int refused = refusals.note(clock.now());
     if (refused > 0)
       spdlog::warn("probe event=overloaded running={} refused={} host={} note=\"host left unverified\"",
                    flights.in_flight(), refused, request.host);

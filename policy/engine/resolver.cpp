@@ -23,6 +23,7 @@
 
 #include "policy/engine/lock_guarded.h"
 #include "policy/engine/memory_cache.h"
+#include "policy/engine/refusal_log.h"
 #include "policy/engine/single_flight.h"
 #include "policy/engine/worker_pool.h"
 #include "policy/reason.h"
@@ -126,15 +127,6 @@ std::int64_t jitter_for(const std::string& domain, std::int64_t interval) {
 // cache fresh, few enough to leave the pool to discoveries and probes.
 constexpr std::size_t kRefreshesAtOnce = 4;
 
-// A resolver given no shared pool runs its discoveries on its own (tests,
-// the CLI): as many threads as discoveries may run, up to 64.
-WorkerPoolConfig private_pool_config(std::size_t max_jobs) {
-  WorkerPoolConfig config;
-  config.threads = std::clamp<std::size_t>(max_jobs, 1, 64);
-  config.max_queued = std::max<std::size_t>(max_jobs, 1);
-  return config;
-}
-
 }  // namespace
 
 struct Resolver::Impl {
@@ -146,11 +138,7 @@ struct Resolver::Impl {
 
   std::atomic<TlsrptSink*> sink{nullptr};
   LockGuarded<MemoryCache> memory;
-  struct OverloadLog {
-    int refusals = 0;  // since the last warning
-    std::int64_t logged_at = -3600;
-  };
-  LockGuarded<OverloadLog> overload_log;
+  RefusalLog refusals;
   std::unique_ptr<WorkerPool> own_pool;  // when no shared pool was given
   // Last: destroyed first, each waiting for its jobs, which use the rest.
   SingleFlight<std::string, bool> refreshes;  // background refresh, a few at a time
@@ -403,13 +391,7 @@ Resolution Resolver::Impl::discover(const std::string& domain) {
 // One warning per 10 s at most, with how many discoveries were refused:
 // a flood must not flood the log too.
 void Resolver::Impl::note_overloaded(const std::string& domain) {
-  const std::int64_t now = clock.now();
-  const int refused = overload_log.with([&](OverloadLog& log) {
-    ++log.refusals;
-    if (now - log.logged_at < 10) return 0;
-    log.logged_at = now;
-    return std::exchange(log.refusals, 0);
-  });
+  const int refused = refusals.note(clock.now());
   if (refused > 0)
     spdlog::warn(
         "resolve event=overloaded running={} refused={} domain={} note=\"answered as a temporary error\"",

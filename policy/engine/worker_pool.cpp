@@ -8,6 +8,13 @@
 
 namespace mtasts::policy {
 
+WorkerPoolConfig private_pool_config(std::size_t max_jobs) {
+  WorkerPoolConfig config;
+  config.threads = std::clamp<std::size_t>(max_jobs, 1, 64);
+  config.max_queued = std::max<std::size_t>(max_jobs, 1);
+  return config;
+}
+
 WorkerPool::WorkerPool(WorkerPoolConfig config) : config_(config) {
   const std::size_t count = std::max<std::size_t>(config_.threads, 1);
   running_threads_ = count;

@@ -27,6 +27,10 @@ struct WorkerPoolConfig {
   std::size_t max_queued = 4096;  // jobs waiting for a thread; beyond: refused
 };
 
+// The pool of a component given none to share (tests, the CLI): as many
+// threads as it may run jobs at once, up to 64, and a queue for the rest.
+WorkerPoolConfig private_pool_config(std::size_t max_jobs);
+
 class WorkerPool {
  public:
   using Job = std::function<void(std::stop_token)>;
