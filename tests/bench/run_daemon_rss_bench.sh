@@ -210,7 +210,7 @@ check_decisions() {
     [ "$(decision_lines "$c" "$pass" | wc -l)" -ge "$want" ] && break; sleep 0.1
   done
   n=$(decision_lines "$c" "$pass" | wc -l)
-  good=$(decision_lines "$c" "$pass" | grep -c ' source=cache .*tls=verified action=continue ')
+  good=$(decision_lines "$c" "$pass" | grep -c ' source=cache .*tls=verified .*action=continue ')
   domains=$(decision_lines "$c" "$pass" | grep -o ' domain=[^ ]*' | sort -u | wc -l)
   [ "$n" = "$want" ] || die "$pass: $n decision lines, want $want"
   [ "$good" = "$want" ] ||
