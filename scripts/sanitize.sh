@@ -13,7 +13,7 @@
 # Prints the wall and CPU time of each phase ("sanitize: time PHASE wall N s,
 # cpu N s") and leaves them in <build>/sanitize-times.txt.
 #   SANITIZE_JOBS   build and ctest parallelism (default: nproc)
-#   SANITIZE_CXX    compiler (default g++; clang++-14 also works)
+#   SANITIZE_CXX    compiler (default g++, the only one tried; the log_path notes below are g++'s)
 #   SANITIZE_TEST_TIMEOUT  seconds per unit test (default 300)
 set -euo pipefail
 
