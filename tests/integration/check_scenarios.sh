@@ -93,9 +93,11 @@ S_DIR="" S_CONF="" S_NOW=0 S_OVERRIDES=()
 cli() {  # cli ARGS... -> stdout in $S_DIR/out, stderr in $S_DIR/err, rc
   [ -f "$S_CONF" ] || tb_config "$S_CONF" "${S_OVERRIDES[@]}"
   # The scenario's clock, frozen at S_NOW for the wall clock only
-  # (faketime(1); timeouts keep the real monotonic clock).
+  # (faketime(1); timeouts keep the real monotonic clock). -f freezes it:
+  # without -f it starts at S_NOW plus the real clock's fraction of a second
+  # and runs on, so a slow start (an ASan build) read S_NOW+1.
   timeout 60 ip netns exec "$TB_NS" env TZ=UTC FAKETIME_DONT_FAKE_MONOTONIC=1 \
-    faketime "$(TZ=UTC date -d "@$S_NOW" '+%Y-%m-%d %H:%M:%S')" \
+    faketime -f "$(TZ=UTC date -d "@$S_NOW" '+%Y-%m-%d %H:%M:%S')" \
     "$MTASTS_BIN" -c "$S_CONF" "$@" >"$S_DIR/out" 2>"$S_DIR/err"
 }
 
