@@ -134,7 +134,7 @@ if [ "$mode" = asan ]; then
   # Measured: ASan itself adds little per message (Postfix 2-5 ms), but
   # with a busy disk (synced writes of 1-2 ms) Sendmail's pace reached
   # 17-21 ms in every build. This run gets a bound that still catches a
-  # 40 ms delayed-ACK stall; the RelWithDebInfo run keeps its 15 ms.
+  # 40 ms delayed-ACK stall; run_all.sh run by hand keeps its 15 ms.
   MTASTS_PACE_BOUND_MS=35 MTASTS_BIN="$build/milter/mta-sts-milter" BUILD_DIR="$build" \
     bash "$root/tests/integration/run_all.sh" ||
     status=1
