@@ -44,27 +44,6 @@ sigset_t daemon_signals() {
   return set;
 }
 
-// RFC 8460: TLSRPT counts go to the policy cache database (tables
-// tlsrpt_failures / tlsrpt_successes) through their own connection.
-std::unique_ptr<store::SqliteTlsrptStore> open_tlsrpt_store(const Config& config) {
-  try {
-    return std::make_unique<store::SqliteTlsrptStore>(config.store_path);
-  } catch (const std::exception& e) {
-    throw StartupError(e.what(), EX_CANTCREAT);
-  }
-}
-
-// Per-domain overrides (table `overrides`, schema v3) through their own
-// connection; the start-up read must succeed (a later failed read keeps the
-// overrides in force).
-std::unique_ptr<store::OverrideStore> open_override_store(const Config& config) {
-  try {
-    return std::make_unique<store::OverrideStore>(config.store_path);
-  } catch (const std::exception& e) {
-    throw StartupError(e.what(), EX_CANTCREAT);
-  }
-}
-
 std::shared_ptr<const store::DomainOverrides> initial_overrides(store::OverrideStore& overrides,
                                                                 const Config& config) {
   auto loaded = overrides.load();
@@ -311,9 +290,11 @@ int run_daemon(const Config& config, const std::string& config_path) {
   drop_privileges(runs_as);
 
   auto services = make_services(config);
-  const auto tlsrpt_store = open_tlsrpt_store(config);
+  // RFC 8460: TLSRPT counts go to the policy cache database (tables
+  // tlsrpt_failures / tlsrpt_successes) through its one writer.
+  store::SqliteTlsrptStore tlsrpt_store(services->database);
   // Declared before the checker: destroyed after every probe has reported.
-  policy::TlsrptBuffer tlsrpt(tlsrpt_store.get(), tlsrpt_config(config));
+  policy::TlsrptBuffer tlsrpt(&tlsrpt_store, tlsrpt_config(config));
   services->resolver->set_tlsrpt_sink(&tlsrpt);
   const SinkDetach detach(*services->resolver);
   policy::net::SmtpTlsProber prober({config.probe.ca_file, config.probe.ehlo_name});
@@ -326,16 +307,18 @@ int run_daemon(const Config& config, const std::string& config_path) {
                                  checker_config(config), services->pool.get());
   checker.set_tlsrpt_sink(&tlsrpt);
   policy::BackgroundRefresher refresher(*services->resolver, kRefreshPeriod);
-  const auto override_store = open_override_store(config);
+  // Per-domain overrides (table `overrides`, schema v3): the start-up read
+  // must succeed; a later failed read keeps the overrides in force.
+  store::OverrideStore override_store(services->database);
   MilterContext context(
       [&checker](const policy::NextHop& hop, policy::Deadline deadline) {
         return checker.check(hop, deadline);
       },
-      Settings{std::make_shared<const Config>(config), initial_overrides(*override_store, config)});
+      Settings{std::make_shared<const Config>(config), initial_overrides(override_store, config)});
   ContextInstalled installed(context);
 
   std::atomic<bool> stopping{false};
-  std::thread reloader(reload_loop, std::ref(context), std::ref(*override_store), config_path,
+  std::thread reloader(reload_loop, std::ref(context), std::ref(override_store), config_path,
                        std::cref(stopping));
   spdlog::info("milter event=started socket={} store={}", config.milter_socket, config.store_path);
   const int status = smfi_main();

@@ -7,20 +7,25 @@
 
 namespace mtasts::milter {
 
-std::unique_ptr<store::SqliteStore> open_store(const Config& config) {
+std::shared_ptr<store::Database> open_database(const Config& config) {
   const std::filesystem::path path(config.store_path);
   std::error_code ec;
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
   try {
-    return std::make_unique<store::SqliteStore>(config.store_path);
+    return store::Database::open(config.store_path);
   } catch (const std::exception& e) {
     throw StartupError(e.what(), EX_CANTCREAT);
   }
 }
 
+std::unique_ptr<store::SqliteStore> open_store(const Config& config) {
+  return std::make_unique<store::SqliteStore>(open_database(config));
+}
+
 std::unique_ptr<Services> make_services(const Config& config) {
   auto services = std::make_unique<Services>();
-  services->store = open_store(config);
+  services->database = open_database(config);
+  services->store = std::make_unique<store::SqliteStore>(services->database);
   try {
     services->dns = std::make_unique<policy::net::UnboundDns>(config.dns);
   } catch (const std::exception& e) {

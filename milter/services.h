@@ -14,6 +14,7 @@
 #include "policy/engine/worker_pool.h"
 #include "policy/net/curl_fetcher.h"
 #include "policy/net/unbound_dns.h"
+#include "store/database.h"
 #include "store/sqlite_store.h"
 
 namespace mtasts::milter {
@@ -27,11 +28,16 @@ class StartupError : public std::runtime_error {
   int exit_code_;
 };
 
+// Opens (creating its folder) and migrates the policy cache database.
+std::shared_ptr<store::Database> open_database(const Config& config);
 // Opens the store only (for `cache` commands that need no network).
 std::unique_ptr<store::SqliteStore> open_store(const Config& config);
 
 struct Services {
   SystemClock clock;
+  // The one database file: its writer and readers, shared by the policy,
+  // TLSRPT and override stores.
+  std::shared_ptr<store::Database> database;
   std::unique_ptr<store::SqliteStore> store;
   std::unique_ptr<policy::net::UnboundDns> dns;
   std::unique_ptr<policy::net::CurlFetcher> fetcher;

@@ -3,6 +3,8 @@
 # ASan/UBSan into build-fuzz/, then runs each for N seconds.
 #   scripts/fuzz.sh [seconds-per-target]      (default 10; or FUZZ_SECONDS)
 #   FUZZ_PARALLEL  targets run at once (default: one per CPU)
+#   FUZZ_RUNS      also stop a target after this many executions (a long run
+#                  for a fixed count: FUZZ_RUNS=10000000 scripts/fuzz.sh 36000)
 # Corpora grow in build-fuzz/corpus/<target>; crash inputs land in
 # build-fuzz/artifacts/<target>/. Optional read-only seeds: tests/fuzz/corpus/<target>/,
 # optional dictionary: tests/fuzz/<target>.dict. Exits non-zero if any target
@@ -16,6 +18,10 @@ jobs=${FUZZ_BUILD_JOBS:-2}
 
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -eq 0 ]; then
   echo "fuzz: seconds must be a positive integer, got '$seconds'" >&2
+  exit 64
+fi
+if [ -n "${FUZZ_RUNS:-}" ] && ! [[ "$FUZZ_RUNS" =~ ^[1-9][0-9]*$ ]]; then
+  echo "fuzz: FUZZ_RUNS must be a positive integer, got '$FUZZ_RUNS'" >&2
   exit 64
 fi
 
@@ -44,6 +50,7 @@ run_target() {
   local args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
               -artifact_prefix="$artifacts/")
   [ -f "$root/tests/fuzz/$name.dict" ] && args+=(-dict="$root/tests/fuzz/$name.dict")
+  [ -n "${FUZZ_RUNS:-}" ] && args+=(-runs="$FUZZ_RUNS")
   local dirs=("$corpus")
   [ -d "$root/tests/fuzz/corpus/$name" ] && dirs+=("$root/tests/fuzz/corpus/$name")
   "$build/tests/fuzz/$name" "${args[@]}" "${dirs[@]}" >"$build/$name.log" 2>&1

@@ -3,21 +3,19 @@
 // to keep in step. Why skip a bad row instead of refusing the table: one typo
 // must not take away every other override while the milter keeps running; the
 // warning names the row so the operator can fix it and signal again.
-// Why its own connection: like SqliteTlsrptStore, it keeps the stores
-// independent at the cost of one file descriptor (WAL: readers never wait).
+// It only reads, through one of the Database's readers (store/database.h),
+// so a reload never waits for a write.
 #include "store/override_store.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <array>
-#include <mutex>
 #include <stdexcept>
 
 #include "policy/domain.h"
 #include "policy/logfmt.h"
-#include "store/schema.h"
-#include "store/statement.h"
+#include "store/connection.h"
 
 namespace mtasts::store {
 namespace {
@@ -92,20 +90,18 @@ bool valid_enforce_action(std::string_view value) { return one_of(value, kEnforc
 bool valid_testing_action(std::string_view value) { return one_of(value, kTestingActions); }
 
 struct OverrideStore::Impl {
-  explicit Impl(const std::string& db_path) : path(db_path), db(open_database(db_path)) {
-    migrate(db.get(), path);
-  }
+  explicit Impl(std::shared_ptr<Database> opened) : database(std::move(opened)) {}
 
-  Result<DomainOverrides> load_locked();
-
-  std::string path;
-  DbPtr db;
-  std::mutex mutex;
+  std::shared_ptr<Database> database;
 };
 
-Result<DomainOverrides> OverrideStore::Impl::load_locked() {
+namespace {
+
+// Every row of the table; invalid rows are logged and skipped.
+Result<DomainOverrides> load_rows(const Connection& reader, const std::string& path) {
   sqlite3_stmt* raw = nullptr;
-  int rc = sqlite3_prepare_v2(db.get(), kSelect.data(), static_cast<int>(kSelect.size()), &raw, nullptr);
+  int rc =
+      sqlite3_prepare_v2(reader.handle(), kSelect.data(), static_cast<int>(kSelect.size()), &raw, nullptr);
   const StatementPtr stmt(raw);
   DomainOverrides out;
   while (rc == SQLITE_OK || rc == SQLITE_ROW) {
@@ -119,19 +115,24 @@ Result<DomainOverrides> OverrideStore::Impl::load_locked() {
     }
   }
   if (rc == SQLITE_DONE) return out;
-  const Error error{std::string(error_code(rc)), sqlite3_errmsg(db.get())};
+  const Error error{std::string(error_code(rc)), sqlite3_errmsg(reader.handle())};
   spdlog::error("overrides event=read-failed store={} error={}", policy::logfmt_value(path),
                 policy::logfmt_value(error.detail));
   return error;
 }
 
-OverrideStore::OverrideStore(const std::string& path) : impl_(std::make_unique<Impl>(path)) {}
+}  // namespace
+
+OverrideStore::OverrideStore(std::shared_ptr<Database> database)
+    : impl_(std::make_unique<Impl>(std::move(database))) {}
+OverrideStore::OverrideStore(const std::string& path) : OverrideStore(Database::open(path)) {}
 OverrideStore::~OverrideStore() = default;
 
 Result<DomainOverrides> OverrideStore::load() try {
-  const std::lock_guard lock(impl_->mutex);
-  return impl_->load_locked();
-} catch (const std::exception& e) {  // allocation failure: still a value, never a throw
+  Database& database = *impl_->database;
+  return with_reader(database,
+                     [&database](const Connection& reader) { return load_rows(reader, database.path()); });
+} catch (const std::exception& e) {  // allocation failure, a reader that cannot open: a value, never a throw
   return Error{"store-error", e.what()};
 }
 

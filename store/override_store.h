@@ -7,7 +7,7 @@
 // config". The rows are operator input: each is validated here, once, and a
 // bad row is skipped with one warning naming it (`overrides event=invalid-row
 // domain=... column=... value=...`) rather than failing the whole table.
-// Thread-safe: one connection guarded by a mutex.
+// Thread-safe: reads through the shared Database's readers.
 #pragma once
 
 #include <map>
@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "policy/result.h"
+#include "store/database.h"
 
 namespace mtasts::store {
 
@@ -40,8 +41,9 @@ bool valid_testing_action(std::string_view value);
 
 class OverrideStore {
  public:
-  // Opens (creating if needed) and migrates the database at `path`. Throws
-  // std::runtime_error with one sentence naming the file when it cannot.
+  explicit OverrideStore(std::shared_ptr<Database> database);
+  // Opens a Database of its own at `path` (creating and migrating it).
+  // Throws std::runtime_error with one sentence naming the file when it cannot.
   explicit OverrideStore(const std::string& path);
   ~OverrideStore();
   OverrideStore(const OverrideStore&) = delete;

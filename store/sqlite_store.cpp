@@ -3,8 +3,8 @@
 // fetch back-off the RFC allows in §3.3 (senders may rate-limit fetches).
 // Schema: store/schema.cpp, documented for operators in README ("The cache database").
 //
-// Every public method takes the mutex only around SQLite calls; parsing and
-// logging happen outside it. Writes turn every SQLite failure into an Error
+// Writes go through the Database's one writer, reads through its readers
+// (store/database.h); parsing and logging happen outside both. Writes turn every SQLite failure into an Error
 // value and a log line, never an exception.
 #include "store/sqlite_store.h"
 
@@ -12,12 +12,10 @@
 
 #include <array>
 #include <functional>
-#include <mutex>
 #include <stdexcept>
 #include <utility>
 
-#include "store/schema.h"
-#include "store/statement.h"
+#include "store/connection.h"
 
 namespace mtasts::store {
 namespace {
@@ -147,61 +145,51 @@ void log_write_error(std::string_view op, std::string_view domain, const Error& 
 }  // namespace
 
 struct SqliteStore::Impl {
-  Impl(const std::string& db_path, std::chrono::milliseconds busy_timeout);
+  explicit Impl(std::shared_ptr<Database> opened) : database(std::move(opened)) {}
 
-  // Runs one write statement under the lock. `bind` binds its parameters.
+  // Runs one write statement on the writer. `bind` binds its parameters.
   // The value is true when a row was inserted, changed or deleted.
   Result<bool> write(std::string_view op, std::string_view domain, std::string_view sql,
                      const std::function<void(StatementUse&)>& bind);
-  // Runs `sql` once per policy under the lock, in one transaction: all
-  // rows are written or none. The value is true when any row changed.
+  // Runs `sql` once per policy on the writer, in one transaction: all rows
+  // are written or none. The value is true when any row changed.
   Result<bool> write_each(std::string_view op, std::string_view sql, std::span<const policy::PolicyUse> rows,
                           const std::function<void(StatementUse&, const policy::PolicyUse&)>& bind);
-  // Runs one query under the lock, calling `on_row` for every row. False
+  // Runs one query on a reader, calling `on_row` for every row. False
   // (logged) when SQLite fails part-way.
   bool read(std::string_view op, std::string_view sql, std::string_view key,
             const std::function<void(const StatementUse&)>& on_row);
 
-  Error error_from(int rc) const { return Error{std::string(error_code(rc)), sqlite3_errmsg(db.get())}; }
-
-  std::string path;
-  DbPtr db;
-  StatementCache statements;  // after db: finalised before the connection closes
-  std::mutex mutex;
+  std::shared_ptr<Database> database;
 };
 
-namespace {}  // namespace
+namespace {
 
-SqliteStore::Impl::Impl(const std::string& db_path, std::chrono::milliseconds busy_timeout)
-    : path(db_path), db(open_database(db_path, busy_timeout)), statements(db.get()) {
-  const int before = schema_version(db.get(), path);
-  migrate(db.get(), path);
-  if (before != kSchemaVersion) {
-    spdlog::info("store event=migrated path=\"{}\" from={} to={}", path, before, kSchemaVersion);
-  }
-  if (sqlite3_db_readonly(db.get(), "main") == 1) {
-    spdlog::warn("store event=read-only path=\"{}\" writes will fail", path);
-  }
+Error error_from(const Connection& connection, int rc) {
+  return Error{std::string(error_code(rc)), sqlite3_errmsg(connection.handle())};
 }
+
+}  // namespace
 
 Result<bool> SqliteStore::Impl::write(std::string_view op, std::string_view domain, std::string_view sql,
                                       const std::function<void(StatementUse&)>& bind) {
   std::optional<Error> error;
   bool changed = false;
   try {
-    const std::lock_guard lock(mutex);
-    int rc = SQLITE_OK;
-    sqlite3_stmt* const stmt = statements.get(sql, rc);
-    if (stmt != nullptr) {
-      StatementUse use(stmt);
-      bind(use);
-      rc = use.step();
-    }
-    if (rc == SQLITE_DONE) {
-      changed = sqlite3_changes(db.get()) > 0;
-    } else {
-      error = error_from(rc);
-    }
+    with_writer(*database, [&](Connection& writer) {
+      int rc = SQLITE_OK;
+      sqlite3_stmt* const stmt = writer.statements.get(sql, rc);
+      if (stmt != nullptr) {
+        StatementUse use(stmt);
+        bind(use);
+        rc = use.step();
+      }
+      if (rc == SQLITE_DONE) {
+        changed = sqlite3_changes(writer.handle()) > 0;
+      } else {
+        error = error_from(writer, rc);
+      }
+    });
   } catch (const std::exception& e) {  // bad_alloc, system_error from the mutex
     error = Error{"store-error", e.what()};
   }
@@ -218,21 +206,23 @@ Result<bool> SqliteStore::Impl::write_each(
   std::optional<Error> error;
   bool changed = false;
   try {
-    const std::lock_guard lock(mutex);
-    Transaction transaction(db.get());
-    int rc = transaction.begun();
-    sqlite3_stmt* const stmt = rc == SQLITE_OK ? statements.get(sql, rc) : nullptr;
-    for (std::size_t i = 0; stmt != nullptr && i < rows.size() && rc == SQLITE_OK; ++i) {
-      StatementUse use(stmt);
-      bind(use, rows[i]);
-      rc = use.step();
-      if (rc == SQLITE_DONE) {
-        changed = changed || sqlite3_changes(db.get()) > 0;
-        rc = SQLITE_OK;
+    with_writer(*database, [&](Connection& writer) {
+      Transaction transaction(writer.handle());
+      int rc = transaction.begun();
+      sqlite3_stmt* const stmt = rc == SQLITE_OK ? writer.statements.get(sql, rc) : nullptr;
+      for (std::size_t i = 0; stmt != nullptr && i < rows.size() && rc == SQLITE_OK; ++i) {
+        StatementUse use(stmt);
+        bind(use, rows[i]);
+        rc = use.step();
+        if (rc == SQLITE_DONE) {
+          changed = changed || sqlite3_changes(writer.handle()) > 0;
+          rc = SQLITE_OK;
+        }
       }
-    }
-    if (rc == SQLITE_OK) rc = transaction.commit();
-    if (rc != SQLITE_OK) error = error_from(rc);  // read before the guard's ROLLBACK replaces the message
+      if (rc == SQLITE_OK) rc = transaction.commit();
+      // read before the guard's ROLLBACK replaces the message
+      if (rc != SQLITE_OK) error = error_from(writer, rc);
+    });
   } catch (const std::exception& e) {
     error = Error{"store-error", e.what()};
   }
@@ -247,21 +237,22 @@ bool SqliteStore::Impl::read(std::string_view op, std::string_view sql, std::str
                              const std::function<void(const StatementUse&)>& on_row) {
   std::optional<Error> error;
   try {
-    const std::lock_guard lock(mutex);
-    int rc = SQLITE_OK;
-    sqlite3_stmt* const stmt = statements.get(sql, rc);
-    if (stmt != nullptr) {
-      StatementUse use(stmt);
-      if (sqlite3_bind_parameter_count(stmt) > 0) {
-        use.bind(1, key);
+    with_reader(*database, [&](Connection& reader) {
+      int rc = SQLITE_OK;
+      sqlite3_stmt* const stmt = reader.statements.get(sql, rc);
+      if (stmt != nullptr) {
+        StatementUse use(stmt);
+        if (sqlite3_bind_parameter_count(stmt) > 0) {
+          use.bind(1, key);
+        }
+        while ((rc = use.step()) == SQLITE_ROW) {
+          on_row(use);
+        }
       }
-      while ((rc = use.step()) == SQLITE_ROW) {
-        on_row(use);
+      if (rc != SQLITE_DONE) {
+        error = error_from(reader, rc);
       }
-    }
-    if (rc != SQLITE_DONE) {
-      error = error_from(rc);
-    }
+    });
   } catch (const std::exception& e) {
     error = Error{"store-error", e.what()};
   }
@@ -273,8 +264,11 @@ bool SqliteStore::Impl::read(std::string_view op, std::string_view sql, std::str
   return true;
 }
 
+SqliteStore::SqliteStore(std::shared_ptr<Database> database)
+    : impl_(std::make_unique<Impl>(std::move(database))) {}
+
 SqliteStore::SqliteStore(const std::string& path, std::chrono::milliseconds busy_timeout)
-    : impl_(std::make_unique<Impl>(path, busy_timeout)) {}
+    : SqliteStore(Database::open(path, DatabaseOptions{.write_busy_timeout = busy_timeout})) {}
 
 SqliteStore::~SqliteStore() = default;
 

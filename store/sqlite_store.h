@@ -1,9 +1,10 @@
-// SQLite implementation of policy::PolicyStore. WAL journal, busy timeout,
+// SQLite implementation of policy::PolicyStore. WAL journal, one writer and
+// readers that never wait for it (store/database.h), busy timeout,
 // prepared statements as RAII, schema version in PRAGMA user_version with
 // migrations. The schema is documented in README ("The cache database") and
 // is meant to be read with plain sqlite3. Raw policy text is authoritative and
 // re-parsed on load with policy::parse_policy (one parser).
-// Thread-safe: one connection guarded by a mutex (SQLite work is short).
+// Thread-safe: reads run in parallel; writes take turns on the one writer.
 #pragma once
 
 #include <chrono>
@@ -11,16 +12,18 @@
 #include <string>
 
 #include "policy/sources.h"
+#include "store/database.h"
 
 namespace mtasts::store {
 
 class SqliteStore final : public policy::PolicyStore {
  public:
-  // Opens or creates the database and migrates it. Throws std::runtime_error
+  // Uses the database's writer and readers, shared with the other stores.
+  explicit SqliteStore(std::shared_ptr<Database> database);
+  // Opens a Database of its own (the CLI, tests). Throws std::runtime_error
   // with one clear sentence when the file cannot be opened or migrated.
-  // busy_timeout: how long a statement waits for another connection's lock
-  // before it fails with "store-busy"; 5 s by default, the kBusyTimeout of
-  // every store/ connection (store/statement.h). Tests shorten it.
+  // busy_timeout: how long a write waits for another process's lock before
+  // it fails with "store-busy" (DatabaseOptions::write_busy_timeout).
   explicit SqliteStore(const std::string& path,
                        std::chrono::milliseconds busy_timeout = std::chrono::seconds{5});
   ~SqliteStore() override;

@@ -54,17 +54,34 @@ std::string_view error_code(int rc) {
   }
 }
 
-DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout) {
+namespace {
+
+DbPtr open_connection(const std::string& path, int flags) {
   sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   DbPtr db(raw);  // a handle is returned even on failure, and must be closed
   if (rc != SQLITE_OK) {
     const std::string why = db ? sqlite3_errmsg(db.get()) : sqlite3_errstr(rc);
     throw std::runtime_error("Cannot open the policy cache database '" + path + "': " + why + ".");
   }
   sqlite3_extended_result_codes(db.get(), 1);
+  return db;
+}
+
+}  // namespace
+
+DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout) {
+  DbPtr db = open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   configure(db.get(), path, busy_timeout);
+  return db;
+}
+
+DbPtr open_reader(const std::string& path, std::chrono::milliseconds busy_timeout) {
+  // READWRITE although it never writes: a read-only connection cannot
+  // create the -shm file WAL readers share.
+  DbPtr db = open_connection(path, SQLITE_OPEN_READWRITE);
+  sqlite3_busy_timeout(db.get(), static_cast<int>(busy_timeout.count()));
+  pragma(db.get(), path, "PRAGMA query_only = 1");
   return db;
 }
 

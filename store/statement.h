@@ -2,7 +2,7 @@
 // sqlite3, ARCHITECTURE.md "Layout"): the connection, prepared statements, a
 // per-connection cache of prepared statements, and a scoped use of one cached
 // statement that resets it on every exit path.
-// Not thread-safe: the owner (SqliteStore) serialises access with its mutex.
+// Not thread-safe: store/connection.h lends each connection to one caller at a time.
 #pragma once
 
 #include <sqlite3.h>
@@ -34,6 +34,11 @@ inline constexpr std::chrono::milliseconds kBusyTimeout{5000};
 // what is a cache) and foreign keys on.
 // Throws std::runtime_error with one sentence naming the file.
 DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout = kBusyTimeout);
+
+// A reader of a file open_database() already set up (WAL is a property of
+// the file): query_only, so a bug cannot make it a second writer.
+// Throws std::runtime_error with one sentence naming the file.
+DbPtr open_reader(const std::string& path, std::chrono::milliseconds busy_timeout);
 
 // The stable error code of an SQLite result code, as Result errors carry it:
 // "store-full", "store-readonly", "store-io", "store-busy" or "store-error".

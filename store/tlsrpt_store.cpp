@@ -2,21 +2,18 @@
 // flushes partial counts every few seconds and after restarts, so a row is
 // the sum of every flush of that day; the UNIQUE key of schema v2 is the
 // report's grouping (policy, then failure-details entry).
-// Why its own connection rather than SqliteStore's: SqliteStore keeps its
-// handle private, and a second WAL connection costs one file descriptor
-// while keeping the two stores independent (a long TLSRPT transaction never
-// holds the policy store's mutex).
+// Writes take the Database's one writer (store/database.h), so a flush and a
+// policy save take turns instead of busy-waiting on each other's locks;
+// reads for a report take a reader and never wait for either.
 #include "store/tlsrpt_store.h"
 
 #include <spdlog/spdlog.h>
 
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
 
-#include "store/schema.h"
-#include "store/statement.h"
+#include "store/connection.h"
 
 namespace mtasts::store {
 namespace {
@@ -87,24 +84,17 @@ std::optional<TlsrptAggregate> read_failure(const StatementUse& use) {
 }  // namespace
 
 struct SqliteTlsrptStore::Impl {
-  explicit Impl(const std::string& db_path)
-      : path(db_path), db(open_database(db_path)), statements(db.get()) {
-    migrate(db.get(), path);
-  }
+  explicit Impl(std::shared_ptr<Database> opened) : database(std::move(opened)) {}
 
-  // One upsert; SQLITE_DONE or the error.
-  int upsert(const TlsrptAggregate& a);
-  Result<bool> add_locked(const std::vector<TlsrptAggregate>& batch);
-
-  std::string path;
-  DbPtr db;
-  StatementCache statements;  // after db: finalised before the connection closes
-  std::mutex mutex;
+  std::shared_ptr<Database> database;
 };
 
-int SqliteTlsrptStore::Impl::upsert(const TlsrptAggregate& a) {
+namespace {
+
+// One upsert; SQLITE_DONE or the error.
+int upsert(Connection& writer, const TlsrptAggregate& a) {
   int rc = SQLITE_OK;
-  sqlite3_stmt* const stmt = statements.get(a.success ? kUpsertSuccess : kUpsertFailure, rc);
+  sqlite3_stmt* const stmt = writer.statements.get(a.success ? kUpsertSuccess : kUpsertFailure, rc);
   if (stmt == nullptr) return rc;
   StatementUse use(stmt);
   bind_policy(use, a);
@@ -123,44 +113,24 @@ int SqliteTlsrptStore::Impl::upsert(const TlsrptAggregate& a) {
   return use.step();
 }
 
-Result<bool> SqliteTlsrptStore::Impl::add_locked(const std::vector<TlsrptAggregate>& batch) {
-  Transaction transaction(db.get());
+Result<bool> add_all(Connection& writer, const std::vector<TlsrptAggregate>& batch) {
+  Transaction transaction(writer.handle());
   int rc = transaction.begun();
   for (auto it = batch.begin(); rc == SQLITE_OK && it != batch.end(); ++it) {
-    rc = upsert(*it);
+    rc = upsert(writer, *it);
     if (rc == SQLITE_DONE) rc = SQLITE_OK;
   }
   if (rc == SQLITE_OK) rc = transaction.commit();
   if (rc == SQLITE_OK) return true;
-  return Error{std::string(error_code(rc)), sqlite3_errmsg(db.get())};
+  return Error{std::string(error_code(rc)), sqlite3_errmsg(writer.handle())};
 }
 
-SqliteTlsrptStore::SqliteTlsrptStore(const std::string& path) : impl_(std::make_unique<Impl>(path)) {}
-
-SqliteTlsrptStore::~SqliteTlsrptStore() = default;
-
-Result<bool> SqliteTlsrptStore::add(const std::vector<TlsrptAggregate>& batch) {
-  if (batch.empty()) return false;
-  Result<bool> result = false;
-  try {
-    const std::lock_guard lock(impl_->mutex);
-    result = impl_->add_locked(batch);
-  } catch (const std::exception& e) {
-    result = Error{"store-error", e.what()};
-  }
-  if (!result)
-    spdlog::warn("store event=write-failed op=tlsrpt_add aggregates={} code={} detail=\"{}\"", batch.size(),
-                 result.error().code, result.error().detail);
-  return result;
-}
-
-std::vector<TlsrptAggregate> SqliteTlsrptStore::read(const std::string& first_day,
-                                                     const std::string& last_day) {
-  std::vector<TlsrptAggregate> rows;
+// Every row of both tables for the days, or the SQLite error code.
+int read_all(Connection& reader, const std::string& first_day, const std::string& last_day,
+             std::vector<TlsrptAggregate>& rows) {
   int rc = SQLITE_OK;
-  const std::lock_guard lock(impl_->mutex);
   for (const std::string_view sql : {kSelectFailures, kSelectSuccesses}) {
-    sqlite3_stmt* const stmt = impl_->statements.get(sql, rc);
+    sqlite3_stmt* const stmt = reader.statements.get(sql, rc);
     if (stmt == nullptr) break;
     StatementUse use(stmt);
     use.bind(1, first_day);
@@ -178,9 +148,47 @@ std::vector<TlsrptAggregate> SqliteTlsrptStore::read(const std::string& first_da
     }
     if (rc != SQLITE_DONE) break;
   }
-  if (rc != SQLITE_DONE) {
-    spdlog::warn("store event=read-failed op=tlsrpt_read code={} detail=\"{}\"", error_code(rc),
-                 sqlite3_errmsg(impl_->db.get()));
+  return rc;
+}
+
+}  // namespace
+
+SqliteTlsrptStore::SqliteTlsrptStore(std::shared_ptr<Database> database)
+    : impl_(std::make_unique<Impl>(std::move(database))) {}
+
+SqliteTlsrptStore::SqliteTlsrptStore(const std::string& path) : SqliteTlsrptStore(Database::open(path)) {}
+
+SqliteTlsrptStore::~SqliteTlsrptStore() = default;
+
+Result<bool> SqliteTlsrptStore::add(const std::vector<TlsrptAggregate>& batch) {
+  if (batch.empty()) return false;
+  Result<bool> result = false;
+  try {
+    result = with_writer(*impl_->database, [&batch](Connection& writer) { return add_all(writer, batch); });
+  } catch (const std::exception& e) {
+    result = Error{"store-error", e.what()};
+  }
+  if (!result)
+    spdlog::warn("store event=write-failed op=tlsrpt_add aggregates={} code={} detail=\"{}\"", batch.size(),
+                 result.error().code, result.error().detail);
+  return result;
+}
+
+std::vector<TlsrptAggregate> SqliteTlsrptStore::read(const std::string& first_day,
+                                                     const std::string& last_day) {
+  std::vector<TlsrptAggregate> rows;
+  std::string failed;
+  try {
+    with_reader(*impl_->database, [&](Connection& reader) {
+      const int rc = read_all(reader, first_day, last_day, rows);
+      if (rc != SQLITE_DONE)
+        failed = fmt::format("code={} detail=\"{}\"", error_code(rc), sqlite3_errmsg(reader.handle()));
+    });
+  } catch (const std::exception& e) {
+    failed = fmt::format("code=store-error detail=\"{}\"", e.what());
+  }
+  if (!failed.empty()) {
+    spdlog::warn("store event=read-failed op=tlsrpt_read {}", failed);
     return {};
   }
   return rows;

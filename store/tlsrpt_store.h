@@ -1,9 +1,9 @@
 // SQLite implementation of policy::TlsrptStore: the daily TLSRPT counts of
 // RFC 8460 §4.4 (tables tlsrpt_failures and tlsrpt_successes, schema v2 in
 // store/schema.cpp), in the same database file as the policy cache, through
-// its own connection (WAL lets it write beside SqliteStore; the busy timeout
-// covers the short moments both write at once).
-// Thread-safe: one connection guarded by a mutex.
+// the Database's writer and readers shared with the other stores
+// (store/database.h).
+// Thread-safe.
 #pragma once
 
 #include <memory>
@@ -12,13 +12,15 @@
 
 #include "policy/sources.h"
 #include "policy/tlsrpt.h"
+#include "store/database.h"
 
 namespace mtasts::store {
 
 class SqliteTlsrptStore final : public policy::TlsrptStore {
  public:
-  // Opens (creating if needed) and migrates the database at `path`. Throws
-  // std::runtime_error with one sentence naming the file when it cannot.
+  explicit SqliteTlsrptStore(std::shared_ptr<Database> database);
+  // Opens a Database of its own at `path` (creating and migrating it).
+  // Throws std::runtime_error with one sentence naming the file when it cannot.
   explicit SqliteTlsrptStore(const std::string& path);
   ~SqliteTlsrptStore() override;
   SqliteTlsrptStore(const SqliteTlsrptStore&) = delete;

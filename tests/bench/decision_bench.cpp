@@ -183,7 +183,7 @@ class DecisionStack {
     config_.store_path = store_path;
     for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(store_path + suffix);
     services_ = milter::make_services(config_);
-    tlsrpt_store_ = std::make_unique<store::SqliteTlsrptStore>(config_.store_path);
+    tlsrpt_store_ = std::make_unique<store::SqliteTlsrptStore>(services_->database);
     tlsrpt_ = std::make_unique<policy::TlsrptBuffer>(tlsrpt_store_.get(), milter::tlsrpt_config(config_));
     services_->resolver->set_tlsrpt_sink(tlsrpt_.get());
     real_prober_ = std::make_unique<policy::net::SmtpTlsProber>(

@@ -644,6 +644,48 @@ TEST_F(SqliteStoreTest, BusyWriterGivesStoreBusyAfterTheTimeoutOnly) {
   }
 }
 
+// Issue #9: a write that waits for another process's lock (an operator's
+// sqlite3, `cache import`) must not hold up reads. Reads go through their
+// own connection, which in WAL mode never waits for a writer; before, one
+// connection and its mutex made load() wait behind the busy-waiting save().
+TEST_F(SqliteStoreTest, ReadsNeverWaitBehindAWriteThatWaitsForALock) {
+  using std::chrono::milliseconds;
+  constexpr milliseconds kHold{1500};
+  SqliteStore store(db_path());  // the default 5 s busy timeout for writes
+  ASSERT_TRUE(store.save(make_policy("a.example", Mode::Enforce, 60, {"mx.a.example"})));
+  ASSERT_TRUE(store.save_failure(
+      FetchFailure{"f.example", "id1", 1, 2, ResultType::StsPolicyFetchError, "http-404", false}));
+  RawDb other(db_path());
+  other.exec("BEGIN IMMEDIATE");
+  other.exec("UPDATE policies SET last_error = 'held' WHERE domain = 'a.example'");
+  std::thread holder([&other, kHold] {
+    std::this_thread::sleep_for(kHold);
+    other.exec("COMMIT");
+  });
+  auto saving = std::async(std::launch::async, [&store] {
+    return store.save(make_policy("b.example", Mode::Testing, 60, {"mx.b.example"}));
+  });
+  std::this_thread::sleep_for(milliseconds(200));  // the save is now waiting for the lock
+
+  const auto start = std::chrono::steady_clock::now();
+  const auto loaded = store.load("a.example");
+  const auto failure = store.load_failure("f.example");
+  const auto due = store.domains_due([](const policy::RefreshSlot&) { return true; });
+  const auto listed = store.list();
+  const auto waited = std::chrono::steady_clock::now() - start;
+  holder.join();
+
+  EXPECT_LT(waited, milliseconds(300)) << "reads waited behind the writer";
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->last_error, "") << "a reader sees only committed rows";
+  EXPECT_TRUE(failure.has_value());
+  EXPECT_EQ(due, std::vector<std::string>{"a.example"});
+  EXPECT_EQ(listed.size(), 1U);
+  EXPECT_EQ(code_of(saving.get()), "ok") << "the write went through once the lock was free";
+  EXPECT_EQ(store.load("a.example")->last_error, "held");
+  EXPECT_TRUE(store.load("b.example").has_value());
+}
+
 // ---------------------------------------------------------------- durability
 
 TEST_F(SqliteStoreTest, ThousandPoliciesSurviveARestart) {

@@ -10,9 +10,11 @@
 #include "store/schema.h"
 #include "store_test_support.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "store/sqlite_store.h"
@@ -83,6 +85,45 @@ TEST(SqliteTlsrptStore, BatchIsAllOrNothing) {
   EXPECT_TRUE(store.read("2023-11-01", "2023-11-30").empty());
   EXPECT_TRUE(store.add({success("2023-11-15", 2)})) << "the connection is usable after the rollback";
   EXPECT_EQ(store.read("2023-11-01", "2023-11-30").size(), 1U);
+}
+
+// Issue #9: the policy store and the TLSRPT store write the same file. With
+// one writer per process they take turns on its mutex; as two connections
+// they collided on SQLite's lock and, with no busy timeout to hide it,
+// failed with store-busy.
+TEST(SqliteTlsrptStore, PolicyAndTlsrptWritesTakeTurnsOnOneWriter) {
+  TempDir dir;
+  const auto database = Database::open(dir.file("cache.db"),
+                                       DatabaseOptions{.write_busy_timeout = std::chrono::milliseconds{0}});
+  SqliteStore policies(database);
+  SqliteTlsrptStore counts(database);
+  constexpr int kRounds = 300;
+  std::atomic<int> failed{0};
+  std::thread saver([&] {
+    for (int i = 0; i < kRounds; ++i) {
+      policy::StoredPolicy stored;
+      stored.domain = "d" + std::to_string(i) + ".example";
+      stored.txt_id = "id";
+      stored.raw = "version: STSv1\nmode: testing\nmx: mx.example\nmax_age: 86400\n";
+      stored.policy = policy::Policy{policy::Mode::Testing, 86400, {"mx.example"}};
+      stored.expires_at = 86400;
+      if (!policies.save(stored)) ++failed;
+    }
+  });
+  std::thread adder([&] {
+    std::vector<TlsrptAggregate> batch;
+    for (int k = 0; k < 20; ++k)
+      batch.push_back(success("2023-11-15", 1, "d" + std::to_string(k) + ".example"));
+    for (int i = 0; i < kRounds; ++i)
+      if (!counts.add(batch)) ++failed;
+  });
+  saver.join();
+  adder.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(policies.list().size(), static_cast<std::size_t>(kRounds));
+  const auto rows = counts.read("2023-11-15", "2023-11-15");
+  ASSERT_EQ(rows.size(), 20U);
+  EXPECT_EQ(rows.front().sessions, kRounds);
 }
 
 // A database written by a v1 build: the v1 tables by hand, one policy row.

@@ -1,0 +1,49 @@
+// The policy cache database file, opened once per process and shared by
+// every store (SqliteStore, SqliteTlsrptStore, OverrideStore):
+// - one writer connection: writes from this process queue on its mutex
+//   instead of busy-waiting on each other's SQLite locks, and only a writer
+//   in another process (an operator's sqlite3, `cache import`) can make a
+//   write wait, up to write_busy_timeout;
+// - reader connections (query_only) that never queue behind that writer:
+//   in WAL mode a reader sees the last commit and takes no lock a writer
+//   holds, so a read on the decision path returns while a write waits.
+// Opening migrates the schema (store/schema.cpp) once, on the writer.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace mtasts::store {
+
+struct DatabaseOptions {
+  // How long a write waits for another process's lock before it fails with
+  // "store-busy".
+  std::chrono::milliseconds write_busy_timeout{5000};
+  // How long a read waits in the rare moments WAL makes readers wait (another
+  // connection rebuilding the WAL index after a crash); then it fails
+  // ("store-busy", logged) and the caller goes on without the row.
+  std::chrono::milliseconds read_busy_timeout{250};
+};
+
+class Database {
+ public:
+  // Opens (creating the file if needed) and migrates. Throws
+  // std::runtime_error with one sentence naming the file when it cannot.
+  static std::shared_ptr<Database> open(const std::string& path, DatabaseOptions options = {});
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  const std::string& path() const;
+
+  // Private to store/ (store/connection.h): the connections.
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  explicit Database(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mtasts::store
