@@ -363,6 +363,17 @@ std::string_view to_string(DaneMode mode) {
   return "enforce";
 }
 
+namespace {
+
+policy::Error parse_error(std::string_view source, const toml::parse_error& e) {
+  const auto& where = e.source().begin;
+  const bool unreadable = where.line == 0;
+  return policy::Error{unreadable ? "config-read" : "config-syntax",
+                       fmt::format("{}:{}:{}: {}", source, where.line, where.column, e.description())};
+}
+
+}  // namespace
+
 policy::Result<Config> load_config(const std::string& path) {
   if (path.empty()) {
     Config config;
@@ -372,10 +383,15 @@ policy::Result<Config> load_config(const std::string& path) {
   try {
     return apply_table(toml::parse_file(path));
   } catch (const toml::parse_error& e) {
-    const auto& where = e.source().begin;
-    const bool unreadable = where.line == 0;
-    return policy::Error{unreadable ? "config-read" : "config-syntax",
-                         fmt::format("{}:{}:{}: {}", path, where.line, where.column, e.description())};
+    return parse_error(path, e);
+  }
+}
+
+policy::Result<Config> parse_config(std::string_view text, std::string_view source) {
+  try {
+    return apply_table(toml::parse(text, source));
+  } catch (const toml::parse_error& e) {
+    return parse_error(source, e);
   }
 }
 

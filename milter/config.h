@@ -99,6 +99,9 @@ struct Config {
 // detail has line:column), "config-key" (unknown key), "config-value"
 // (wrong type or out of range; detail names the key and the rule).
 policy::Result<Config> load_config(const std::string& path);
+// The same for TOML text already in memory; `source` stands for the path in
+// error details. (The config fuzzer uses it: no file per input.)
+policy::Result<Config> parse_config(std::string_view text, std::string_view source);
 
 // The effective configuration as TOML text, every key with its value and a
 // one-line comment (for --print-config).

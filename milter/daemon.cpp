@@ -44,15 +44,15 @@ sigset_t daemon_signals() {
   return set;
 }
 
-std::shared_ptr<const store::DomainOverrides> initial_overrides(store::OverrideStore& overrides,
-                                                                const Config& config) {
+std::shared_ptr<const ActionOverrides> initial_overrides(store::OverrideStore& overrides,
+                                                         const Config& config) {
   auto loaded = overrides.load();
   if (!loaded)
     throw StartupError("Cannot read the table overrides of the policy cache database '" + config.store_path +
                            "': " + loaded.error().detail + ".",
                        EX_IOERR);
   spdlog::info("overrides event=loaded overrides={}", loaded->size());
-  return std::make_shared<const store::DomainOverrides>(std::move(*loaded));
+  return std::make_shared<const ActionOverrides>(parse_overrides(*loaded));
 }
 
 // The resolver outlives the buffer (it belongs to Services): detach it, and
@@ -217,7 +217,7 @@ void reload_once(MilterContext& context, store::OverrideStore& override_store, c
   }
   const std::size_t count = overrides->size();
   context.replace_settings({std::make_shared<const Config>(std::move(*fresh)),
-                            std::make_shared<const store::DomainOverrides>(std::move(*overrides))});
+                            std::make_shared<const ActionOverrides>(parse_overrides(*overrides))});
   spdlog::info(
       "reload event=ok path={} overrides={} note=\"socket, store, dns and probe settings need a restart\"",
       path.empty() ? "-" : path, count);

@@ -99,20 +99,31 @@ Action choose_action(const policy::CheckResult& result, const DecisionConfig& co
 
 // Only the fields an operator can set per domain; the rest (deadlines,
 // transports, non_smtp_action, ...) stays global.
-DecisionConfig with_override(const DecisionConfig& config, const DomainOverride& domain_override) {
+DecisionConfig with_override(const DecisionConfig& config, const ActionOverride& domain_override) {
   DecisionConfig out = config;
-  // The store accepts only valid words (valid_enforce_action), so each parses.
-  const auto action = [](const std::optional<std::string>& word) {
-    return word ? parse_action(*word) : std::nullopt;
-  };
-  if (const auto a = action(domain_override.enforce_action)) out.enforce_action = *a;
-  if (const auto a = action(domain_override.testing_action)) out.testing_action = *a;
+  if (domain_override.enforce_action) out.enforce_action = *domain_override.enforce_action;
+  if (domain_override.testing_action) out.testing_action = *domain_override.testing_action;
   if (domain_override.strict_testing) out.strict_testing = *domain_override.strict_testing;
   return out;
 }
 
+ActionOverride parse_override(const DomainOverride& row) {
+  const auto action = [](const std::optional<std::string>& word) {
+    return word ? parse_action(*word) : std::nullopt;
+  };
+  auto testing = action(row.testing_action);
+  if (testing && *testing != Action::Tag && *testing != Action::Continue) testing.reset();  // as the config
+  return ActionOverride{action(row.enforce_action), testing, row.strict_testing};
+}
+
+ActionOverrides parse_overrides(const DomainOverrides& rows) {
+  ActionOverrides out;
+  for (const auto& [domain, row] : rows) out.emplace(domain, parse_override(row));
+  return out;
+}
+
 Session::Session(CheckFunction check, std::shared_ptr<const Config> config,
-                 std::shared_ptr<const DomainOverrides> overrides)
+                 std::shared_ptr<const ActionOverrides> overrides)
     : check_(std::move(check)),
       config_(std::move(config)),
       overrides_(std::move(overrides)),

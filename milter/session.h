@@ -49,11 +49,26 @@ struct EndOfMessage {
 using store::DomainOverride;
 using store::DomainOverrides;
 
+// A per-domain override with its action words parsed once, when the table
+// is loaded, so a decision compares enums, never the operator's strings.
+struct ActionOverride {
+  std::optional<Action> enforce_action;
+  std::optional<Action> testing_action;
+  std::optional<bool> strict_testing;
+  bool operator==(const ActionOverride&) const = default;
+};
+using ActionOverrides = std::map<std::string, ActionOverride>;  // key: policy domain
+
+// The rows as the store read them (it accepts only the config's action
+// words, so every word parses; one that did not would keep the config's).
+ActionOverride parse_override(const DomainOverride& row);
+ActionOverrides parse_overrides(const DomainOverrides& rows);
+
 // What messages are decided with: the configuration and the per-domain
 // overrides, replaced together on reload (SIGUSR1).
 struct Settings {
   std::shared_ptr<const Config> config;              // never null
-  std::shared_ptr<const DomainOverrides> overrides;  // null: none
+  std::shared_ptr<const ActionOverrides> overrides;  // null: none
 };
 
 // The action for a verdict (pure; exposed for tests). `non_smtp`: the MTA
@@ -67,12 +82,12 @@ Action choose_action(const policy::CheckResult& result, const DecisionConfig& co
 
 // `config` with the fields `domain_override` sets replaced (pure): the DecisionConfig
 // that choose_action gets for a domain with an override.
-DecisionConfig with_override(const DecisionConfig& config, const DomainOverride& domain_override);
+DecisionConfig with_override(const DecisionConfig& config, const ActionOverride& domain_override);
 
 class Session {
  public:
   Session(CheckFunction check, std::shared_ptr<const Config> config,
-          std::shared_ptr<const DomainOverrides> overrides = nullptr);
+          std::shared_ptr<const ActionOverrides> overrides = nullptr);
 
   // Starts a message with the settings the session has.
   void begin_message(SteadyClock::time_point now);
@@ -117,7 +132,7 @@ class Session {
 
   CheckFunction check_;
   std::shared_ptr<const Config> config_;
-  std::shared_ptr<const DomainOverrides> overrides_;  // null: none
+  std::shared_ptr<const ActionOverrides> overrides_;  // null: none
   RouteRules rules_;
   TimeSource time_ = [] { return SteadyClock::now(); };
   // Time this message's decisions have taken: the budget is the milter's own

@@ -297,7 +297,7 @@ milter::Session make_session(DecisionStack& stack, Tally& tally) {
     return result;
   };
   return milter::Session(check, std::make_shared<const milter::Config>(stack.config()),
-                         std::make_shared<const milter::DomainOverrides>());
+                         std::make_shared<const milter::ActionOverrides>());
 }
 
 // One timed decision (a new message first, so the per-message memo of the

@@ -1,25 +1,20 @@
-// libFuzzer target: load_config (milter/config.h) on an arbitrary TOML file.
-// There is no in-memory entry point, so each input is written to a file of
-// this process's own in the temporary folder and loaded from there.
+// libFuzzer target: parse_config (milter/config.h, load_config's parser for
+// text in memory) on arbitrary TOML. A file per input was ten times slower:
+// ext4 flushes a file truncated and rewritten on every close.
 // Checks: errors are values with the documented codes ("config-read" cannot
-// happen: the file is readable), never exceptions; a loaded configuration
+// happen: there is no file), never exceptions; a loaded configuration
 // keeps the rules config.cpp states (choices, normalised lists, octal mode);
 // and render_config's output loads back to the same configuration (it is a
 // fixed point: rendering it again gives the same text).
-#include <unistd.h>
-
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <filesystem>
-#include <fstream>
 #include <set>
 #include <string>
 #include <string_view>
-#include <system_error>
 
 #include "milter/config.h"
 #include "policy/domain.h"
@@ -33,41 +28,11 @@ void require(bool condition) {
 }
 
 // This process's scratch file, removed when the fuzzer exits.
-class ScratchFile {
- public:
-  ScratchFile()
-      : path_((std::filesystem::temp_directory_path() /
-               ("mtasts-fuzz-config-" + std::to_string(::getpid()) + ".toml"))
-                  .string()) {}
-  ScratchFile(const ScratchFile&) = delete;
-  ScratchFile& operator=(const ScratchFile&) = delete;
-  ~ScratchFile() {
-    std::error_code ignored;
-    std::filesystem::remove(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-const std::string& scratch_path() {
-  static const ScratchFile file;
-  return file.path();
-}
-
-void write_file(const std::string& path, std::string_view text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  require(static_cast<bool>(out.flush()));
-}
-
 auto load(std::string_view text) {
-  write_file(scratch_path(), text);
   try {
-    return mtasts::milter::load_config(scratch_path());
+    return mtasts::milter::parse_config(text, "fuzz.toml");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "load_config threw: %s\n", e.what());
+    std::fprintf(stderr, "parse_config threw: %s\n", e.what());
     std::abort();
   }
 }

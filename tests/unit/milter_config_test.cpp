@@ -70,13 +70,20 @@ TEST(Config, ValuesAreCheckedWhenRead) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     const auto loaded = load_text(c.toml);
+    // The in-memory parser (the config fuzzer's entry point) agrees with the file reader.
+    const auto parsed = parse_config(c.toml, "text.toml");
     if (c.error_code.empty()) {
-      EXPECT_TRUE(loaded.has_value()) << loaded.error().detail;
+      ASSERT_TRUE(loaded.has_value()) << loaded.error().detail;
+      ASSERT_TRUE(parsed.has_value()) << parsed.error().detail;
+      EXPECT_EQ(render_config(*parsed), render_config(*loaded));
       continue;
     }
     ASSERT_FALSE(loaded.has_value());
     EXPECT_EQ(loaded.error().code, c.error_code);
     EXPECT_NE(loaded.error().detail.find(c.error_mentions), std::string::npos) << loaded.error().detail;
+    ASSERT_FALSE(parsed.has_value());
+    EXPECT_EQ(parsed.error().code, c.error_code);
+    EXPECT_NE(parsed.error().detail.find(c.error_mentions), std::string::npos) << parsed.error().detail;
   }
 }
 

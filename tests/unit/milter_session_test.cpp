@@ -521,6 +521,11 @@ TEST(WithOverride, ReplacesOnlyTheFieldsItSets) {
       {"testing only", {std::nullopt, "off", std::nullopt}, "reject", "off", true},
       {"strict off", {std::nullopt, std::nullopt, false}, "reject", "tag", false},
       {"all", {"quarantine", "off", false}, "quarantine", "off", false},
+      {"a word the store would refuse keeps the config",
+       {"bounce", "reject", std::nullopt},
+       "reject",
+       "tag",
+       true},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -530,7 +535,7 @@ TEST(WithOverride, ReplacesOnlyTheFieldsItSets) {
     config.strict_testing = true;
     config.non_smtp_action = Action::Quarantine;
     config.rcpt_deadline_ms = 1234;
-    const DecisionConfig out = with_override(config, c.o);
+    const DecisionConfig out = with_override(config, parse_override(c.o));
     EXPECT_EQ(out.enforce_action, word(c.enforce));
     EXPECT_EQ(out.testing_action, word(c.testing));
     EXPECT_EQ(out.strict_testing, c.strict);
@@ -688,8 +693,9 @@ TEST(Session, OverridesApplyToTheirPolicyDomainOnly) {
         for_domain("relay.example", result(Mode::Enforce, Outcome::Fail, "cert-expired"));
     f.config->decision.enforce_action = word(c.config_enforce);
     f.config->decision.strict_testing = c.config_strict;
-    f.session = std::make_unique<Session>(f.checker.function(), f.config,
-                                          std::make_shared<const DomainOverrides>(c.overrides));
+    f.session =
+        std::make_unique<Session>(f.checker.function(), f.config,
+                                  std::make_shared<const ActionOverrides>(parse_overrides(c.overrides)));
     f.session->begin_message(f.t0);
     const auto reply =
         f.session->on_rcpt(c.address, c.host ? std::optional<std::string_view>("smtp") : std::nullopt,
@@ -726,7 +732,8 @@ TEST(Session, NewSettingsApplyFromTheNextMessageOnTheSameConnection) {
     SCOPED_TRACE(step.name);
     auto config = std::make_shared<Config>(*f.config);
     config->decision.enforce_action = word(step.enforce_action);
-    s.begin_message(f.t0, Settings{config, std::make_shared<const DomainOverrides>(step.overrides)});
+    s.begin_message(
+        f.t0, Settings{config, std::make_shared<const ActionOverrides>(parse_overrides(step.overrides))});
     EXPECT_EQ(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept, step.accept);
     EXPECT_EQ(s.end_message("Q", f.t0).header_value, step.header);
   }
