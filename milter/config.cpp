@@ -176,6 +176,10 @@ const std::vector<Setting>& settings() {
            [](Config& c) -> std::string& { return c.socket_group; }),
       text("milter.user", "user to run as after opening the socket (empty: stay)",
            [](Config& c) -> std::string& { return c.user; }),
+      integer("milter.max_connections",
+              "milter connections served at once; more are refused at negotiation (the MTA applies its "
+              "milter_default_action)",
+              1, 1000000, [](Config& c) -> std::size_t& { return c.max_connections; }),
       integer("decision.rcpt_deadline_ms", "longest wait per recipient domain (under milter_command_timeout)",
               100, 60000, [](Config& c) -> long& { return c.decision.rcpt_deadline_ms; }),
       integer("decision.message_budget_ms", "longest total wait per message", 100, 120000,
@@ -217,6 +221,8 @@ const std::vector<Setting>& settings() {
       enum_choice<Action>("decision.error_action", "on an internal error",
                           {{"continue", Action::Continue}, {"tempfail", Action::Tempfail}},
                           [](Config& c) -> Action& { return c.decision.error_action; }),
+      integer("decision.max_recipients", "recipients decided per message; more are deferred (452 4.5.3)", 1,
+              100000, [](Config& c) -> std::size_t& { return c.decision.max_recipients; }),
       boolean("probe.enabled", "probe MX hosts for STARTTLS and certificates",
               [](Config& c) -> bool& { return c.probe.enabled; }),
       text("probe.ehlo_name", "EHLO name of probes",
@@ -277,6 +283,10 @@ const std::vector<Setting>& settings() {
               "worker threads shared by policy discoveries, probes and refresh (more jobs queue, up to "
               "max_discoveries + probe.max_parallel)",
               1, 4096, [](Config& c) -> std::size_t& { return c.engine.threads; }),
+      integer("engine.max_waiting_rcpts",
+              "recipients waiting for a discovery or probe at once; more are answered from the caches or "
+              "deferred as overloaded",
+              1, 100000, [](Config& c) -> std::size_t& { return c.engine.max_waiting_rcpts; }),
       Setting{"tlsrpt.sending_mta_ip", "our address in TLSRPT records (empty: each probe's source address)",
               check_sending_mta_ip, [](const Config& c) { return quoted(c.tlsrpt.sending_mta_ip); }},
       integer("tlsrpt.flush_interval", "seconds between writes of TLSRPT counts to the store", 1, 3600,

@@ -51,6 +51,9 @@ struct DecisionConfig {
   // decided as mail without next-hop macros, at end of message.
   std::vector<std::string> non_smtp_daemon_names;
   Action error_action = Action::Continue;  // continue | tempfail, on an internal error
+  // Recipients decided per message (Postfix's smtpd_recipient_limit is 1000);
+  // more are deferred with 452 4.5.3, so per-message state stays bounded.
+  std::size_t max_recipients = 1000;
 };
 
 struct ProbeConfig {
@@ -72,6 +75,9 @@ struct TlsrptConfig {
 // The engine's worker pool (policy/engine/worker_pool.h).
 struct EngineConfig {
   std::size_t threads = 128;  // discoveries, probes and refreshes running at once
+  // RCPT callbacks that may wait for a discovery or probe at once; beyond it
+  // a recipient is answered at once from the caches, or deferred (overloaded).
+  std::size_t max_waiting_rcpts = 256;
 };
 
 struct Config {
@@ -80,6 +86,10 @@ struct Config {
   std::string socket_owner;          // unix sockets; empty: the user the daemon runs as
   std::string socket_group;          // unix sockets; empty: that user's group
   std::string user;                  // drop privileges to this user after opening the socket
+  // Milter connections served at once (each is a libmilter thread and a file
+  // descriptor); more are refused at negotiation. Lowered at start-up to fit
+  // the descriptor limit.
+  std::size_t max_connections = 1000;
   DecisionConfig decision;
   ProbeConfig probe;
   std::string store_path = "/var/lib/mta-sts-milter/cache.db";
