@@ -12,12 +12,15 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <thread>
 
+#include "milter/limits.h"
 #include "milter/milter_callbacks.h"
 #include "milter/services.h"
 #include "milter/tcp_tuning.h"
@@ -40,7 +43,8 @@ constexpr auto kRefreshPeriod = std::chrono::minutes(5);
 sigset_t daemon_signals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGPIPE}) sigaddset(&set, sig);
+  // SIGUSR2: the milter thread tells the main thread that smfi_main returned.
+  for (int sig : {SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGPIPE}) sigaddset(&set, sig);
   return set;
 }
 
@@ -223,20 +227,86 @@ void reload_once(MilterContext& context, store::OverrideStore& override_store, c
       path.empty() ? "-" : path, count);
 }
 
+// Reloads asked for by the signal loop, carried out on their own thread so
+// the main thread is back waiting for signals at once.
+class ReloadRequests {
+ public:
+  void request() {
+    {
+      const std::lock_guard lock(mutex_);
+      ++pending_;
+    }
+    changed_.notify_one();
+  }
+  void stop() {
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    changed_.notify_one();
+  }
+  // Waits for a request; false once stopping. Requests made during a reload
+  // are served by one more reload.
+  bool next() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return stopping_ || pending_ > 0; });
+    if (stopping_) return false;
+    pending_ = 0;
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  int pending_ = 0;
+  bool stopping_ = false;
+};
+
 void reload_loop(MilterContext& context, store::OverrideStore& override_store, const std::string& path,
-                 const std::atomic<bool>& stopping) {
-  sigset_t usr1;
-  sigemptyset(&usr1);
-  sigaddset(&usr1, SIGUSR1);
-  const timespec tick{0, 200'000'000};
-  while (!stopping) {
-    if (sigtimedwait(&usr1, nullptr, &tick) != SIGUSR1) continue;
+                 ReloadRequests& requests) {
+  while (requests.next()) {
     try {
       reload_once(context, override_store, path);
     } catch (const std::exception& e) {  // the thread must survive a failed reload
       spdlog::error("reload event=refused error=\"{}\" keeping=old-config", e.what());
     }
   }
+}
+
+enum class StopCause { Requested, MilterEnded };
+
+// The main thread's signal loop while libmilter runs on its own thread.
+// libmilter's signal thread stops the milter on SIGHUP, and with exit 0, so
+// Restart=on-failure left it down; mail daemons reload on SIGHUP. Linux
+// hands a process-directed signal to the main thread whenever that thread
+// is waiting for it, so SIGHUP, SIGTERM and SIGINT come here, not to
+// libmilter: SIGHUP and SIGUSR1 reload, SIGTERM and SIGINT stop the milter
+// with smfi_stop(). SIGUSR2 from the milter thread: smfi_main returned.
+StopCause wait_for_stop(ReloadRequests& reloads) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGHUP, SIGUSR1, SIGTERM, SIGINT, SIGUSR2}) sigaddset(&set, sig);
+  for (;;) {
+    const int sig = sigwaitinfo(&set, nullptr);
+    if (sig == SIGHUP || sig == SIGUSR1) {
+      reloads.request();
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      smfi_stop();
+      return StopCause::Requested;
+    } else if (sig == SIGUSR2) {
+      return StopCause::MilterEnded;
+    }
+  }
+}
+
+// The exit status once smfi_main has returned. A stop nobody asked for
+// (libmilter failed, or took a signal meant for us) is a failure, so that
+// Restart=on-failure brings the daemon back.
+int exit_status(StopCause cause, int milter_status) {
+  if (milter_status != MI_SUCCESS) return EX_SOFTWARE;
+  if (cause == StopCause::Requested) return 0;
+  spdlog::error("milter event=stopped-unrequested note=\"libmilter returned without a stop signal\"");
+  return EX_TEMPFAIL;
 }
 
 // Shuts new callbacks out first (a connection the MTA keeps open may still
@@ -279,7 +349,23 @@ void block_daemon_signals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
+// Raises the descriptor limit, then fits the connection cap into it.
+void apply_limits(const Config& config) {
+  const DescriptorLimit descriptors = raise_descriptor_limit();
+  const std::size_t connections = connections_that_fit(config.max_connections, descriptors.soft);
+  set_connection_limit(static_cast<int>(connections));
+  spdlog::info(
+      "milter event=limits descriptors={} descriptors_raised={} max_connections={} max_waiting_rcpts={}",
+      descriptors.soft, descriptors.raised, connections, config.engine.max_waiting_rcpts);
+  if (connections < config.max_connections)
+    spdlog::warn(
+        "milter event=limits max_connections={} configured={} descriptors={} note=\"lowered to fit the "
+        "descriptor limit; raise LimitNOFILE\"",
+        connections, config.max_connections, descriptors.soft);
+}
+
 int run_daemon(const Config& config, const std::string& config_path) {
+  apply_limits(config);
   // The socket first, with the starting user's rights; everything else
   // (the store, DNS, probes) as the user the daemon runs as.
   const Identity runs_as = run_as(config);
@@ -310,20 +396,27 @@ int run_daemon(const Config& config, const std::string& config_path) {
   // Per-domain overrides (table `overrides`, schema v3): the start-up read
   // must succeed; a later failed read keeps the overrides in force.
   store::OverrideStore override_store(services->database);
+  WaitingRcpts waiting(config.engine.max_waiting_rcpts);  // outlives the context that uses it
   MilterContext context(
-      [&checker](const policy::NextHop& hop, policy::Deadline deadline) {
+      waiting.bounded([&checker](const policy::NextHop& hop, policy::Deadline deadline) {
         return checker.check(hop, deadline);
-      },
+      }),
       Settings{std::make_shared<const Config>(config), initial_overrides(override_store, config)});
   ContextInstalled installed(context);
 
-  std::atomic<bool> stopping{false};
+  ReloadRequests reloads;
   std::thread reloader(reload_loop, std::ref(context), std::ref(override_store), config_path,
-                       std::cref(stopping));
+                       std::ref(reloads));
   spdlog::info("milter event=started socket={} store={}", config.milter_socket, config.store_path);
-  const int status = smfi_main();
-  const int exit_code = status == MI_SUCCESS ? 0 : EX_SOFTWARE;
-  stopping = true;
+  int milter_status = MI_FAILURE;
+  std::thread milter([&milter_status, main_thread = pthread_self()] {
+    milter_status = smfi_main();
+    pthread_kill(main_thread, SIGUSR2);
+  });
+  const StopCause cause = wait_for_stop(reloads);
+  milter.join();  // smfi_main returns within libmilter's poll interval of smfi_stop()
+  const int exit_code = exit_status(cause, milter_status);
+  reloads.stop();
   refresher.request_stop();  // a refresh pass ends after its current domain
   reloader.join();
   const auto give_up = std::chrono::steady_clock::now() + kStopLimit;

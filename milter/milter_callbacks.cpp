@@ -4,9 +4,12 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <ctime>
+#include <limits>
 #include <optional>
 
 #include "milter/callback_gate.h"
+#include "policy/engine/refusal_log.h"
 
 namespace mtasts::milter {
 namespace {
@@ -19,8 +22,26 @@ CallbackGate<MilterContext>& gate() {
   return *the_gate;
 }
 
-// Connections libmilter has open with us (for the stop log line).
+// Connections libmilter has open with us (for the stop log line and the cap).
 std::atomic<int> g_open_connections{0};
+// Connections served at once (set_connection_limit); more are refused at
+// negotiation, which makes libmilter close them: each open one costs a
+// thread and a descriptor, and at the descriptor limit libmilter spins on
+// accept() and DNS sockets fail.
+std::atomic<int> g_connection_limit{std::numeric_limits<int>::max()};
+policy::RefusalLog g_connection_refusals;
+
+// Refuses the connection before any state exists for it. Concurrent
+// negotiations may overshoot the limit by a few; it bounds a flood, not a count.
+bool over_connection_limit() {
+  if (g_open_connections.load() < g_connection_limit.load()) return false;
+  if (const int refused = g_connection_refusals.note(std::time(nullptr)); refused > 0)
+    spdlog::warn(
+        "milter event=overloaded what=connections open={} limit={} refused={} note=\"connection closed at "
+        "negotiation; the MTA applies its milter_default_action\"",
+        g_open_connections.load(), g_connection_limit.load(), refused);
+  return true;
+}
 
 std::optional<std::string_view> macro(SMFICTX* ctx, const char* name) {
   const char* value = smfi_getsymval(ctx, const_cast<char*>(name));
@@ -129,6 +150,7 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long offered_actions, unsigned long
                       unsigned long*) try {
   *steps = offered_steps & kUnusedStages;
   *actions = 0;
+  if (over_connection_limit()) return SMFIS_REJECT;
   if (!gate().enter()) return SMFIS_CONTINUE;  // stopping: ask for nothing, answer every stage
   *actions = offered_actions & (SMFIF_ADDHDRS | SMFIF_QUARANTINE | SMFIF_SETSYMLIST);
   // MAIL is always accepted, so the MTA need not wait for our reply to it:
@@ -264,5 +286,6 @@ ContextInstalled::~ContextInstalled() { gate().close(std::chrono::steady_clock::
 
 int callbacks_in_flight() { return gate().inside(); }
 int open_milter_connections() { return g_open_connections.load(); }
+void set_connection_limit(int limit) { g_connection_limit = limit; }
 
 }  // namespace mtasts::milter

@@ -65,5 +65,8 @@ class ContextInstalled {
 
 int callbacks_in_flight();      // callbacks holding the context now
 int open_milter_connections();  // connections libmilter has open with us
+// Connections served at once; a connection beyond it is refused at
+// negotiation (logged at most once per 10 s). Unlimited until set.
+void set_connection_limit(int limit);
 
 }  // namespace mtasts::milter

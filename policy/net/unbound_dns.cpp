@@ -521,6 +521,11 @@ std::string_view self_test_hint(const DnsAnswer& answer) {
 }  // namespace
 
 UnboundDns::UnboundDns(const UnboundConfig& config) : impl_(std::make_unique<Impl>(config)) {
+  // libunbound starts its resolver thread (and libevent's sockets) on the
+  // first asynchronous lookup. Started here, it cannot fail later at the
+  // descriptor limit, where libevent calls exit(1); "localhost" is answered
+  // by a built-in local zone, so nothing leaves the machine.
+  lookup("localhost", kTypeA, std::chrono::steady_clock::now() + std::chrono::seconds(5));
   const std::string anchors = config.trust_anchor_files.empty()
                                   ? std::string{kRootKeyFile}
                                   : std::to_string(config.trust_anchor_files.size());

@@ -52,7 +52,7 @@ socket_folder_matches() {
 
 reload_is_sigusr1() {
   [ "$(unit_value ExecReload)" = '/bin/kill -USR1 $MAINPID' ] ||
-    echo "ExecReload '$(unit_value ExecReload)' (the daemon reloads on SIGUSR1; SIGHUP stops libmilter)"
+    echo "ExecReload '$(unit_value ExecReload)' (the daemon reloads on SIGUSR1 and on SIGHUP; the unit keeps the signal every version understood)"
 }
 
 report unit-verifies "$(verify_unit)"
