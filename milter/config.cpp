@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <cctype>
+#include <filesystem>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -28,7 +29,7 @@ struct Setting {
   Show show;
 };
 
-std::string quoted(const std::string& text) {
+std::string toml_quoted(const std::string& text) {
   std::ostringstream out;
   out << toml::value<std::string>(text);
   return out.str();
@@ -55,7 +56,7 @@ Setting text(std::string_view name, std::string_view help, Field field) {
             field(c) = *n.value<std::string>();
             return "";
           },
-          [=](const Config& c) { return quoted(field(const_cast<Config&>(c))); }};
+          [=](const Config& c) { return toml_quoted(field(const_cast<Config&>(c))); }};
 }
 
 template <class Field>
@@ -104,7 +105,7 @@ Setting text_list(std::string_view name, std::string_view help, Field field,
           [=](const Config& c) {
             std::string out = "[";
             for (const auto& v : field(const_cast<Config&>(c)))
-              out += (out.size() > 1 ? ", " : "") + quoted(v);
+              out += (out.size() > 1 ? ", " : "") + toml_quoted(v);
             return out + "]";
           }};
 }
@@ -129,7 +130,7 @@ Setting enum_choice(std::string_view name, std::string_view help,
           },
           [=](const Config& c) {
             for (const auto& [w, value] : allowed)
-              if (field(const_cast<Config&>(c)) == value) return quoted(std::string(w));
+              if (field(const_cast<Config&>(c)) == value) return toml_quoted(std::string(w));
             return std::string("\"?\"");
           }};
 }
@@ -169,7 +170,7 @@ const std::vector<Setting>& settings() {
       text("milter.socket", "libmilter socket: inet:PORT@ADDR or unix:/path (Postfix writes inet:ADDR:PORT)",
            [](Config& c) -> std::string& { return c.milter_socket; }),
       Setting{"milter.socket_mode", "octal mode of a unix socket", check_socket_mode,
-              [](const Config& c) { return quoted(c.socket_mode); }},
+              [](const Config& c) { return toml_quoted(c.socket_mode); }},
       text("milter.socket_owner", "owner of a unix socket (empty: milter.user, or the starting user)",
            [](Config& c) -> std::string& { return c.socket_owner; }),
       text("milter.socket_group", "group of a unix socket, e.g. 'postfix' (empty: the owner's group)",
@@ -288,13 +289,13 @@ const std::vector<Setting>& settings() {
               "deferred as overloaded",
               1, 100000, [](Config& c) -> std::size_t& { return c.engine.max_waiting_rcpts; }),
       Setting{"tlsrpt.sending_mta_ip", "our address in TLSRPT records (empty: each probe's source address)",
-              check_sending_mta_ip, [](const Config& c) { return quoted(c.tlsrpt.sending_mta_ip); }},
+              check_sending_mta_ip, [](const Config& c) { return toml_quoted(c.tlsrpt.sending_mta_ip); }},
       integer("tlsrpt.flush_interval", "seconds between writes of TLSRPT counts to the store", 1, 3600,
               [](Config& c) -> long& { return c.tlsrpt.flush_interval; }),
       boolean("log.syslog", "log to syslog (facility mail) instead of stderr",
               [](Config& c) -> bool& { return c.log_syslog; }),
       Setting{"log.level", "trace|debug|info|warn|error", check_log_level,
-              [](const Config& c) { return quoted(c.log_level); }},
+              [](const Config& c) { return toml_quoted(c.log_level); }},
   };
   return table;
 }
@@ -315,8 +316,12 @@ void finish(Config& config) {
 }
 
 // Applies every leaf of the parsed file; the first problem wins.
-policy::Result<Config> apply_table(const toml::table& root) {
+// A file that sets nothing is refused: an empty or cut-short file (a full
+// disk, a bad deploy) would otherwise run on the embedded defaults and
+// silently drop enforce_action, exclusions and trusted relays.
+policy::Result<Config> apply_table(const toml::table& root, std::string_view source) {
   Config config;
+  std::size_t applied = 0;
   for (const auto& [section, node] : root) {
     const auto* table = node.as_table();
     if (!table) return policy::Error{"config-key", fmt::format("'{}' must be a [section]", section.str())};
@@ -326,8 +331,14 @@ policy::Result<Config> apply_table(const toml::table& root) {
       if (!setting) return policy::Error{"config-key", fmt::format("unknown setting '{}'", name)};
       if (auto problem = setting->apply(config, value); !problem.empty())
         return policy::Error{"config-value", fmt::format("{} {}", name, problem)};
+      ++applied;
     }
   }
+  if (applied == 0)
+    return policy::Error{"config-empty",
+                         fmt::format("{} sets nothing (empty or cut short?); leave out -c to run "
+                                     "on the embedded defaults",
+                                     source)};
   finish(config);
   return config;
 }
@@ -390,8 +401,11 @@ policy::Result<Config> load_config(const std::string& path) {
     finish(config);
     return config;
   }
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    return policy::Error{"config-read", fmt::format("{} is a directory, not a configuration file", path)};
   try {
-    return apply_table(toml::parse_file(path));
+    return apply_table(toml::parse_file(path), path);
   } catch (const toml::parse_error& e) {
     return parse_error(path, e);
   }
@@ -399,7 +413,7 @@ policy::Result<Config> load_config(const std::string& path) {
 
 policy::Result<Config> parse_config(std::string_view text, std::string_view source) {
   try {
-    return apply_table(toml::parse(text, source));
+    return apply_table(toml::parse(text, source), source);
   } catch (const toml::parse_error& e) {
     return parse_error(source, e);
   }

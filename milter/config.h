@@ -105,9 +105,11 @@ struct Config {
 };
 
 // Reads `path` (TOML); an empty path means the embedded defaults.
-// Errors: code "config-read" (file unreadable), "config-syntax" (TOML error,
-// detail has line:column), "config-key" (unknown key), "config-value"
-// (wrong type or out of range; detail names the key and the rule).
+// Errors: code "config-read" (file unreadable, or a directory),
+// "config-syntax" (TOML error, detail has line:column), "config-key" (unknown
+// key), "config-value" (wrong type or out of range; detail names the key and
+// the rule), "config-empty" (the file sets no key: empty or cut short).
+// Files named in the config are checked by check_settings (services.h).
 policy::Result<Config> load_config(const std::string& path);
 // The same for TOML text already in memory; `source` stands for the path in
 // error details. (The config fuzzer uses it: no file per input.)

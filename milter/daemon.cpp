@@ -28,6 +28,7 @@
 #include "policy/engine/next_hop_checker.h"
 #include "policy/engine/refresher.h"
 #include "policy/engine/tlsrpt_buffer.h"
+#include "policy/logfmt.h"
 #include "policy/net/tls_prober.h"
 #include "store/override_store.h"
 #include "store/tlsrpt_store.h"
@@ -214,6 +215,11 @@ void reload_once(MilterContext& context, store::OverrideStore& override_store, c
     spdlog::error("reload event=refused error=\"{}\" keeping=old-config", fresh.error().detail);
     return;
   }
+  if (const auto checked = check_settings(*fresh); !checked) {
+    spdlog::error("reload event=refused error={} keeping=old-config",
+                  policy::logfmt_value(checked.error().detail));
+    return;
+  }
   auto overrides = override_store.load();
   if (!overrides) {
     spdlog::error("reload event=refused error=\"overrides: {}\" keeping=old-config", overrides.error().code);
@@ -365,6 +371,8 @@ void apply_limits(const Config& config) {
 }
 
 int run_daemon(const Config& config, const std::string& config_path) {
+  if (const auto checked = check_settings(config); !checked)
+    throw StartupError(checked.error().detail, EX_CONFIG);
   apply_limits(config);
   // The socket first, with the starting user's rights; everything else
   // (the store, DNS, probes) as the user the daemon runs as.

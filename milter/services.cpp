@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include "policy/net/tls_prober.h"
+
 namespace mtasts::milter {
 
 std::shared_ptr<store::Database> open_database(const Config& config) {
@@ -41,6 +43,17 @@ std::unique_ptr<Services> make_services(const Config& config) {
       std::make_unique<policy::Resolver>(*services->dns, *services->fetcher, *services->store,
                                          services->clock, config.policy, services->pool.get());
   return services;
+}
+
+policy::Result<bool> check_settings(const Config& config) {
+  try {
+    const policy::net::UnboundDns dns(config.dns);
+    const policy::net::SmtpTlsProber prober({config.probe.ca_file, config.probe.ehlo_name});
+    const policy::net::CurlFetcher fetcher(config.https);
+    return true;
+  } catch (const std::exception& e) {
+    return policy::Error{"config-check", e.what()};
+  }
 }
 
 policy::NextHopCheckerConfig checker_config(const Config& config) {

@@ -50,6 +50,13 @@ struct Services {
 // Throws StartupError.
 std::unique_ptr<Services> make_services(const Config& config);
 
+// Builds, and throws away, what start-up builds from `config` that can
+// refuse it: the DNS resolver (forwarders, stub zones, trust anchors), the
+// prober (EHLO name, CA file) and the policy fetcher (CA file). Start,
+// reload (SIGHUP, SIGUSR1) and --print-config all call it, so a file one of
+// them accepts the others accept too. Error code "config-check".
+policy::Result<bool> check_settings(const Config& config);
+
 // The engine settings the daemon derives from the [probe] and [tlsrpt] sections.
 policy::NextHopCheckerConfig checker_config(const Config& config);
 policy::WorkerPoolConfig pool_config(const Config& config);

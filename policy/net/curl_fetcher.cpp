@@ -16,9 +16,12 @@
 #include <cctype>
 #include <chrono>
 #include <cstddef>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -339,6 +342,12 @@ Result<FetchedBody, FetchError> perform(const CurlFetcherConfig& config, const s
 }  // namespace
 
 CurlFetcher::CurlFetcher(CurlFetcherConfig config) : config_(std::move(config)) {
+  // A CA file that cannot be read would fail every fetch as a certificate
+  // problem of the policy host: refuse it here, at start-up or reload.
+  std::error_code ec;
+  if (!config_.ca_file.empty() &&
+      (!std::filesystem::is_regular_file(config_.ca_file, ec) || !std::ifstream{config_.ca_file}.is_open()))
+    throw std::runtime_error("HTTPS CA file " + config_.ca_file + " cannot be read.");
   // Failure here leaves every fetch failing with "curl-init": the daemon can
   // still run on cached policies.
   if (global_init() != CURLE_OK) spdlog::error("curl_global_init failed");

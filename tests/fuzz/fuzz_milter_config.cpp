@@ -67,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   using mtasts::milter::render_config;
   const auto loaded = load(std::string_view(reinterpret_cast<const char*>(data), size));
   if (!loaded) {
-    static const std::set<std::string> kCodes{"config-syntax", "config-key", "config-value"};
+    static const std::set<std::string> kCodes{"config-syntax", "config-key", "config-value", "config-empty"};
     if (!kCodes.contains(loaded.error().code)) {
       std::fprintf(stderr, "unexpected error %s: %s\n", loaded.error().code.c_str(),
                    loaded.error().detail.c_str());

@@ -42,7 +42,8 @@ TEST(Config, ListEntriesAreNormalised) {
 
 TEST(Config, ValuesAreCheckedWhenRead) {
   const std::vector<ConfigCase> cases{
-      {"empty file", "", "", ""},
+      {"empty file", "", "config-empty", "sets nothing"},
+      {"only comments and a section", "# cut short\n[milter]\n", "config-empty", "sets nothing"},
       {"socket mode", "[milter]\nsocket_mode = '0600'\n", "", ""},
       {"socket mode not octal", "[milter]\nsocket_mode = '0680'\n", "config-value", "milter.socket_mode"},
       {"socket mode too wide", "[milter]\nsocket_mode = '4777'\n", "config-value", "milter.socket_mode"},

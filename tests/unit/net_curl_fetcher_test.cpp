@@ -375,6 +375,17 @@ const std::vector<Case> kCases = {
 
 const std::string kPolicy = "version: STSv1\r\nmode: enforce\r\nmx: mail.ok.test\r\nmax_age: 86400\r\n";
 
+// Issue #10: a CA file that cannot be read used to start fine and then fail
+// every fetch as the policy host's certificate problem.
+TEST_F(CurlFetcherTest, UnreadableCaFileIsRefusedWhenBuilt) {
+  auto cfg = config();
+  cfg.ca_file = (dir_ / "missing-ca.pem").string();
+  EXPECT_THROW(CurlFetcher{cfg}, std::runtime_error);
+  cfg.ca_file = dir_.string();  // a directory is not a CA file either
+  EXPECT_THROW(CurlFetcher{cfg}, std::runtime_error);
+  EXPECT_NO_THROW(CurlFetcher{config()});
+}
+
 TEST_F(CurlFetcherTest, TableOfScenarios) {
   for (const auto& c : kCases) {
     std::string where = c.domain + " via";
