@@ -129,7 +129,8 @@ class PolicyStore {
   virtual ~PolicyStore() = default;
   // nullopt when absent or when the stored raw text no longer parses (logged).
   virtual std::optional<StoredPolicy> load(const std::string& domain) = 0;
-  // Errors (disk full, read-only) are values: the engine logs and goes on.
+  // Errors (disk full, read-only) are values: the store logs them (at most once
+  // per 10 s per operation and code); the engine goes on without a second line.
   virtual Result<bool> save(const StoredPolicy& policy) = 0;
   // Updates last_checked / last_used / last_error only.
   virtual Result<bool> touch(const std::string& domain, std::int64_t last_checked, std::int64_t last_used,

@@ -3,29 +3,187 @@
 // busy-waited on each other's locks while holding their store's mutex, and
 // a read queued behind them. Now writes in this process take turns on one
 // mutex, and reads never touch it.
+// Why a damaged file is moved aside rather than refused: it holds a cache
+// and counts, and a daemon that refuses to start over it restarts in a
+// loop; one that starts afresh keeps deciding and refetches what it needs.
 #include "store/database.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <stdexcept>
 
 #include "policy/logfmt.h"
 #include "store/connection.h"
 #include "store/schema.h"
 
 namespace mtasts::store {
+namespace {
 
-Database::Impl::Impl(std::string db_path, DatabaseOptions options)
-    : path(std::move(db_path)),
-      writer(open_database(path, options.write_busy_timeout)),
-      readers(path, options.read_busy_timeout) {
-  const int before = schema_version(writer.handle(), path);
-  migrate(writer.handle(), path);
+using policy::logfmt_value;
+
+std::optional<FileId> file_id(const std::string& path) {
+  struct stat info {};
+  if (stat(path.c_str(), &info) != 0) return std::nullopt;
+  return FileId{info.st_dev, info.st_ino};
+}
+
+// Opens and migrates the writer; logs a migration and a read-only file.
+std::unique_ptr<Connection> open_writer(const std::string& path, const DatabaseOptions& options) {
+  auto writer = std::make_unique<Connection>(open_database(path, options.write_busy_timeout));
+  const int before = schema_version(writer->handle(), path);
+  migrate(writer->handle(), path);
   if (before != kSchemaVersion) {
-    spdlog::info("store event=migrated path={} from={} to={}", policy::logfmt_value(path), before,
-                 kSchemaVersion);
+    spdlog::info("store event=migrated path={} from={} to={}", logfmt_value(path), before, kSchemaVersion);
   }
-  if (sqlite3_db_readonly(writer.handle(), "main") == 1) {
-    spdlog::warn("store event=read-only path={} writes will fail", policy::logfmt_value(path));
+  if (sqlite3_db_readonly(writer->handle(), "main") == 1) {
+    spdlog::warn("store event=read-only path={} writes will fail", logfmt_value(path));
   }
+  return writer;
+}
+
+// SQLite's account of the damage when the file at `path` is corrupt or not
+// a database; nullopt when it is sound or absent, and when it cannot be
+// checked for another reason (a lock, a permission: the open reports those).
+std::optional<std::string> find_damage(const std::string& path, std::chrono::milliseconds busy_timeout) {
+  std::error_code ignored;
+  if (!std::filesystem::exists(path, ignored)) return std::nullopt;
+  sqlite3* raw = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  const DbPtr db(raw);
+  if (rc != SQLITE_OK)
+    return is_corruption(rc) ? std::optional<std::string>(sqlite3_errstr(rc)) : std::nullopt;
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), static_cast<int>(busy_timeout.count()));
+  sqlite3_stmt* stmt_raw = nullptr;
+  // quick_check: every page and record, without matching indexes to tables
+  // (fast enough for every start); (1): the first problem is enough.
+  rc = sqlite3_prepare_v2(db.get(), "PRAGMA quick_check(1)", -1, &stmt_raw, nullptr);
+  const StatementPtr stmt(stmt_raw);
+  if (rc == SQLITE_OK) rc = sqlite3_step(stmt.get());
+  if (is_corruption(rc)) return std::string(sqlite3_errmsg(db.get()));
+  if (rc != SQLITE_ROW) return std::nullopt;
+  const auto* const text = sqlite3_column_text(stmt.get(), 0);
+  const std::string verdict = text == nullptr ? "" : reinterpret_cast<const char*>(text);
+  if (verdict == "ok") return std::nullopt;
+  return verdict;
+}
+
+// Whether the file may be a damaged cache rather than someone else's file
+// under a mistyped store.path: it has SQLite's header, or its size is a
+// whole number of pages (every page size is a multiple of 512), as a file
+// whose header page was overwritten still is.
+bool could_be_a_database(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) return false;
+  char magic[16] = {};
+  if (std::FILE* file = std::fopen(path.c_str(), "rb")) {
+    const std::size_t got = std::fread(magic, 1, sizeof magic, file);
+    std::fclose(file);
+    if (got == sizeof magic && std::memcmp(magic, "SQLite format 3", sizeof magic) == 0) return true;
+  }
+  return size >= 512 && size % 512 == 0;
+}
+
+// Renames the file and its WAL files to "<path>.corrupt-<unix time>"; the
+// WAL must go too, or SQLite would replay it into the new file.
+std::string move_aside(const std::string& path, const std::string& damage) {
+  const std::string target = path + ".corrupt-" + std::to_string(std::time(nullptr));
+  if (std::rename(path.c_str(), target.c_str()) != 0) {
+    throw std::runtime_error("The policy cache database '" + path + "' is damaged (" + damage +
+                             ") and cannot be moved aside: " + std::strerror(errno) + ".");
+  }
+  for (const char* suffix : {"-wal", "-shm"}) {
+    const std::string from = path + suffix;
+    if (std::rename(from.c_str(), (target + suffix).c_str()) != 0 && errno != ENOENT) {
+      std::remove(from.c_str());
+    }
+  }
+  return target;
+}
+
+void remove_wal_files(const std::string& path) {
+  for (const char* suffix : {"-wal", "-shm"}) std::remove((path + suffix).c_str());
+}
+
+// Copies what the writer's (deleted) file holds, recent commits included,
+// into a new file at `path`: the old file is still readable through the
+// open handle, and its rows would otherwise be lost with it.
+bool copy_into(Connection& old_writer, const std::string& path) {
+  int rc = SQLITE_OK;
+  sqlite3_stmt* const stmt = old_writer.statements.get("VACUUM INTO ?1", rc);
+  if (stmt != nullptr) {
+    StatementUse use(stmt);
+    use.bind(1, path);
+    rc = use.step();
+  }
+  if (rc == SQLITE_DONE) return true;
+  std::remove(path.c_str());  // a partial copy: start empty instead
+  return false;
+}
+
+}  // namespace
+
+Database::Impl::Impl(std::string db_path, DatabaseOptions db_options)
+    : path(std::move(db_path)),
+      options(db_options),
+      writer(open_writer(path, options)),
+      writer_file(file_id(path)),
+      file_checked_at(std::chrono::steady_clock::now()),
+      readers(path, options.read_busy_timeout),
+      failure_warnings(options.warning_interval) {}
+
+std::optional<FileReopen> Database::Impl::reopen_if_replaced() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - file_checked_at < options.file_check_interval) return std::nullopt;
+  file_checked_at = now;
+  const auto current = file_id(path);
+  if (current && current == writer_file) return std::nullopt;
+  FileReopen reopen;
+  reopen.change = current ? FileChange::Replaced : FileChange::Deleted;
+  try {
+    // With the file gone, a -wal left at the path is the old file's: SQLite
+    // would replay it into the new one.
+    if (reopen.change == FileChange::Deleted) {
+      remove_wal_files(path);
+      reopen.copied = copy_into(*writer, path);
+    }
+    auto fresh = open_writer(path, options);
+    keep_wal_files_on_close(writer->handle());
+    writer = std::move(fresh);
+    writer_file = file_id(path);
+    readers.retire_all();
+  } catch (const std::exception& e) {  // the old writer stays: writes still succeed, into the old file
+    reopen.error = e.what();
+  }
+  return reopen;
+}
+
+void log_reopen(const std::string& path, const FileReopen& reopen) {
+  const char* const change = reopen.change == FileChange::Deleted ? "deleted" : "replaced";
+  if (reopen.error.empty()) {
+    spdlog::error("store event=file-{} path={} action=reopened copied_rows={}", change, logfmt_value(path),
+                  reopen.copied ? "yes" : "no");
+  } else {
+    spdlog::error("store event=file-{} path={} action=none error={}", change, logfmt_value(path),
+                  logfmt_value(reopen.error));
+  }
+}
+
+void warn_failed(Database& database, StoreAccess access, std::string_view op, std::string_view subject,
+                 const policy::Error& error) {
+  const std::string_view event = access == StoreAccess::Write ? "write-failed" : "read-failed";
+  const auto held_back = database.impl().failure_warnings.note(fmt::format("{} {}", event, op), error.code,
+                                                               std::chrono::steady_clock::now());
+  if (!held_back) return;
+  spdlog::warn("store event={} op={} {} code={} detail={} held_back={}", event, op, subject, error.code,
+               logfmt_value(error.detail), *held_back);
 }
 
 std::unique_ptr<Connection> ReaderPool::acquire() {
@@ -37,9 +195,10 @@ std::unique_ptr<Connection> ReaderPool::acquire() {
     return reader;
   }
   ++opened_;  // reserved before opening, outside the lock
+  const std::uint64_t generation = generation_;
   lock.unlock();
   try {
-    return std::make_unique<Connection>(open_reader(path_, busy_timeout_));
+    return std::make_unique<Connection>(open_reader(path_, busy_timeout_), generation);
   } catch (...) {
     const std::lock_guard relock(mutex_);
     --opened_;
@@ -52,15 +211,46 @@ void ReaderPool::release(std::unique_ptr<Connection> reader) {
   if (!reader) return;
   {
     const std::lock_guard lock(mutex_);
-    idle_.push_back(std::move(reader));
+    if (reader->generation == generation_) {
+      idle_.push_back(std::move(reader));
+    } else {
+      --opened_;  // of a retired file: closed below, outside the lock
+      keep_wal_files_on_close(reader->handle());
+    }
   }
   returned_.notify_one();
+}
+
+void ReaderPool::retire_all() {
+  std::vector<std::unique_ptr<Connection>> retired;
+  {
+    const std::lock_guard lock(mutex_);
+    ++generation_;
+    opened_ -= idle_.size();
+    retired.swap(idle_);
+  }
+  for (const auto& reader : retired) keep_wal_files_on_close(reader->handle());
+  returned_.notify_all();
 }
 
 Database::Database(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Database::~Database() = default;
 
 std::shared_ptr<Database> Database::open(const std::string& path, DatabaseOptions options) {
+  std::optional<std::string> damage = find_damage(path, options.write_busy_timeout);
+  if (!damage) {
+    try {
+      return std::shared_ptr<Database>(new Database(std::make_unique<Impl>(path, options)));
+    } catch (const CorruptDatabase& e) {  // found by the open or the migration
+      damage = e.what();
+    }
+  }
+  if (!could_be_a_database(path))
+    throw std::runtime_error("'" + path + "' is not an SQLite database (" + *damage +
+                             "); it is left as it is: check store.path.");
+  const std::string moved_to = move_aside(path, *damage);
+  spdlog::error("store event=corrupt path={} moved_to={} action=rebuilt detail={}", logfmt_value(path),
+                logfmt_value(moved_to), logfmt_value(*damage));
   return std::shared_ptr<Database>(new Database(std::make_unique<Impl>(path, options)));
 }
 

@@ -8,6 +8,8 @@
 //   in WAL mode a reader sees the last commit and takes no lock a writer
 //   holds, so a read on the decision path returns while a write waits.
 // Opening migrates the schema (store/schema.cpp) once, on the writer.
+// A write notices when the file was deleted or replaced at run time and
+// reopens the path (store/connection.h).
 #pragma once
 
 #include <chrono>
@@ -24,12 +26,23 @@ struct DatabaseOptions {
   // connection rebuilding the WAL index after a crash); then it fails
   // ("store-busy", logged) and the caller goes on without the row.
   std::chrono::milliseconds read_busy_timeout{250};
+  // How often a write first checks that the path still names the file the
+  // writer has open (an operator may delete or replace it at run time).
+  std::chrono::milliseconds file_check_interval{10000};
+  // A failed read or write of one kind (operation, error code) is logged at most
+  // once per this interval, with how many were held back.
+  std::chrono::milliseconds warning_interval{10000};
 };
 
 class Database {
  public:
-  // Opens (creating the file if needed) and migrates. Throws
-  // std::runtime_error with one sentence naming the file when it cannot.
+  // Opens (creating the file if needed), checks (PRAGMA quick_check) and
+  // migrates. A file SQLite finds corrupt or not a database at all is moved
+  // aside to "<path>.corrupt-<unix time>" (with its -wal and -shm), logged
+  // at error, and replaced by a new, empty database: the file is only a
+  // cache, and a damaged one must not keep the daemon from starting.
+  // Throws std::runtime_error with one sentence naming the file when it
+  // cannot open it (or cannot move a damaged one aside).
   static std::shared_ptr<Database> open(const std::string& path, DatabaseOptions options = {});
   ~Database();
   Database(const Database&) = delete;

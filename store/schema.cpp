@@ -116,7 +116,9 @@ static_assert(kMigrations.back().version == kSchemaVersion);
 std::string errmsg(sqlite3* db) { return sqlite3_errmsg(db); }
 
 void exec_or_throw(sqlite3* db, const std::string& sql, const std::string& path, int target) {
-  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+  if (const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr); rc != SQLITE_OK) {
+    if (is_corruption(rc))
+      throw CorruptDatabase(fmt::format("The policy cache database '{}' is damaged: {}.", path, errmsg(db)));
     throw std::runtime_error(fmt::format(
         "Cannot migrate the policy cache database '{}' to schema version {}: {}.", path, target, errmsg(db)));
   }
@@ -150,7 +152,10 @@ int schema_version(sqlite3* db, const std::string& path) {
   sqlite3_stmt* raw = nullptr;
   const int prepare_rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &raw, nullptr);
   const StatementPtr stmt(raw);
-  if (prepare_rc != SQLITE_OK || sqlite3_step(stmt.get()) != SQLITE_ROW) {
+  const int rc = prepare_rc == SQLITE_OK ? sqlite3_step(stmt.get()) : prepare_rc;
+  if (is_corruption(rc))
+    throw CorruptDatabase(fmt::format("The policy cache database '{}' is damaged: {}.", path, errmsg(db)));
+  if (rc != SQLITE_ROW) {
     throw std::runtime_error(fmt::format(
         "Cannot read the schema version of the policy cache database '{}': {}.", path, errmsg(db)));
   }

@@ -19,10 +19,12 @@ inline constexpr int kSchemaVersion = 4;
 // then finds nothing to do). Does not write when already current, so an
 // up-to-date read-only file opens. Throws std::runtime_error with one sentence
 // naming `path` when the file's version is newer than kSchemaVersion, or when
-// reading the version or a migration fails (the transaction is rolled back).
+// reading the version or a migration fails (the transaction is rolled back);
+// CorruptDatabase (store/statement.h) when SQLite finds the file damaged.
 void migrate(sqlite3* db, const std::string& path);
 
-// PRAGMA user_version of `db`; throws std::runtime_error naming `path`.
+// PRAGMA user_version of `db`; throws std::runtime_error (CorruptDatabase
+// for a damaged file) naming `path`.
 int schema_version(sqlite3* db, const std::string& path);
 
 }  // namespace mtasts::store

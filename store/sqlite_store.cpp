@@ -137,11 +137,6 @@ std::optional<FetchFailure> finish_failure(FailureRow row) {
   return std::move(row.failure);
 }
 
-void log_write_error(std::string_view op, std::string_view domain, const Error& error) {
-  spdlog::warn("store event=write-failed op={} domain={} code={} detail=\"{}\"", op, domain, error.code,
-               error.detail);
-}
-
 }  // namespace
 
 struct SqliteStore::Impl {
@@ -194,7 +189,7 @@ Result<bool> SqliteStore::Impl::write(std::string_view op, std::string_view doma
     error = Error{"store-error", e.what()};
   }
   if (error) {
-    log_write_error(op, domain, *error);
+    warn_failed(*database, StoreAccess::Write, op, fmt::format("domain={}", domain), *error);
     return *error;
   }
   return changed;
@@ -227,7 +222,7 @@ Result<bool> SqliteStore::Impl::write_each(
     error = Error{"store-error", e.what()};
   }
   if (error) {
-    log_write_error(op, fmt::format("{} rows", rows.size()), *error);
+    warn_failed(*database, StoreAccess::Write, op, fmt::format("rows={}", rows.size()), *error);
     return *error;
   }
   return changed;
@@ -257,8 +252,7 @@ bool SqliteStore::Impl::read(std::string_view op, std::string_view sql, std::str
     error = Error{"store-error", e.what()};
   }
   if (error) {
-    spdlog::warn("store event=read-failed op={} domain={} code={} detail=\"{}\"", op, key, error->code,
-                 error->detail);
+    warn_failed(*database, StoreAccess::Read, op, fmt::format("domain={}", key.empty() ? "-" : key), *error);
     return false;
   }
   return true;

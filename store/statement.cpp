@@ -17,6 +17,9 @@ std::string pragma(sqlite3* db, const std::string& path, const std::string& sql)
     rc = sqlite3_step(stmt.get());
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE && rc != SQLITE_OK) {
+    if (is_corruption(rc))
+      throw CorruptDatabase("The policy cache database '" + path + "' is damaged (" + sql +
+                            "): " + sqlite3_errmsg(db) + ".");
     throw std::runtime_error("Cannot configure the policy cache database '" + path + "' (" + sql +
                              "): " + sqlite3_errmsg(db) + ".");
   }
@@ -37,6 +40,11 @@ void configure(sqlite3* db, const std::string& path, std::chrono::milliseconds b
 }
 
 }  // namespace
+
+bool is_corruption(int rc) {
+  const int primary = rc & 0xff;
+  return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
+}
 
 std::string_view error_code(int rc) {
   switch (rc & 0xff) {  // primary code of an extended result code
@@ -74,6 +82,11 @@ DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_time
   DbPtr db = open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   configure(db.get(), path, busy_timeout);
   return db;
+}
+
+void keep_wal_files_on_close(sqlite3* db) {
+  int persist = 1;
+  sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 }
 
 DbPtr open_reader(const std::string& path, std::chrono::milliseconds busy_timeout) {

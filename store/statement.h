@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -35,10 +36,28 @@ inline constexpr std::chrono::milliseconds kBusyTimeout{5000};
 // Throws std::runtime_error with one sentence naming the file.
 DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout = kBusyTimeout);
 
+// Before closing a connection to a file that was deleted or replaced at run
+// time: its close must not delete the -wal and -shm files now at the path,
+// which belong to the new file (SQLite deletes them by name).
+void keep_wal_files_on_close(sqlite3* db);
+
 // A reader of a file open_database() already set up (WAL is a property of
 // the file): query_only, so a bug cannot make it a second writer.
 // Throws std::runtime_error with one sentence naming the file.
 DbPtr open_reader(const std::string& path, std::chrono::milliseconds busy_timeout);
+
+// True for the result codes that say the file itself is damaged
+// (SQLITE_CORRUPT, SQLITE_NOTADB), as opposed to a lock, a full disk or a
+// permission.
+bool is_corruption(int rc);
+
+// What open_database(), migrate() and schema_version() throw instead of a
+// plain std::runtime_error when is_corruption(): Database::open then moves
+// the file aside and starts afresh (it is only a cache).
+class CorruptDatabase : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 // The stable error code of an SQLite result code, as Result errors carry it:
 // "store-full", "store-readonly", "store-io", "store-busy" or "store-error".

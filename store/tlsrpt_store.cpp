@@ -169,26 +169,26 @@ Result<bool> SqliteTlsrptStore::add(const std::vector<TlsrptAggregate>& batch) {
     result = Error{"store-error", e.what()};
   }
   if (!result)
-    spdlog::warn("store event=write-failed op=tlsrpt_add aggregates={} code={} detail=\"{}\"", batch.size(),
-                 result.error().code, result.error().detail);
+    warn_failed(*impl_->database, StoreAccess::Write, "tlsrpt_add",
+                fmt::format("aggregates={}", batch.size()), result.error());
   return result;
 }
 
 std::vector<TlsrptAggregate> SqliteTlsrptStore::read(const std::string& first_day,
                                                      const std::string& last_day) {
   std::vector<TlsrptAggregate> rows;
-  std::string failed;
+  std::optional<Error> failed;
   try {
     with_reader(*impl_->database, [&](Connection& reader) {
       const int rc = read_all(reader, first_day, last_day, rows);
-      if (rc != SQLITE_DONE)
-        failed = fmt::format("code={} detail=\"{}\"", error_code(rc), sqlite3_errmsg(reader.handle()));
+      if (rc != SQLITE_DONE) failed = Error{std::string(error_code(rc)), sqlite3_errmsg(reader.handle())};
     });
   } catch (const std::exception& e) {
-    failed = fmt::format("code=store-error detail=\"{}\"", e.what());
+    failed = Error{"store-error", e.what()};
   }
-  if (!failed.empty()) {
-    spdlog::warn("store event=read-failed op=tlsrpt_read {}", failed);
+  if (failed) {
+    warn_failed(*impl_->database, StoreAccess::Read, "tlsrpt_read",
+                fmt::format("days={}..{}", first_day, last_day), *failed);
     return {};
   }
   return rows;

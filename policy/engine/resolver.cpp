@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "policy/engine/fetch_backoff.h"
 #include "policy/engine/lock_guarded.h"
 #include "policy/engine/memory_cache.h"
 #include "policy/engine/refusal_log.h"
@@ -138,6 +139,7 @@ struct Resolver::Impl {
 
   std::atomic<TlsrptSink*> sink{nullptr};
   LockGuarded<MemoryCache> memory;
+  LockGuarded<FetchBackoff> backoff;
   RefusalLog refusals;
   std::unique_ptr<WorkerPool> own_pool;  // when no shared pool was given
   // Last: destroyed first, each waiting for its jobs, which use the rest.
@@ -151,6 +153,7 @@ struct Resolver::Impl {
         clock(c),
         config(cfg),
         memory(cfg.memory_cache_entries),
+        backoff(cfg.backoff_entries),
         own_pool(pool ? nullptr : std::make_unique<WorkerPool>(private_pool_config(cfg.max_jobs))),
         refreshes(pool ? *pool : *own_pool, kRefreshesAtOnce),
         discoveries(pool ? *pool : *own_pool, cfg.max_jobs) {}
@@ -228,9 +231,7 @@ struct Resolver::Impl {
   Resolution keep_cached(const StoredPolicy& cached, PolicySource source, std::optional<ResultType> type,
                          const std::string& reason, DnsSecurity dnssec, std::int64_t now) {
     const std::string error = error_text(type, reason);
-    const auto touched = store.touch(cached.domain, now, now, error);
-    if (!touched)
-      spdlog::warn("store event=touch-failed domain={} error={}", cached.domain, touched.error().code);
+    (void)store.touch(cached.domain, now, now, error);  // a failure is the store's to log
     StoredPolicy updated = cached;
     updated.last_checked = now;
     updated.last_used = now;
@@ -256,6 +257,25 @@ struct Resolver::Impl {
     r.reason = reason;
     r.temporary = temporary;
     return r;
+  }
+
+  // The back-off in force for (domain, txt_id): memory first (it holds when
+  // the store fails), then the store (it survives a restart).
+  std::optional<FetchFailure> backoff_for(const std::string& domain, const std::string& txt_id,
+                                          std::int64_t now) {
+    auto remembered = backoff.with([&](const FetchBackoff& b) { return b.active(domain, txt_id, now); });
+    if (remembered) return remembered;
+    auto stored = store.load_failure(domain);  // disk I/O outside the lock
+    if (!stored || stored->txt_id != txt_id || stored->retry_at <= now) return std::nullopt;
+    backoff.with([&](FetchBackoff& b) { b.remember(*stored, now); });
+    return stored;
+  }
+
+  // Starts a back-off in memory and in the store; a failed store write was
+  // logged by the store, and the memory copy still holds.
+  void back_off(const FetchFailure& failure, std::int64_t now) {
+    backoff.with([&](FetchBackoff& b) { b.remember(failure, now); });
+    (void)store.save_failure(failure);
   }
 
   FetchOutcome fetch_policy(const std::string& domain, const std::string& txt_id, DnsSecurity dnssec,
@@ -331,8 +351,7 @@ Resolution Resolver::Impl::after_txt_id(const std::string& domain, const TxtOutc
   if (cached && cached->txt_id == txt.id)
     return keep_cached(*cached, PolicySource::Cache, std::nullopt, "", txt.security, now);
 
-  if (const auto failure = store.load_failure(domain);
-      failure && failure->txt_id == txt.id && failure->retry_at > now) {
+  if (const auto failure = backoff_for(domain, txt.id, now)) {
     spdlog::debug("resolve event=backoff domain={} reason={}", domain, failure->reason);
     if (cached) return stale(*cached, failure->type, failure->reason, txt.security, now);
     return no_policy(domain, failure->type, failure->reason, failure->temporary, txt.security);
@@ -342,17 +361,18 @@ Resolution Resolver::Impl::after_txt_id(const std::string& domain, const TxtOutc
   if (!fetched.policy) {
     spdlog::info("resolve event=fetch-failed domain={} txt_id={} result_type={} reason={} temporary={}",
                  domain, txt.id, to_string(fetched.type), fetched.reason, fetched.temporary);
-    const auto saved = store.save_failure(FetchFailure{domain, txt.id, now, now + config.fetch_backoff,
-                                                       fetched.type, fetched.reason, fetched.temporary});
-    if (!saved)
-      spdlog::warn("store event=save-failure-failed domain={} error={}", domain, saved.error().code);
+    back_off(FetchFailure{domain, txt.id, now, now + config.fetch_backoff, fetched.type, fetched.reason,
+                          fetched.temporary},
+             now);
     report_fetch_failure(domain, fetched, cached, now);
     if (cached) return stale(*cached, fetched.type, fetched.reason, txt.security, now);
     return no_policy(domain, fetched.type, fetched.reason, fetched.temporary, txt.security);
   }
 
-  const auto saved = store.save(*fetched.policy);
-  if (!saved) spdlog::error("store event=save-failed domain={} error={}", domain, saved.error().code);
+  // A failed write is logged by the store (rate-limited, issue #10): a second
+  // line here doubled every failure. Memory still holds the policy.
+  (void)store.save(*fetched.policy);
+  backoff.with([&](FetchBackoff& b) { b.forget(domain); });
   (void)store.clear_failure(domain);
   remember(domain, fetched.policy, now);
   spdlog::info("resolve event=fetched domain={} txt_id={} mode={} max_age={}", domain, txt.id,
@@ -417,11 +437,8 @@ Resolution Resolver::Impl::discovery_job(const std::string& domain, std::stop_to
 // §5.1: an expired policy is never used again (a new discovery starts
 // afresh), so it is neither refreshed nor kept.
 void Resolver::Impl::purge_expired(std::int64_t now) {
-  const auto purged = store.forget_expired(now);
-  if (!purged)
-    spdlog::warn("store event=purge-failed error={}", purged.error().code);
-  else if (*purged)
-    spdlog::info("refresh event=purged reason=expired");
+  const auto purged = store.forget_expired(now);  // a failure is the store's to log
+  if (purged && *purged) spdlog::info("refresh event=purged reason=expired");
 }
 
 bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
@@ -451,8 +468,7 @@ bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
     spdlog::warn("refresh event=downgrade domain={} old_mode={} new_mode={} mx_changed={}", old.domain,
                  to_string(old.policy.mode), to_string(fresh.mode), fresh.mx != old.policy.mx);
   fetched.policy->last_used = old.last_used;
-  const auto saved = store.save(*fetched.policy);
-  if (!saved) spdlog::error("store event=save-failed domain={} error={}", old.domain, saved.error().code);
+  (void)store.save(*fetched.policy);  // a failure is the store's to log; memory still holds it
   remember(old.domain, fetched.policy, now);
   spdlog::info("refresh event=fetched domain={} txt_id={} mode={}", old.domain, txt_id,
                to_string(fresh.mode));
@@ -539,8 +555,7 @@ void Resolver::flush() {
     std::vector<PolicyUse> dirty = impl_->memory.with([&](MemoryCache& m) { return m.take_dirty(step); });
     if (dirty.empty()) continue;
     const auto touched = impl_->store.touch_all(dirty);
-    if (!touched) {
-      spdlog::warn("store event=flush-failed policies={} error={}", dirty.size(), touched.error().code);
+    if (!touched) {               // logged by the store
       impl_->remark_used(dirty);  // the next flush tries again
       return;
     }

@@ -31,7 +31,10 @@ struct ResolverConfig {
   // s; a policy not used for this long is no longer refreshed and lapses at
   // its own expiry (45 days: monthly mail stays protected)
   std::int64_t refresh_unused_for = 45 * 86400;
-  std::size_t memory_cache_entries = 100000;    // bounded LRU in front of the store
+  std::size_t memory_cache_entries = 100000;  // bounded LRU in front of the store
+  // Domains whose fetch back-off is also held in memory (fetch_backoff.h),
+  // so it holds when the store cannot be written or read.
+  std::size_t backoff_entries = 10000;
   std::chrono::milliseconds dns_timeout{5000};  // per lookup inside a discovery job
   // Discoveries in flight at once (queued or running on the worker pool). A
   // flood of new domains beyond this is answered at once as "overloaded" (a

@@ -9,10 +9,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <iterator>
 #include <map>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <utility>
 
@@ -49,6 +52,12 @@ std::string key_of(const TlsrptAggregate& a) {
   }
   key += a.success ? "ok" : std::string(to_string(*a.result_type));
   return key;
+}
+
+std::int64_t sessions_in(std::span<const TlsrptAggregate> aggregates) {
+  std::int64_t sessions = 0;
+  for (const auto& a : aggregates) sessions += a.sessions;
+  return sessions;
 }
 
 }  // namespace
@@ -101,31 +110,49 @@ struct TlsrptBuffer::Impl {
     return std::exchange(dropped, 0);
   }
 
+  // One store transaction; an exception from the store is an error value.
+  Result<bool> write(const std::vector<TlsrptAggregate>& batch);
+  // Logs (one line) the sessions dropped since the last call.
+  void report_dropped();
   bool flush();
   void run();
 };
 
-bool TlsrptBuffer::Impl::flush() {
-  std::lock_guard one_writer(flushing);
+Result<bool> TlsrptBuffer::Impl::write(const std::vector<TlsrptAggregate>& batch) {
+  try {
+    return store->add(batch);
+  } catch (const std::exception& e) {
+    return Error{"store-error", e.what()};
+  }
+}
+
+void TlsrptBuffer::Impl::report_dropped() {
   if (const std::int64_t lost = take_dropped(); lost > 0)
     spdlog::warn("tlsrpt event=dropped sessions={} reason=buffer-full max_pending={}", lost,
                  config.max_pending);
+}
+
+bool TlsrptBuffer::Impl::flush() {
+  std::lock_guard one_writer(flushing);
+  report_dropped();
   if (store == nullptr) return true;
-  std::vector<TlsrptAggregate> batch = take();
-  if (batch.empty()) return true;
-  Result<bool> written = Error{"store-error", "exception"};
-  try {
-    written = store->add(batch);
-  } catch (const std::exception& e) {
-    written = Error{"store-error", e.what()};
+  std::vector<TlsrptAggregate> all = take();
+  const std::size_t step = std::max<std::size_t>(config.batch_aggregates, 1);
+  for (std::size_t first = 0; first < all.size(); first += step) {
+    const auto last = all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), first + step));
+    const std::vector<TlsrptAggregate> batch(all.begin() + static_cast<std::ptrdiff_t>(first), last);
+    const Result<bool> written = write(batch);
+    if (written) continue;
+    std::vector<TlsrptAggregate> kept(
+        std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(first)),
+        std::make_move_iterator(all.end()));
+    spdlog::warn(
+        "tlsrpt event=flush-failed aggregates={} sessions={} written_aggregates={} code={} action=retry",
+        kept.size(), sessions_in(kept), first, written.error().code);
+    put_back(std::move(kept));
+    return false;
   }
-  if (written) return true;
-  std::int64_t sessions = 0;
-  for (const auto& a : batch) sessions += a.sessions;
-  spdlog::warn("tlsrpt event=flush-failed aggregates={} sessions={} code={} action=retry", batch.size(),
-               sessions, written.error().code);
-  put_back(std::move(batch));
-  return false;
+  return true;
 }
 
 void TlsrptBuffer::Impl::run() {
@@ -152,8 +179,11 @@ TlsrptBuffer::~TlsrptBuffer() {
   impl_->wake.notify_all();
   if (impl_->flusher.joinable()) impl_->flusher.join();
   if (!impl_->flush()) {
-    spdlog::error("tlsrpt event=lost sessions={} reason=last-flush-failed", pending_sessions());
+    const std::vector<TlsrptAggregate> lost = impl_->take();
+    spdlog::error("tlsrpt event=lost sessions={} aggregates={} reason=last-flush-failed", sessions_in(lost),
+                  lost.size());
   }
+  impl_->report_dropped();  // what the last put_back could not keep
 }
 
 void TlsrptBuffer::record(const TlsrptSession& session) {

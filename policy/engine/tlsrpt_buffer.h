@@ -28,13 +28,19 @@ struct TlsrptBufferConfig {
   // Distinct aggregates held in memory at most (new keys beyond are dropped
   // and counted in a warning; counts of known keys still go up).
   std::size_t max_pending = 100000;
+  // Aggregates written per store transaction. Bounded so that after a full
+  // disk the writes fit again a batch at a time, instead of one
+  // transaction of everything that may never fit.
+  std::size_t batch_aggregates = 500;
 };
 
 // Thread-safe. record() only takes a mutex (no I/O). The flusher writes
-// outside the lock; a failed write puts the batch back (merged with what
-// arrived meanwhile) for the next try. The destructor stops the flusher and
-// makes a last attempt, so nothing recorded is lost on a clean shutdown
-// unless that last write fails too (logged with the number of sessions).
+// outside the lock, batch_aggregates per transaction; when a batch fails,
+// it and the batches not yet tried go back (merged with what arrived
+// meanwhile, within max_pending) for the next try. The destructor stops the
+// flusher and makes a last attempt, so nothing recorded is lost on a clean
+// shutdown unless that last write fails too. Whatever is dropped (beyond
+// max_pending, or unwritten at the end) is counted in one log line.
 class TlsrptBuffer final : public TlsrptSink {
  public:
   // `store` may be nullptr (aggregate in memory only; take() reads them).
@@ -50,8 +56,10 @@ class TlsrptBuffer final : public TlsrptSink {
   // sorted by day then key; the buffer is empty afterwards.
   std::vector<TlsrptAggregate> take();
 
-  // Writes the pending aggregates now. True when there was nothing to write
-  // or the store accepted them; false (logged, batch kept) otherwise.
+  // Writes the pending aggregates now, batch_aggregates at a time, stopping
+  // at the first batch the store refuses. True when there was nothing to
+  // write or the store accepted every batch; false (logged, the unwritten
+  // batches kept) otherwise.
   bool flush();
 
   // Sessions held in memory (not yet written).

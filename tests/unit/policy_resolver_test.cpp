@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "fakes/fake_sources.h"
+#include "fakes/log_capture.h"
 #include "fakes/recording_sink.h"
 
 namespace mtasts::testing {
@@ -295,6 +296,34 @@ TEST(Resolver, BackOffAlsoHoldsAcrossRestart) {
   const auto r = w.resolve();
   EXPECT_EQ(r.reason, "http-404");
   EXPECT_EQ(w.fetcher.calls("example.com"), 1);
+}
+
+// Issue #10: the back-off is kept in memory too. With a store that can
+// neither write nor read it (read-only, full, corrupt), a broken policy host
+// is fetched once per back-off, not once per message, and each fetch is one
+// TLSRPT failure, not one per message.
+TEST(Resolver, BackOffHoldsInMemoryWhenTheStoreCannotKeepIt) {
+  World w;
+  RecordingSink sink;
+  w.resolver->set_tlsrpt_sink(&sink);
+  w.store.set_failures_broken(true);
+  w.dns.set("_mta-sts.example.com", txt_answer({"v=STSv1; id=1;"}));
+  w.fetcher.set("example.com", FetchError{ResultType::StsPolicyFetchError, "http-500", "", true});
+  for (int message = 0; message < 50; ++message) {
+    const auto r = w.resolve();
+    EXPECT_EQ(r.reason, "http-500");
+    EXPECT_TRUE(r.temporary);
+    w.clock.advance(1);
+  }
+  w.resolver->wait_idle();
+  EXPECT_EQ(w.fetcher.calls("example.com"), 1) << "50 messages within the back-off";
+  EXPECT_EQ(sink.sessions().size(), 1U);
+
+  w.clock.advance(300);  // the back-off is over: one new attempt
+  w.resolve();
+  EXPECT_EQ(w.fetcher.calls("example.com"), 2);
+  w.publish("2", kEnforce);  // a new id is not held back by the old one's back-off
+  EXPECT_EQ(w.resolve().source, PolicySource::Fetched);
 }
 
 struct CachedCase {
@@ -604,6 +633,26 @@ TEST(Resolver, FullStoreStillAnswersFromTheFetch) {
   EXPECT_EQ(r.policy->policy.mode, Mode::Enforce);
   w.clock.advance(10);
   EXPECT_EQ(w.resolve().source, PolicySource::Cache) << "memory still holds it";
+}
+
+// Issue #10: a failed store write is logged once, by the store; the
+// resolver used to add a second line for each (save, touch, flush).
+TEST(Resolver, FailedStoreWritesAreNotLoggedTwice) {
+  World w;
+  w.publish("1", kEnforce);
+  ASSERT_EQ(w.resolve().source, PolicySource::Fetched);
+  w.store.set_full(true);  // the fake store fails without logging, as if the line were rate-limited
+  const LogCapture log;
+  w.clock.advance(61);
+  w.publish("2", kTesting);
+  ASSERT_EQ(w.resolve().source, PolicySource::Fetched);  // save fails
+  w.clock.advance(61);
+  ASSERT_EQ(w.resolve().source, PolicySource::Cache);  // touch fails
+  w.resolver->flush();
+  w.clock.advance(3600);
+  ASSERT_EQ(w.resolver->refresh_due(true), 1);  // save fails
+  w.resolver->wait_idle();
+  EXPECT_EQ(log.lines_with("store event="), 0) << log.text();
 }
 
 TEST(Resolver, NoPolicyIsRememberedForTheRecheckInterval) {

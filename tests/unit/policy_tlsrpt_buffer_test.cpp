@@ -5,11 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "fakes/log_capture.h"
 
 namespace mtasts::policy {
 namespace {
@@ -46,13 +50,30 @@ class FakeStore final : public TlsrptStore {
   Result<bool> add(const std::vector<TlsrptAggregate>& batch) override {
     std::lock_guard lock(mu_);
     ++calls_;
-    if (failing_) return Error{"store-full", "disk full"};
+    largest_ = std::max(largest_, batch.size());
+    if (failing_ || batch.size() > max_batch_) return Error{"store-full", "disk full"};
+    if (fail_after_ > 0 && --fail_after_ == 0) failing_ = true;
     for (const auto& a : batch) rows_.push_back(a);
     return true;
   }
   void set_failing(bool failing) {
     std::lock_guard lock(mu_);
     failing_ = failing;
+  }
+  // Batches larger than this fail with store-full: a disk with room for
+  // only so much in one transaction.
+  void set_max_batch(std::size_t max) {
+    std::lock_guard lock(mu_);
+    max_batch_ = max;
+  }
+  // The store fails from the call after the next `calls` accepted ones.
+  void fail_after(int calls) {
+    std::lock_guard lock(mu_);
+    fail_after_ = calls;
+  }
+  std::size_t largest_batch() {
+    std::lock_guard lock(mu_);
+    return largest_;
   }
   std::vector<TlsrptAggregate> rows() {
     std::lock_guard lock(mu_);
@@ -66,6 +87,9 @@ class FakeStore final : public TlsrptStore {
  private:
   std::mutex mu_;
   bool failing_ = false;
+  std::size_t max_batch_ = SIZE_MAX;
+  int fail_after_ = 0;
+  std::size_t largest_ = 0;
   int calls_ = 0;
   std::vector<TlsrptAggregate> rows_;
 };
@@ -220,6 +244,47 @@ TEST(TlsrptBuffer, BoundedByMaxPendingKeys) {
   EXPECT_EQ(rows[0].policy_domain, "a.example");
   EXPECT_EQ(rows[0].sessions, 2);
   EXPECT_EQ(rows[1].policy_domain, "b.example");
+}
+
+// Issue #10: one transaction of everything may never fit after a full
+// disk, and everything was then lost at stop. Bounded batches fit.
+TEST(TlsrptBuffer, FlushesInBoundedBatches) {
+  FakeStore store;
+  store.set_max_batch(500);
+  TlsrptBuffer buffer(&store, manual());
+  for (int i = 0; i < 1200; ++i)
+    buffer.record(failure(kNoon, ResultType::CertificateExpired, "192.0.2." + std::to_string(i)));
+  EXPECT_TRUE(buffer.flush());
+  EXPECT_EQ(store.calls(), 3);
+  EXPECT_LE(store.largest_batch(), 500U);
+  EXPECT_EQ(store.rows().size(), 1200U);
+  EXPECT_EQ(buffer.pending_sessions(), 0);
+}
+
+// A store that fails part-way: the batches written stay written, the rest
+// is kept for the next flush, and what cannot be kept at stop is counted
+// in one log line.
+TEST(TlsrptBuffer, BatchesAfterAFailureAreKeptAndLossIsCounted) {
+  FakeStore store;
+  TlsrptBufferConfig config = manual();
+  config.batch_aggregates = 10;
+  const testing::LogCapture log;
+  {
+    TlsrptBuffer buffer(&store, config);
+    for (int i = 0; i < 35; ++i)
+      buffer.record(failure(kNoon, ResultType::CertificateExpired, "192.0.2." + std::to_string(i)));
+    store.fail_after(2);
+    EXPECT_FALSE(buffer.flush());
+    EXPECT_EQ(store.rows().size(), 20U) << "two batches written";
+    EXPECT_EQ(buffer.pending_sessions(), 15) << "the failed batch and the one not tried are kept";
+    store.set_failing(false);
+    EXPECT_TRUE(buffer.flush());
+    EXPECT_EQ(store.rows().size(), 35U);
+    buffer.record(success(kNoon));
+    store.set_failing(true);
+  }  // the last flush fails
+  EXPECT_EQ(store.rows().size(), 35U);
+  EXPECT_EQ(log.lines_with("tlsrpt event=lost sessions=1 aggregates=1 "), 1) << log.text();
 }
 
 TEST(TlsrptBuffer, ConcurrentRecordsAllCount) {

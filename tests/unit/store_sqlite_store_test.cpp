@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "fakes/log_capture.h"
 #include "store_test_support.h"
 
 #include <algorithm>
@@ -34,6 +35,7 @@
 namespace mtasts::store {
 namespace {
 
+using mtasts::testing::LogCapture;
 using mtasts::testing::RawDb;
 using mtasts::testing::TempDir;
 
@@ -434,6 +436,8 @@ TEST_F(SqliteStoreTest, NewFileGetsCurrentSchemaVersionAndWal) {
   EXPECT_EQ(raw.one("PRAGMA user_version"), std::to_string(kSchemaVersion));
 }
 
+// (A file that is not a database at all is moved aside instead:
+// DamagedFileIsMovedAsideAndRebuilt.)
 TEST_F(SqliteStoreTest, ConstructorThrowsOnNewerVersionOrUnusableFile) {
   struct Case {
     std::string name;
@@ -459,13 +463,6 @@ TEST_F(SqliteStoreTest, ConstructorThrowsOnNewerVersionOrUnusableFile) {
        "schema version 40"},
       {"missing directory", dir_.file("no/such/dir/cache.db"), [](const std::string&) {},
        "Cannot open the policy cache database"},
-      {"not a database", dir_.file("text.db"),
-       [](const std::string& path) {
-         std::FILE* file = std::fopen(path.c_str(), "w");
-         std::fputs("this is not an SQLite database, it is a text file of some length\n", file);
-         std::fclose(file);
-       },
-       "policy cache database"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -480,6 +477,178 @@ TEST_F(SqliteStoreTest, ConstructorThrowsOnNewerVersionOrUnusableFile) {
   }
   // The refused file is left as it was.
   EXPECT_EQ(RawDb(db_path()).one("PRAGMA user_version"), std::to_string(kSchemaVersion + 1));
+}
+
+// ---------------------------------------------------------------- damaged or vanished files (issue #10)
+
+// Overwrites `size` bytes of `path` at `offset` with a pattern no SQLite
+// page or header has.
+void scribble(const std::string& path, off_t offset, std::size_t size) {
+  const int fd = open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0) << path;
+  const std::vector<char> garbage(size, static_cast<char>(0xA5));
+  ASSERT_EQ(pwrite(fd, garbage.data(), garbage.size(), offset), static_cast<ssize_t>(size));
+  close(fd);
+}
+
+// A valid database of a few policies, checkpointed into the main file (the
+// last connection to close removes the WAL).
+void valid_database(const std::string& path) {
+  SqliteStore store(path);
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(store.save(numbered_policy(i, i)));
+}
+
+std::vector<std::string> moved_aside(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with("cache.db.corrupt-")) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A damaged file used to keep the daemon from starting (a restart loop over
+// a cache) or leave it degraded for ever. Now it is moved aside, logged
+// once, and a new database takes its place.
+TEST_F(SqliteStoreTest, DamagedFileIsMovedAsideAndRebuilt) {
+  struct Case {
+    std::string name;
+    std::function<void(const std::string&)> damage;
+  };
+  const std::vector<Case> cases = {
+      {"garbage pages, not a database",
+       [](const std::string& path) {
+         std::FILE* file = std::fopen(path.c_str(), "w");
+         for (int i = 0; i < 64 * 1024; ++i) std::fputc(static_cast<char>((i * 131) % 251), file);
+         std::fclose(file);
+       }},
+      {"corrupt header page",
+       [](const std::string& path) {
+         valid_database(path);
+         scribble(path, 0, 100);
+       }},
+      {"corrupt page 2",
+       [](const std::string& path) {
+         valid_database(path);
+         const auto page_size = std::stoi(RawDb(path).one("PRAGMA page_size"));
+         scribble(path, page_size, static_cast<std::size_t>(page_size));
+       }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    TempDir dir;
+    const std::string path = dir.file("cache.db");
+    c.damage(path);
+    LogCapture log;
+    try {
+      SqliteStore store(path);
+      ASSERT_TRUE(store.save(make_policy("a.example", Mode::Enforce, 3600, {"mx.a.example"})));
+      EXPECT_TRUE(store.load("a.example").has_value());
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "refused to open: " << e.what();
+      continue;
+    }
+    EXPECT_EQ(RawDb(path).one("PRAGMA quick_check"), "ok");
+    EXPECT_EQ(RawDb(path).one("SELECT count(*) FROM policies"), "1") << "a new database, not the old rows";
+    const auto moved = moved_aside(dir.path());
+    ASSERT_EQ(moved.size(), 1U) << "the damaged file is kept for a post-mortem";
+    EXPECT_EQ(log.lines_with("store event=corrupt path="), 1) << log.text();
+    EXPECT_EQ(log.lines_with("moved_to=" + dir.file(moved.front())), 1) << log.text();
+  }
+}
+
+// A file that cannot be a damaged cache (no SQLite header, a size no page
+// size divides) is the operator's own file under a mistyped store.path: it
+// is refused and left where it is, never renamed.
+TEST_F(SqliteStoreTest, AFileThatIsNoDatabaseIsLeftAlone) {
+  const std::string path = db_path();
+  {
+    std::FILE* file = std::fopen(path.c_str(), "w");
+    for (int i = 0; i < 200; ++i) std::fputs("root:x:0:0:root:/root:/bin/bash\n", file);
+    std::fclose(file);
+  }
+  const auto size = std::filesystem::file_size(path);
+  EXPECT_THROW(SqliteStore{path}, std::runtime_error);
+  EXPECT_TRUE(moved_aside(dir_.path()).empty());
+  EXPECT_EQ(std::filesystem::file_size(path), size) << "the file is untouched";
+}
+
+// An operator's rm (or a restore that replaced the file) at run time: the
+// writer used to go on writing into the unlinked file, and every later
+// write vanished. Now the next write notices, logs, and reopens the path
+// (a deleted file's rows copied into the new one: nothing that can be kept
+// is lost).
+TEST_F(SqliteStoreTest, DeletedOrReplacedFileIsReopenedAndLaterWritesLand) {
+  struct Case {
+    std::string name;
+    std::function<void(const TempDir&)> change;
+    std::string event;
+    std::string rows;  // in the file at the path afterwards
+  };
+  const std::vector<Case> cases = {
+      {"deleted",
+       [](const TempDir& dir) {
+         for (const char* suffix : {"", "-wal", "-shm"})
+           std::filesystem::remove(dir.file("cache.db") + suffix);
+       },
+       "store event=file-deleted path=", "after.example;before.example"},
+      {"deleted, its -wal and -shm left behind",
+       [](const TempDir& dir) { std::filesystem::remove(dir.file("cache.db")); },
+       "store event=file-deleted path=", "after.example;before.example"},
+      {"replaced",
+       [](const TempDir& dir) {
+         { SqliteStore other(dir.file("other.db")); }
+         for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(dir.file("cache.db") + suffix);
+         std::filesystem::rename(dir.file("other.db"), dir.file("cache.db"));
+       },
+       "store event=file-replaced path=", "after.example"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    TempDir dir;
+    LogCapture log;
+    SqliteStore store(Database::open(dir.file("cache.db"),
+                                     DatabaseOptions{.file_check_interval = std::chrono::milliseconds(0)}));
+    ASSERT_TRUE(store.save(make_policy("before.example", Mode::Enforce, 3600, {"mx.before.example"})));
+    ASSERT_TRUE(store.load("before.example").has_value());  // a reader of the old file goes idle
+    c.change(dir);
+    const auto saved = store.save(make_policy("after.example", Mode::Enforce, 3600, {"mx.after.example"}));
+    ASSERT_TRUE(saved) << code_of(saved);
+    try {
+      EXPECT_EQ(RawDb(dir.file("cache.db")).all("SELECT domain FROM policies ORDER BY domain"), c.rows);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "the write is not in the file at the path: " << e.what();
+    }
+    EXPECT_TRUE(store.load("after.example").has_value()) << "readers moved to the new file";
+    EXPECT_EQ(log.lines_with(c.event), 1) << log.text();
+  }
+}
+
+// A store that fails every write (read-only, full, locked) used to log
+// every failure; now one line per (op, code) per interval, then one with
+// how many were held back.
+TEST_F(SqliteStoreTest, FailedWriteWarningsAreRateLimited) {
+  LogCapture log;
+  SqliteStore store(
+      Database::open(db_path(), DatabaseOptions{.write_busy_timeout = std::chrono::milliseconds(1),
+                                                .warning_interval = std::chrono::milliseconds(400)}));
+  RawDb other(db_path());
+  other.exec("BEGIN IMMEDIATE");  // another process holds the write lock: every write fails store-busy
+  for (int i = 0; i < 100; ++i) {
+    const auto saved = store.save(numbered_policy(i, i));
+    ASSERT_FALSE(saved);
+    ASSERT_EQ(saved.error().code, "store-busy");
+  }
+  ASSERT_FALSE(store.touch("d1.example", 1, 1, ""));
+  EXPECT_EQ(log.lines_with("store event=write-failed op=save "), 1) << log.text();
+  EXPECT_EQ(log.lines_with("store event=write-failed op=touch "), 1) << "another op has its own line";
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));
+  ASSERT_FALSE(store.save(numbered_policy(1, 1)));
+  EXPECT_EQ(log.lines_with("store event=write-failed op=save "), 2) << log.text();
+  EXPECT_EQ(log.lines_with("code=store-busy detail="), 3) << log.text();
+  EXPECT_EQ(log.lines_with("held_back=99"), 1) << log.text();
+  other.exec("ROLLBACK");
 }
 
 TEST_F(SqliteStoreTest, ReadableViewShowsIsoUtcTimes) {

@@ -138,18 +138,26 @@ class MemoryStore final : public PolicyStore {
   }
   std::optional<FetchFailure> load_failure(const std::string& domain) override {
     std::lock_guard lock(mu_);
+    if (failures_broken_) return std::nullopt;  // a read error, logged by a real store
     const auto it = failures_.find(domain);
     if (it == failures_.end()) return std::nullopt;
     return it->second;
   }
   Result<bool> save_failure(const FetchFailure& f) override {
     std::lock_guard lock(mu_);
+    if (full_ || failures_broken_) return Error{"store-readonly", "attempt to write a readonly database"};
     failures_[f.domain] = f;
     return true;
   }
   Result<bool> clear_failure(const std::string& domain) override {
     std::lock_guard lock(mu_);
     return failures_.erase(domain) > 0;
+  }
+  // The fetch_failures table can be neither written nor read (a read-only,
+  // full or corrupt store).
+  void set_failures_broken(bool broken) {
+    std::lock_guard lock(mu_);
+    failures_broken_ = broken;
   }
   void set_full(bool full) {
     std::lock_guard lock(mu_);
@@ -166,6 +174,7 @@ class MemoryStore final : public PolicyStore {
   std::atomic<std::chrono::milliseconds> load_delay_{std::chrono::milliseconds(0)};
   int touch_alls_ = 0;
   bool full_ = false;
+  bool failures_broken_ = false;
   int loads_ = 0;
   std::map<std::string, StoredPolicy> policies_;
   std::map<std::string, FetchFailure> failures_;
