@@ -11,6 +11,7 @@
 #include "milter/cli_commands.h"
 #include "milter/daemon.h"
 #include "milter/services.h"
+#include "policy/logfmt.h"
 
 namespace mtasts::milter {
 namespace {
@@ -77,6 +78,12 @@ void add_commands(CLI::App& app, Options& o) {
   add_cache_commands(app, o);
 }
 
+// CLI11 quotes the argument it refused ("The following argument was not
+// expected: ..."); that argument may hold escape sequences or 100 kB.
+std::string parse_failure(const CLI::App*, const CLI::Error& e) {
+  return shown_message(e.what()) + "\nRun with --help for more information.\n";
+}
+
 int dispatch(CLI::App& app, const Options& o, const Config& config) {
   if (app.get_subcommands().empty()) block_daemon_signals();  // before any thread starts
   if (app.got_subcommand("check") || app.got_subcommand("cache")) become_configured_user(config);
@@ -95,6 +102,7 @@ int run_cli(int argc, char** argv) {
   CLI::App app{"mta-sts-milter: MTA-STS (RFC 8461) for outbound mail"};
   Options o;
   add_commands(app, o);
+  app.failure_message(parse_failure);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -106,10 +114,15 @@ int run_cli(int argc, char** argv) {
 
   const auto config = load_config(o.config_path);
   if (!config) {
-    std::cerr << "mta-sts-milter: " << config.error().detail << "\n";
+    std::cerr << "mta-sts-milter: " << shown_message(config.error().detail) << "\n";
     return kExitConfig;
   }
   if (o.print_config) {
+    // What the start would refuse (files, DNS settings, EHLO name), refused here too.
+    if (const auto checked = check_settings(*config); !checked) {
+      std::cerr << "mta-sts-milter: " << shown_message(checked.error().detail) << "\n";
+      return kExitConfig;
+    }
     std::cout << render_config(*config);
     return kExitOk;
   }
@@ -117,10 +130,10 @@ int run_cli(int argc, char** argv) {
     set_up_logging(*config);
     return dispatch(app, o, *config);
   } catch (const StartupError& e) {
-    spdlog::critical("startup event=failed error=\"{}\"", e.what());
+    spdlog::critical("startup event=failed error={}", policy::logfmt_value(e.what(), kShownMessageBytes));
     return e.exit_code();
   } catch (const std::exception& e) {
-    spdlog::critical("cli event=internal-error error=\"{}\"", e.what());
+    spdlog::critical("cli event=internal-error error={}", policy::logfmt_value(e.what(), kShownMessageBytes));
     return 70;  // EX_SOFTWARE
   }
 }

@@ -16,7 +16,7 @@ int list_policies(policy::PolicyStore& store) {
   for (const auto& p : store.list()) {
     std::cout << p.domain << " mode=" << policy::to_string(p.policy.mode) << " txt_id=" << p.txt_id
               << " expires_at=" << p.expires_at << " dnssec=" << policy::to_string(p.dnssec)
-              << (p.last_error.empty() ? "" : " last_error=" + p.last_error) << "\n";
+              << (p.last_error.empty() ? "" : " last_error=" + shown_message(p.last_error)) << "\n";
   }
   return kExitOk;
 }
@@ -29,7 +29,7 @@ int show_policy(policy::PolicyStore& store, const std::string& domain) {
   }
   nlohmann::json j = stored_json(*p);
   j["policy"] = policy_json(p->policy);
-  std::cout << j.dump(2) << "\n";
+  std::cout << json_text(j, 2) << "\n";
   return kExitOk;
 }
 
@@ -53,7 +53,7 @@ int import_policies(policy::PolicyStore& store, const std::string& file, std::in
   if (file != "-") {
     in_file.open(file);
     if (!in_file) {
-      std::cerr << "mta-sts-milter cache import: cannot read " << file << "\n";
+      std::cerr << "mta-sts-milter cache import: cannot read " << shown_input(file) << "\n";
       return kExitInvalid;
     }
     in = &in_file;
@@ -72,14 +72,15 @@ int import_policies(policy::PolicyStore& store, const std::string& file, std::in
       continue;
     }
     ++rejected;
-    std::cerr << file << ":" << line_no << ": " << saved.error().code << ": " << saved.error().detail << "\n";
+    std::cerr << shown_input(file) << ":" << line_no << ": " << saved.error().code << ": "
+              << shown_message(saved.error().detail) << "\n";
   }
   std::cerr << "imported=" << imported << " rejected=" << rejected << "\n";
   return rejected == 0 ? kExitOk : kExitInvalid;
 }
 
 int export_policies(policy::PolicyStore& store) {
-  for (const auto& p : store.list()) std::cout << stored_json(p).dump() << "\n";
+  for (const auto& p : store.list()) std::cout << json_text(stored_json(p)) << "\n";
   return kExitOk;
 }
 
@@ -99,8 +100,8 @@ int cache_command(const Config& config, const CacheArgs& args) {
   if (args.action == "show" || args.action == "forget") {
     const auto normalised = policy::normalize_domain(args.operand);
     if (!normalised) {
-      std::cerr << "mta-sts-milter cache " << args.action << ": invalid domain '" << args.operand << "' ("
-                << normalised.error().code << ")\n";
+      std::cerr << "mta-sts-milter cache " << args.action << ": invalid domain '" << shown_input(args.operand)
+                << "' (" << normalised.error().code << ")\n";
       return kExitInvalid;
     }
     domain = *normalised;

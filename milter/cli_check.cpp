@@ -23,8 +23,8 @@ void print_human(const policy::Resolution& r) {
     std::cout << "policy: none\n";
   }
   if (r.result_type || !r.reason.empty())
-    std::cout << "problem: " << (r.result_type ? policy::to_string(*r.result_type) : "-") << " " << r.reason
-              << (r.temporary ? " (temporary)" : "") << "\n";
+    std::cout << "problem: " << (r.result_type ? policy::to_string(*r.result_type) : "-") << " "
+              << shown_message(r.reason) << (r.temporary ? " (temporary)" : "") << "\n";
 }
 
 }  // namespace
@@ -32,8 +32,9 @@ void print_human(const policy::Resolution& r) {
 int check_command(const Config& config, const std::string& domain_arg, bool json) {
   const auto domain = policy::normalize_domain(domain_arg);
   if (!domain) {
-    std::cerr << "mta-sts-milter check: '" << domain_arg << "' is not a domain name (" << domain.error().code
-              << (domain.error().detail.empty() ? "" : ": " + domain.error().detail) << ")\n";
+    std::cerr << "mta-sts-milter check: '" << shown_input(domain_arg) << "' is not a domain name ("
+              << domain.error().code
+              << (domain.error().detail.empty() ? "" : ": " + shown_message(domain.error().detail)) << ")\n";
     return kExitInvalid;
   }
   auto services = make_services(config);
@@ -42,7 +43,7 @@ int check_command(const Config& config, const std::string& domain_arg, bool json
   const auto resolution = services->resolver->resolve(*domain, std::chrono::steady_clock::now() + wait);
   services->resolver->flush();
   if (json)
-    std::cout << resolution_json(resolution).dump() << "\n";
+    std::cout << json_text(resolution_json(resolution)) << "\n";
   else
     print_human(resolution);
   return resolution.temporary ? kExitTempFail : kExitOk;

@@ -41,16 +41,17 @@ nlohmann::json lint_policy_json(const policy::PolicyParse& parsed, const std::ve
     j["errors"].push_back({{"line", issue.line}, {"rule", issue.rule}, {"message", issue.message}});
   j["hosts"] = nlohmann::json::object();
   for (const auto& host : mx_hosts)
-    j["hosts"][host] = parsed.policy && policy::policy_allows_mx(*parsed.policy, host);
+    j["hosts"][shown_input(host)] = parsed.policy && policy::policy_allows_mx(*parsed.policy, host);
   return j;
 }
 
 void print_lint_policy(const std::string& file, const policy::PolicyParse& parsed,
                        const std::vector<std::string>& mx_hosts) {
   for (const auto& issue : parsed.issues)
-    std::cout << file << ":" << issue.line << ": " << issue.rule << ": " << issue.message << "\n";
+    std::cout << shown_input(file) << ":" << issue.line << ": " << issue.rule << ": " << issue.message
+              << "\n";
   if (parsed.policy) {
-    std::cout << file << ": valid: mode=" << policy::to_string(parsed.policy->mode)
+    std::cout << shown_input(file) << ": valid: mode=" << policy::to_string(parsed.policy->mode)
               << " max_age=" << parsed.policy->max_age << " mx=";
     for (std::size_t i = 0; i < parsed.policy->mx.size(); ++i)
       std::cout << (i ? "," : "") << parsed.policy->mx[i];
@@ -58,7 +59,7 @@ void print_lint_policy(const std::string& file, const policy::PolicyParse& parse
   }
   for (const auto& host : mx_hosts) {
     const bool allowed = parsed.policy && policy::policy_allows_mx(*parsed.policy, host);
-    std::cout << host << ": " << (allowed ? "allowed" : "NOT allowed") << "\n";
+    std::cout << shown_input(host) << ": " << (allowed ? "allowed" : "NOT allowed") << "\n";
   }
 }
 
@@ -67,12 +68,12 @@ void print_lint_policy(const std::string& file, const policy::PolicyParse& parse
 int lint_policy_command(const std::string& file, const std::vector<std::string>& mx_hosts, bool json) {
   std::string body;
   if (!read_capped(file, body)) {
-    std::cerr << "mta-sts-milter lint-policy: cannot read " << file << "\n";
+    std::cerr << "mta-sts-milter lint-policy: cannot read " << shown_input(file) << "\n";
     return kExitInvalid;
   }
   const auto parsed = policy::parse_policy(body);
   if (json)
-    std::cout << lint_policy_json(parsed, mx_hosts).dump() << "\n";
+    std::cout << json_text(lint_policy_json(parsed, mx_hosts)) << "\n";
   else
     print_lint_policy(file, parsed, mx_hosts);
   return parsed.policy ? kExitOk : kExitInvalid;
@@ -83,13 +84,13 @@ int lint_txt_command(const std::vector<std::string>& records, bool json) {
   std::vector<std::string> errors;
   if (!parsed) {
     errors.push_back(parsed.error().code +
-                     (parsed.error().detail.empty() ? "" : ": " + parsed.error().detail));
+                     (parsed.error().detail.empty() ? "" : ": " + shown_message(parsed.error().detail)));
   }
   if (json) {
     nlohmann::json j{{"valid", parsed.has_value()},
                      {"id", parsed ? nlohmann::json(parsed->id) : nlohmann::json(nullptr)},
                      {"errors", errors}};
-    std::cout << j.dump() << "\n";
+    std::cout << json_text(j) << "\n";
   } else if (parsed) {
     std::cout << "valid: id=" << parsed->id << "\n";
   } else {

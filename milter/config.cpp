@@ -249,6 +249,10 @@ const std::vector<Setting>& settings() {
                 [](Config& c) -> std::vector<std::string>& { return c.dns.trust_anchor_files; }),
       text_list("dns.stub_zones", "stub zones, ZONE=ADDR[@PORT]",
                 [](Config& c) -> std::vector<std::string>& { return c.dns.stub_zones; }),
+      integer("dns.max_server_rtt_ms",
+              "longest round-trip time remembered for a DNS server; larger lets a burst of slow names make "
+              "the forwarder look down",
+              100, 120000, [](Config& c) -> long& { return c.dns.max_server_rtt_ms; }),
       text("dns.dnssec_self_test",
            "a name that must validate as secure at start-up (default: the root zone with the root anchor)",
            [](Config& c) -> std::string& { return c.dns.self_test_name; }),

@@ -134,6 +134,8 @@ void Session::reset() {
   pending_non_smtp_.clear();
   from_non_smtp_listener_ = false;
   spent_ = {};
+  admitted_ = 0;
+  refused_ = 0;
 }
 
 void Session::begin_message(SteadyClock::time_point) { reset(); }
@@ -208,10 +210,27 @@ RcptReply Session::reply_for(const Decision& d) const {
           fmt::format("MTA-STS: {}: {}", d.domain, reason)};
 }
 
+// Counted before any decision, so a client sending 100,000 RCPTs (Postfix
+// stops at smtpd_recipient_limit, a direct milter client need not) costs one
+// comparison per extra recipient: per-message state and the end-of-message
+// decisions, which must fit decision.message_budget_ms, grow with the
+// admitted count only. Out-of-scope recipients cost nothing and never count.
+bool Session::admit_recipient() {
+  if (admitted_ >= config_->decision.max_recipients) {
+    ++refused_;
+    return false;
+  }
+  ++admitted_;
+  return true;
+}
+
 RcptReply Session::on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
                            std::optional<std::string_view> host, SteadyClock::time_point now) {
   RecipientRoute route = route_recipient(address, mailer, host, rules_);
   if (route.kind == RouteKind::OutOfScope) return {};
+  // RFC 5321 §4.5.3.1.10: 452 tells the client to send the rest in another
+  // transaction; the MTA passes our tempfail on with this code.
+  if (!admit_recipient()) return {false, "452", "4.5.3", "MTA-STS: too many recipients in one message"};
   // A listed listener: the macros still tell local and non-SMTP recipients
   // apart (above), but the rest is decided at end of message, never at RCPT.
   if (from_non_smtp_listener_) route = route_recipient(address, std::nullopt, std::nullopt, rules_);
@@ -258,6 +277,11 @@ std::vector<std::string> Session::log_lines(std::string_view queue_id) const {
   for (const auto& [key, d] : decisions_)
     lines.push_back(decision_log_line(queue_id, d.domain, d.next_hop, d.result, d.reason_override, d.action,
                                       d.elapsed_ms));
+  // One line per message, not per deferred recipient: a flood of RCPTs must
+  // not become a flood of log lines.
+  if (refused_ > 0)
+    lines.push_back(fmt::format("milter event=too-many-recipients queue_id={} limit={} refused={}",
+                                policy::logfmt_value(queue_id), config_->decision.max_recipients, refused_));
   return lines;
 }
 

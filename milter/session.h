@@ -7,6 +7,9 @@
 // report), §5.1 (a permanent failure only after a fresh policy check),
 // §3.4 (smart hosts). Per-domain overrides (store/override_store.h) replace
 // the configured actions for one POLICY domain (CheckResult::policy_domain).
+// At most decision.max_recipients in-scope recipients are decided per
+// message; the rest get 452 4.5.3 (RFC 5321 §4.5.3.1.10), so per-message
+// state and end-of-message work stay bounded.
 // Not thread-safe: libmilter calls one connection's callbacks in order.
 #pragma once
 
@@ -31,8 +34,8 @@ using SteadyClock = std::chrono::steady_clock;
 
 struct RcptReply {
   bool accept = true;
-  std::string code;   // "451" / "550"
-  std::string xcode;  // "4.7.5" / "5.7.5"
+  std::string code;   // "451" / "550" / "452" (too many recipients)
+  std::string xcode;  // "4.7.5" / "5.7.5" / "4.5.3"
   std::string text;   // "MTA-STS: example.com: mx-not-in-policy" (names only this recipient's domain)
 };
 
@@ -101,8 +104,12 @@ class Session {
   // decided at end of message whatever the RCPT macros say.
   void begin_message(SteadyClock::time_point now, Settings settings,
                      std::optional<std::string_view> daemon_name);
+  // An in-scope recipient beyond decision.max_recipients in this message is
+  // deferred with 452 4.5.3 at once: no decision, no per-message state.
   RcptReply on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
                     std::optional<std::string_view> host, SteadyClock::time_point now);
+  // The log lines: one per (domain, next hop), then one
+  // "milter event=too-many-recipients" when recipients were deferred.
   EndOfMessage end_message(std::string_view queue_id, SteadyClock::time_point now);
   // Recipients left for end of message (no next-hop macros) in this message.
   bool has_undecided_recipients() const { return !pending_non_smtp_.empty(); }
@@ -127,6 +134,7 @@ class Session {
   Decision decide_route(const RecipientRoute& route, SteadyClock::time_point now, bool non_smtp);
   DecisionConfig decision_config_for(const std::string& policy_domain) const;
   RcptReply reply_for(const Decision& d) const;
+  bool admit_recipient();
   std::vector<std::string> log_lines(std::string_view queue_id) const;
   void reset();
 
@@ -141,6 +149,8 @@ class Session {
   std::map<std::string, Decision> decisions_;     // key: domain + next hop
   std::vector<RecipientRoute> pending_non_smtp_;  // no macros: decided at end of message
   bool from_non_smtp_listener_ = false;           // this message: every recipient as if without macros
+  std::size_t admitted_ = 0;  // in-scope recipients of this message, at most decision.max_recipients
+  std::size_t refused_ = 0;   // in-scope recipients deferred beyond the limit (452 4.5.3)
 };
 
 // The logfmt decision line (README documents every key; never rename one).

@@ -184,6 +184,17 @@ CtxPtr make_context(const UnboundConfig& config) {
   set_option(ctx.get(), "do-not-query-localhost:", "no");
   // Level 2 makes libunbound fill why_bogus with the failing record and server.
   set_option(ctx.get(), "val-log-level:", "2");
+  // A burst of lookups for names whose servers answer late (anyone who can
+  // make the MTA mail arbitrary domains can send one) times out against the
+  // forwarder, and each timeout doubles its remembered round-trip time up to
+  // 120 s by default: libunbound then treats the forwarder as down, and
+  // every lookup -- MX of known enforce domains included -- timed out for
+  // minutes after the burst (tests/integration/dns_flood.sh). Capped (1 s
+  // by default), the forwarder stays in use; a lookup that needs longer is
+  // retried, and one the forwarder takes seconds to answer may fail
+  // (SERVFAIL: temporary) until the forwarder has it cached.
+  set_option(ctx.get(), "infra-cache-max-rtt:", std::to_string(config.max_server_rtt_ms).c_str());
+  set_option(ctx.get(), "infra-keep-probing:", "yes");
   configure_upstreams(ctx.get(), config);
   configure_trust_anchors(ctx.get(), config);
   finalize(ctx.get());

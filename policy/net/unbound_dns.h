@@ -28,6 +28,10 @@ struct UnboundConfig {
   std::vector<std::string> stub_zones;
   // A name that must validate as secure for the start-up self-test; empty skips it.
   std::string self_test_name = "";
+  // libunbound's infra-cache-max-rtt: the most a server's remembered
+  // round-trip time may grow to. Its own default (120 s) lets a burst of
+  // slow names make the forwarder look down for every lookup.
+  long max_server_rtt_ms = 1000;
 };
 
 class UnboundDns final : public Dns, public MxDns {

@@ -103,5 +103,28 @@ expect contrib-config-lists-every-key 0 \
 expect check-bad-domain 1 'True' -- "$BIN" -c "$conf" check 'exa mple.com'
 expect usage-error 1 'True' -- "$BIN" check
 
+# ---- operator input echoed back (issue #10 item 9): control bytes (an
+# escape sequence, a newline that would forge a line) become '?', and a
+# 100,000-byte argument is cut (marked "..."), in every message that quotes it.
+CTRL=$'exa\x1b[31mmple.com\nforged: line'
+HUGE=$(printf 'a%.0s' {1..100000})
+# Printable ASCII and newlines only, short; `want` must appear in it.
+clean() { echo 'all(c == "\n" or " " <= c < "\x7f" for c in out + err) and len(out + err) < 1000 and '"$1"; }
+expect echo-check-ctrl 1 "$(clean '"exa?[31mmple.com?forged: line" in err')" -- "$BIN" -c "$conf" check "$CTRL"
+expect echo-check-huge 1 "$(clean '"aaa..." in err')" -- "$BIN" -c "$conf" check "$HUGE"
+expect echo-check-json-huge 1 "$(clean '"aaa..." in err')" -- "$BIN" -c "$conf" check --json "$HUGE"
+expect echo-cache-show-ctrl 1 "$(clean '"exa?[31mmple.com?forged" in err')" -- "$BIN" -c "$conf" cache show "$CTRL"
+expect echo-cache-forget-huge 1 "$(clean '"aaa..." in err')" -- "$BIN" -c "$conf" cache forget "$HUGE"
+expect echo-cache-import-ctrl 1 "$(clean '"cannot read /nonexistent/exa?[31m" in err')" -- "$BIN" -c "$conf" cache import "/nonexistent/$CTRL"
+expect echo-lint-file-huge 1 "$(clean '"cannot read /aaa" in err and "..." in err')" -- "$BIN" lint-policy "/$HUGE"
+STDIN=$good expect echo-lint-mx 0 "$(clean '"exa?[31mmple.com?forged: line: NOT allowed" in out and "aaa...: NOT allowed" in out')" -- \
+  "$BIN" lint-policy --mx "$CTRL" --mx "$HUGE" -
+STDIN=$good expect echo-lint-mx-json 0 "$(clean 'len(j["hosts"]) == 4 and j["hosts"]["??"] == False and j["hosts"]["mx1.example.com"]')" -- \
+  "$BIN" lint-policy --json --mx "$CTRL" --mx "$HUGE" --mx $'\xff\xfe' --mx mx1.example.com -
+expect echo-lint-txt 1 "$(clean 'out.startswith("invalid: ")')" -- "$BIN" lint-txt "v=STSv1; id=$CTRL" "$HUGE"
+expect echo-usage-extra 1 "$(clean '"exa?[31mmple.com?forged" in err')" -- "$BIN" check a.example "$CTRL"
+expect echo-usage-huge 1 "$(clean '"aaa..." in err')" -- "$BIN" check a.example "$HUGE"
+expect echo-config-path 78 "$(clean '"/nonexistent/exa?[31mmple.com?forged" in err')" -- "$BIN" -c "/nonexistent/$CTRL" --print-config
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -73,6 +73,8 @@ use_resolv_conf = false
 forwarders = ["$DNS_ADDR"]
 trust_anchor_files = ["$WORK/anchor.txt"]
 timeout = 12
+# libunbound's own default: the "slower" names must keep their recipients waiting.
+max_server_rtt_ms = 120000
 [probe]
 step_timeout_ms = 500
 [policy]

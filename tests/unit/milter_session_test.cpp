@@ -6,6 +6,8 @@
 
 #include <map>
 
+#include "policy/domain.h"
+
 namespace mtasts::milter {
 namespace {
 
@@ -492,6 +494,78 @@ TEST(Session, AbortLogsWithNoQueueAndResets) {
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_TRUE(lines[0].starts_with("decision queue_id=NOQUEUE domain=bad.example"));
   EXPECT_TRUE(s.abort_message().empty());
+}
+
+// Issue #10 item 8: a direct milter client sent 100,000 RCPTs in one
+// message. Past decision.max_recipients an in-scope recipient gets 452 4.5.3
+// at once (RFC 5321 §4.5.3.1.10): the checker never sees it, it is not kept
+// for end of message, and one line per message counts the refusals.
+struct LimitStep {
+  std::string address;
+  std::optional<std::string> mailer;  // nullopt: no next-hop macros (decided at end of message)
+  std::string want_code;              // "" accepted, else the reply code
+};
+
+RcptReply rcpt(Session& s, const LimitStep& step, SteadyClock::time_point now) {
+  const std::string domain(policy::address_domain(step.address));
+  if (!step.mailer) return s.on_rcpt(step.address, std::nullopt, std::nullopt, now);
+  return s.on_rcpt(step.address, *step.mailer, domain, now);
+}
+
+int total_checks(const ScriptedChecker& checker) {
+  int total = 0;
+  for (const auto& [domain, n] : checker.calls) total += n;
+  return total;
+}
+
+TEST(Session, RecipientsBeyondTheLimitAreDeferredWithoutADecision) {
+  Fixture f;
+  f.config->decision.max_recipients = 3;
+  auto& s = f.start();
+  const std::vector<LimitStep> steps{
+      {"a@good.example", "smtp", ""},
+      {"b@bad.example", "smtp", "451"},
+      {"c@local.example", "local", ""},  // out of scope: not counted
+      {"d@nonsmtp.example", std::nullopt, ""},
+      {"e@over.example", "smtp", "452"},
+      {"f@good.example", "smtp", "452"},  // a domain already decided still counts
+      {"g@late-nonsmtp.example", std::nullopt, "452"},
+      {"h@local.example", "local", ""},
+  };
+  for (const auto& step : steps) {
+    SCOPED_TRACE(step.address);
+    const auto reply = rcpt(s, step, f.t0);
+    EXPECT_EQ(reply.accept, step.want_code.empty());
+    EXPECT_EQ(reply.code, step.want_code);
+    if (step.want_code == "452") {
+      EXPECT_EQ(reply.xcode, "4.5.3");
+      EXPECT_EQ(reply.text, "MTA-STS: too many recipients in one message");
+    }
+  }
+  EXPECT_EQ(total_checks(f.checker), 2) << "good and bad at RCPT, nothing for the refused";
+  const auto eom = s.end_message("Q1", f.t0);
+  EXPECT_EQ(f.checker.calls["nonsmtp.example"], 1);
+  EXPECT_EQ(f.checker.calls["late-nonsmtp.example"], 0)
+      << "a refused recipient is not kept for end of message";
+  EXPECT_EQ(f.checker.calls["over.example"], 0);
+  EXPECT_EQ(total_checks(f.checker), 3);
+  ASSERT_EQ(eom.log_lines.size(), 4u) << "three decision lines and one count";
+  EXPECT_EQ(eom.log_lines[3], "milter event=too-many-recipients queue_id=Q1 limit=3 refused=3");
+
+  // The next message on the same connection counts from zero; an aborted
+  // one logs its count with NOQUEUE, and one within the limit logs none.
+  s.begin_message(f.t0);
+  for (const char* address : {"a@one.example", "b@two.example", "c@three.example"})
+    EXPECT_TRUE(s.on_rcpt(address, "smtp", policy::address_domain(address), f.t0).accept) << address;
+  EXPECT_EQ(s.on_rcpt("d@four.example", "smtp", "four.example", f.t0).code, "452");
+  const auto aborted = s.abort_message();
+  ASSERT_EQ(aborted.size(), 4u);
+  EXPECT_EQ(aborted[3], "milter event=too-many-recipients queue_id=NOQUEUE limit=3 refused=1");
+  s.begin_message(f.t0);
+  EXPECT_TRUE(s.on_rcpt("a@five.example", "smtp", "five.example", f.t0).accept);
+  const auto within = s.end_message("Q3", f.t0).log_lines;
+  ASSERT_EQ(within.size(), 1u);
+  EXPECT_TRUE(within[0].starts_with("decision queue_id=Q3 domain=five.example")) << within[0];
 }
 
 TEST(Session, InternalErrorTakesTheConfiguredFailSafe) {

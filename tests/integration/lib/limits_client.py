@@ -15,6 +15,11 @@ Usage: limits_client.py PORT COMMAND [ARGS...]
                          RCPT (next-hop macros: smtp, the domain), started
                          GAP_S apart; prints "DOMAIN CMD MS" per recipient
                          (MS from its RCPT to the reply), in start order.
+  spray N CONNS SUFFIX   N recipients at distinct domains dI.SUFFIX over
+                         CONNS connections at once
+  watch DOMAIN COUNT INTERVAL_S
+                         COUNT recipients to DOMAIN, INTERVAL_S apart, each
+                         printed with its reply time
 """
 import os, socket, sys, threading, time
 
@@ -96,11 +101,57 @@ def cmd_rcpts(gap_s, domains):
         print("%s %s %d %s" % (domain, cmd, ms, text.replace(" ", "_") or "-"))
 
 
+def cmd_spray(n, conns, suffix):
+    """N recipients at distinct domains dN.SUFFIX over CONNS connections, each
+    connection one recipient after another (aborting each transaction);
+    prints "sprayed=N answered=A seconds=S"."""
+    answered = [0] * conns
+
+    def run(k):
+        c = Conn()
+        c.negotiate()
+        for i in range(k, n, conns):
+            domain = "d%d.%s" % (i, suffix)
+            c.mail("SPRAY")
+            c.rcpt("user@" + domain, [("{rcpt_mailer}", "smtp"), ("{rcpt_host}", domain)])
+            c.send(b"A")
+            answered[k] += 1
+        c.s.close()
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(conns)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    print("sprayed=%d answered=%d seconds=%.1f" % (n, sum(answered), time.monotonic() - start), flush=True)
+
+
+def cmd_watch(domain, count, interval_s):
+    """COUNT recipients to DOMAIN on one connection, INTERVAL_S apart;
+    prints "T_S CMD MS TEXT" per recipient (T_S: seconds since start)."""
+    c = Conn()
+    c.negotiate()
+    start = time.monotonic()
+    for _ in range(count):
+        t = time.monotonic() - start
+        c.mail("WATCH")
+        s0 = time.monotonic()
+        cmd, text, _ = c.rcpt("user@" + domain, [("{rcpt_mailer}", "smtp"), ("{rcpt_host}", domain)])
+        ms = int((time.monotonic() - s0) * 1000)
+        c.send(b"A")
+        print("%.1f %s %d %s" % (t, cmd.decode(), ms, text.replace(" ", "_") or "-"), flush=True)
+        time.sleep(max(0.0, interval_s - ms / 1000.0))
+    c.s.close()
+
+
 if __name__ == "__main__":
     command, args = sys.argv[2], sys.argv[3:]
     if command == "flood":
         cmd_flood(int(args[0]), float(args[1]), args[2])
     elif command == "rcpts":
         cmd_rcpts(float(args[0]), args[1:])
+    elif command == "spray":
+        cmd_spray(int(args[0]), int(args[1]), args[2])
+    elif command == "watch":
+        cmd_watch(args[0], int(args[1]), float(args[2]))
     else:
         sys.exit("unknown command " + command)

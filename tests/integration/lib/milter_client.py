@@ -16,6 +16,8 @@ Usage: milter_client.py PORT COMMAND [ARGS...]
   garbage CASE           sends one broken input, prints what the milter did
   garbage list           prints the names of the cases
   hold READY GO DOMAIN   a transaction paced by files (see cmd_hold)
+  many-rcpts N KIND QID [PREFIX]
+                         one message with N recipients (see cmd_many_rcpts)
 """
 import socket, struct, sys, threading
 
@@ -226,9 +228,44 @@ def cmd_hold(ready, go, domain):
     except (EOFError, ConnectionError):
         pass
 
+def cmd_many_rcpts(count, kind, qid, prefix="r"):
+    """MAIL, COUNT RCPTs each to its own domain (PREFIXNNNNN.many.example, no
+    policy; the stand-in DNS answers "slow..." names late), then EOM: the message a direct milter client can send and
+    Postfix cannot (smtpd_recipient_limit). KIND "smtp" sends next-hop
+    macros (decided at RCPT), "nonsmtp" none (decided at end of message).
+    Prints one line: accepted=A deferred=D (452 4.5.3) other=O
+    first_deferred=INDEX (1-based, 0: none) rcpt_ms=T eom=REPLY eom_ms=T."""
+    import time
+    c = Conn()
+    c.s.settimeout(60)
+    c.negotiate()
+    c.mail(qid)
+    accepted = deferred = other = first_deferred = 0
+    start = time.monotonic()
+    for i in range(1, count + 1):
+        domain = "%s%05d.many.example" % (prefix, i)
+        pairs = [("{rcpt_mailer}", "smtp"), ("{rcpt_host}", domain)] if kind == "smtp" else []
+        cmd, text, _ = c.rcpt("user@" + domain, pairs)
+        if cmd == b"c":
+            accepted += 1
+        elif cmd == b"y" and text == "452 4.5.3 MTA-STS: too many recipients in one message":
+            deferred += 1
+            first_deferred = first_deferred or i
+        else:
+            other += 1
+            print("rcpt %d: %s %s" % (i, cmd.decode(), text), file=sys.stderr)
+    rcpt_ms = int((time.monotonic() - start) * 1000)
+    start = time.monotonic()
+    cmd, _, _ = c.eom()
+    eom_ms = int((time.monotonic() - start) * 1000)
+    c.quit()
+    print("accepted=%d deferred=%d other=%d first_deferred=%d rcpt_ms=%d eom=%s eom_ms=%d"
+          % (accepted, deferred, other, first_deferred, rcpt_ms, cmd.decode(), eom_ms))
+
 if __name__ == "__main__":
     what = sys.argv[2]
     if what == "rcpt-text": cmd_rcpt_text()
     elif what == "concurrent": cmd_concurrent(int(sys.argv[3]))
     elif what == "garbage": cmd_garbage(sys.argv[3])
     elif what == "hold": cmd_hold(sys.argv[3], sys.argv[4], sys.argv[5])
+    elif what == "many-rcpts": cmd_many_rcpts(int(sys.argv[3]), *sys.argv[4:7])
