@@ -67,6 +67,11 @@ TEST(Config, ValuesAreCheckedWhenRead) {
        "decision.dane must be one of enforce|record|off"},
       {"dane not a string", "[decision]\ndane = true\n", "config-value", "decision.dane"},
       {"syntax", "[milter\n", "config-syntax", ""},
+      // Found by fuzz_milter_config: undefined behaviour (UBSan) before the fix.
+      {"integer given as a huge float", "[dns]\ntimeout = 8.01e32\n", "config-value",
+       "dns.timeout must be an integer"},
+      {"integer given as a float", "[dns]\ntimeout = 5.0\n", "config-value",
+       "dns.timeout must be an integer"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
