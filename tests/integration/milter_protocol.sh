@@ -123,10 +123,15 @@ wait_log() {  # wait_log MARK REGEX SECONDS
 wait_file() { local i; for ((i = 0; i < $2 * 10; i++)); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
 alive() { [ -n "$MILTER_PID" ] && kill -0 "$MILTER_PID" 2>/dev/null; }
 
+# Waits for this start's own "started" line (a restart appends to the log,
+# whose earlier "started" line must not count: under ASan the start-up
+# checks take long enough for clients to find no socket yet).
 start_milter() {
+  local m
+  m=$(mark)
   "$BIN" -c "$WORK/conf.toml" 2>>"$LOG" &
   MILTER_PID=$!
-  wait_log 0 'milter event=started' 10 || { echo "FAIL setup: milter did not start: $(tail -5 "$LOG")"; exit 1; }
+  wait_log "$m" 'milter event=started' 20 || { echo "FAIL setup: milter did not start: $(tail -5 "$LOG")"; exit 1; }
 }
 : >"$LOG"
 start_milter
@@ -226,7 +231,12 @@ alive || why="$why daemon died: $(tail -5 "$LOG");"
 # Measured: the 2,000 decided here add ~3.5 MiB (engine caches included);
 # without the limit the 6,200 sent added 12.2 MiB.
 growth=$((${rss_after:-0} - ${rss_before:-0}))
-[ "$growth" -lt 10240 ] || why="$why RSS grew by $growth KiB (from $rss_before), bound 10240;"
+# Under ASan (scripts/sanitize.sh) freed memory sits in its quarantine and
+# RSS says nothing about what the daemon keeps: the bound holds for the
+# normal build; the counts above hold for both.
+if [ -z "${ASAN_OPTIONS:-}" ]; then
+  [ "$growth" -lt 10240 ] || why="$why RSS grew by $growth KiB (from $rss_before), bound 10240;"
+fi
 if [ -n "$why" ]; then fail big-message "$why"; else ok big-message; echo "  RSS ${rss_before} -> ${rss_after} KiB"; fi
 
 # ---- 6a. SIGUSR1 with a valid changed config: new connections use it
