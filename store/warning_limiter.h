@@ -1,7 +1,7 @@
 // Failed-read and -write warnings, at most one per (operation, error code) per
 // interval, with how many were held back: a read-only or full store fails
-// every write, and must not flood the log with them (the same idea as
-// policy/engine/refusal_log.h, which store/ may not include).
+// every write, and must not flood the log with them. One policy::LogThrottle
+// per (operation, code), in milliseconds.
 // Thread-safe.
 #pragma once
 
@@ -13,6 +13,8 @@
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "policy/log_throttle.h"
 
 namespace mtasts::store {
 
@@ -26,26 +28,18 @@ class WarningLimiter {
   // returns how many of the same were held back since the last one (0 for
   // the first); nullopt while the last warning is recent.
   std::optional<std::int64_t> note(std::string_view op, std::string_view code, Clock::time_point now) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
     const std::lock_guard lock(mutex_);
-    auto [it, first] = last_.try_emplace({std::string(op), std::string(code)}, Slot{now, 0});
-    if (first) return 0;
-    Slot& slot = it->second;
-    if (now - slot.warned_at < interval_) {
-      ++slot.held_back;
-      return std::nullopt;
-    }
-    slot.warned_at = now;
-    return std::exchange(slot.held_back, 0);
+    auto it = throttles_.try_emplace({std::string(op), std::string(code)}, interval_.count()).first;
+    const auto events = it->second.note(ms);
+    if (!events) return std::nullopt;
+    return *events - 1;  // this one is the line; the others were held back
   }
 
  private:
-  struct Slot {
-    Clock::time_point warned_at;
-    std::int64_t held_back = 0;  // since warned_at
-  };
   std::chrono::milliseconds interval_;
   std::mutex mutex_;
-  std::map<std::pair<std::string, std::string>, Slot> last_;
+  std::map<std::pair<std::string, std::string>, policy::LogThrottle> throttles_;
 };
 
 }  // namespace mtasts::store

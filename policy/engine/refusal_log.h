@@ -3,9 +3,9 @@
 #pragma once
 
 #include <cstdint>
-#include <utility>
 
 #include "policy/engine/lock_guarded.h"
+#include "policy/log_throttle.h"
 
 namespace mtasts::policy {
 
@@ -14,21 +14,12 @@ class RefusalLog {
   // Counts one refusal at `now` (unix seconds); returns how many to report
   // now (those since the last report), or 0 while the last is recent.
   int note(std::int64_t now) {
-    return state_.with([&](State& s) {
-      ++s.refusals;
-      if (now - s.logged_at < kEverySeconds) return 0;
-      s.logged_at = now;
-      return std::exchange(s.refusals, 0);
-    });
+    return throttle_.with([&](LogThrottle& t) { return static_cast<int>(t.note(now).value_or(0)); });
   }
 
  private:
   static constexpr std::int64_t kEverySeconds = 10;
-  struct State {
-    int refusals = 0;  // since the last report
-    std::int64_t logged_at = -3600;
-  };
-  LockGuarded<State> state_;
+  LockGuarded<LogThrottle> throttle_{LogThrottle(kEverySeconds)};
 };
 
 }  // namespace mtasts::policy
