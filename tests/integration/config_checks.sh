@@ -17,27 +17,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 
-if [ -z "${MTASTS_CONFIG_NETNS:-}" ]; then
-  [ "$(id -u)" = 0 ] || { echo "FAIL setup: must run as root"; exit 1; }
-  exec unshare -n env MTASTS_CONFIG_NETNS=1 MTASTS_BIN="$BIN" bash "$0" "$@"
-fi
-ip link set lo up || { echo "FAIL setup: cannot bring up lo"; exit 1; }
+# shellcheck source=lib/netns_bed.sh
+. "$HERE/lib/netns_bed.sh"
+bed_enter_netns -- "$@"
+bed_workdir mtasts-config
 
-WORK=$(mktemp -d /tmp/mtasts-config.XXXXXX)
-MILTER_PID=""
-cleanup() {
-  [ -n "$MILTER_PID" ] && kill "$MILTER_PID" 2>/dev/null && wait "$MILTER_PID" 2>/dev/null
-  if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-passed=0 failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-echo "example. IN DS 12345 13 2 $(printf '0%.0s' {1..64})" >"$WORK/anchor.txt"
+PORT=$(bed_free_port)
+bed_anchor example
 
 # write_config FILE EXTRA_TOML: a working configuration plus EXTRA_TOML.
 write_config() {
@@ -85,13 +71,8 @@ expect_refused print-config-anchor "no-such-anchor.txt" -- "$BIN" -c "$WORK/anch
 
 # ---- reload with a file the start would refuse
 write_config "$WORK/conf.toml" ""
-LOG=$WORK/milter.log
-: >"$LOG"
-"$BIN" -c "$WORK/conf.toml" 2>>"$LOG" &
-MILTER_PID=$!
-for ((i = 0; i < 100; i++)); do grep -q 'milter event=started' "$LOG" && break; sleep 0.1; done
+bed_start_milter
 why=""
-grep -q 'milter event=started' "$LOG" || why="did not start: $(tail -3 "$LOG");"
 write_config "$WORK/conf.toml" "[probe]
 ca_file = \"$WORK/no-such-probe-ca.pem\""
 kill -HUP "$MILTER_PID"
@@ -106,5 +87,4 @@ for ((i = 0; i < 50; i++)); do grep -q 'reload event=ok' "$LOG" && break; sleep 
 grep -q 'reload event=ok' "$LOG" || why="$why a good file was not loaded after the refused one;"
 if [ -n "$why" ]; then fail reload-refused "$why"; else ok reload-refused; fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+bed_summary

@@ -18,30 +18,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 
-if [ -z "${MTASTS_FLOOD_NETNS:-}" ]; then
-  [ "$(id -u)" = 0 ] || { echo "FAIL setup: must run as root"; exit 1; }
-  exec unshare -n env MTASTS_FLOOD_NETNS=1 MTASTS_BIN="$BIN" bash "$0" "$@"
-fi
-ip link set lo up || { echo "FAIL setup: cannot bring up lo"; exit 1; }
+# shellcheck source=lib/netns_bed.sh
+. "$HERE/lib/netns_bed.sh"
+bed_enter_netns -- "$@"
+bed_workdir mtasts-flood
 
-WORK=$(mktemp -d /tmp/mtasts-flood.XXXXXX)
-MILTER_PID="" DNS_PID=""
-cleanup() {
-  [ -n "$MILTER_PID" ] && kill "$MILTER_PID" 2>/dev/null && wait "$MILTER_PID" 2>/dev/null
-  [ -n "$DNS_PID" ] && kill "$DNS_PID" 2>/dev/null && wait "$DNS_PID" 2>/dev/null
-  if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-passed=0 failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-python3 "$HERE/lib/servfail_dns.py" 127.0.0.9 "$WORK/slow-queries" 2>"$WORK/dns.err" &
-DNS_PID=$!
-echo "enforce.example. IN DS 12345 13 2 $(printf '0%.0s' {1..64})" >"$WORK/anchor.txt"
+PORT=$(bed_free_port)
+bed_servfail_dns 127.0.0.9
+bed_anchor enforce.example
 cat >"$WORK/conf.toml" <<EOF
 [milter]
 socket = "inet:$PORT@127.0.0.1"
@@ -57,16 +41,8 @@ timeout = 5
 [policy]
 txt_recheck_interval = 86400
 EOF
-printf '{"domain":"enforce.example","txt_id":"1","raw":"version: STSv1\\nmode: enforce\\nmx: mx.enforce.example\\nmax_age: 604800\\n"}\n' \
-  >"$WORK/seed.jsonl"
-"$BIN" -c "$WORK/conf.toml" cache import "$WORK/seed.jsonl" >"$WORK/import.out" 2>&1 ||
-  { echo "FAIL setup: cache import: $(cat "$WORK/import.out")"; exit 1; }
-LOG=$WORK/milter.log
-: >"$LOG"
-"$BIN" -c "$WORK/conf.toml" 2>>"$LOG" &
-MILTER_PID=$!
-for ((i = 0; i < 100; i++)); do grep -q 'milter event=started' "$LOG" && break; sleep 0.1; done
-grep -q 'milter event=started' "$LOG" || { echo "FAIL setup: milter did not start: $(tail -3 "$LOG")"; exit 1; }
+bed_seed_enforce enforce.example "$WORK/conf.toml"
+bed_start_milter
 
 client() { timeout 120 python3 "$HERE/lib/limits_client.py" "$PORT" "$@"; }
 client spray 600 30 slow.example >"$WORK/spray.out" 2>&1 &
@@ -92,5 +68,4 @@ elif grep -Eq 'decision queue_id=LIM00 domain=fresh.example .*reason=(deadline|t
   fail new-domain "$(grep 'domain=fresh.example' "$LOG")"
 else ok new-domain; fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+bed_summary

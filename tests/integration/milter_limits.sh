@@ -23,40 +23,21 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 
-if [ -z "${MTASTS_LIMITS_NETNS:-}" ]; then
-  [ "$(id -u)" = 0 ] || { echo "FAIL setup: must run as root"; exit 1; }
-  exec unshare -n env MTASTS_LIMITS_NETNS=1 MTASTS_BIN="$BIN" bash "$0" "$@"
-fi
-ip link set lo up || { echo "FAIL setup: cannot bring up lo"; exit 1; }
-
-WORK=$(mktemp -d /tmp/mtasts-limits.XXXXXX)
-MILTER_PID=""
-DNS_PID=""
+# shellcheck source=lib/netns_bed.sh
+. "$HERE/lib/netns_bed.sh"
+bed_enter_netns prlimit -- "$@"
+bed_workdir mtasts-limits
 stop_milter() {
-  [ -n "$MILTER_PID" ] && kill "$MILTER_PID" 2>/dev/null && wait "$MILTER_PID" 2>/dev/null
+  bed_stop "$MILTER_PID"
   MILTER_PID=""
 }
-cleanup() {
-  stop_milter
-  [ -n "$DNS_PID" ] && kill "$DNS_PID" 2>/dev/null && wait "$DNS_PID" 2>/dev/null
-  if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 ENFORCE=enforce.example
 NOPOLICY=nopolicy.example
-LOG=$WORK/milter.log
-passed=0 failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(bed_free_port)
 DNS_ADDR=127.0.0.9
-python3 "$HERE/lib/servfail_dns.py" "$DNS_ADDR" "$WORK/slow-queries" 2>"$WORK/dns.err" &
-DNS_PID=$!
-# A replaced trust anchor skips the root-zone self-test (no root here).
-echo "$ENFORCE. IN DS 12345 13 2 $(printf '0%.0s' {1..64})" >"$WORK/anchor.txt"
+bed_servfail_dns "$DNS_ADDR"
+bed_anchor "$ENFORCE"
 
 # write_config EXTRA_ENGINE_LINES: the private configuration.
 write_config() {
@@ -84,35 +65,16 @@ $1
 EOF
 }
 write_config ""
-printf '{"domain":"%s","txt_id":"20240101","raw":"version: STSv1\\nmode: enforce\\nmx: mx.%s\\nmax_age: 604800\\n"}\n' \
-  "$ENFORCE" "$ENFORCE" >"$WORK/seed.jsonl"
-if ! "$BIN" -c "$WORK/conf.toml" cache import "$WORK/seed.jsonl" >"$WORK/import.out" 2>&1; then
-  echo "FAIL setup: cache import: $(cat "$WORK/import.out")"; exit 1
-fi
+bed_seed_enforce "$ENFORCE" "$WORK/conf.toml"
 
 client() { timeout 90 python3 "$HERE/lib/limits_client.py" "$PORT" "$@"; }
-mark() { wc -l <"$LOG"; }
-log_since() { tail -n +"$(($1 + 1))" "$LOG"; }
-log_has() { log_since "$1" | grep -Eq -- "$2"; }
-wait_log() {  # wait_log MARK REGEX SECONDS
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do log_has "$1" "$2" && return 0; sleep 0.1; done
-  return 1
-}
-alive() { [ -n "$MILTER_PID" ] && kill -0 "$MILTER_PID" 2>/dev/null; }
 # cpu_ticks PID: user + system clock ticks so far.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-# start_milter [PRLIMIT_ARGS...]: the daemon, optionally under prlimit(1).
+# start_milter [PRLIMIT_ARGS...]: the daemon on a fresh log, optionally under prlimit(1).
 start_milter() {
   : >"$LOG"
-  if [ $# -gt 0 ]; then
-    prlimit "$@" -- "$BIN" -c "$WORK/conf.toml" 2>>"$LOG" &
-  else
-    "$BIN" -c "$WORK/conf.toml" 2>>"$LOG" &
-  fi
-  MILTER_PID=$!
-  wait_log 0 'milter event=started' 10 || { echo "FAIL setup: milter did not start: $(tail -5 "$LOG")"; exit 1; }
+  if [ $# -gt 0 ]; then bed_start_milter prlimit "$@" --; else bed_start_milter; fi
 }
 
 # ---- 1. 160 descriptors, 200 connections
@@ -185,5 +147,4 @@ MILTER_PID=""
 [ "$status" = 0 ] || why="$why SIGTERM exit status $status;"
 if [ -n "$why" ]; then fail sighup "$why"; else ok sighup; fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+bed_summary

@@ -34,32 +34,15 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 LUA_DIR=$HERE/milter_protocol
 
-if [ -z "${MTASTS_PROTO_NETNS:-}" ]; then
-  [ "$(id -u)" = 0 ] || { echo "FAIL setup: must run as root"; exit 1; }
-  command -v miltertest >/dev/null || { echo "FAIL setup: miltertest not installed"; exit 1; }
-  exec unshare -n env MTASTS_PROTO_NETNS=1 MTASTS_BIN="$BIN" bash "$0" "$@"
-fi
-ip link set lo up || { echo "FAIL setup: cannot bring up lo"; exit 1; }
-
-WORK=$(mktemp -d /tmp/mtasts-proto.XXXXXX)
-MILTER_PID=""
-DNS_PID=""
-cleanup() {
-  [ -n "$MILTER_PID" ] && kill "$MILTER_PID" 2>/dev/null && wait "$MILTER_PID" 2>/dev/null
-  [ -n "$DNS_PID" ] && kill "$DNS_PID" 2>/dev/null && wait "$DNS_PID" 2>/dev/null
-  if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=lib/netns_bed.sh
+. "$HERE/lib/netns_bed.sh"
+bed_enter_netns miltertest -- "$@"
+bed_workdir mtasts-proto
 
 ENFORCE=enforce.example
 NOPOLICY=nopolicy.example
-LOG=$WORK/milter.log
-passed=0 failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(bed_free_port)
 SOCK="inet:$PORT@127.0.0.1"
 
 # write_config ENFORCE_ACTION [RCPT_DEADLINE_MS DNS_TIMEOUT_S]: the private configuration.
@@ -93,17 +76,10 @@ EOF
 # policy, quickly), and after 3 s to names containing "slow" (a decision
 # still in flight).
 DNS_ADDR=127.0.0.9
-python3 "$HERE/lib/servfail_dns.py" "$DNS_ADDR" "$WORK/slow-queries" 2>"$WORK/dns.err" &
-DNS_PID=$!
-
-# A replaced trust anchor skips the root-zone self-test (no root here).
-echo "$ENFORCE. IN DS 12345 13 2 $(printf '0%.0s' {1..64})" >"$WORK/anchor.txt"
+bed_servfail_dns "$DNS_ADDR"
+bed_anchor "$ENFORCE"
 write_config tempfail
-printf '{"domain":"%s","txt_id":"20240101","raw":"version: STSv1\\nmode: enforce\\nmx: mx.%s\\nmax_age: 604800\\n"}\n' \
-  "$ENFORCE" "$ENFORCE" >"$WORK/seed.jsonl"
-if ! "$BIN" -c "$WORK/conf.toml" cache import "$WORK/seed.jsonl" >"$WORK/import.out" 2>&1; then
-  echo "FAIL setup: cache import: $(cat "$WORK/import.out")"; exit 1
-fi
+bed_seed_enforce "$ENFORCE" "$WORK/conf.toml"
 
 # ---- the python3 milter client (lib/milter_client.py: raw protocol, no libmilter)
 client() { timeout 60 python3 "$HERE/lib/milter_client.py" "$PORT" "$@"; }
@@ -111,29 +87,8 @@ client() { timeout 60 python3 "$HERE/lib/milter_client.py" "$PORT" "$@"; }
 # mt SCRIPT -D ...: one miltertest run with common parameters.
 mt() { local s=$1; shift; timeout 60 miltertest -D DIR="$LUA_DIR" -D SOCK="$SOCK" "$@" -s "$LUA_DIR/$s" 2>&1; }
 
-# Log helpers: a mark is the line count before a scenario; log_has greps after it.
-mark() { wc -l <"$LOG"; }
-log_since() { tail -n +"$(($1 + 1))" "$LOG"; }
-log_has() { log_since "$1" | grep -Eq -- "$2"; }
-wait_log() {  # wait_log MARK REGEX SECONDS
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do log_has "$1" "$2" && return 0; sleep 0.1; done
-  return 1
-}
 wait_file() { local i; for ((i = 0; i < $2 * 10; i++)); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
-alive() { [ -n "$MILTER_PID" ] && kill -0 "$MILTER_PID" 2>/dev/null; }
-
-# Waits for this start's own "started" line (a restart appends to the log,
-# whose earlier "started" line must not count: under ASan the start-up
-# checks take long enough for clients to find no socket yet).
-start_milter() {
-  local m
-  m=$(mark)
-  "$BIN" -c "$WORK/conf.toml" 2>>"$LOG" &
-  MILTER_PID=$!
-  wait_log "$m" 'milter event=started' 20 || { echo "FAIL setup: milter did not start: $(tail -5 "$LOG")"; exit 1; }
-}
-: >"$LOG"
+start_milter() { bed_start_milter; }
 start_milter
 
 # ---- 1. no next-hop macros: continue at RCPT, tag at EOM
@@ -329,5 +284,4 @@ else
 fi
 
 if [ "$failed" != 0 ]; then echo "--- milter log (last 20 lines)"; tail -20 "$LOG"; fi
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+bed_summary

@@ -21,39 +21,19 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 LUA_DIR=$HERE/milter_protocol
 
-if [ -z "${MTASTS_STORE_NETNS:-}" ]; then
-  [ "$(id -u)" = 0 ] || { echo "FAIL setup: must run as root"; exit 1; }
-  command -v miltertest >/dev/null || { echo "FAIL setup: miltertest not installed"; exit 1; }
-  command -v sqlite3 >/dev/null || { echo "FAIL setup: sqlite3 not installed"; exit 1; }
-  exec unshare -n env MTASTS_STORE_NETNS=1 MTASTS_BIN="$BIN" bash "$0" "$@"
-fi
-ip link set lo up || { echo "FAIL setup: cannot bring up lo"; exit 1; }
-
-WORK=$(mktemp -d /tmp/mtasts-store.XXXXXX)
-MILTER_PID=""
-DNS_PID=""
-cleanup() {
-  [ -n "$MILTER_PID" ] && kill "$MILTER_PID" 2>/dev/null && wait "$MILTER_PID" 2>/dev/null
-  [ -n "$DNS_PID" ] && kill "$DNS_PID" 2>/dev/null && wait "$DNS_PID" 2>/dev/null
-  if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=lib/netns_bed.sh
+. "$HERE/lib/netns_bed.sh"
+bed_enter_netns miltertest sqlite3 -- "$@"
+bed_workdir mtasts-store
 
 ENFORCE=enforce.example
 NOPOLICY=nopolicy.example
 STORE=$WORK/store/cache.db
-LOG=$WORK/milter.log
-passed=0 failed=0
-ok() { echo "ok $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(bed_free_port)
 SOCK="inet:$PORT@127.0.0.1"
 DNS_ADDR=127.0.0.9
-python3 "$HERE/lib/servfail_dns.py" "$DNS_ADDR" "$WORK/slow-queries" 2>"$WORK/dns.err" &
-DNS_PID=$!
-echo "$ENFORCE. IN DS 12345 13 2 $(printf '0%.0s' {1..64})" >"$WORK/anchor.txt"
+bed_servfail_dns "$DNS_ADDR"
+bed_anchor "$ENFORCE"
 mkdir -p "$WORK/store"
 cat >"$WORK/conf.toml" <<EOF
 [milter]
@@ -77,22 +57,10 @@ EOF
 # seed: a fresh store holding the enforce policy (cache import).
 seed() {
   rm -f "$STORE" "$STORE"-* "$STORE".corrupt-*
-  printf '{"domain":"%s","txt_id":"20240101","raw":"version: STSv1\\nmode: enforce\\nmx: mx.%s\\nmax_age: 604800\\n"}\n' \
-    "$ENFORCE" "$ENFORCE" >"$WORK/seed.jsonl"
-  "$BIN" -c "$WORK/conf.toml" cache import "$WORK/seed.jsonl" >"$WORK/import.out" 2>&1 ||
-    { echo "FAIL setup: cache import: $(cat "$WORK/import.out")"; exit 1; }
+  bed_seed_enforce "$ENFORCE" "$WORK/conf.toml"
 }
 
-mark() { wc -l <"$LOG"; }
-log_since() { tail -n +"$(($1 + 1))" "$LOG"; }
-log_has() { log_since "$1" | grep -Eq -- "$2"; }
 log_count() { log_since "$1" | grep -Ec -- "$2"; }
-wait_log() {  # wait_log MARK REGEX SECONDS
-  local i
-  for ((i = 0; i < $3 * 10; i++)); do log_has "$1" "$2" && return 0; sleep 0.1; done
-  return 1
-}
-alive() { [ -n "$MILTER_PID" ] && kill -0 "$MILTER_PID" 2>/dev/null; }
 
 # start_milter MARK: false (with the log's tail in WHY) when it does not start.
 start_milter() {
@@ -147,7 +115,6 @@ damage_page2() {
   head -c "$size" /dev/urandom | dd of="$STORE" bs="$size" seek=1 conv=notrunc status=none
 }
 
-: >"$LOG"
 corrupt_start corrupt-garbage garbage
 corrupt_start corrupt-page damage_page2
 
@@ -170,5 +137,4 @@ else
 fi
 [ -n "$MILTER_PID" ] && stop_milter
 
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+bed_summary
