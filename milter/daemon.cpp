@@ -371,8 +371,6 @@ void apply_limits(const Config& config) {
 }
 
 int run_daemon(const Config& config, const std::string& config_path) {
-  if (const auto checked = check_settings(config); !checked)
-    throw StartupError(checked.error().detail, EX_CONFIG);
   apply_limits(config);
   // The socket first, with the starting user's rights; everything else
   // (the store, DNS, probes) as the user the daemon runs as.
@@ -391,13 +389,12 @@ int run_daemon(const Config& config, const std::string& config_path) {
   policy::TlsrptBuffer tlsrpt(&tlsrpt_store, tlsrpt_config(config));
   services->resolver->set_tlsrpt_sink(&tlsrpt);
   const SinkDetach detach(*services->resolver);
-  policy::net::SmtpTlsProber prober({config.probe.ca_file, config.probe.ehlo_name});
   // Warm checks then ask no resolver: MX, TLSA and addresses are kept for
   // their TTL, at most as long as a verified probe.
   policy::MxDnsCache next_hop_dns(
       *services->dns, services->clock,
       static_cast<std::uint32_t>(std::min<std::int64_t>(config.probe.success_ttl, 300)));
-  policy::NextHopChecker checker(*services->resolver, next_hop_dns, prober, services->clock,
+  policy::NextHopChecker checker(*services->resolver, next_hop_dns, *services->prober, services->clock,
                                  checker_config(config), services->pool.get());
   checker.set_tlsrpt_sink(&tlsrpt);
   policy::BackgroundRefresher refresher(*services->resolver, kRefreshPeriod);

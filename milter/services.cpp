@@ -24,20 +24,45 @@ std::unique_ptr<store::SqliteStore> open_store(const Config& config) {
   return std::make_unique<store::SqliteStore>(open_database(config));
 }
 
+namespace {
+
+// The parts of start-up that can refuse a configuration (a file that cannot
+// be read, a bad forwarder, stub zone or EHLO name), built the one way both
+// the start and check_settings() use: a refusal is StartupError(EX_CONFIG).
+template <class Part, class... Args>
+std::unique_ptr<Part> build_part(std::string_view what, Args&&... args) {
+  try {
+    return std::make_unique<Part>(std::forward<Args>(args)...);
+  } catch (const std::exception& e) {
+    throw StartupError(std::string(what) + ": " + e.what(), EX_CONFIG);
+  }
+}
+
+std::unique_ptr<policy::net::UnboundDns> make_dns(const Config& config) {
+  return build_part<policy::net::UnboundDns>("cannot set up DNS", config.dns);
+}
+std::unique_ptr<policy::net::CurlFetcher> make_fetcher(const Config& config) {
+  return build_part<policy::net::CurlFetcher>("cannot set up policy fetches", config.https);
+}
+std::unique_ptr<policy::net::SmtpTlsProber> make_prober(const Config& config) {
+  return build_part<policy::net::SmtpTlsProber>(
+      "cannot set up MX probes",
+      policy::net::SmtpTlsProberConfig{config.probe.ca_file, config.probe.ehlo_name});
+}
+
+}  // namespace
+
 std::unique_ptr<Services> make_services(const Config& config) {
   auto services = std::make_unique<Services>();
   services->database = open_database(config);
   services->store = std::make_unique<store::SqliteStore>(services->database);
-  try {
-    services->dns = std::make_unique<policy::net::UnboundDns>(config.dns);
-  } catch (const std::exception& e) {
-    throw StartupError(std::string("cannot set up DNS: ") + e.what(), EX_CONFIG);
-  }
+  services->dns = make_dns(config);
   // Logs loudly (and goes on) when validation cannot work: an upstream that
   // strips DNSSEC would otherwise make every answer look "insecure".
   services->dns->dnssec_self_test(std::chrono::steady_clock::now() +
                                   std::chrono::seconds(config.dns_timeout_seconds));
-  services->fetcher = std::make_unique<policy::net::CurlFetcher>(config.https);
+  services->fetcher = make_fetcher(config);
+  services->prober = make_prober(config);
   services->pool = std::make_unique<policy::WorkerPool>(pool_config(config));
   services->resolver =
       std::make_unique<policy::Resolver>(*services->dns, *services->fetcher, *services->store,
@@ -45,13 +70,15 @@ std::unique_ptr<Services> make_services(const Config& config) {
   return services;
 }
 
+// Reload and --print-config only: the start builds these parts for real,
+// through the same functions, once.
 policy::Result<bool> check_settings(const Config& config) {
   try {
-    const policy::net::UnboundDns dns(config.dns);
-    const policy::net::SmtpTlsProber prober({config.probe.ca_file, config.probe.ehlo_name});
-    const policy::net::CurlFetcher fetcher(config.https);
+    make_dns(config);
+    make_prober(config);
+    make_fetcher(config);
     return true;
-  } catch (const std::exception& e) {
+  } catch (const StartupError& e) {
     return policy::Error{"config-check", e.what()};
   }
 }

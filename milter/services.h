@@ -13,6 +13,7 @@
 #include "policy/engine/tlsrpt_buffer.h"
 #include "policy/engine/worker_pool.h"
 #include "policy/net/curl_fetcher.h"
+#include "policy/net/tls_prober.h"
 #include "policy/net/unbound_dns.h"
 #include "store/database.h"
 #include "store/sqlite_store.h"
@@ -41,6 +42,7 @@ struct Services {
   std::unique_ptr<store::SqliteStore> store;
   std::unique_ptr<policy::net::UnboundDns> dns;
   std::unique_ptr<policy::net::CurlFetcher> fetcher;
+  std::unique_ptr<policy::net::SmtpTlsProber> prober;  // the next-hop checker's
   // The engine's one worker pool: discoveries, probes and refresh. Outlives
   // the resolver and the daemon's checker, which wait for their jobs.
   std::unique_ptr<policy::WorkerPool> pool;
@@ -52,9 +54,9 @@ std::unique_ptr<Services> make_services(const Config& config);
 
 // Builds, and throws away, what start-up builds from `config` that can
 // refuse it: the DNS resolver (forwarders, stub zones, trust anchors), the
-// prober (EHLO name, CA file) and the policy fetcher (CA file). Start,
-// reload (SIGHUP, SIGUSR1) and --print-config all call it, so a file one of
-// them accepts the others accept too. Error code "config-check".
+// prober (EHLO name, CA file) and the policy fetcher (CA file), with the
+// functions make_services() uses, so reload (SIGHUP, SIGUSR1),
+// --print-config and the start accept the same files. Error code "config-check".
 policy::Result<bool> check_settings(const Config& config);
 
 // The engine settings the daemon derives from the [probe] and [tlsrpt] sections.

@@ -30,7 +30,7 @@ class LogThrottle {
  private:
   std::int64_t interval_;
   std::int64_t events_ = 0;  // since the last line
-  bool logged_ = false;  // a line was logged, at logged_at_
+  bool logged_ = false;      // a line was logged, at logged_at_
   std::int64_t logged_at_ = 0;
 };
 

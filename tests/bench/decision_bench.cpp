@@ -186,9 +186,7 @@ class DecisionStack {
     tlsrpt_store_ = std::make_unique<store::SqliteTlsrptStore>(services_->database);
     tlsrpt_ = std::make_unique<policy::TlsrptBuffer>(tlsrpt_store_.get(), milter::tlsrpt_config(config_));
     services_->resolver->set_tlsrpt_sink(tlsrpt_.get());
-    real_prober_ = std::make_unique<policy::net::SmtpTlsProber>(
-        policy::net::SmtpTlsProberConfig{config_.probe.ca_file, config_.probe.ehlo_name});
-    prober_ = std::make_unique<CountingProber>(*real_prober_);
+    prober_ = std::make_unique<CountingProber>(*services_->prober);
     mx_dns_ = std::make_unique<CountingMxDns>(*services_->dns);
     next_hop_dns_ = std::make_unique<policy::MxDnsCache>(
         *mx_dns_, services_->clock,
@@ -221,7 +219,6 @@ class DecisionStack {
   std::unique_ptr<milter::Services> services_;
   std::unique_ptr<store::SqliteTlsrptStore> tlsrpt_store_;
   std::unique_ptr<policy::TlsrptBuffer> tlsrpt_;
-  std::unique_ptr<policy::net::SmtpTlsProber> real_prober_;
   std::unique_ptr<CountingProber> prober_;
   std::unique_ptr<CountingMxDns> mx_dns_;
   std::unique_ptr<policy::MxDnsCache> next_hop_dns_;
