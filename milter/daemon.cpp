@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "milter/limits.h"
@@ -355,23 +356,44 @@ void block_daemon_signals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-// Raises the descriptor limit, then fits the connection cap into it.
-void apply_limits(const Config& config) {
-  const DescriptorLimit descriptors = raise_descriptor_limit();
-  const std::size_t connections = connections_that_fit(config.max_connections, descriptors.soft);
-  set_connection_limit(static_cast<int>(connections));
+namespace {
+
+struct FittedLimits {
+  std::size_t connections = 0;    // open milter connections
+  std::size_t waiting_rcpts = 0;  // recipients waiting for the engine at once
+};
+
+// Fits the connection cap into the descriptor limit (raised at start), and
+// the recipients that may wait (each holds a libmilter worker thread) into
+// the tasks the cgroup still allows, read once the engine's threads run.
+FittedLimits fit_limits(const Config& config, const DescriptorLimit& descriptors) {
+  const std::optional<std::uint64_t> tasks_free = task_headroom();
+  const FittedLimits fitted{connections_that_fit(config.max_connections, descriptors.soft),
+                            tasks_free
+                                ? waiting_rcpts_that_fit_tasks(config.engine.max_waiting_rcpts, *tasks_free)
+                                : config.engine.max_waiting_rcpts};
   spdlog::info(
-      "milter event=limits descriptors={} descriptors_raised={} max_connections={} max_waiting_rcpts={}",
-      descriptors.soft, descriptors.raised, connections, config.engine.max_waiting_rcpts);
-  if (connections < config.max_connections)
+      "milter event=limits descriptors={} descriptors_raised={} tasks_free={} max_connections={} "
+      "max_waiting_rcpts={}",
+      descriptors.soft, descriptors.raised, tasks_free ? std::to_string(*tasks_free) : "-",
+      fitted.connections, fitted.waiting_rcpts);
+  if (fitted.connections < config.max_connections)
     spdlog::warn(
         "milter event=limits max_connections={} configured={} descriptors={} note=\"lowered to fit the "
         "descriptor limit; raise LimitNOFILE\"",
-        connections, config.max_connections, descriptors.soft);
+        fitted.connections, config.max_connections, descriptors.soft);
+  if (fitted.waiting_rcpts < config.engine.max_waiting_rcpts)
+    spdlog::warn(
+        "milter event=limits max_waiting_rcpts={} configured={} tasks_free={} note=\"lowered to fit the "
+        "task limit (a waiting recipient holds a thread); raise TasksMax\"",
+        fitted.waiting_rcpts, config.engine.max_waiting_rcpts, *tasks_free);
+  return fitted;
 }
 
+}  // namespace
+
 int run_daemon(const Config& config, const std::string& config_path) {
-  apply_limits(config);
+  const DescriptorLimit descriptors = raise_descriptor_limit();
   // The socket first, with the starting user's rights; everything else
   // (the store, DNS, probes) as the user the daemon runs as.
   const Identity runs_as = run_as(config);
@@ -401,7 +423,9 @@ int run_daemon(const Config& config, const std::string& config_path) {
   // Per-domain overrides (table `overrides`, schema v3): the start-up read
   // must succeed; a later failed read keeps the overrides in force.
   store::OverrideStore override_store(services->database);
-  WaitingRcpts waiting(config.engine.max_waiting_rcpts);  // outlives the context that uses it
+  const FittedLimits limits = fit_limits(config, descriptors);
+  set_connection_limit(static_cast<int>(limits.connections));
+  WaitingRcpts waiting(limits.waiting_rcpts);  // outlives the context that uses it
   MilterContext context(
       waiting.bounded([&checker](const policy::NextHop& hop, policy::Deadline deadline) {
         return checker.check(hop, deadline);

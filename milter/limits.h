@@ -6,7 +6,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
 
 #include "milter/session.h"
 
@@ -29,9 +33,39 @@ DescriptorLimit raise_descriptor_limit();
 // leave min(256, descriptors / 2) free. At least 1.
 std::size_t connections_that_fit(std::size_t configured, std::uint64_t descriptors);
 
+// The tasks (threads) this process may still start under the cgroup pids
+// controller (systemd's TasksMax, a container's pids limit): the tightest
+// pids.max - pids.current of its cgroup and the cgroups above it. nullopt
+// when no cgroup sets a limit (or none can be read). libmilter starts one
+// thread per connection and, when it cannot, leaves the connection waiting
+// unanswered (issue #10 item 3): the connection cap must fit the threads too.
+std::optional<std::uint64_t> task_headroom();
+
+// The folders of the pids controller to read for the process whose
+// /proc/<pid>/cgroup says `proc_cgroup`, under the cgroup mount `root`: its
+// own cgroup first, then each parent up to the hierarchy's root. cgroup v1
+// ("N:...pids...:/path", under root/pids) and v2 ("0::/path", under root or
+// root/unified); the caller skips folders without pids.max.
+std::vector<std::filesystem::path> pids_cgroup_folders(std::string_view proc_cgroup,
+                                                       const std::filesystem::path& root);
+
+// The tightest headroom of `folders` (pids.max "max" is no limit).
+std::optional<std::uint64_t> headroom_of(const std::vector<std::filesystem::path>& folders);
+
+// The recipients that may wait for the engine at once (`configured`),
+// lowered to fit `headroom` tasks. Each waiting recipient, and each of the
+// at most a ninth more waiting kOverflowWait beyond it, holds a libmilter
+// worker thread; libmilter starts one whenever none is idle, and a session
+// whose worker could not start is never served (issue #10 item 3: under a
+// task limit of 400, 710 of 1,000 connections were left unanswered). A
+// reserve of a quarter of `headroom` (8 to 64) stays free for libmilter's
+// quick callbacks and the threads a fetch or a reload start. At least 1.
+std::size_t waiting_rcpts_that_fit_tasks(std::size_t configured, std::uint64_t headroom);
+
 // Bounds the recipients that wait for the engine (a discovery, a DNS
 // lookup, a probe) at once: each waiting RCPT holds a libmilter thread.
-// Beyond `limit`, a recipient is checked with a deadline of kOverflowWait:
+// Beyond `limit`, a recipient is checked with a deadline of kOverflowWait
+// (at most overflow_limit() of them at once; beyond that, with no wait):
 // what the caches know still decides it at once, and what would have
 // waited is answered as "overloaded" (the engine's jobs go on and fill the
 // caches for the MTA's retry). Refusals are logged at most once per 10 s.
@@ -47,6 +81,7 @@ class WaitingRcpts {
   // `check` behind the bound. This object must outlive the function.
   CheckFunction bounded(CheckFunction check);
   std::size_t waiting() const;
+  std::size_t overflow_limit() const;  // limit / 8, at least 1
 
  private:
   struct Impl;

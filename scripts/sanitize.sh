@@ -110,7 +110,10 @@ status=0
 cpu_now; start=$(now) start_cpu=$cpu
 # -O1 -g1: a third less compile time than -O2 -g (the largest share of CI),
 # and still the line tables reports need; NDEBUG as in the shipped build.
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" \
+# Ninja: the Makefiles generator builds a list of --target goals one after
+# the other (its top-level Makefile is .NOTPARALLEL), each test being one
+# source file, so the sanitizer builds used one core of two.
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER="$cxx" \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$link_flags" >/dev/null
 if [ "$mode" = asan ]; then

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 build_packages=(
-  cmake g++ make pkg-config
+  cmake g++ make ninja-build pkg-config
   libmilter-dev libunbound-dev libevent-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev
   libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libidn2-dev

@@ -11,6 +11,13 @@
 #                 discoveries; the next ones are answered at once, as
 #                 "overloaded", while a domain whose policy is cached is
 #                 still decided from the caches
+#   task-limit    the daemon runs in a pids cgroup allowing 400 tasks (as
+#                 TasksMax=400) and 1,000 connections each send a recipient
+#                 whose discovery waits: it fits max_waiting_rcpts into the
+#                 threads left once its engine runs (each waiting recipient
+#                 holds a libmilter worker thread), stays under the limit,
+#                 and answers all 1,000 (before: 710 were never answered, as
+#                 libmilter leaves a session whose worker failed to start)
 #   sighup        SIGHUP reloads the configuration (as SIGUSR1) and the daemon
 #                 keeps serving; SIGTERM then stops it with exit 0
 # A stand-in DNS forwarder (lib/servfail_dns.py) answers SERVFAIL at once,
@@ -107,7 +114,31 @@ alive || why="$why daemon died: $(tail -3 "$LOG");"
 if [ -n "$why" ]; then fail fd-limit "$why"; else ok fd-limit; echo "  $(head -1 "$WORK/flood.out"); $rcpt; cpu $((after - before)) ticks in 2 s"; fi
 stop_milter
 
-# ---- 2. two recipients may wait; the rest are answered at once
+# ---- 2. 400 tasks, 1,000 waiting recipients
+bed_task_cgroup 400
+start_milter "${TASK_PREFIX[@]}"
+why=""
+limits=$(grep 'milter event=limits descriptors=' "$LOG")
+waiting=$(sed -n 's/.* tasks_free=[0-9]* .*max_waiting_rcpts=\([0-9]*\)$/\1/p' <<<"$limits")
+[ -n "$waiting" ] && [ "$waiting" -lt 256 ] || why="no limits line fitting max_waiting_rcpts into the task limit: $limits;"
+log_has 0 'event=limits max_waiting_rcpts=.*note="lowered to fit the task limit' || why="$why no lowered-to-fit warning;"
+( peak=0; while :; do
+    n=$(cat "$TASK_CGROUP/pids.current" 2>/dev/null) || break
+    [ "$n" -gt "$peak" ] && peak=$n && echo "$peak" >"$WORK/tasks.peak"
+    sleep 0.2
+  done ) &
+sampler=$!
+client spray 1000 1000 slower.example >"$WORK/tasks.out" 2>&1
+kill "$sampler" 2>/dev/null
+grep -q '^sprayed=1000 answered=1000 ' "$WORK/tasks.out" || why="$why $(tail -1 "$WORK/tasks.out");"
+out=$(client rcpts 0 "$NOPOLICY" 2>&1)
+grep -q "^$NOPOLICY c " <<<"$out" || why="$why not deciding after the spray: $out;"
+alive || why="$why daemon died: $(tail -3 "$LOG");"
+if [ -n "$why" ]; then fail task-limit "$why"
+else ok task-limit; echo "  max_waiting_rcpts=$waiting; $(cat "$WORK/tasks.out"); peak tasks $(cat "$WORK/tasks.peak") of 400"; fi
+stop_milter
+
+# ---- 3. two recipients may wait; the rest are answered at once
 write_config "max_waiting_rcpts = 2"
 start_milter
 m=$(mark)
@@ -130,7 +161,7 @@ log_has "$m" "decision queue_id=(LIM04|NOQUEUE) domain=$ENFORCE .* reason=overlo
 log_has "$m" 'milter event=overloaded what=waiting-rcpts .*limit=2 ' || why="$why no waiting-rcpts overloaded line;"
 if [ -n "$why" ]; then fail waiting-cap "$why $(tr '\n' ';' <<<"$out")"; else ok waiting-cap; echo "  $(tr '\n' ';' <<<"$out")"; fi
 
-# ---- 3. SIGHUP reloads; SIGTERM stops with exit 0
+# ---- 4. SIGHUP reloads; SIGTERM stops with exit 0
 m=$(mark)
 write_config "max_waiting_rcpts = 3"
 kill -HUP "$MILTER_PID"

@@ -11,8 +11,11 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +27,86 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
+
+TEST(WaitingRcptsThatFitTasks, WaitersAndTheirOverflowLeaveAReserveOfThreadsFree) {
+  struct Case {
+    std::size_t configured;
+    std::uint64_t headroom;
+    std::size_t expected;
+  };
+  const std::vector<Case> cases{
+      {256, 267, 180},   // pids.max 400 with the engine's 133 threads: 64 kept, 180 + 22 wait
+      {256, 3900, 256},  // the unit's TasksMax: as configured
+      {256, 100, 66},    // else a quarter kept (75 free: 66 + 8 overflow)
+      {256, 20, 10},     // and at least 8 kept
+      {256, 8, 1},      {256, 0, 1}, {5, 267, 5},
+  };
+  for (const auto& c : cases) {
+    const std::size_t fitted = waiting_rcpts_that_fit_tasks(c.configured, c.headroom);
+    EXPECT_EQ(fitted, c.expected) << c.configured << " configured, " << c.headroom << " tasks free";
+    if (c.headroom >= 16) {
+      EXPECT_LE(fitted + std::max<std::size_t>(1, fitted / 8),
+                c.headroom - std::min<std::uint64_t>(64, c.headroom / 4))
+          << "waiters and overflow fit beside the reserve";
+    }
+  }
+}
+
+TEST(PidsCgroupFolders, OwnCgroupThenEachParentForV1V2AndHybrid) {
+  const std::filesystem::path root = "/sys/fs/cgroup";
+  using Paths = std::vector<std::filesystem::path>;
+  // cgroup v1: the pids hierarchy (possibly shared with other controllers).
+  EXPECT_EQ(pids_cgroup_folders("4:memory:/m\n8:pids:/system.slice/x.service\n", root),
+            (Paths{"/sys/fs/cgroup/pids/system.slice/x.service", "/sys/fs/cgroup/pids/system.slice",
+                   "/sys/fs/cgroup/pids"}));
+  EXPECT_EQ(pids_cgroup_folders("3:cpu,pids:/a", root),
+            (Paths{"/sys/fs/cgroup/pids/a", "/sys/fs/cgroup/pids"}));
+  // cgroup v2 alone (at the root) or hybrid (under unified/): both are tried.
+  EXPECT_EQ(pids_cgroup_folders("0::/a:b\n", root),
+            (Paths{"/sys/fs/cgroup/a:b", "/sys/fs/cgroup", "/sys/fs/cgroup/unified/a:b",
+                   "/sys/fs/cgroup/unified"}));
+  EXPECT_EQ(pids_cgroup_folders("0::/", root), (Paths{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}));
+  // No pids controller, junk, a relative path: nothing to read.
+  EXPECT_TRUE(pids_cgroup_folders("4:memory:/m\n1:name=systemd:/x\n", root).empty());
+  EXPECT_TRUE(pids_cgroup_folders("garbage\n8:pids\n8:pids:relative\n", root).empty());
+  EXPECT_TRUE(pids_cgroup_folders("", root).empty());
+}
+
+// A cgroup tree in a temporary folder: FOLDER -> (pids.max, pids.current).
+class TaskHeadroom : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() / ("mtasts-pids-" + std::to_string(getpid()));
+    std::filesystem::remove_all(root_);
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+  std::filesystem::path cgroup(const std::string& name, const std::string& max, const std::string& current) {
+    const auto folder = root_ / name;
+    std::filesystem::create_directories(folder);
+    if (!max.empty()) std::ofstream(folder / "pids.max") << max << "\n";
+    if (!current.empty()) std::ofstream(folder / "pids.current") << current << "\n";
+    return folder;
+  }
+  std::filesystem::path root_;
+};
+
+TEST_F(TaskHeadroom, TheTightestOfTheCgroupAndItsParents) {
+  const auto own = cgroup("a/b", "400", "135");
+  const auto parent = cgroup("a", "max", "2000");
+  const auto top = cgroup("", "", "");  // the hierarchy's root has no pids.max
+  EXPECT_EQ(headroom_of({own, parent, top}), 265u);
+  cgroup("a", "1000", "900");  // a parent nearer its limit than the cgroup itself
+  EXPECT_EQ(headroom_of({own, parent, top}), 100u);
+  cgroup("a/b", "100", "135");  // over its limit already (lowered at run time)
+  EXPECT_EQ(headroom_of({own, parent, top}), 0u);
+}
+
+TEST_F(TaskHeadroom, NoLimitWhenEveryMaxIsMaxOrUnreadable) {
+  const auto own = cgroup("a", "max", "10");
+  const auto junk = cgroup("b", "12x", "1");
+  EXPECT_EQ(headroom_of({own, junk, root_ / "missing"}), std::nullopt);
+  EXPECT_EQ(headroom_of({}), std::nullopt);
+}
 
 TEST(ConnectionsThatFit, LeaveRoomForTheDaemonsOwnDescriptors) {
   struct Case {
@@ -141,6 +224,40 @@ TEST(WaitingRcpts, BeyondTheBoundAnswersAtOnceFromTheCachesOrOverloaded) {
   EXPECT_EQ(first.get().result.verdict.outcome, policy::Outcome::Pass);
   EXPECT_EQ(second.get().result.verdict.outcome, policy::Outcome::Pass);
   EXPECT_EQ(waiting.waiting(), 0U) << "slots are given back";
+}
+
+// Beyond the bound each recipient holds its thread up to kOverflowWait: a
+// flood beyond it would hold as many threads as recipients for that long.
+// So at most overflow_limit() wait it; the rest are answered with no wait.
+TEST(WaitingRcpts, AtMostAnEighthMoreWaitTheOverflowDeadline) {
+  SlowCheck slow;
+  WaitingRcpts waiting(8);
+  ASSERT_EQ(waiting.overflow_limit(), 1U);
+  const CheckFunction check =
+      waiting.bounded([&slow](const policy::NextHop& hop, policy::Deadline d) { return slow(hop, d); });
+  std::vector<std::future<Timed>> waiters;
+  for (int i = 0; i < 8; ++i)
+    waiters.push_back(std::async(std::launch::async, [&, i] {
+      return timed(check, "cold" + std::to_string(i) + ".example", milliseconds(10000));
+    }));
+  for (int i = 0; i < 400 && waiting.waiting() < 8; ++i) std::this_thread::sleep_for(milliseconds(5));
+  ASSERT_EQ(waiting.waiting(), 8U);
+
+  auto overflowing =
+      std::async(std::launch::async, [&] { return timed(check, "over1.example", milliseconds(10000)); });
+  std::this_thread::sleep_for(milliseconds(20));  // it now holds the one overflow slot
+  const Timed beyond = timed(check, "over2.example", milliseconds(10000));
+  EXPECT_EQ(beyond.result.verdict.reason, policy::reason::kOverloaded);
+  EXPECT_LT(beyond.took, milliseconds(50)) << "a recipient beyond the overflow bound waited";
+  const Timed over = overflowing.get();
+  EXPECT_EQ(over.result.verdict.reason, policy::reason::kOverloaded);
+  EXPECT_GE(over.took, WaitingRcpts::kOverflowWait - milliseconds(5));
+
+  const Timed warm = timed(check, "warm.example", milliseconds(10000));
+  EXPECT_EQ(warm.result.verdict.outcome, policy::Outcome::Pass) << "the caches still decide";
+  slow.release();
+  for (auto& w : waiters) EXPECT_EQ(w.get().result.verdict.outcome, policy::Outcome::Pass);
+  EXPECT_EQ(waiting.waiting(), 0U);
 }
 
 TEST(WaitingRcpts, WithinTheBoundTheDeadlineIsTheCallersOwn) {

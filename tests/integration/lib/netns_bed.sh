@@ -24,6 +24,10 @@
 #                        the daemon on $WORK/conf.toml (under PREFIX, e.g.
 #                        prlimit), stderr appended to $LOG; waits for this
 #                        start's own "started" line
+#   bed_task_cgroup MAX  a pids cgroup (v1 pids hierarchy, else v2) allowing
+#                        MAX tasks, removed at exit; sets TASK_CGROUP, and
+#                        TASK_PREFIX, a bed_start_milter prefix that moves the
+#                        daemon into it before it starts any thread
 #   mark / log_since MARK / log_has MARK REGEX / wait_log MARK REGEX SECONDS / alive
 BED_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MILTER_PID=""
@@ -53,6 +57,7 @@ bed_stop() {  # bed_stop PID: stops it and waits, if it runs
 bed_cleanup() {
   bed_stop "$MILTER_PID"
   bed_stop "$DNS_PID"
+  [ -n "${TASK_CGROUP:-}" ] && rmdir "$TASK_CGROUP" 2>/dev/null
   if [ -n "${KEEP:-}" ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
 
@@ -110,4 +115,22 @@ bed_start_milter() {
   "$@" "$BIN" -c "$WORK/conf.toml" 2>>"$LOG" &
   MILTER_PID=$!
   wait_log "$m" 'milter event=started' 20 || { echo "FAIL setup: milter did not start: $(tail -5 "$LOG")"; exit 1; }
+}
+
+bed_task_cgroup() {
+  local name parent
+  name="mtasts-it-$$"
+  if [ -d /sys/fs/cgroup/pids ]; then parent=/sys/fs/cgroup/pids
+  elif grep -qw pids /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    parent=/sys/fs/cgroup
+    grep -qw pids "$parent/cgroup.subtree_control" || echo +pids >"$parent/cgroup.subtree_control"
+  else
+    echo "FAIL setup: no cgroup pids controller (v1 /sys/fs/cgroup/pids or v2)"
+    exit 1
+  fi
+  TASK_CGROUP="$parent/$name"
+  mkdir "$TASK_CGROUP" && echo "$1" >"$TASK_CGROUP/pids.max" ||
+    { echo "FAIL setup: cannot create the pids cgroup $TASK_CGROUP"; exit 1; }
+  # shellcheck disable=SC2016  # expanded by the inner shell
+  TASK_PREFIX=(bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$TASK_CGROUP")
 }
