@@ -413,11 +413,12 @@ int run_daemon(const Config& config, const std::string& config_path) {
   const SinkDetach detach(*services->resolver);
   // Warm checks then ask no resolver: MX, TLSA and addresses are kept for
   // their TTL, at most as long as a verified probe.
-  policy::MxDnsCache next_hop_dns(
-      *services->dns, services->clock,
-      static_cast<std::uint32_t>(std::min<std::int64_t>(config.probe.success_ttl, 300)));
+  const auto dns_cache_ttl =
+      static_cast<std::uint32_t>(std::min<std::int64_t>(config.probe.success_ttl, 300));
+  policy::MxDnsCache next_hop_dns(*services->dns, services->clock, dns_cache_ttl);
+  policy::MxDnsCache known_policy_next_hop_dns(*services->known_policy_dns, services->clock, dns_cache_ttl);
   policy::NextHopChecker checker(*services->resolver, next_hop_dns, *services->prober, services->clock,
-                                 checker_config(config), services->pool.get());
+                                 checker_config(config), services->pool.get(), &known_policy_next_hop_dns);
   checker.set_tlsrpt_sink(&tlsrpt);
   policy::BackgroundRefresher refresher(*services->resolver, kRefreshPeriod);
   // Per-domain overrides (table `overrides`, schema v3): the start-up read

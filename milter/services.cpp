@@ -61,6 +61,7 @@ std::unique_ptr<Services> make_services(const Config& config) {
   // strips DNSSEC would otherwise make every answer look "insecure".
   services->dns->dnssec_self_test(std::chrono::steady_clock::now() +
                                   std::chrono::seconds(config.dns_timeout_seconds));
+  services->known_policy_dns = make_dns(config);
   services->fetcher = make_fetcher(config);
   services->prober = make_prober(config);
   services->pool = std::make_unique<policy::WorkerPool>(pool_config(config));

@@ -40,7 +40,13 @@ struct Services {
   // TLSRPT and override stores.
   std::shared_ptr<store::Database> database;
   std::unique_ptr<store::SqliteStore> store;
+  // Policy discovery and next hops of domains without a known policy: the
+  // lookups anyone can cause by mailing arbitrary domains.
   std::unique_ptr<policy::net::UnboundDns> dns;
+  // Next hops of domains with a known policy: a libunbound context of its
+  // own (own server round-trip estimates), so a burst of slow lookups in
+  // `dns` cannot make the forwarder look down for them (issue #10 item 1).
+  std::unique_ptr<policy::net::UnboundDns> known_policy_dns;
   std::unique_ptr<policy::net::CurlFetcher> fetcher;
   std::unique_ptr<policy::net::SmtpTlsProber> prober;  // the next-hop checker's
   // The engine's one worker pool: discoveries, probes and refresh. Outlives

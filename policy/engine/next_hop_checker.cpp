@@ -187,7 +187,8 @@ std::optional<TlsrptSession> probe_session(const ReportContext& context, const P
 
 struct NextHopChecker::Impl {
   Resolver& resolver;
-  MxDns& dns;
+  MxDns& other_dns;         // next hops of domains without a known policy
+  MxDns& known_policy_dns;  // next hops of domains with one (a context of their own)
   const Clock& clock;
   NextHopCheckerConfig config;
   std::atomic<TlsrptSink*> sink{nullptr};
@@ -197,9 +198,11 @@ struct NextHopChecker::Impl {
   std::unordered_map<std::string, std::int64_t> reported;  // guarded by reported_mu
   ProbeCache probes;                                       // last: destroyed (and drained) first
 
-  Impl(Resolver& r, MxDns& d, TlsProber& prober, const Clock& c, NextHopCheckerConfig cfg, WorkerPool* pool)
+  Impl(Resolver& r, MxDns& d, MxDns& known, TlsProber& prober, const Clock& c, NextHopCheckerConfig cfg,
+       WorkerPool* pool)
       : resolver(r),
-        dns(d),
+        other_dns(d),
+        known_policy_dns(known),
         clock(c),
         config(std::move(cfg)),
         probes(prober, clock,
@@ -212,13 +215,21 @@ struct NextHopChecker::Impl {
     return resolver.resolve(domain, deadline);
   }
 
+  // A burst of recipients at domains whose DNS answers late makes
+  // libunbound time out against the forwarder and treat it as down (fast
+  // SERVFAIL) for every name of that context; anyone who can make the MTA
+  // mail arbitrary domains can send one (issue #10 item 1). Domains with a
+  // known policy are looked up in a context the burst does not reach.
+  MxDns& dns_for(const DecisionFacts& facts) {
+    return facts.resolution.policy ? known_policy_dns : other_dns;
+  }
   void gather(const NextHop& hop, DecisionFacts& facts, Deadline deadline);
   void gather_dane(const NextHop& hop, DecisionFacts& facts, bool mx_known, Deadline deadline);
-  void collect_candidates(const NextHop& hop, DecisionFacts& facts, Deadline deadline);
-  void add_mx_candidates(const std::string& domain, DecisionFacts& facts, Deadline deadline);
-  void probe_candidates(DecisionFacts& facts, const ReportContext& context, std::uint16_t port,
+  void collect_candidates(MxDns& dns, const NextHop& hop, DecisionFacts& facts, Deadline deadline);
+  void add_mx_candidates(MxDns& dns, const std::string& domain, DecisionFacts& facts, Deadline deadline);
+  void probe_candidates(MxDns& dns, DecisionFacts& facts, const ReportContext& context, std::uint16_t port,
                         Deadline deadline);
-  HostOutcome probe_host(CandidateFacts& host, const ReportContext& context, std::uint16_t port,
+  HostOutcome probe_host(MxDns& dns, CandidateFacts& host, const ReportContext& context, std::uint16_t port,
                          Deadline deadline, ProbeScope scope = ProbeScope::Any);
   ProbeRequest request_for(const std::string& host, std::uint16_t port) const;
   ProbeCache::OnProbed reporter(const ReportContext& context);
@@ -274,7 +285,7 @@ void NextHopChecker::Impl::report_without_probe(const ReportContext& context, st
 void NextHopChecker::Impl::gather(const NextHop& hop, DecisionFacts& facts, Deadline deadline) {
   const StoredPolicy& stored = *facts.resolution.policy;
   const ReportContext context{policy_domain_of(hop), stored.raw, join(stored.policy.mx)};
-  collect_candidates(hop, facts, deadline);
+  collect_candidates(dns_for(facts), hop, facts, deadline);
   for (auto& c : facts.candidates) {
     c.matches_policy = !c.host.empty() && policy_allows_mx(stored.policy, c.host);
     // RFC 8461 §4.1 / RFC 8460 §4.3.1: an MX host the policy does not list.
@@ -285,7 +296,7 @@ void NextHopChecker::Impl::gather(const NextHop& hop, DecisionFacts& facts, Dead
     facts.deadline_passed = true;
     return;
   }
-  if (config.probing_enabled) probe_candidates(facts, context, hop.port, deadline);
+  if (config.probing_enabled) probe_candidates(dns_for(facts), facts, context, hop.port, deadline);
 }
 
 // RFC 7672 §2.2 without a binding policy: the hosts in preference order,
@@ -293,8 +304,9 @@ void NextHopChecker::Impl::gather(const NextHop& hop, DecisionFacts& facts, Dead
 // answer of the policy path is reused when it ran (`mx_known`).
 void NextHopChecker::Impl::gather_dane(const NextHop& hop, DecisionFacts& facts, bool mx_known,
                                        Deadline deadline) {
+  MxDns& dns = dns_for(facts);
   DecisionFacts looked_up;
-  if (!mx_known) collect_candidates(hop, looked_up, deadline);
+  if (!mx_known) collect_candidates(dns, hop, looked_up, deadline);
   const DecisionFacts& mx = mx_known ? facts : looked_up;
   DaneFacts dane;
   dane.mx_secure = mx.mx_security == DnsSecurity::Secure && mx.mx_status != DnsStatus::ServFail &&
@@ -312,7 +324,7 @@ void NextHopChecker::Impl::gather_dane(const NextHop& hop, DecisionFacts& facts,
       break;
     }
     CandidateFacts host = candidate(c.host, c.preference);
-    const HostOutcome outcome = probe_host(host, context, hop.port, deadline, ProbeScope::DaneOnly);
+    const HostOutcome outcome = probe_host(dns, host, context, hop.port, deadline, ProbeScope::DaneOnly);
     dane.hosts.push_back(std::move(host));
     if (outcome == HostOutcome::DeadlinePassed) {
       dane.deadline_passed = true;
@@ -323,11 +335,12 @@ void NextHopChecker::Impl::gather_dane(const NextHop& hop, DecisionFacts& facts,
   facts.dane = std::move(dane);
 }
 
-void NextHopChecker::Impl::collect_candidates(const NextHop& hop, DecisionFacts& facts, Deadline deadline) {
+void NextHopChecker::Impl::collect_candidates(MxDns& dns, const NextHop& hop, DecisionFacts& facts,
+                                              Deadline deadline) {
   if (hop.kind != NextHopKind::SmartHost) {
-    add_mx_candidates(hop.recipient_domain, facts, deadline);
+    add_mx_candidates(dns, hop.recipient_domain, facts, deadline);
   } else if (hop.relay_mx_lookup && !hop.relay_host.empty()) {
-    add_mx_candidates(hop.relay_host, facts, deadline);
+    add_mx_candidates(dns, hop.relay_host, facts, deadline);
   } else {
     // "[relay]": the MTA connects to the relay itself (an IP literal keeps
     // host "", which matches no policy).
@@ -335,7 +348,7 @@ void NextHopChecker::Impl::collect_candidates(const NextHop& hop, DecisionFacts&
   }
 }
 
-void NextHopChecker::Impl::add_mx_candidates(const std::string& domain, DecisionFacts& facts,
+void NextHopChecker::Impl::add_mx_candidates(MxDns& dns, const std::string& domain, DecisionFacts& facts,
                                              Deadline deadline) {
   const MxAnswer mx = dns.lookup_mx(domain, deadline);
   facts.mx_status = mx.status;
@@ -359,13 +372,13 @@ void NextHopChecker::Impl::add_mx_candidates(const std::string& domain, Decision
   }
 }
 
-void NextHopChecker::Impl::probe_candidates(DecisionFacts& facts, const ReportContext& context,
+void NextHopChecker::Impl::probe_candidates(MxDns& dns, DecisionFacts& facts, const ReportContext& context,
                                             std::uint16_t port, Deadline deadline) {
   std::size_t tried = 0;
   for (auto& c : facts.candidates) {
     if (!c.matches_policy || c.host.empty()) continue;
     if (tried++ == config.max_hosts) return;
-    const HostOutcome outcome = probe_host(c, context, port, deadline);
+    const HostOutcome outcome = probe_host(dns, c, context, port, deadline);
     if (outcome == HostOutcome::Verified) return;
     if (outcome == HostOutcome::DeadlinePassed) {
       facts.deadline_passed = true;
@@ -384,7 +397,7 @@ ProbeRequest NextHopChecker::Impl::request_for(const std::string& host, std::uin
   return request;
 }
 
-HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, const ReportContext& context,
+HostOutcome NextHopChecker::Impl::probe_host(MxDns& dns, CandidateFacts& host, const ReportContext& context,
                                              std::uint16_t port, Deadline deadline, ProbeScope scope) {
   if (past(deadline)) return HostOutcome::DeadlinePassed;
   const TlsaAnswer tlsa = dns.lookup_tlsa(host.host, port, deadline);
@@ -430,8 +443,9 @@ HostOutcome NextHopChecker::Impl::probe_host(CandidateFacts& host, const ReportC
 }
 
 NextHopChecker::NextHopChecker(Resolver& resolver, MxDns& dns, TlsProber& prober, const Clock& clock,
-                               NextHopCheckerConfig config, WorkerPool* pool)
-    : impl_(std::make_unique<Impl>(resolver, dns, prober, clock, std::move(config), pool)) {}
+                               NextHopCheckerConfig config, WorkerPool* pool, MxDns* known_policy_dns)
+    : impl_(std::make_unique<Impl>(resolver, dns, known_policy_dns != nullptr ? *known_policy_dns : dns,
+                                   prober, clock, std::move(config), pool)) {}
 
 NextHopChecker::~NextHopChecker() { wait_idle(); }
 

@@ -63,9 +63,12 @@ struct CheckResult {
 class NextHopChecker {
  public:
   // Probes run on `pool` (shared with the resolver; it must outlive the
-  // checker), or on a pool of the checker's own when null.
+  // checker), or on a pool of the checker's own when null. The next hops of
+  // domains with a known policy are looked up in `known_policy_dns` (a DNS
+  // context of their own, out of reach of a burst of lookups at arbitrary
+  // domains), or in `dns` when null; all others in `dns`.
   NextHopChecker(Resolver& resolver, MxDns& dns, TlsProber& prober, const Clock& clock,
-                 NextHopCheckerConfig config, WorkerPool* pool = nullptr);
+                 NextHopCheckerConfig config, WorkerPool* pool = nullptr, MxDns* known_policy_dns = nullptr);
   ~NextHopChecker();
   NextHopChecker(const NextHopChecker&) = delete;
   NextHopChecker& operator=(const NextHopChecker&) = delete;

@@ -187,12 +187,16 @@ class DecisionStack {
     tlsrpt_ = std::make_unique<policy::TlsrptBuffer>(tlsrpt_store_.get(), milter::tlsrpt_config(config_));
     services_->resolver->set_tlsrpt_sink(tlsrpt_.get());
     prober_ = std::make_unique<CountingProber>(*services_->prober);
+    // As the daemon: next hops of domains with a known policy in a DNS
+    // context of their own.
+    const auto ttl = static_cast<std::uint32_t>(std::min<std::int64_t>(config_.probe.success_ttl, 300));
     mx_dns_ = std::make_unique<CountingMxDns>(*services_->dns);
-    next_hop_dns_ = std::make_unique<policy::MxDnsCache>(
-        *mx_dns_, services_->clock,
-        static_cast<std::uint32_t>(std::min<std::int64_t>(config_.probe.success_ttl, 300)));
+    known_mx_dns_ = std::make_unique<CountingMxDns>(*services_->known_policy_dns);
+    next_hop_dns_ = std::make_unique<policy::MxDnsCache>(*mx_dns_, services_->clock, ttl);
+    known_next_hop_dns_ = std::make_unique<policy::MxDnsCache>(*known_mx_dns_, services_->clock, ttl);
     checker_ = std::make_unique<policy::NextHopChecker>(*services_->resolver, *next_hop_dns_, *prober_,
-                                                        services_->clock, milter::checker_config(config_));
+                                                        services_->clock, milter::checker_config(config_),
+                                                        nullptr, known_next_hop_dns_.get());
     checker_->set_tlsrpt_sink(tlsrpt_.get());
   }
 
@@ -211,7 +215,9 @@ class DecisionStack {
   const milter::Config& config() const { return config_; }
   policy::NextHopChecker& checker() { return *checker_; }
   policy::Resolver& resolver() { return *services_->resolver; }
-  const CountingMxDns& mx_dns() const { return *mx_dns_; }
+  // Next-hop DNS lookups that reached libunbound (both contexts).
+  long next_hop_lookups() const { return mx_dns_->lookups + known_mx_dns_->lookups; }
+  double next_hop_dns_ns() const { return mx_dns_->busy_ns + known_mx_dns_->busy_ns; }
   const CountingProber& prober() const { return *prober_; }
 
  private:
@@ -221,7 +227,9 @@ class DecisionStack {
   std::unique_ptr<policy::TlsrptBuffer> tlsrpt_;
   std::unique_ptr<CountingProber> prober_;
   std::unique_ptr<CountingMxDns> mx_dns_;
+  std::unique_ptr<CountingMxDns> known_mx_dns_;
   std::unique_ptr<policy::MxDnsCache> next_hop_dns_;
+  std::unique_ptr<policy::MxDnsCache> known_next_hop_dns_;
   std::unique_ptr<policy::NextHopChecker> checker_;
 };
 
@@ -395,9 +403,9 @@ int run_warm(const milter::Config& config, const std::vector<std::string>& domai
       "warm: %zu enforce domains, MX verified over STARTTLS; %ld decisions per run, median of %d runs\n",
       domains.size(), decisions, runs);
   std::printf("  warm-up: %ld probes, %ld next-hop DNS lookups; a second pass came from the caches\n",
-              stack.prober().probes.load(), stack.mx_dns().lookups.load());
+              stack.prober().probes.load(), stack.next_hop_lookups());
 
-  const long lookups_before = stack.mx_dns().lookups, probes_before = stack.prober().probes;
+  const long lookups_before = stack.next_hop_lookups(), probes_before = stack.prober().probes;
   const long peer_before = peer_connections(peer_log);
   Tally tally(Expect::Cache, stack.config().decision);
   auto session = make_session(stack, tally);
@@ -412,7 +420,7 @@ int run_warm(const milter::Config& config, const std::vector<std::string>& domai
   }
   print_warm_summary(results);
 
-  const long lookups = stack.mx_dns().lookups - lookups_before,
+  const long lookups = stack.next_hop_lookups() - lookups_before,
              probes = stack.prober().probes - probes_before;
   const long peer = peer_log.empty() ? 0 : peer_connections(peer_log) - peer_before;
   std::printf(
@@ -461,7 +469,7 @@ ColdSamples cold_sequential(DecisionStack& decider, Tally& tally, DecisionStack&
 void print_cold(const ColdSamples& s, const DecisionStack& decider) {
   const Spread d = spread_of(s.decision), p = spread_of(s.policy_only);
   const double n = static_cast<double>(s.decision.size());
-  const double dns_ms = decider.mx_dns().busy_ns / 1e6 / n, probe_ms = decider.prober().busy_ns / 1e6 / n;
+  const double dns_ms = decider.next_hop_dns_ns() / 1e6 / n, probe_ms = decider.prober().busy_ns / 1e6 / n;
   std::printf("  decision     %s  mean=%.2f ms   (TXT, policy fetch, MX/TLSA/A lookups, STARTTLS probe)\n",
               format_spread(d, 1e6, "ms").c_str(), mean(s.decision) / 1e6);
   std::printf("  policy-only  %s  mean=%.2f ms   (TXT, policy fetch; %zu other domains)\n",
@@ -472,7 +480,7 @@ void print_cold(const ColdSamples& s, const DecisionStack& decider) {
   std::printf(
       "  where a cold decision's time goes (mean ms): next-hop DNS %.2f (%.1f lookups), probe %.2f, "
       "policy and the rest %.2f\n",
-      dns_ms, static_cast<double>(decider.mx_dns().lookups) / n, probe_ms,
+      dns_ms, static_cast<double>(decider.next_hop_lookups()) / n, probe_ms,
       mean(s.decision) / 1e6 - dns_ms - probe_ms);
 }
 

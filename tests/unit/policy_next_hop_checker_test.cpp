@@ -52,6 +52,8 @@ struct World {
   MemoryStore store;
   FakeClock clock;
   FakeMxDns mx;
+  FakeMxDns known_mx;  // used when split_dns: next hops of known-policy domains
+  bool split_dns = false;
   FakeTlsProber prober;
   NextHopCheckerConfig config;
   // Declared after the fakes: destroyed (and drained) first.
@@ -71,7 +73,8 @@ struct World {
   void start() {
     if (checker) return;
     resolver = std::make_unique<Resolver>(dns, fetcher, store, clock, ResolverConfig{});
-    checker = std::make_unique<NextHopChecker>(*resolver, mx, prober, clock, config);
+    checker = std::make_unique<NextHopChecker>(*resolver, mx, prober, clock, config, nullptr,
+                                               split_dns ? &known_mx : nullptr);
   }
   CheckResult check(const NextHop& hop = recipient(), int deadline_ms = 2000) {
     start();
@@ -618,6 +621,37 @@ TEST(NextHopChecker, DaneWalkNeverFailsWithHostsLeft) {
   ASSERT_TRUE(r.verdict.dane.has_value());
   EXPECT_EQ(r.verdict.dane->outcome, Outcome::Unknown);
   EXPECT_EQ(w.mx.tlsa_calls(), 1);
+}
+
+// Issue #10 item 1: a burst of slow lookups at arbitrary domains made the
+// forwarder look down in libunbound for every name. Domains with a known
+// policy look up their next hops (MX, TLSA, addresses) in a DNS of their
+// own; domains without one (DANE on its own) never touch it.
+TEST(NextHopChecker, KnownPolicyNextHopsUseTheirOwnDns) {
+  World w;
+  w.split_dns = true;
+  w.known_mx.set_mx("example.com", mx_answer({kMx1}));
+  w.known_mx.set_addresses("mx1.example.com", {"192.0.2.1"});
+  w.prober.set("192.0.2.1", verified());
+  const CheckResult known = w.check();
+  EXPECT_EQ(known.verdict.outcome, Outcome::Pass);
+  EXPECT_EQ(w.known_mx.mx_calls(), 1);
+  EXPECT_EQ(w.known_mx.tlsa_calls(), 1);
+  EXPECT_EQ(w.known_mx.address_calls(), 1);
+  EXPECT_EQ(w.mx.mx_calls() + w.mx.tlsa_calls() + w.mx.address_calls(), 0);
+
+  World other;
+  other.split_dns = true;
+  no_policy(other);
+  secure_mx(other, {kMx1});
+  secure_tlsa(other, "mx1.example.com");
+  other.prober.set("192.0.2.1", dane_verified());
+  const CheckResult unknown = other.check();
+  ASSERT_TRUE(unknown.verdict.dane.has_value());
+  EXPECT_EQ(unknown.verdict.dane->outcome, Outcome::Pass);
+  EXPECT_EQ(other.mx.mx_calls(), 1);
+  EXPECT_EQ(other.mx.tlsa_calls(), 1);
+  EXPECT_EQ(other.known_mx.mx_calls() + other.known_mx.tlsa_calls() + other.known_mx.address_calls(), 0);
 }
 
 TEST(NextHopChecker, BracketedRelayLeftToTheMta) {

@@ -12,10 +12,11 @@
 #                        are stopped at exit
 #   ok NAME / fail NAME WHY / bed_summary
 #   bed_free_port        a free TCP port on 127.0.0.1
-#   bed_servfail_dns ADDR
+#   bed_servfail_dns ADDR [ANSWERED]
 #                        lib/servfail_dns.py on ADDR:53 (SERVFAIL at once;
 #                        names with "slow" after 3 s, "slower" after 10 s,
-#                        listed in $WORK/slow-queries); sets DNS_PID
+#                        listed in $WORK/slow-queries; names under ANSWERED
+#                        resolve, unsigned); sets DNS_PID
 #   bed_anchor DOMAIN    $WORK/anchor.txt, a trust anchor that replaces the
 #                        root's (no root zone here: the self-test is skipped)
 #   bed_seed_enforce DOMAIN CONF
@@ -81,7 +82,7 @@ bed_free_port() {
 }
 
 bed_servfail_dns() {
-  python3 "$BED_LIB/servfail_dns.py" "$1" "$WORK/slow-queries" 2>"$WORK/dns.err" &
+  python3 "$BED_LIB/servfail_dns.py" "$1" "$WORK/slow-queries" "${@:2}" 2>"$WORK/dns.err" &
   DNS_PID=$!
 }
 
