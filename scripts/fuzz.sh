@@ -36,7 +36,13 @@ if [ "${#targets[@]}" -eq 0 ]; then
   exit 66
 fi
 
-cmake -S "$root" -B "$build" -DMTASTS_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+# Ninja builds the list of targets in parallel; the Makefiles generator built
+# them one after the other (its top-level Makefile is .NOTPARALLEL). A tree
+# configured for Makefiles before is reconfigured; corpora and artifacts stay.
+if grep -qs '^CMAKE_GENERATOR:INTERNAL=Unix Makefiles$' "$build/CMakeCache.txt"; then
+  rm -rf "$build/CMakeCache.txt" "$build/CMakeFiles"
+fi
+cmake -S "$root" -B "$build" -G Ninja -DMTASTS_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++-14 >/dev/null
 cmake --build "$build" --target "${targets[@]}" -j"$jobs"
 
