@@ -9,12 +9,14 @@
 
 namespace mtasts::milter {
 
-std::shared_ptr<store::Database> open_database(const Config& config) {
+std::shared_ptr<store::Database> open_database(const Config& config, StoreFallback fallback) {
   const std::filesystem::path path(config.store_path);
   std::error_code ec;
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
   try {
-    return store::Database::open(config.store_path);
+    return store::Database::open(
+        config.store_path,
+        store::DatabaseOptions{.memory_when_unwritable = fallback == StoreFallback::Memory});
   } catch (const std::exception& e) {
     throw StartupError(e.what(), EX_CANTCREAT);
   }
@@ -52,9 +54,9 @@ std::unique_ptr<policy::net::SmtpTlsProber> make_prober(const Config& config) {
 
 }  // namespace
 
-std::unique_ptr<Services> make_services(const Config& config) {
+std::unique_ptr<Services> make_services(const Config& config, StoreFallback fallback) {
   auto services = std::make_unique<Services>();
-  services->database = open_database(config);
+  services->database = open_database(config, fallback);
   services->store = std::make_unique<store::SqliteStore>(services->database);
   services->dns = make_dns(config);
   // Logs loudly (and goes on) when validation cannot work: an upstream that

@@ -30,7 +30,13 @@ class StartupError : public std::runtime_error {
 };
 
 // Opens (creating its folder) and migrates the policy cache database.
-std::shared_ptr<store::Database> open_database(const Config& config);
+// What the daemon does when the store cannot be opened for writing: the CLI
+// refuses (an import must not vanish), the daemon runs on an in-memory copy
+// (the file is only a cache; issue #10).
+enum class StoreFallback { Refuse, Memory };
+
+std::shared_ptr<store::Database> open_database(const Config& config,
+                                               StoreFallback fallback = StoreFallback::Refuse);
 // Opens the store only (for `cache` commands that need no network).
 std::unique_ptr<store::SqliteStore> open_store(const Config& config);
 
@@ -56,7 +62,7 @@ struct Services {
 };
 
 // Throws StartupError.
-std::unique_ptr<Services> make_services(const Config& config);
+std::unique_ptr<Services> make_services(const Config& config, StoreFallback fallback = StoreFallback::Refuse);
 
 // Builds, and throws away, what start-up builds from `config` that can
 // refuse it: the DNS resolver (forwarders, stub zones, trust anchors), the

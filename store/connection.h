@@ -77,7 +77,10 @@ struct FileReopen {
 };
 
 struct Database::Impl {
-  Impl(std::string db_path, DatabaseOptions db_options);
+  // `memory_copy_of`: db_path is an in-memory database's URI, filled with a
+  // copy of that file's rows when it can be read.
+  Impl(std::string db_path, DatabaseOptions db_options,
+       std::optional<std::string> memory_copy_of = std::nullopt);
 
   // Under write_mutex, at most once per file_check_interval: when the path
   // no longer names the file the writer has open, opens (creating and
@@ -87,8 +90,9 @@ struct Database::Impl {
   // written after the lock is released; nullopt when nothing changed.
   std::optional<FileReopen> reopen_if_replaced();
 
-  std::string path;
+  std::string path;  // the file's path, or the in-memory database's URI
   DatabaseOptions options;
+  bool in_memory = false;  // the fallback of DatabaseOptions::memory_when_unwritable
   std::mutex write_mutex;
   std::unique_ptr<Connection> writer;                     // guarded by write_mutex
   std::optional<FileId> writer_file;                      // guarded by write_mutex

@@ -10,7 +10,9 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -33,9 +35,46 @@ std::optional<FileId> file_id(const std::string& path) {
   return FileId{info.st_dev, info.st_ino};
 }
 
-// Opens and migrates the writer; logs a migration and a read-only file.
-std::unique_ptr<Connection> open_writer(const std::string& path, const DatabaseOptions& options) {
+// "file:PATH?mode=ro&immutable=1" with PATH %-escaped where a URI needs it.
+std::string read_only_uri(const std::string& path) {
+  std::string uri = "file:";
+  for (const char c : path) {
+    if (c == '%' || c == '?' || c == '#' || static_cast<unsigned char>(c) < 0x20) {
+      uri += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+    } else {
+      uri += c;
+    }
+  }
+  return uri + "?mode=ro&immutable=1";
+}
+
+// Copies the file's pages into `memory` (SQLite's backup API). The file is
+// read as immutable: without locks or WAL files, which an unwritable folder
+// cannot hold (commits still in a -wal are not seen). False when it cannot
+// be read; `memory` is then as it was.
+bool copy_file_into(sqlite3* memory, const std::string& file_path) {
+  std::error_code ignored;
+  if (!std::filesystem::exists(file_path, ignored)) return false;
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(read_only_uri(file_path).c_str(), &raw,
+                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr);
+  const DbPtr file(raw);
+  if (rc != SQLITE_OK) return false;
+  sqlite3_backup* const backup = sqlite3_backup_init(memory, "main", file.get(), "main");
+  if (backup == nullptr) return false;
+  const int step = sqlite3_backup_step(backup, -1);
+  sqlite3_backup_finish(backup);
+  return step == SQLITE_DONE;
+}
+
+// Opens and migrates the writer (after copying `copy_of` into it, for the
+// in-memory fallback); logs a migration and a read-only file.
+std::unique_ptr<Connection> open_writer(const std::string& path, const DatabaseOptions& options,
+                                        const std::optional<std::string>& copy_of = std::nullopt) {
   auto writer = std::make_unique<Connection>(open_database(path, options.write_busy_timeout));
+  if (copy_of && copy_file_into(writer->handle(), *copy_of)) {
+    spdlog::info("store event=copied-to-memory path={}", logfmt_value(*copy_of));
+  }
   const int before = schema_version(writer->handle(), path);
   migrate(writer->handle(), path);
   if (before != kSchemaVersion) {
@@ -130,16 +169,19 @@ bool copy_into(Connection& old_writer, const std::string& path) {
 
 }  // namespace
 
-Database::Impl::Impl(std::string db_path, DatabaseOptions db_options)
+Database::Impl::Impl(std::string db_path, DatabaseOptions db_options,
+                     std::optional<std::string> memory_copy_of)
     : path(std::move(db_path)),
       options(db_options),
-      writer(open_writer(path, options)),
-      writer_file(file_id(path)),
+      in_memory(memory_copy_of.has_value()),
+      writer(open_writer(path, options, memory_copy_of)),
+      writer_file(in_memory ? std::nullopt : file_id(path)),
       file_checked_at(std::chrono::steady_clock::now()),
       readers(path, options.read_busy_timeout),
       failure_warnings(options.warning_interval) {}
 
 std::optional<FileReopen> Database::Impl::reopen_if_replaced() {
+  if (in_memory) return std::nullopt;  // no file to watch
   const auto now = std::chrono::steady_clock::now();
   if (now - file_checked_at < options.file_check_interval) return std::nullopt;
   file_checked_at = now;
@@ -236,11 +278,21 @@ void ReaderPool::retire_all() {
 Database::Database(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Database::~Database() = default;
 
-std::shared_ptr<Database> Database::open(const std::string& path, DatabaseOptions options) {
+namespace {
+
+// The in-memory fallback: a shared-cache URI, one per database opened, that
+// the writer and the readers of this process open alike.
+std::string memory_uri() {
+  static std::atomic<int> opened{0};
+  return fmt::format("file:mtasts-memory-{}-{}?mode=memory&cache=shared", getpid(), ++opened);
+}
+
+// The file at `path`, moved aside and rebuilt when damaged.
+std::unique_ptr<Database::Impl> open_file(const std::string& path, const DatabaseOptions& options) {
   std::optional<std::string> damage = find_damage(path, options.write_busy_timeout);
   if (!damage) {
     try {
-      return std::shared_ptr<Database>(new Database(std::make_unique<Impl>(path, options)));
+      return std::make_unique<Database::Impl>(path, options);
     } catch (const CorruptDatabase& e) {  // found by the open or the migration
       damage = e.what();
     }
@@ -251,7 +303,22 @@ std::shared_ptr<Database> Database::open(const std::string& path, DatabaseOption
   const std::string moved_to = move_aside(path, *damage);
   spdlog::error("store event=corrupt path={} moved_to={} action=rebuilt detail={}", logfmt_value(path),
                 logfmt_value(moved_to), logfmt_value(*damage));
-  return std::shared_ptr<Database>(new Database(std::make_unique<Impl>(path, options)));
+  return std::make_unique<Database::Impl>(path, options);
+}
+
+}  // namespace
+
+std::shared_ptr<Database> Database::open(const std::string& path, DatabaseOptions options) {
+  try {
+    return std::shared_ptr<Database>(new Database(open_file(path, options)));
+  } catch (const std::runtime_error& e) {
+    if (!options.memory_when_unwritable) throw;
+    spdlog::error(
+        "store event=unavailable path={} error={} action=memory note=\"running on an in-memory copy until "
+        "restart: new policies, back-off and TLSRPT counts are lost at stop; make the store writable\"",
+        logfmt_value(path), logfmt_value(e.what()));
+    return std::shared_ptr<Database>(new Database(std::make_unique<Impl>(memory_uri(), options, path)));
+  }
 }
 
 const std::string& Database::path() const { return impl_->path; }

@@ -32,6 +32,12 @@ struct DatabaseOptions {
   // A failed read or write of one kind (operation, error code) is logged at most
   // once per this interval, with how many were held back.
   std::chrono::milliseconds warning_interval{10000};
+  // The daemon's choice when the file cannot be opened for writing (a
+  // read-only folder or file system, a permission): run on a private
+  // in-memory database holding a copy of the file's rows, until restart,
+  // instead of refusing to start. The CLI keeps false: an operator's
+  // `cache import` must fail, not vanish into memory.
+  bool memory_when_unwritable = false;
 };
 
 class Database {
@@ -42,7 +48,9 @@ class Database {
   // at error, and replaced by a new, empty database: the file is only a
   // cache, and a damaged one must not keep the daemon from starting.
   // Throws std::runtime_error with one sentence naming the file when it
-  // cannot open it (or cannot move a damaged one aside).
+  // cannot open it (or cannot move a damaged one aside), unless
+  // options.memory_when_unwritable: then logs "store event=unavailable ...
+  // action=memory" at error and returns the in-memory database.
   static std::shared_ptr<Database> open(const std::string& path, DatabaseOptions options = {});
   ~Database();
   Database(const Database&) = delete;

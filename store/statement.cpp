@@ -6,6 +6,10 @@
 
 namespace mtasts::store {
 
+bool is_memory_uri(std::string_view path) {
+  return path.starts_with("file:") && path.find("mode=memory") != std::string_view::npos;
+}
+
 namespace {
 
 // Returns the first column of the pragma's first row ("" when none).
@@ -29,6 +33,10 @@ std::string pragma(sqlite3* db, const std::string& path, const std::string& sql)
 
 void configure(sqlite3* db, const std::string& path, std::chrono::milliseconds busy_timeout) {
   sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
+  if (is_memory_uri(path)) {
+    pragma(db, path, "PRAGMA foreign_keys = ON");
+    return;
+  }
   // WAL: readers never block the writer; NORMAL is durable across a process
   // crash (only an OS crash may lose the last commits, which are a cache).
   const std::string journal = pragma(db, path, "PRAGMA journal_mode = WAL");
@@ -65,6 +73,7 @@ std::string_view error_code(int rc) {
 namespace {
 
 DbPtr open_connection(const std::string& path, int flags) {
+  if (is_memory_uri(path)) flags |= SQLITE_OPEN_URI;
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   DbPtr db(raw);  // a handle is returned even on failure, and must be closed
@@ -95,6 +104,9 @@ DbPtr open_reader(const std::string& path, std::chrono::milliseconds busy_timeou
   DbPtr db = open_connection(path, SQLITE_OPEN_READWRITE);
   sqlite3_busy_timeout(db.get(), static_cast<int>(busy_timeout.count()));
   pragma(db.get(), path, "PRAGMA query_only = 1");
+  // Shared-cache readers take table locks a write holds (SQLITE_LOCKED, which
+  // no busy timeout waits out); reading uncommitted rows is fine for a cache.
+  if (is_memory_uri(path)) pragma(db.get(), path, "PRAGMA read_uncommitted = 1");
   return db;
 }
 

@@ -46,6 +46,10 @@ void keep_wal_files_on_close(sqlite3* db);
 // Throws std::runtime_error with one sentence naming the file.
 DbPtr open_reader(const std::string& path, std::chrono::milliseconds busy_timeout);
 
+// An in-memory database's URI (Database's fallback, "file:...?mode=memory"):
+// opened as a URI, without WAL. A configured store.path is a file name.
+bool is_memory_uri(std::string_view path);
+
 // True for the result codes that say the file itself is damaged
 // (SQLITE_CORRUPT, SQLITE_NOTADB), as opposed to a lock, a full disk or a
 // permission.

@@ -574,6 +574,48 @@ TEST_F(SqliteStoreTest, AFileThatIsNoDatabaseIsLeftAlone) {
   EXPECT_EQ(std::filesystem::file_size(path), size) << "the file is untouched";
 }
 
+// A store the daemon cannot open for writing (a read-only folder or file
+// system, a permission) made it refuse to start: a restart loop over a file
+// that is only a cache. With memory_when_unwritable (the daemon's choice) it
+// runs on an in-memory copy of the file's rows; without (the CLI) it refuses.
+TEST_F(SqliteStoreTest, AnUnwritableStoreRunsInMemoryOnTheFilesRows) {
+  const std::string path = db_path();
+  {
+    SqliteStore seeded(path);
+    ASSERT_TRUE(seeded.save(make_policy("kept.example", Mode::Enforce, 3600, {"mx.kept.example"})));
+  }
+  // A directory where SQLite wants its -wal file: the file reads, but WAL
+  // mode cannot start (root ignores file modes, so a mode would not do).
+  std::filesystem::create_directory(path + "-wal");
+  EXPECT_THROW(Database::open(path), std::runtime_error) << "the CLI's open still refuses";
+
+  LogCapture log;
+  SqliteStore store(Database::open(path, DatabaseOptions{.memory_when_unwritable = true}));
+  EXPECT_EQ(log.lines_with("store event=unavailable path=" + path), 1) << log.text();
+  EXPECT_EQ(log.lines_with("action=memory"), 1) << log.text();
+  const auto kept = store.load("kept.example");
+  ASSERT_TRUE(kept.has_value()) << "the file's rows are copied: " << log.text();
+  EXPECT_EQ(kept->policy.mode, Mode::Enforce);
+  ASSERT_TRUE(store.save(make_policy("new.example", Mode::Testing, 3600, {"mx.new.example"})));
+  EXPECT_TRUE(store.load("new.example").has_value()) << "writes land in memory";
+  EXPECT_EQ(store.list().size(), 2U);
+  std::filesystem::remove(path + "-wal");
+  EXPECT_EQ(RawDb(path).one("SELECT count(*) FROM policies"), "1") << "the file is untouched";
+}
+
+TEST_F(SqliteStoreTest, AStoreThatCannotBeCreatedRunsInMemoryEmpty) {
+  const std::string not_a_folder = dir_.file("plain-file");
+  std::fclose(std::fopen(not_a_folder.c_str(), "w"));
+  const std::string path = not_a_folder + "/cache.db";
+  EXPECT_THROW(Database::open(path), std::runtime_error);
+  LogCapture log;
+  SqliteStore store(Database::open(path, DatabaseOptions{.memory_when_unwritable = true}));
+  EXPECT_EQ(log.lines_with("store event=unavailable"), 1) << log.text();
+  EXPECT_TRUE(store.list().empty());
+  ASSERT_TRUE(store.save(make_policy("a.example", Mode::Enforce, 3600, {"mx.a.example"})));
+  EXPECT_TRUE(store.load("a.example").has_value());
+}
+
 // An operator's rm (or a restore that replaced the file) at run time: the
 // writer used to go on writing into the unlinked file, and every later
 // write vanished. Now the next write notices, logs, and reopens the path

@@ -13,13 +13,18 @@ With a third argument ANSWERED (a domain), that domain and the names under
 it are answered at once and for real (NOERROR, not signed): MX "10
 mx.ANSWERED", A 127.0.0.10 (no listener there: a probe is refused at once),
 no data for other types, TTL 1 s. dns_flood.sh needs a domain that resolves.
+With a fourth argument STS_ID as well, TXT "_mta-sts.ANSWERED" (and
+"_mta-sts.NAME" for every NAME under ANSWERED) is answered "v=STSv1;
+id=STS_ID;": a policy announced, whose host mta-sts.NAME is 127.0.0.10 like
+every name. store_faults.sh needs broken policy hosts.
 
-Usage: servfail_dns.py ADDRESS SEEN_FILE [ANSWERED]   (binds ADDRESS:53/udp; runs until killed)
+Usage: servfail_dns.py ADDRESS SEEN_FILE [ANSWERED [STS_ID]]   (binds ADDRESS:53/udp; runs until killed)
 """
 import socket, struct, sys, threading, time
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind((sys.argv[1], 53))
 ANSWERED = sys.argv[3].lower().rstrip(".") if len(sys.argv) > 3 else None
+STS_ID = sys.argv[4] if len(sys.argv) > 4 else None
 
 
 def encode_name(name):
@@ -27,13 +32,17 @@ def encode_name(name):
 
 
 def records_for(name, qtype):
-    """The answer RRs (wire) for a name under ANSWERED: MX or A, else none."""
+    """The answer RRs (wire) for a name under ANSWERED: MX or A, the
+    _mta-sts TXT with STS_ID, else none."""
     def rr(rtype, rdata):
         return b"\xc0\x0c" + struct.pack(">HHIH", rtype, 1, 1, len(rdata)) + rdata  # TTL 1 s: looked up again and again
     if qtype == 15:
         return [rr(15, struct.pack(">H", 10) + encode_name("mx." + ANSWERED))]
     if qtype == 1:
         return [rr(1, socket.inet_aton("127.0.0.10"))]
+    if qtype == 16 and STS_ID is not None and name.startswith("_mta-sts."):
+        text = ("v=STSv1; id=%s;" % STS_ID).encode("ascii")
+        return [rr(16, bytes([len(text)]) + text)]
     return []
 
 
