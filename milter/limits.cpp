@@ -130,7 +130,7 @@ std::optional<std::uint64_t> task_headroom() {
 }
 
 std::size_t waiting_rcpts_that_fit_tasks(std::size_t configured, std::uint64_t headroom) {
-  const std::uint64_t reserve = std::clamp<std::uint64_t>(headroom / 4, 8, 64);
+  const std::uint64_t reserve = std::clamp<std::uint64_t>(headroom / 2, 8, 128);
   const std::uint64_t room = headroom > reserve ? headroom - reserve : 0;
   // limit + limit / 8 <= room
   return static_cast<std::size_t>(
