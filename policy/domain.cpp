@@ -31,8 +31,7 @@ using IdnString = std::unique_ptr<char, IdnFree>;
 
 Error invalid(std::string detail) { return Error{"invalid-name", std::move(detail)}; }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_ldh(char c) { return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-'; }
+bool is_ldh(char c) { return (c >= 'a' && c <= 'z') || is_ascii_digit(c) || c == '-'; }
 bool is_ascii(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
@@ -42,7 +41,7 @@ bool has_control(std::string_view s) {
     return u < 0x20 || u == 0x7f;
   });
 }
-bool all_digits(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), is_digit); }
+bool all_digits(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), is_ascii_digit); }
 
 std::string_view strip_root_dot(std::string_view s) {
   if (!s.empty() && s.back() == '.') s.remove_suffix(1);

@@ -61,16 +61,11 @@ struct Fields {
   std::vector<Field> mx;
 };
 
-bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_non_ascii(char c) { return static_cast<unsigned char>(c) >= 0x80; }
 bool has_non_ascii(std::string_view s) { return std::any_of(s.begin(), s.end(), is_non_ascii); }
 
 // CTL = %x00-1F / %x7F; HTAB is allowed as WSP.
-bool is_control(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return (u < 0x20 && c != '\t') || u == 0x7f;
-}
+bool is_control(char c) { return is_ascii_control(c) && c != '\t'; }
 
 bool is_blank(std::string_view s) { return s.find_first_not_of(kWsp) == std::string_view::npos; }
 
@@ -99,9 +94,9 @@ std::vector<Line> split_lines(std::string_view body) {
 
 // sts-policy-ext-name = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")
 bool is_valid_key(std::string_view key) {
-  if (key.empty() || key.size() > kMaxKeyLength || !is_alnum(key.front())) return false;
+  if (key.empty() || key.size() > kMaxKeyLength || !is_ascii_alnum(key.front())) return false;
   return std::all_of(key.begin(), key.end(),
-                     [](char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; });
+                     [](char c) { return is_ascii_alnum(c) || c == '_' || c == '-' || c == '.'; });
 }
 
 // Length of the UTF-8 sequence starting with lead byte `u` (RFC 3629 §4),
@@ -139,7 +134,8 @@ bool is_valid_utf8(std::string_view s) {
 
 // sts-policy-max-age-value = 1*10DIGIT; values above the cap are capped.
 std::optional<std::uint32_t> parse_max_age(std::string_view value) {
-  if (value.empty() || value.size() > kMaxAgeDigits || !std::all_of(value.begin(), value.end(), is_digit)) {
+  if (value.empty() || value.size() > kMaxAgeDigits ||
+      !std::all_of(value.begin(), value.end(), is_ascii_digit)) {
     return std::nullopt;
   }
   std::uint64_t seconds = 0;
@@ -160,14 +156,17 @@ std::string_view label_problem(std::string_view label) {
   if (label.empty()) return "has an empty label";
   if (label.size() > kMaxLabelLength) return "has a label longer than 63 characters";
   if (label.find('*') != std::string_view::npos) return "has a wildcard that is not the whole leftmost label";
-  const bool ldh = std::all_of(label.begin(), label.end(), [](char c) { return is_alnum(c) || c == '-'; });
+  const bool ldh =
+      std::all_of(label.begin(), label.end(), [](char c) { return is_ascii_alnum(c) || c == '-'; });
   if (!ldh) return "has a character other than letters, digits and hyphens";
   if (label.front() == '-' || label.back() == '-') return "has a label that starts or ends with a hyphen";
   return {};
 }
 
-// sts-policy-mx-value = ["*."] Domain (RFC 8461 §3.2, §4.1). The pattern is
-// already known to be ASCII. Returns why it is bad, or an empty view.
+}  // namespace
+
+// sts-policy-mx-value = ["*."] Domain (RFC 8461 §3.2, §4.1). A byte that is
+// not ASCII fails the LDH check. Returns why it is bad, or an empty view.
 std::string_view mx_pattern_problem(std::string_view pattern) {
   if (pattern.empty()) return "is empty";
   if (pattern.back() == '.') return "ends with a dot";
@@ -182,6 +181,14 @@ std::string_view mx_pattern_problem(std::string_view pattern) {
     domain.remove_prefix(dot + 1);
   }
 }
+
+std::vector<std::string_view> policy_text_lines(std::string_view body) {
+  std::vector<std::string_view> texts;
+  for (const Line& line : split_lines(body)) texts.push_back(line.text);
+  return texts;
+}
+
+namespace {
 
 class Parser {
  public:

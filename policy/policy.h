@@ -54,4 +54,13 @@ struct PolicyParse {
 // Pure, thread-safe.
 PolicyParse parse_policy(std::string_view body);
 
+// Why `pattern` is not an RFC 8461 §3.2 sts-policy-mx-value (["*."] Domain,
+// LDH labels of 1-63 characters, at most 253, no trailing dot), as the
+// parser words it ("has an empty label", ...); empty when it is one.
+std::string_view mx_pattern_problem(std::string_view pattern);
+
+// The lines of a policy body as parse_policy() reads them: split at LF, one
+// CR before each LF dropped, trailing blank lines dropped. Views into `body`.
+std::vector<std::string_view> policy_text_lines(std::string_view body);
+
 }  // namespace mtasts::policy

@@ -16,21 +16,14 @@
 #include <utility>
 
 #include "policy/ascii.h"
+#include "policy/policy.h"
 
 namespace mtasts::policy {
 namespace {
 
 using ReadResult = Result<std::optional<std::string>, NetstringError>;
 
-constexpr std::size_t kMaxHostNameBytes = 253;  // RFC 1035 §2.3.4, text form
-constexpr std::size_t kMaxLabelBytes = 63;
-
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alnum(char c) { return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_control(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return u < 0x20 || u == 0x7f;
-}
+bool is_control(char c) { return is_ascii_control(c); }
 bool has_control(std::string_view text) { return std::any_of(text.begin(), text.end(), is_control); }
 
 // ---- Netstrings
@@ -62,7 +55,7 @@ Result<std::optional<FrameHeader>, NetstringError> read_header(std::string_view 
       if (i == 0) return NetstringError::EmptyLength;
       return std::optional<FrameHeader>{FrameHeader{length, i + 1}};
     }
-    if (!is_digit(c)) return i == 0 ? NetstringError::BadLengthDigit : NetstringError::MissingColon;
+    if (!is_ascii_digit(c)) return i == 0 ? NetstringError::BadLengthDigit : NetstringError::MissingColon;
     if (i == 1 && bytes[0] == '0') return NetstringError::LeadingZero;
     if (!append_digit(length, c, max_payload)) return NetstringError::TooLong;
   }
@@ -93,32 +86,20 @@ std::string reason_text(std::string_view text) {
 
 // ---- Answer data
 
-// LDH labels of 1-63 bytes, no hyphen at either end of a label, at most 253
-// bytes, and a last label that is not all digits (so never an IPv4 address,
-// which Postfix's valid_hostname() refuses too).
-bool is_label(std::string_view label) {
-  return !label.empty() && label.size() <= kMaxLabelBytes && label.front() != '-' && label.back() != '-' &&
-         std::all_of(label.begin(), label.end(), [](char c) { return is_alnum(c) || c == '-'; });
-}
+// An MX pattern as the policy parser accepts it (policy.h), so that an
+// answer never refuses what the parser stored.
+bool is_mx_pattern(std::string_view pattern) { return mx_pattern_problem(pattern).empty(); }
 
+// A policy domain: an MX-pattern-shaped name without the wildcard, whose last
+// label is not all digits (never an IPv4 address, which Postfix's
+// valid_hostname() refuses too).
 bool is_host_name(std::string_view name) {
-  if (name.empty() || name.size() > kMaxHostNameBytes) return false;
+  if (name.starts_with("*.") || !is_mx_pattern(name)) return false;
   const std::string_view last = name.substr(name.rfind('.') + 1);
-  if (std::all_of(last.begin(), last.end(), is_digit)) return false;
-  for (std::size_t start = 0;;) {
-    const std::size_t dot = name.find('.', start);
-    if (!is_label(name.substr(start, dot - start))) return false;
-    if (dot == std::string_view::npos) return true;
-    start = dot + 1;
-  }
+  return !std::all_of(last.begin(), last.end(), is_ascii_digit);
 }
 
 constexpr std::string_view kWildcard = "*.";
-
-bool is_mx_pattern(std::string_view pattern) {
-  if (pattern.starts_with(kWildcard)) pattern.remove_prefix(kWildcard.size());
-  return is_host_name(pattern);
-}
 
 // RFC 8461 `*.example.net` is Postfix's `.example.net` (REFERENCE.md).
 std::string_view postfix_match_pattern(std::string_view pattern) {
@@ -319,13 +300,8 @@ std::string_view to_string(AnswerError error) {
 
 std::vector<std::string> split_policy_lines(std::string_view body) {
   std::vector<std::string> lines;
-  while (!body.empty()) {
-    const std::size_t lf = body.find('\n');
-    std::string_view line = body.substr(0, lf);
-    body = lf == std::string_view::npos ? std::string_view{} : body.substr(lf + 1);
-    if (lf != std::string_view::npos && line.ends_with('\r')) line.remove_suffix(1);
+  for (const std::string_view line : policy_text_lines(body))
     if (line.find_first_not_of(" \t") != std::string_view::npos) lines.emplace_back(line);
-  }
   return lines;
 }
 

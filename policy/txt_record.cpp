@@ -15,6 +15,7 @@
 //   for repeated policy keys. Rejecting would turn a harmless duplicate into
 //   "no policy", a downgrade.
 #include "policy/txt_record.h"
+#include "policy/ascii.h"
 
 #include <algorithm>
 #include <optional>
@@ -28,15 +29,12 @@ constexpr std::size_t kMaxIdLength = 32;
 constexpr std::size_t kMaxExtNameLength = 32;
 
 bool is_wsp(char c) { return c == ' ' || c == '\t'; }
-bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alnum(char c) { return is_alpha(c) || is_digit(c); }
 // sts-ext-value = 1*(%x21-3A / %x3C / %x3E-7E): printable, not ';' '=' SP.
 bool is_ext_value_char(char c) {
   const auto u = static_cast<unsigned char>(c);
   return u >= 0x21 && u <= 0x7e && c != ';' && c != '=';
 }
-bool is_ext_name_char(char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; }
+bool is_ext_name_char(char c) { return is_ascii_alnum(c) || c == '_' || c == '-' || c == '.'; }
 
 std::size_t skip_wsp(std::string_view s, std::size_t pos) {
   while (pos < s.size() && is_wsp(s[pos])) ++pos;
@@ -74,10 +72,10 @@ bool is_candidate(std::string_view record) {
 }
 
 bool valid_id(std::string_view v) {
-  return !v.empty() && v.size() <= kMaxIdLength && std::all_of(v.begin(), v.end(), is_alnum);
+  return !v.empty() && v.size() <= kMaxIdLength && std::all_of(v.begin(), v.end(), is_ascii_alnum);
 }
 bool valid_ext_name(std::string_view n) {
-  return !n.empty() && n.size() <= kMaxExtNameLength && is_alnum(n.front()) &&
+  return !n.empty() && n.size() <= kMaxExtNameLength && is_ascii_alnum(n.front()) &&
          std::all_of(n.begin(), n.end(), is_ext_name_char);
 }
 bool valid_ext_value(std::string_view v) {

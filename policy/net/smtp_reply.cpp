@@ -11,11 +11,10 @@
 namespace mtasts::policy::net {
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
 // RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39.
 int parse_code(std::string_view line) {
-  if (line.size() < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2])) return 0;
+  if (line.size() < 3 || !is_ascii_digit(line[0]) || !is_ascii_digit(line[1]) || !is_ascii_digit(line[2]))
+    return 0;
   if (line[0] < '2' || line[0] > '5' || line[1] > '5') return 0;
   return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 }
