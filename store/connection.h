@@ -39,8 +39,8 @@ class ReaderPool {
  public:
   static constexpr std::size_t kMaxReaders = 4;
 
-  ReaderPool(std::string path, std::chrono::milliseconds busy_timeout)
-      : path_(std::move(path)), busy_timeout_(busy_timeout) {}
+  ReaderPool(std::string path, std::chrono::milliseconds busy_timeout, Storage storage)
+      : path_(std::move(path)), busy_timeout_(busy_timeout), storage_(storage) {}
 
   std::unique_ptr<Connection> acquire();
   void release(std::unique_ptr<Connection> reader);
@@ -51,6 +51,7 @@ class ReaderPool {
  private:
   std::string path_;
   std::chrono::milliseconds busy_timeout_;
+  Storage storage_;
   std::mutex mutex_;
   std::condition_variable returned_;
   std::vector<std::unique_ptr<Connection>> idle_;
@@ -92,7 +93,7 @@ struct Database::Impl {
 
   std::string path;  // the file's path, or the in-memory database's URI
   DatabaseOptions options;
-  bool in_memory = false;  // the fallback of DatabaseOptions::memory_when_unwritable
+  Storage storage = Storage::File;  // SharedMemory: DatabaseOptions::memory_when_unwritable
   std::mutex write_mutex;
   std::unique_ptr<Connection> writer;                     // guarded by write_mutex
   std::optional<FileId> writer_file;                      // guarded by write_mutex

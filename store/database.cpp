@@ -71,7 +71,8 @@ bool copy_file_into(sqlite3* memory, const std::string& file_path) {
 // in-memory fallback); logs a migration and a read-only file.
 std::unique_ptr<Connection> open_writer(const std::string& path, const DatabaseOptions& options,
                                         const std::optional<std::string>& copy_of = std::nullopt) {
-  auto writer = std::make_unique<Connection>(open_database(path, options.write_busy_timeout));
+  const Storage storage = copy_of ? Storage::SharedMemory : Storage::File;
+  auto writer = std::make_unique<Connection>(open_database(path, options.write_busy_timeout, storage));
   if (copy_of && copy_file_into(writer->handle(), *copy_of)) {
     spdlog::info("store event=copied-to-memory path={}", logfmt_value(*copy_of));
   }
@@ -173,15 +174,15 @@ Database::Impl::Impl(std::string db_path, DatabaseOptions db_options,
                      std::optional<std::string> memory_copy_of)
     : path(std::move(db_path)),
       options(db_options),
-      in_memory(memory_copy_of.has_value()),
+      storage(memory_copy_of ? Storage::SharedMemory : Storage::File),
       writer(open_writer(path, options, memory_copy_of)),
-      writer_file(in_memory ? std::nullopt : file_id(path)),
+      writer_file(storage == Storage::File ? file_id(path) : std::nullopt),
       file_checked_at(std::chrono::steady_clock::now()),
-      readers(path, options.read_busy_timeout),
+      readers(path, options.read_busy_timeout, storage),
       failure_warnings(options.warning_interval) {}
 
 std::optional<FileReopen> Database::Impl::reopen_if_replaced() {
-  if (in_memory) return std::nullopt;  // no file to watch
+  if (storage != Storage::File) return std::nullopt;  // no file to watch
   const auto now = std::chrono::steady_clock::now();
   if (now - file_checked_at < options.file_check_interval) return std::nullopt;
   file_checked_at = now;
@@ -240,7 +241,7 @@ std::unique_ptr<Connection> ReaderPool::acquire() {
   const std::uint64_t generation = generation_;
   lock.unlock();
   try {
-    return std::make_unique<Connection>(open_reader(path_, busy_timeout_), generation);
+    return std::make_unique<Connection>(open_reader(path_, busy_timeout_, storage_), generation);
   } catch (...) {
     const std::lock_guard relock(mutex_);
     --opened_;

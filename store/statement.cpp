@@ -6,10 +6,6 @@
 
 namespace mtasts::store {
 
-bool is_memory_uri(std::string_view path) {
-  return path.starts_with("file:") && path.find("mode=memory") != std::string_view::npos;
-}
-
 namespace {
 
 // Returns the first column of the pragma's first row ("" when none).
@@ -31,9 +27,10 @@ std::string pragma(sqlite3* db, const std::string& path, const std::string& sql)
   return text == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(text));
 }
 
-void configure(sqlite3* db, const std::string& path, std::chrono::milliseconds busy_timeout) {
+void configure(sqlite3* db, const std::string& path, std::chrono::milliseconds busy_timeout,
+               Storage storage) {
   sqlite3_busy_timeout(db, static_cast<int>(busy_timeout.count()));
-  if (is_memory_uri(path)) {
+  if (storage == Storage::SharedMemory) {
     pragma(db, path, "PRAGMA foreign_keys = ON");
     return;
   }
@@ -72,8 +69,8 @@ std::string_view error_code(int rc) {
 
 namespace {
 
-DbPtr open_connection(const std::string& path, int flags) {
-  if (is_memory_uri(path)) flags |= SQLITE_OPEN_URI;
+DbPtr open_connection(const std::string& path, int flags, Storage storage) {
+  if (storage == Storage::SharedMemory) flags |= SQLITE_OPEN_URI;
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   DbPtr db(raw);  // a handle is returned even on failure, and must be closed
@@ -87,9 +84,9 @@ DbPtr open_connection(const std::string& path, int flags) {
 
 }  // namespace
 
-DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout) {
-  DbPtr db = open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  configure(db.get(), path, busy_timeout);
+DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout, Storage storage) {
+  DbPtr db = open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, storage);
+  configure(db.get(), path, busy_timeout, storage);
   return db;
 }
 
@@ -98,15 +95,15 @@ void keep_wal_files_on_close(sqlite3* db) {
   sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
 }
 
-DbPtr open_reader(const std::string& path, std::chrono::milliseconds busy_timeout) {
+DbPtr open_reader(const std::string& path, std::chrono::milliseconds busy_timeout, Storage storage) {
   // READWRITE although it never writes: a read-only connection cannot
   // create the -shm file WAL readers share.
-  DbPtr db = open_connection(path, SQLITE_OPEN_READWRITE);
+  DbPtr db = open_connection(path, SQLITE_OPEN_READWRITE, storage);
   sqlite3_busy_timeout(db.get(), static_cast<int>(busy_timeout.count()));
   pragma(db.get(), path, "PRAGMA query_only = 1");
   // Shared-cache readers take table locks a write holds (SQLITE_LOCKED, which
   // no busy timeout waits out); reading uncommitted rows is fine for a cache.
-  if (is_memory_uri(path)) pragma(db.get(), path, "PRAGMA read_uncommitted = 1");
+  if (storage == Storage::SharedMemory) pragma(db.get(), path, "PRAGMA read_uncommitted = 1");
   return db;
 }
 

@@ -28,13 +28,20 @@ using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
 // with SQLITE_BUSY ("store-busy").
 inline constexpr std::chrono::milliseconds kBusyTimeout{5000};
 
+// Where a database lives: the configured file, or (Database's fallback when
+// the file cannot be written) a private in-memory database that the
+// process's connections share, named by a "file:...?mode=memory&cache=shared"
+// URI. A memory database has no WAL; its readers read uncommitted rows.
+enum class Storage { File, SharedMemory };
+
 // Opens or creates the database file the way every store/ connection uses
 // it: extended result codes, a busy timeout (kBusyTimeout unless a test
 // shortens it), WAL (readers never block the writer), synchronous=NORMAL
 // (durable across a process crash; an OS crash may lose the last commits of
 // what is a cache) and foreign keys on.
 // Throws std::runtime_error with one sentence naming the file.
-DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout = kBusyTimeout);
+DbPtr open_database(const std::string& path, std::chrono::milliseconds busy_timeout = kBusyTimeout,
+                    Storage storage = Storage::File);
 
 // Before closing a connection to a file that was deleted or replaced at run
 // time: its close must not delete the -wal and -shm files now at the path,
@@ -44,11 +51,8 @@ void keep_wal_files_on_close(sqlite3* db);
 // A reader of a file open_database() already set up (WAL is a property of
 // the file): query_only, so a bug cannot make it a second writer.
 // Throws std::runtime_error with one sentence naming the file.
-DbPtr open_reader(const std::string& path, std::chrono::milliseconds busy_timeout);
-
-// An in-memory database's URI (Database's fallback, "file:...?mode=memory"):
-// opened as a URI, without WAL. A configured store.path is a file name.
-bool is_memory_uri(std::string_view path);
+DbPtr open_reader(const std::string& path, std::chrono::milliseconds busy_timeout,
+                  Storage storage = Storage::File);
 
 // True for the result codes that say the file itself is damaged
 // (SQLITE_CORRUPT, SQLITE_NOTADB), as opposed to a lock, a full disk or a
