@@ -403,7 +403,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   prepare_store_folder(config, runs_as);
   drop_privileges(runs_as);
 
-  auto services = make_services(config, StoreFallback::Memory);
+  auto services = make_services(config, ServicesFor::Daemon);
   // RFC 8460: TLSRPT counts go to the policy cache database (tables
   // tlsrpt_failures / tlsrpt_successes) through its one writer.
   store::SqliteTlsrptStore tlsrpt_store(services->database);

@@ -54,16 +54,17 @@ std::unique_ptr<policy::net::SmtpTlsProber> make_prober(const Config& config) {
 
 }  // namespace
 
-std::unique_ptr<Services> make_services(const Config& config, StoreFallback fallback) {
+std::unique_ptr<Services> make_services(const Config& config, ServicesFor user) {
+  const bool daemon = user == ServicesFor::Daemon;
   auto services = std::make_unique<Services>();
-  services->database = open_database(config, fallback);
+  services->database = open_database(config, daemon ? StoreFallback::Memory : StoreFallback::Refuse);
   services->store = std::make_unique<store::SqliteStore>(services->database);
   services->dns = make_dns(config);
   // Logs loudly (and goes on) when validation cannot work: an upstream that
   // strips DNSSEC would otherwise make every answer look "insecure".
   services->dns->dnssec_self_test(std::chrono::steady_clock::now() +
                                   std::chrono::seconds(config.dns_timeout_seconds));
-  services->known_policy_dns = make_dns(config);
+  if (daemon) services->known_policy_dns = make_dns(config);
   services->fetcher = make_fetcher(config);
   services->prober = make_prober(config);
   services->pool = std::make_unique<policy::WorkerPool>(pool_config(config));

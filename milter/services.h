@@ -29,12 +29,12 @@ class StartupError : public std::runtime_error {
   int exit_code_;
 };
 
-// Opens (creating its folder) and migrates the policy cache database.
 // What the daemon does when the store cannot be opened for writing: the CLI
 // refuses (an import must not vanish), the daemon runs on an in-memory copy
 // (the file is only a cache; issue #10).
 enum class StoreFallback { Refuse, Memory };
 
+// Opens (creating its folder) and migrates the policy cache database.
 std::shared_ptr<store::Database> open_database(const Config& config,
                                                StoreFallback fallback = StoreFallback::Refuse);
 // Opens the store only (for `cache` commands that need no network).
@@ -52,6 +52,7 @@ struct Services {
   // Next hops of domains with a known policy: a libunbound context of its
   // own (own server round-trip estimates), so a burst of slow lookups in
   // `dns` cannot make the forwarder look down for them (issue #10 item 1).
+  // Daemon only (null for the CLI, which looks everything up in `dns`).
   std::unique_ptr<policy::net::UnboundDns> known_policy_dns;
   std::unique_ptr<policy::net::CurlFetcher> fetcher;
   std::unique_ptr<policy::net::SmtpTlsProber> prober;  // the next-hop checker's
@@ -61,8 +62,12 @@ struct Services {
   std::unique_ptr<policy::Resolver> resolver;  // declared last: destroyed first
 };
 
+// Who runs the services: the daemon gets the store's in-memory fallback and
+// the second DNS context; a CLI command neither.
+enum class ServicesFor { Cli, Daemon };
+
 // Throws StartupError.
-std::unique_ptr<Services> make_services(const Config& config, StoreFallback fallback = StoreFallback::Refuse);
+std::unique_ptr<Services> make_services(const Config& config, ServicesFor user = ServicesFor::Cli);
 
 // Builds, and throws away, what start-up builds from `config` that can
 // refuse it: the DNS resolver (forwarders, stub zones, trust anchors), the

@@ -182,7 +182,8 @@ class DecisionStack {
   DecisionStack(milter::Config config, const std::string& store_path) : config_(std::move(config)) {
     config_.store_path = store_path;
     for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(store_path + suffix);
-    services_ = milter::make_services(config_);
+    services_ =
+        milter::make_services(config_, milter::ServicesFor::Daemon);  // as the daemon: two DNS contexts
     tlsrpt_store_ = std::make_unique<store::SqliteTlsrptStore>(services_->database);
     tlsrpt_ = std::make_unique<policy::TlsrptBuffer>(tlsrpt_store_.get(), milter::tlsrpt_config(config_));
     services_->resolver->set_tlsrpt_sink(tlsrpt_.get());
