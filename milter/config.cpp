@@ -1,4 +1,6 @@
 #include "milter/config.h"
+#include "milter/listen_socket.h"
+#include "policy/socketmap.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -84,6 +86,14 @@ policy::Result<std::string> transport_name(const std::string& value) {
   return lower;
 }
 
+// A socketmap map name as a request carries it (policy/socketmap.h):
+// 1-64 printable ASCII bytes without a space; compared exactly.
+policy::Result<std::string> map_name(const std::string& value) {
+  const auto request = policy::parse_request(value + " key");
+  if (!request || request->map_name != value) return policy::Error{"bad-map-name", ""};
+  return value;
+}
+
 template <class Field>
 Setting text_list(std::string_view name, std::string_view help, Field field,
                   std::function<policy::Result<std::string>(const std::string&)> canonical = {}) {
@@ -165,6 +175,16 @@ std::string check_sending_mta_ip(Config& c, const toml::node& n) {
       inet_pton(AF_INET6, value.c_str(), &parsed) != 1)
     return "must be an IPv4 or IPv6 address, or empty";
   c.tlsrpt.sending_mta_ip = value;
+  return "";
+}
+
+std::string check_socketmap_socket(Config& c, const toml::node& n) {
+  if (!n.is_string()) return "must be a string";
+  const std::string value = *n.value<std::string>();
+  if (!value.empty()) {
+    if (const auto address = parse_listen_address(value); !address) return address.error().detail;
+  }
+  c.socketmap.socket = value;
   return "";
 }
 
@@ -299,6 +319,26 @@ const std::vector<Setting>& settings() {
               check_sending_mta_ip, [](const Config& c) { return toml_quoted(c.tlsrpt.sending_mta_ip); }},
       integer("tlsrpt.flush_interval", "seconds between writes of TLSRPT counts to the store", 1, 3600,
               [](Config& c) -> long& { return c.tlsrpt.flush_interval; }),
+      Setting{"socketmap.socket",
+              "socketmap server for smtp_tls_policy_maps and Sendmail's sts map: inet:PORT@ADDR or "
+              "unix:/path (empty: off)",
+              check_socketmap_socket, [](const Config& c) { return toml_quoted(c.socketmap.socket); }},
+      text_list(
+          "socketmap.map_names", "map names answered (socketmap:...:NAME); others get PERM",
+          [](Config& c) -> std::vector<std::string>& { return c.socketmap.map_names; }, map_name),
+      integer("socketmap.deadline_ms",
+              "longest wait for a first discovery before TEMP (under Postfix's 10 s socketmap timeout)", 100,
+              9000, [](Config& c) -> long& { return c.socketmap.deadline_ms; }),
+      boolean("socketmap.tlsrpt_attributes",
+              "append Postfix 3.10 TLSRPT attributes to answers (Postfix 3.9 and older defer on them)",
+              [](Config& c) -> bool& { return c.socketmap.tlsrpt_attributes; }),
+      integer("socketmap.max_connections",
+              "socketmap connections at once; beyond it the longest idle one is closed", 1, 1000000,
+              [](Config& c) -> std::size_t& { return c.socketmap.max_connections; }),
+      integer("socketmap.idle_timeout", "seconds a socketmap connection may stay idle (or not read replies)",
+              1, 3600, [](Config& c) -> long& { return c.socketmap.idle_timeout; }),
+      integer("socketmap.lookup_threads", "socketmap lookups waiting for a discovery at once", 1, 4096,
+              [](Config& c) -> std::size_t& { return c.socketmap.lookup_threads; }),
       boolean("log.syslog", "log to syslog (facility mail) instead of stderr",
               [](Config& c) -> bool& { return c.log_syslog; }),
       Setting{"log.level", "trace|debug|info|warn|error", check_log_level,

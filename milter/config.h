@@ -80,6 +80,21 @@ struct EngineConfig {
   std::size_t max_waiting_rcpts = 256;
 };
 
+// The socketmap server for smtp_tls_policy_maps and Sendmail's sts map
+// (milter/socketmap_server.h). Unix sockets follow milter.socket_mode,
+// socket_owner and socket_group.
+struct SocketmapConfig {
+  std::string socket = "inet:8461@127.0.0.1";  // "" : no socketmap server
+  std::vector<std::string> map_names{"postfix", "sts"};
+  // Longest wait for a first discovery before TEMP; under Postfix's 10 s
+  // socketmap timeouts (and Sendmail's -d5 map timeout of 5 s).
+  long deadline_ms = 4000;
+  bool tlsrpt_attributes = false;  // Postfix 3.10+ only: 3.9 and older defer on them
+  std::size_t max_connections = 2000;
+  long idle_timeout = 60;           // s without a request (or without reading our replies)
+  std::size_t lookup_threads = 64;  // lookups waiting for a discovery at once
+};
+
 struct Config {
   std::string milter_socket = "inet:8891@127.0.0.1";
   std::string socket_mode = "0660";  // unix sockets
@@ -99,6 +114,7 @@ struct Config {
   policy::ResolverConfig policy;
   TlsrptConfig tlsrpt;
   EngineConfig engine;
+  SocketmapConfig socketmap;
   long decision_deadline_ms = 0;  // 0: `check` waits for discovery to finish
   std::string log_level = "info";
   bool log_syslog = false;  // syslog facility mail instead of stderr

@@ -1,6 +1,7 @@
 #include "milter/daemon.h"
 
 #include <fcntl.h>
+#include <fmt/ranges.h>
 #include <grp.h>
 #include <libmilter/mfapi.h>
 #include <pwd.h>
@@ -22,8 +23,11 @@
 #include <thread>
 
 #include "milter/limits.h"
+#include "milter/listen_socket.h"
 #include "milter/milter_callbacks.h"
 #include "milter/services.h"
+#include "milter/socketmap_lookup.h"
+#include "milter/socketmap_server.h"
 #include "milter/tcp_tuning.h"
 #include "policy/engine/mx_dns_cache.h"
 #include "policy/engine/next_hop_checker.h"
@@ -77,97 +81,14 @@ class SinkDetach {
   policy::Resolver& resolver_;
 };
 
-// Who the daemon runs as after start-up: milter.user, or the starting user.
-struct Identity {
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::string name;
-};
-
-Identity run_as(const Config& config) {
-  if (config.user.empty()) return {getuid(), getgid(), ""};
-  const passwd* pw = getpwnam(config.user.c_str());
-  if (!pw) throw StartupError("unknown milter.user '" + config.user + "'", EX_NOUSER);
-  return {pw->pw_uid, pw->pw_gid, pw->pw_name};
-}
-
-// Owner and group of a unix socket (and of its folder when we create it):
-// socket_owner / socket_group, else the user the daemon runs as.
-std::pair<uid_t, gid_t> socket_ownership(const Config& config, const Identity& runs_as) {
-  uid_t uid = runs_as.uid;
-  gid_t gid = runs_as.gid;
-  if (!config.socket_owner.empty()) {
-    const passwd* pw = getpwnam(config.socket_owner.c_str());
-    if (!pw) throw StartupError("unknown milter.socket_owner '" + config.socket_owner + "'", EX_NOUSER);
-    uid = pw->pw_uid;
-    gid = pw->pw_gid;
-  }
-  if (!config.socket_group.empty()) {
-    const group* gr = getgrnam(config.socket_group.c_str());
-    if (!gr) throw StartupError("unknown milter.socket_group '" + config.socket_group + "'", EX_NOUSER);
-    gid = gr->gr_gid;
-  }
-  return {uid, gid};
-}
-
-std::optional<std::string> unix_socket_path(const std::string& socket) {
-  if (!socket.starts_with("unix:") && !socket.starts_with("local:")) return std::nullopt;
-  return socket.substr(socket.find(':') + 1);
-}
-
-// A socket inside Postfix's chroot (/var/spool/postfix/NAME/milter.sock)
-// usually needs its folder made: 0750, so only the owner and the group
-// (postfix) reach the socket. An existing folder is the operator's.
-void make_socket_folder(const std::filesystem::path& socket, std::pair<uid_t, gid_t> owner) {
-  const auto folder = socket.parent_path();
-  std::error_code ec;
-  if (folder.empty() || std::filesystem::exists(folder, ec)) return;
-  if (mkdir(folder.c_str(), 0750) != 0) {
-    if (errno == EEXIST) return;  // made meanwhile by someone else: theirs, as above
-    throw StartupError(
-        "cannot create the milter socket folder " + folder.string() + ": " + std::strerror(errno),
-        EX_CANTCREAT);
-  }
-  // By path: the folder is ours, and only root may rename in Postfix's root-owned spool.
-  if (chown(folder.c_str(), owner.first, owner.second) != 0)
-    throw StartupError(
-        "cannot chown the milter socket folder " + folder.string() + ": " + std::strerror(errno), EX_OSERR);
-  spdlog::info("milter event=socket-folder-created path={} mode=0750", folder.string());
-}
-
-mode_t socket_mode(const Config& config) {
-  return static_cast<mode_t>(std::stoul(config.socket_mode, nullptr, 8));
-}
-
-// The folder may belong to the unprivileged user, who could swap the socket
-// for a symlink or a link between bind() and here; root must not chown what
-// it did not make. So: open the name itself (O_PATH|O_NOFOLLOW: never a
-// symlink's target), check it is a socket, and chown that very inode. The
-// mode needs no step: the umask gave it at bind().
-void secure_socket(const std::string& path, std::pair<uid_t, gid_t> owner) {
-  const int fd = open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
-    throw StartupError("cannot open the milter socket " + path + ": " + std::strerror(errno), EX_OSERR);
-  struct stat st {};
-  const bool is_socket = fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
-  const int chowned = is_socket ? fchownat(fd, "", owner.first, owner.second, AT_EMPTY_PATH) : -1;
-  const int saved_errno = errno;
-  close(fd);
-  if (!is_socket)
-    throw StartupError("the milter socket " + path + " was replaced by something else", EX_OSERR);
-  if (chowned != 0)
-    throw StartupError("cannot chown the milter socket " + path + ": " + std::strerror(saved_errno),
-                       EX_OSERR);
-}
-
 // Runs with the starting user's rights (root, usually): the socket may live
 // in a root-owned folder, and its owner and mode are set before privileges go.
 void open_socket(const Config& config, const Identity& runs_as) {
   if (smfi_setconn(const_cast<char*>(config.milter_socket.c_str())) == MI_FAILURE)
     throw StartupError("invalid milter.socket '" + config.milter_socket + "'", EX_CONFIG);
-  const auto path = unix_socket_path(config.milter_socket);
+  const std::string path = unix_socket_path(config.milter_socket);
   const auto owner = socket_ownership(config, runs_as);
-  if (path) make_socket_folder(*path, owner);
+  if (!path.empty()) make_socket_folder(path, owner, "milter socket");
   // The umask gives the socket its mode from the start: no moment with more.
   const mode_t old_umask = umask(static_cast<mode_t>(~socket_mode(config) & 0777));
   // true: remove a stale unix socket left by a previous run.
@@ -175,7 +96,7 @@ void open_socket(const Config& config, const Identity& runs_as) {
   umask(old_umask);
   if (opened == MI_FAILURE)
     throw StartupError("cannot open milter socket '" + config.milter_socket + "'", EX_UNAVAILABLE);
-  if (path) secure_socket(*path, owner);
+  if (!path.empty()) secure_socket(path, owner, "milter socket");
 }
 
 // The store folder, created for the user the daemon will run as, so that
@@ -210,21 +131,21 @@ void drop_privileges(const Identity& runs_as) {
 
 // SIGUSR1: re-read the file and the overrides table; the two are replaced
 // together, or (a bad file, an unreadable table) neither is.
-void reload_once(MilterContext& context, store::OverrideStore& override_store, const std::string& path) {
+bool reload_once(MilterContext& context, store::OverrideStore& override_store, const std::string& path) {
   auto fresh = load_config(path);
   if (!fresh) {
     spdlog::error("reload event=refused error=\"{}\" keeping=old-config", fresh.error().detail);
-    return;
+    return false;
   }
   if (const auto checked = check_settings(*fresh); !checked) {
     spdlog::error("reload event=refused error={} keeping=old-config",
                   policy::logfmt_value(checked.error().detail));
-    return;
+    return false;
   }
   auto overrides = override_store.load();
   if (!overrides) {
     spdlog::error("reload event=refused error=\"overrides: {}\" keeping=old-config", overrides.error().code);
-    return;
+    return false;
   }
   const std::size_t count = overrides->size();
   context.replace_settings({std::make_shared<const Config>(std::move(*fresh)),
@@ -232,6 +153,7 @@ void reload_once(MilterContext& context, store::OverrideStore& override_store, c
   spdlog::info(
       "reload event=ok path={} overrides={} note=\"socket, store, dns and probe settings need a restart\"",
       path.empty() ? "-" : path, count);
+  return true;
 }
 
 // Reloads asked for by the signal loop, carried out on their own thread so
@@ -269,11 +191,12 @@ class ReloadRequests {
   bool stopping_ = false;
 };
 
+// `reloaded` runs after each reload that replaced the settings.
 void reload_loop(MilterContext& context, store::OverrideStore& override_store, const std::string& path,
-                 ReloadRequests& requests) {
+                 ReloadRequests& requests, const std::function<void()>& reloaded) {
   while (requests.next()) {
     try {
-      reload_once(context, override_store, path);
+      if (reload_once(context, override_store, path)) reloaded();
     } catch (const std::exception& e) {  // the thread must survive a failed reload
       spdlog::error("reload event=refused error=\"{}\" keeping=old-config", e.what());
     }
@@ -328,6 +251,16 @@ bool drain(ContextInstalled& installed, std::chrono::steady_clock::time_point gi
       "milter event=stopped callbacks_in_flight={} open_sessions={} tcp_connections={} quickack_resets={}",
       callbacks_in_flight(), open_milter_connections(), tcp.tcp_connections, tcp.quickack_resets);
   return drained;
+}
+
+void stop_socketmap(SocketmapServer& server) {
+  server.stop();
+  const SocketmapCounts n = server.counts();
+  spdlog::info(
+      "socketmap event=stopped connections={} requests={} warm_answers={} lookups={} temp_deadline={} "
+      "refused={} malformed={} idle_closed={}",
+      n.connections, n.requests, n.warm_answers, n.lookups, n.temp_deadline, n.refused, n.malformed,
+      n.idle_closed);
 }
 
 // Threads still running (a callback past the limit, a slow fetch or probe)
@@ -400,6 +333,9 @@ int run_daemon(const Config& config, const std::string& config_path) {
   if (smfi_register(*milter_description()) == MI_FAILURE)
     throw StartupError("libmilter refused the filter description", EX_SOFTWARE);
   open_socket(config, runs_as);
+  const int socketmap_fd = config.socketmap.socket.empty()
+                               ? -1
+                               : open_listener(config.socketmap.socket, config, runs_as, "socketmap socket");
   prepare_store_folder(config, runs_as);
   drop_privileges(runs_as);
 
@@ -433,10 +369,29 @@ int run_daemon(const Config& config, const std::string& config_path) {
       }),
       Settings{std::make_shared<const Config>(config), initial_overrides(override_store, config)});
   ContextInstalled installed(context);
+  SocketmapLookup socketmap_lookup(*services->resolver, known_policy_next_hop_dns, services->clock,
+                                   [&context] { return context.settings(); });
+  std::optional<SocketmapServer> socketmap;
+  if (socketmap_fd >= 0) {
+    socketmap.emplace(
+        socketmap_fd, socketmap_server_config(config),
+        [&socketmap_lookup](const std::string& key, policy::Deadline deadline) {
+          return socketmap_lookup.lookup(key, deadline);
+        },
+        [&services] { return services->clock.now(); });
+    socketmap->start();
+    spdlog::info("socketmap event=started socket={} maps={}", config.socketmap.socket,
+                 fmt::join(config.socketmap.map_names, ","));
+  }
 
   ReloadRequests reloads;
+  // A reload also drops the socketmap's remembered answers: they were made
+  // with the old settings.
+  const std::function<void()> reloaded = [&socketmap] {
+    if (socketmap) socketmap->forget_answers();
+  };
   std::thread reloader(reload_loop, std::ref(context), std::ref(override_store), config_path,
-                       std::ref(reloads));
+                       std::ref(reloads), std::cref(reloaded));
   spdlog::info("milter event=started socket={} store={}", config.milter_socket, config.store_path);
   int milter_status = MI_FAILURE;
   std::thread milter([&milter_status, main_thread = pthread_self()] {
@@ -445,6 +400,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   });
   const StopCause cause = wait_for_stop(reloads);
   milter.join();  // smfi_main returns within libmilter's poll interval of smfi_stop()
+  if (socketmap) stop_socketmap(*socketmap);
   const int exit_code = exit_status(cause, milter_status);
   reloads.stop();
   refresher.request_stop();  // a refresh pass ends after its current domain

@@ -122,4 +122,29 @@ RecipientRoute route_recipient(std::string_view address, std::optional<std::stri
   return route;
 }
 
+RecipientRoute route_next_hop(std::string_view next_hop, const RouteRules& rules) {
+  next_hop = trim(next_hop);
+  if (next_hop.starts_with('.')) return out_of_scope("", "parent-domain");
+  std::string_view hop;
+  bool bracketed = false;
+  std::uint16_t port = 25;
+  if (!split_next_hop(next_hop, hop, bracketed, port)) return out_of_scope("", "bad-next-hop");
+  if (bracketed && looks_like_ip(hop)) return out_of_scope("", "address-literal");
+  const auto name = policy::normalize_domain(hop);
+  if (!name)
+    return out_of_scope("", name.error().code == "address-literal" ? "address-literal" : "bad-next-hop");
+  if (rules.excluded_domains.contains(*name)) return out_of_scope(*name, "excluded");
+  RecipientRoute route;
+  route.domain = *name;
+  route.port = port;
+  if (!bracketed && port == 25) {
+    route.kind = RouteKind::RecipientDomain;
+    return route;
+  }
+  route.kind = RouteKind::SmartHost;
+  route.relay_host = *name;
+  route.relay_mx_lookup = !bracketed;
+  return route;
+}
+
 }  // namespace mtasts::milter

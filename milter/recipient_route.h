@@ -42,4 +42,15 @@ struct RouteRules {
 RecipientRoute route_recipient(std::string_view address, std::optional<std::string_view> mailer,
                                std::optional<std::string_view> host, const RouteRules& rules);
 
+// A next hop on its own, as Postfix passes it to smtp_tls_policy_maps (and
+// Sendmail to its sts map): "example.com" (MX lookup; RecipientDomain),
+// "example.com:2525" or "relay.example:587" (MX lookup, another port),
+// "[relay.example]" or "[relay.example]:587" (the host itself); SmartHost
+// for all but the first, with relay_host as the policy domain (RFC 8461
+// §3.4). A trailing dot is dropped (Sendmail). OutOfScope: an IP literal
+// ("address-literal"), an excluded domain, a parent-domain lookup
+// (".example.com", which Postfix tries after the domain: RFC 8461 §3.1
+// never walks the tree; "parent-domain"), or unreadable ("bad-next-hop").
+RecipientRoute route_next_hop(std::string_view next_hop, const RouteRules& rules);
+
 }  // namespace mtasts::milter

@@ -31,13 +31,6 @@ int weight(Action action) {
   return 0;
 }
 
-RouteRules rules_from(const DecisionConfig& config) {
-  RouteRules rules;
-  rules.smtp_transports = {config.smtp_transports.begin(), config.smtp_transports.end()};
-  rules.excluded_domains = {config.excluded_domains.begin(), config.excluded_domains.end()};
-  return rules;
-}
-
 policy::NextHop next_hop_from(const RecipientRoute& route) {
   policy::NextHop hop;
   hop.recipient_domain = route.domain;
@@ -107,6 +100,20 @@ DecisionConfig with_override(const DecisionConfig& config, const ActionOverride&
   return out;
 }
 
+RouteRules rules_from(const DecisionConfig& config) {
+  RouteRules rules;
+  rules.smtp_transports = {config.smtp_transports.begin(), config.smtp_transports.end()};
+  rules.excluded_domains = {config.excluded_domains.begin(), config.excluded_domains.end()};
+  return rules;
+}
+
+DecisionConfig decision_config_for(const Settings& settings, const std::string& policy_domain) {
+  const DecisionConfig& config = settings.config->decision;
+  if (!settings.overrides) return config;
+  const auto it = settings.overrides->find(policy_domain);
+  return it == settings.overrides->end() ? config : with_override(config, it->second);
+}
+
 ActionOverride parse_override(const DomainOverride& row) {
   const auto action = [](const std::optional<std::string>& word) {
     return word ? parse_action(*word) : std::nullopt;
@@ -159,9 +166,7 @@ void Session::begin_message(SteadyClock::time_point now, Settings settings,
 // The override is keyed by the domain whose policy applied (§3.4: the relay's
 // domain for a smart host), the domain the operator sees in `check` output.
 DecisionConfig Session::decision_config_for(const std::string& policy_domain) const {
-  if (!overrides_) return config_->decision;
-  const auto it = overrides_->find(policy_domain);
-  return it == overrides_->end() ? config_->decision : with_override(config_->decision, it->second);
+  return milter::decision_config_for(Settings{config_, overrides_}, policy_domain);
 }
 
 policy::Deadline Session::deadline_for(SteadyClock::time_point now) const {

@@ -86,6 +86,11 @@ Action choose_action(const policy::CheckResult& result, const DecisionConfig& co
 // `config` with the fields `domain_override` sets replaced (pure): the DecisionConfig
 // that choose_action gets for a domain with an override.
 DecisionConfig with_override(const DecisionConfig& config, const ActionOverride& domain_override);
+// The decision settings for one policy domain: the config, with that
+// domain's override row applied when there is one.
+DecisionConfig decision_config_for(const Settings& settings, const std::string& policy_domain);
+// The routing rules (transports, exclusions) of a decision config.
+RouteRules rules_from(const DecisionConfig& config);
 
 class Session {
  public:

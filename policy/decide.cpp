@@ -314,4 +314,30 @@ Verdict decide(const DecisionFacts& facts) {
   return v;
 }
 
+namespace {
+
+// Matching types 1 and 2 are SHA-256 and SHA-512 digests (RFC 6698 §2.1.3);
+// a record of another length can never match, and OpenSSL refuses it.
+bool has_digest_length(const TlsaRecord& r) {
+  switch (r.matching_type) {
+    case 0:
+      return !r.data.empty();
+    case 1:
+      return r.data.size() == 32;
+    case 2:
+      return r.data.size() == 64;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::vector<TlsaRecord> usable_tlsa(const std::vector<TlsaRecord>& records) {
+  std::vector<TlsaRecord> usable;
+  for (const auto& r : records)
+    if ((r.usage == 2 || r.usage == 3) && r.selector <= 1 && has_digest_length(r)) usable.push_back(r);
+  return usable;
+}
+
 }  // namespace mtasts::policy

@@ -135,4 +135,10 @@ Verdict decide(const DecisionFacts& facts);
 // Never a Fail while a host was not looked at (deadline, max_hosts): Unknown.
 DaneVerdict decide_dane(const DaneFacts& facts);
 
+// RFC 7672 §2.1.1, §3.1.3: only DANE-TA(2) and DANE-EE(3) with a known
+// selector (0, 1) and matching type (0, 1, 2) are usable for SMTP; a host whose
+// secure TLSA RRset has no usable record is treated as having none, so the
+// MTA-STS (WebPKI) check applies to it.
+std::vector<TlsaRecord> usable_tlsa(const std::vector<TlsaRecord>& records);
+
 }  // namespace mtasts::policy

@@ -16,7 +16,9 @@
 #include <utility>
 
 #include "policy/ascii.h"
+#include "policy/decide.h"
 #include "policy/policy.h"
+#include "policy/reason.h"
 
 namespace mtasts::policy {
 namespace {
@@ -351,6 +353,87 @@ Result<std::string, AnswerError> sts_answer_data(const StsPolicyFacts& facts, Tl
   const auto tlsrpt = tlsrpt_sts_attributes(facts, policy_failure);
   if (!tlsrpt) return tlsrpt.error();
   return bounded(secure.value() + " " + tlsrpt.value());
+}
+
+std::string_view to_string(DaneCoverage coverage) {
+  switch (coverage) {
+    case DaneCoverage::Unknown:
+      return "unknown";
+    case DaneCoverage::None:
+      return "none";
+    case DaneCoverage::Some:
+      return "some";
+    case DaneCoverage::All:
+      return "all";
+  }
+  return "unknown";
+}
+
+DaneCoverage dane_coverage(std::span<const TlsaAnswer> hosts) {
+  std::size_t covered = 0;
+  std::size_t failed = 0;
+  for (const auto& tlsa : hosts) {
+    const bool lookup_failed = tlsa.security == DnsSecurity::Bogus || tlsa.status == DnsStatus::ServFail ||
+                               tlsa.status == DnsStatus::Timeout;
+    if (lookup_failed)
+      ++failed;
+    else if (tlsa.status == DnsStatus::Ok && tlsa.security == DnsSecurity::Secure &&
+             !usable_tlsa(tlsa.records).empty())
+      ++covered;
+  }
+  if (covered == hosts.size() && !hosts.empty()) return DaneCoverage::All;
+  if (covered > 0) return DaneCoverage::Some;
+  return failed > 0 ? DaneCoverage::Unknown : DaneCoverage::None;
+}
+
+bool socketmap_needs_dane(const Resolution& resolution, const SocketmapSettings& settings) {
+  if (!resolution.policy) return false;
+  const Mode mode = resolution.policy->policy.mode;
+  return mode == Mode::Enforce || (mode == Mode::Testing && settings.strict_testing);
+}
+
+namespace {
+
+SocketmapAnswer without_policy(const Resolution& resolution) {
+  // Only a discovery that has not finished is worth a retry (see the header).
+  if (resolution.temporary) {
+    const std::string_view why = resolution.reason;
+    if (why == reason::kDeadline)
+      return {SocketmapStatus::Temp, "MTA-STS policy discovery for " + resolution.domain + " still running",
+              "pending"};
+    if (why == reason::kOverloaded)
+      return {SocketmapStatus::Temp, "MTA-STS policy discovery overloaded", "overloaded"};
+    if (why == reason::kStopping) return {SocketmapStatus::Temp, "MTA-STS server stopping", "stopping"};
+  }
+  return {SocketmapStatus::NotFound, "", "no-policy"};
+}
+
+SocketmapAnswer enforcing(const StoredPolicy& stored, DaneCoverage dane, const SocketmapSettings& settings) {
+  if (dane == DaneCoverage::All) return {SocketmapStatus::Ok, "dane-only", "dane-only"};
+  const StsPolicyFacts facts{stored.domain, split_policy_lines(stored.raw), stored.policy.mx};
+  auto data = sts_answer_data(facts, settings.attributes);
+  // A policy line the attributes cannot carry costs the report, not the
+  // mail: the hosts are still verified (logged as enforce-no-attributes).
+  if (!data && settings.attributes == TlsrptAttributes::Append) {
+    data = sts_answer_data(facts, TlsrptAttributes::Omit);
+    if (data) return {SocketmapStatus::Ok, std::move(data.value()), "enforce-no-attributes"};
+  }
+  if (!data)
+    return {SocketmapStatus::Temp,
+            "MTA-STS policy of " + stored.domain +
+                " cannot be expressed: " + std::string(to_string(data.error())),
+            "unusable-policy"};
+  return {SocketmapStatus::Ok, std::move(data.value()), "enforce"};
+}
+
+}  // namespace
+
+SocketmapAnswer choose_socketmap_answer(const Resolution& resolution, DaneCoverage dane,
+                                        const SocketmapSettings& settings) {
+  if (!resolution.policy) return without_policy(resolution);
+  if (socketmap_needs_dane(resolution, settings)) return enforcing(*resolution.policy, dane, settings);
+  if (resolution.policy->policy.mode == Mode::Testing) return {SocketmapStatus::NotFound, "", "testing"};
+  return {SocketmapStatus::NotFound, "", "mode-none"};
 }
 
 }  // namespace mtasts::policy

@@ -38,10 +38,11 @@
 //   whitespace (Postfix trims inside braces, so this is what it reports), with
 //   an inner HTAB written as one space (WSP in RFC 8461 §3.2; it keeps the
 //   reply free of control bytes). A line holding '{', '}' or another control
-//   byte, or an empty line, cannot be carried safely: the answer is refused
-//   (AnswerError::UnsafePolicyLine) and the caller answers TEMP. Dropping the
-//   line would report a policy the domain did not publish; answering without
-//   the attributes would silently lose the report. split_policy_lines()
+//   byte, or an empty line, cannot be carried safely: tlsrpt_sts_attributes()
+//   refuses it (AnswerError::UnsafePolicyLine), and choose_socketmap_answer()
+//   then answers without the attributes: the hosts are still verified, the
+//   report loses its policy text, and the log says so. Dropping the line
+//   would report a policy the domain did not publish. split_policy_lines()
 //   already drops blank lines, so only a policy that is not RFC text is refused.
 // - Bytes >= 0x80 may appear in policy lines (RFC 8461 §3.2 allows UTF-8 in
 //   extension values); they pass through unchanged.
@@ -56,6 +57,7 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/resolution.h"
 #include "policy/result.h"
 #include "policy/tlsrpt.h"
 
@@ -214,5 +216,78 @@ Result<std::string, AnswerError> tlsrpt_no_policy_attributes(std::string_view do
 // and tlsrpt_sts_attributes(). At most kMaxOkDataBytes.
 Result<std::string, AnswerError> sts_answer_data(const StsPolicyFacts& facts, TlsrptAttributes attributes,
                                                  std::optional<ResultType> policy_failure = std::nullopt);
+
+// ---- Which answer ------------------------------------------------------
+//
+// RFC 8461 §5 for a delivery-time lookup, in Postfix's TLS security levels:
+// - enforce (or testing under strict_testing): `secure match=...
+//   servername=hostname` -- Postfix verifies the chain and that the name it
+//   connected to matches a pattern (§4.1-§4.2); a failing MX is skipped and
+//   the mail deferred when none passes (§5 "MUST NOT deliver").
+//   DANE first (RFC 8461 §2, RFC 7672): when EVERY host the MTA may use has
+//   a DNSSEC-secure, usable TLSA RRset behind a secure MX answer, the answer
+//   is `dane-only`, so Postfix's own DANE verifies each host (strictly
+//   stronger than STS for those hosts). When only some have, Postfix cannot
+//   mix levels per host: `secure` keeps every host verified (a DANE host must
+//   then also pass WebPKI, as the RFC already asks of enforce MX hosts);
+//   `dane` would leave the others at `may`, an unverified delivery.
+// - testing (RFC 8461 §5: deliver, report): NOTFOUND, so Postfix applies its
+//   own default level (DANE where published) and delivers.
+// - none, or no policy (no TXT record, an invalid one, a failed fetch with
+//   nothing cached; §5.1 "no policy"): NOTFOUND, for the same reason. No
+//   level of ours replaces the operator's default (which may be `dane` or
+//   `encrypt`): Postfix reports such mail as no-policy-found itself.
+// - a DNS SERVFAIL or bogus `_mta-sts` answer with nothing cached: NOTFOUND,
+//   as the milter continues (a discovery failure without a usable policy must
+//   not block mail; the same broken DNS usually stops Postfix's MX lookup).
+// - a first-contact discovery still running at the deadline, or refused as
+//   overloaded, or the daemon stopping: TEMP. Postfix defers and retries,
+//   and the retry finds the policy ready; NOTFOUND would send the first
+//   message without the protection the domain asked for.
+// - A stale policy (discovery failed, an unexpired policy cached) applies
+//   like a fresh one (§5.1).
+// policy_failure is never sent: in every case above where the RFC lets a
+// failure stop mail, Postfix's own check fails the connection; sending it
+// for a discovery failure would block mail the RFC says must flow.
+
+// Whether the hosts Postfix may connect to have DNSSEC-secure, usable TLSA.
+enum class DaneCoverage {
+  Unknown,  // not looked up, or a lookup failed
+  None,     // no host has (or the MX answer is not secure)
+  Some,     // some do, some do not
+  All,      // every host does: Postfix's `dane-only` applies
+};
+std::string_view to_string(DaneCoverage coverage);  // "unknown" | "none" | "some" | "all"
+
+struct SocketmapSettings {
+  bool strict_testing = false;  // testing answered as enforce
+  TlsrptAttributes attributes = TlsrptAttributes::Omit;
+};
+
+struct SocketmapAnswer {
+  SocketmapStatus status = SocketmapStatus::NotFound;
+  std::string text;  // OK data or the TEMP reason
+  // Why, for the log: "enforce", "dane-only", "testing", "mode-none",
+  // "enforce-no-attributes", "no-policy", "pending", "overloaded", "stopping",
+  // "unusable-policy".
+  std::string_view why;
+  friend bool operator==(const SocketmapAnswer&, const SocketmapAnswer&) = default;
+};
+
+// The answer for one resolution (see above). `dane` matters only for a
+// policy that enforces.
+SocketmapAnswer choose_socketmap_answer(const Resolution& resolution, DaneCoverage dane,
+                                        const SocketmapSettings& settings);
+
+// The coverage from the TLSA answers of every host the MTA may use, looked
+// up after a DNSSEC-secure MX answer (the caller answers None without one:
+// Postfix's DANE needs it). A host counts when its RRset is secure and holds
+// a usable record (usable_tlsa(), decide.h). A failed or bogus lookup makes
+// the coverage at most Some (Unknown when no host counts): `dane-only` would
+// fail that host, `secure` still verifies it. No hosts: None.
+DaneCoverage dane_coverage(std::span<const TlsaAnswer> hosts);
+
+// Whether a resolution calls for the DANE coverage (an enforcing policy).
+bool socketmap_needs_dane(const Resolution& resolution, const SocketmapSettings& settings);
 
 }  // namespace mtasts::policy

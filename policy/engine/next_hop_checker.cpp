@@ -104,32 +104,6 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
-// Matching types 1 and 2 are SHA-256 and SHA-512 digests (RFC 6698 §2.1.3);
-// a record of another length can never match, and OpenSSL refuses it.
-bool has_digest_length(const TlsaRecord& r) {
-  switch (r.matching_type) {
-    case 0:
-      return !r.data.empty();
-    case 1:
-      return r.data.size() == 32;
-    case 2:
-      return r.data.size() == 64;
-    default:
-      return false;
-  }
-}
-
-// RFC 7672 §2.1.1, §3.1.3: only DANE-TA(2) and DANE-EE(3) with a known
-// selector (0, 1) and matching type (0, 1, 2) are usable for SMTP; a host whose
-// secure TLSA RRset has no usable record is treated as having none, so the
-// MTA-STS (WebPKI) check applies to it.
-std::vector<TlsaRecord> usable_tlsa(const std::vector<TlsaRecord>& records) {
-  std::vector<TlsaRecord> usable;
-  for (const auto& r : records)
-    if ((r.usage == 2 || r.usage == 3) && r.selector <= 1 && has_digest_length(r)) usable.push_back(r);
-  return usable;
-}
-
 ProbeResult tlsa_failure(const std::string& address, DnsStatus status) {
   ProbeResult result;
   result.outcome = ProbeOutcome::Unreachable;

@@ -21,6 +21,9 @@
 # mb_postfix_start SNIPPET_DIR, mb_milter_config CONF, mb_milter_start CONF LOG
 # (mb_milter_stop: SIGTERM, status in MB_MILTER_RC); mailbed_down runs from
 # the EXIT trap. Postfix's log: $MB_DIR/maillog; the peers': $MB_DIR/peers/peers.log.
+# Delivery tests (see "delivery" below): mb_mx_backup_add, mb_postfix_deliver_start,
+# a socketmap server (mb_sts_resolver_start, or mb_socketmap_config and
+# mb_socketmap_start), mb_socketmap_stop.
 
 MB_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=testbed.sh
@@ -244,6 +247,12 @@ mb_postfix_start() {
   local snippets=$1
   { mb_postfix_main_cf; cat "$snippets/main.cf.snippet"; } >"$MB_PF/main.cf" &&
     { mb_postfix_master_cf; cat "$snippets/master.cf.snippet"; } >"$MB_PF/master.cf" || return 1
+  mb_postfix_check_start
+}
+
+# Checks the private config written in $MB_PF and starts Postfix in the
+# namespace; waits for 127.0.0.1:25.
+mb_postfix_check_start() {
   chown postfix: "$MB_DIR/data" || return 1
   # Postfix reports configuration errors in its log, not on stderr.
   if ! tb_exec postfix -c "$MB_PF" check >"$MB_DIR/postfix-check.log" 2>&1 ||
@@ -361,4 +370,111 @@ mb_milter_stop() {
   MB_MILTER_PID=""
   # shellcheck disable=SC2034  # read by callers
   MB_MILTER_RC=$rc
+}
+
+# ---------------------------------------------------------------- delivery
+# For the socketmap tests (Postfix applies the MTA-STS policy itself, RFC 8461
+# §5): a second MX host per domain, a Postfix whose smtp transport really
+# delivers to the peers, and the TLS policy servers it asks
+# (smtp_tls_policy_maps = socketmap:inet:127.0.0.1:$MB_SOCKETMAP_PORT:postfix).
+MB_SOCKETMAP_PORT=8461
+MB_SOCKETMAP_PID=""
+
+# mb_mx_backup_add ZONE LABEL PREF KIND: one more MX host of LABEL.ZONE.test,
+# mx.bPREF.LABEL.ZONE.test on its own 127.25.0.N, with preference PREF (the
+# host from mb_domain_add has 10). KIND: see mb_mx_add. Run mb_commit after.
+mb_mx_backup_add() {
+  local zone=$1 label=$2 pref=$3 kind=$4 file
+  mb_mx_add "$zone" "b$pref.$label" "$kind" || return 1
+  # mb_mx_add made bPREF.LABEL a mail domain of its own; its host becomes
+  # LABEL's MX instead.
+  file="$TB_DIR/zones/$zone.d/mx.b$pref.$label"
+  { echo "$label IN MX $pref mx.b$pref.$label"
+    grep -v -x -F "b$pref.$label IN MX 10 mx.b$pref.$label" "$file"
+  } >"$file.tmp" && mv "$file.tmp" "$file"
+}
+
+# mb_postfix_deliver_start [MAIN_CF_LINE...]: like mb_postfix_start, but the
+# smtp and relay transports run the real smtp client (with tlsmgr), failed
+# deliveries are retried every 1-4 s, and the lines given are appended to
+# main.cf (the TLS settings). No milter.
+mb_postfix_deliver_start() {
+  { mb_postfix_main_cf
+    printf '%s\n' "minimal_backoff_time = 2s" "maximal_backoff_time = 4s" \
+      "queue_run_delay = 1s" "smtp_connect_timeout = 5s" "$@"
+  } >"$MB_PF/main.cf" || return 1
+  { mb_postfix_master_cf | sed -E 's/^((smtp|relay) +unix .*) discard$/\1 smtp/'
+    echo "tlsmgr     unix  -  -  n  1000? 1 tlsmgr"
+  } >"$MB_PF/master.cf" || return 1
+  mb_postfix_check_start
+}
+
+# mb_socketmap_wait PID LOG NAME: waits up to 10 s for 127.0.0.1:$MB_SOCKETMAP_PORT
+# while PID runs; sets MB_SOCKETMAP_PID.
+mb_socketmap_wait() {
+  local pid=$1 log=$2 name=$3 i
+  MB_SOCKETMAP_PID=$pid
+  for ((i = 0; i < 100; i++)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid"
+      mb_die "$name exited with status $? before listening: $(tail -n 3 "$log" | tr '\n' ' ')"
+      MB_SOCKETMAP_PID=""
+      return 1
+    fi
+    mb_wait_port 127.0.0.1 "$MB_SOCKETMAP_PORT" 1 && return 0
+    sleep 0.1
+  done
+  mb_die "$name does not listen on 127.0.0.1:$MB_SOCKETMAP_PORT after 10 s"
+}
+
+# mb_sts_resolver_start LOG: Debian's postfix-mta-sts-resolver (mta-sts-daemon,
+# in-memory cache) on 127.0.0.1:$MB_SOCKETMAP_PORT in the namespace, debug log
+# to LOG. Its DNS (aiodns) reads the namespace's resolv.conf; its HTTPS
+# (aiohttp, ssl.create_default_context) loads OpenSSL's default paths, so
+# SSL_CERT_FILE makes it trust the bed's CA only.
+mb_sts_resolver_start() {
+  local log=$1 conf="$MB_DIR/mta-sts-daemon.yml"
+  command -v mta-sts-daemon >/dev/null ||
+    { mb_die "mta-sts-daemon not installed (apt-get install postfix-mta-sts-resolver)"; return 1; }
+  cat >"$conf" <<YML
+host: 127.0.0.1
+port: $MB_SOCKETMAP_PORT
+reuse_port: true
+shutdown_timeout: 2
+cache:
+  type: internal
+default_zone:
+  strict_testing: false
+  timeout: 4
+YML
+  # Not through tb_exec: $! must be the daemon itself.
+  ip netns exec "$TB_NS" env SSL_CERT_FILE="$TB_CA_FILE" \
+    mta-sts-daemon -c "$conf" -v debug -l "$log" >>"$log.stderr" 2>&1 &
+  mb_socketmap_wait $! "$log.stderr" mta-sts-daemon
+}
+
+# mb_socketmap_config FILE [SECTION.KEY=VALUE...]: mb_milter_config plus a
+# [socketmap] section listening on 127.0.0.1:$MB_SOCKETMAP_PORT.
+mb_socketmap_config() {
+  local file=$1; shift
+  mb_milter_config "$file" "$@" &&
+    printf '[socketmap]\nsocket = "inet:%s@127.0.0.1"\n' "$MB_SOCKETMAP_PORT" >>"$file"
+}
+
+# mb_socketmap_start CONF LOG: "$MTASTS_BIN" -c CONF in the
+# namespace (stdout and stderr appended to LOG); waits for its socketmap port.
+mb_socketmap_start() {
+  local conf=$1 log=$2
+  ip netns exec "$TB_NS" "$MTASTS_BIN" -c "$conf" >>"$log" 2>&1 &
+  mb_socketmap_wait $! "$log" "$MTASTS_BIN"
+}
+
+# Stops the socketmap server (either kind) with SIGTERM, SIGKILL after 5 s.
+mb_socketmap_stop() {
+  [ -n "$MB_SOCKETMAP_PID" ] || return 0
+  kill -TERM "$MB_SOCKETMAP_PID" 2>/dev/null
+  for _ in $(seq 50); do kill -0 "$MB_SOCKETMAP_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$MB_SOCKETMAP_PID" 2>/dev/null
+  wait "$MB_SOCKETMAP_PID" 2>/dev/null
+  MB_SOCKETMAP_PID=""
 }

@@ -1,0 +1,131 @@
+#include "milter/socketmap_lookup.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <vector>
+
+#include "policy/logfmt.h"
+#include "policy/policy.h"
+
+namespace mtasts::milter {
+namespace {
+
+using policy::DaneCoverage;
+using policy::SocketmapAnswer;
+using policy::SocketmapStatus;
+
+std::string_view kind_word(const RecipientRoute& route) {
+  switch (route.kind) {
+    case RouteKind::SmartHost:
+      return "relay";
+    case RouteKind::RecipientDomain:
+      return "domain";
+    default:
+      return "-";
+  }
+}
+
+// RFC 8461 §3.4: a relay's own policy; otherwise the domain's.
+const std::string& policy_domain_of(const RecipientRoute& route) {
+  return route.kind == RouteKind::SmartHost ? route.relay_host : route.domain;
+}
+
+bool trusted_relay(const RecipientRoute& route, const DecisionConfig& config) {
+  const auto& trusted = config.trusted_relays;
+  return route.kind == RouteKind::SmartHost &&
+         std::find(trusted.begin(), trusted.end(), route.relay_host) != trusted.end();
+}
+
+SocketmapLookupResult reusable(SocketmapAnswer answer, const policy::Resolution& resolution,
+                               DaneCoverage dane, bool needs_dane, std::int64_t now, std::int64_t recheck) {
+  if (answer.status == SocketmapStatus::Temp || recheck <= 0) return {std::move(answer), 0, 0};
+  if (needs_dane && dane == DaneCoverage::Unknown) return {std::move(answer), 0, 0};
+  const std::int64_t expiry =
+      resolution.policy ? resolution.policy->expires_at : std::numeric_limits<std::int64_t>::max();
+  return {std::move(answer), std::min(now + recheck, expiry), std::min(now + 2 * recheck, expiry)};
+}
+
+void log_lookup(const std::string& key, const RecipientRoute& route, const policy::Resolution* resolution,
+                DaneCoverage dane, const SocketmapAnswer& answer, std::int64_t elapsed_ms) {
+  const auto* stored = resolution && resolution->policy ? &*resolution->policy : nullptr;
+  spdlog::info(
+      "socketmap event=lookup key={} next_hop={} policy_domain={} mode={} policy_id={} source={} dane={} "
+      "answer={} why={} reason={} elapsed_ms={}",
+      policy::logfmt_value(key), kind_word(route), policy::logfmt_value(policy_domain_of(route)),
+      stored ? policy::to_string(stored->policy.mode) : "-",
+      stored ? policy::logfmt_value(stored->txt_id) : "-",
+      resolution ? policy::to_string(resolution->source) : "-", policy::to_string(dane),
+      policy::to_string(answer.status), answer.why,
+      resolution && !resolution->reason.empty() ? policy::logfmt_value(resolution->reason) : "-", elapsed_ms);
+}
+
+}  // namespace
+
+SocketmapLookup::SocketmapLookup(policy::Resolver& resolver, policy::MxDns& mx_dns,
+                                 const policy::Clock& clock, std::function<Settings()> settings)
+    : resolver_(resolver), mx_dns_(mx_dns), clock_(clock), settings_(std::move(settings)) {}
+
+SocketmapLookupResult SocketmapLookup::lookup(const std::string& key, policy::Deadline deadline) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto elapsed_ms = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+        .count();
+  };
+  const Settings settings = settings_();
+  const Config& config = *settings.config;
+  const std::int64_t now = clock_.now();
+  const std::int64_t recheck = config.policy.txt_recheck_interval;
+  const RecipientRoute route = route_next_hop(key, rules_from(config.decision));
+  if (route.kind == RouteKind::OutOfScope || trusted_relay(route, config.decision)) {
+    const SocketmapAnswer answer{SocketmapStatus::NotFound, "",
+                                 route.kind == RouteKind::OutOfScope ? "out-of-scope" : "trusted-relay"};
+    log_lookup(key, route, nullptr, DaneCoverage::Unknown, answer, elapsed_ms());
+    return {answer, now + recheck, now + 2 * recheck};
+  }
+  const policy::Resolution resolution = resolver_.resolve(policy_domain_of(route), deadline);
+  const DecisionConfig decision = decision_config_for(settings, policy_domain_of(route));
+  const policy::SocketmapSettings answer_settings{
+      decision.strict_testing,
+      config.socketmap.tlsrpt_attributes ? policy::TlsrptAttributes::Append : policy::TlsrptAttributes::Omit};
+  const bool needs_dane = policy::socketmap_needs_dane(resolution, answer_settings);
+  const DaneCoverage dane = needs_dane ? dane_coverage_of(route, deadline) : DaneCoverage::Unknown;
+  SocketmapAnswer answer = policy::choose_socketmap_answer(resolution, dane, answer_settings);
+  // The operator switched enforcement off for this policy domain (an
+  // override row, or enforce_action = "off"): Postfix's default applies.
+  if (needs_dane && decision.enforce_action == Action::Continue && answer.status == SocketmapStatus::Ok)
+    answer = {SocketmapStatus::NotFound, "", "enforce-off"};
+  log_lookup(key, route, &resolution, dane, answer, elapsed_ms());
+  return reusable(std::move(answer), resolution, dane, needs_dane, now, recheck);
+}
+
+// The hosts Postfix may connect to: the MX hosts after a DNSSEC-secure MX
+// answer (or the domain itself when it has no MX), or a bracketed relay
+// after a secure address answer. Postfix's DANE needs that security too.
+DaneCoverage SocketmapLookup::dane_coverage_of(const RecipientRoute& route, policy::Deadline deadline) {
+  const std::string& name = policy_domain_of(route);
+  std::vector<std::string> hosts;
+  if (route.kind == RouteKind::SmartHost && !route.relay_mx_lookup) {
+    const auto addresses = mx_dns_.lookup_host_addresses(name, deadline);
+    if (addresses.status != policy::DnsStatus::Ok) return DaneCoverage::Unknown;
+    if (addresses.security != policy::DnsSecurity::Secure) return DaneCoverage::None;
+    hosts.push_back(name);
+  } else {
+    const auto mx = mx_dns_.lookup_mx(name, deadline);
+    if (mx.security == policy::DnsSecurity::Bogus) return DaneCoverage::Unknown;
+    if (mx.security != policy::DnsSecurity::Secure || mx.null_mx) return DaneCoverage::None;
+    if (mx.status == policy::DnsStatus::NoData)
+      hosts.push_back(name);  // RFC 5321 §5.1
+    else if (mx.status != policy::DnsStatus::Ok)
+      return DaneCoverage::Unknown;
+    for (const auto& record : mx.records) hosts.push_back(record.host);
+  }
+  std::vector<policy::TlsaAnswer> answers;
+  answers.reserve(hosts.size());
+  for (const auto& host : hosts) answers.push_back(mx_dns_.lookup_tlsa(host, route.port, deadline));
+  return policy::dane_coverage(answers);
+}
+
+}  // namespace mtasts::milter
