@@ -326,6 +326,10 @@ const std::vector<Setting>& settings() {
       text_list(
           "socketmap.map_names", "map names answered (socketmap:...:NAME); others get PERM",
           [](Config& c) -> std::vector<std::string>& { return c.socketmap.map_names; }, map_name),
+      text_list(
+          "socketmap.sendmail_map_names",
+          "map names Sendmail's FEATURE(`sts') asks: never answered with TLSRPT attributes",
+          [](Config& c) -> std::vector<std::string>& { return c.socketmap.sendmail_map_names; }, map_name),
       integer("socketmap.deadline_ms",
               "longest wait for a first discovery before TEMP (under Postfix's 10 s socketmap timeout)", 100,
               9000, [](Config& c) -> long& { return c.socketmap.deadline_ms; }),
@@ -335,8 +339,10 @@ const std::vector<Setting>& settings() {
       integer("socketmap.max_connections",
               "socketmap connections at once; beyond it the longest idle one is closed", 1, 1000000,
               [](Config& c) -> std::size_t& { return c.socketmap.max_connections; }),
-      integer("socketmap.idle_timeout", "seconds a socketmap connection may stay idle (or not read replies)",
-              1, 3600, [](Config& c) -> long& { return c.socketmap.idle_timeout; }),
+      integer("socketmap.idle_timeout",
+              "seconds a socketmap connection may stay idle (or not read replies); Sendmail keeps one per "
+              "delivery process and defers a lookup on a connection we closed",
+              1, 86400, [](Config& c) -> long& { return c.socketmap.idle_timeout; }),
       integer("socketmap.lookup_threads", "socketmap lookups waiting for a discovery at once", 1, 4096,
               [](Config& c) -> std::size_t& { return c.socketmap.lookup_threads; }),
       boolean("log.syslog", "log to syslog (facility mail) instead of stderr",

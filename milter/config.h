@@ -86,12 +86,17 @@ struct EngineConfig {
 struct SocketmapConfig {
   std::string socket = "inet:8461@127.0.0.1";  // "" : no socketmap server
   std::vector<std::string> map_names{"postfix", "sts"};
+  // Those Sendmail asks (FEATURE(`sts')): never answered with TLSRPT attributes.
+  std::vector<std::string> sendmail_map_names{"sts"};
   // Longest wait for a first discovery before TEMP; under Postfix's 10 s
   // socketmap timeouts (and Sendmail's -d5 map timeout of 5 s).
   long deadline_ms = 4000;
   bool tlsrpt_attributes = false;  // Postfix 3.10+ only: 3.9 and older defer on them
   std::size_t max_connections = 2000;
-  long idle_timeout = 60;           // s without a request (or without reading our replies)
+  // s without a request (or without reading our replies). Long: Sendmail
+  // keeps a connection per delivery process, and a lookup on one we closed
+  // costs it a deferral.
+  long idle_timeout = 300;
   std::size_t lookup_threads = 64;  // lookups waiting for a discovery at once
 };
 

@@ -40,9 +40,9 @@ bool trusted_relay(const RecipientRoute& route, const DecisionConfig& config) {
 }
 
 SocketmapLookupResult reusable(SocketmapAnswer answer, const policy::Resolution& resolution,
-                               DaneCoverage dane, bool needs_dane, std::int64_t now, std::int64_t recheck) {
+                               DaneCoverage dane, bool enforces, std::int64_t now, std::int64_t recheck) {
   if (answer.status == SocketmapStatus::Temp || recheck <= 0) return {std::move(answer), 0, 0};
-  if (needs_dane && dane == DaneCoverage::Unknown) return {std::move(answer), 0, 0};
+  if (enforces && dane == DaneCoverage::Unknown) return {std::move(answer), 0, 0};
   const std::int64_t expiry =
       resolution.policy ? resolution.policy->expires_at : std::numeric_limits<std::int64_t>::max();
   return {std::move(answer), std::min(now + recheck, expiry), std::min(now + 2 * recheck, expiry)};
@@ -90,42 +90,63 @@ SocketmapLookupResult SocketmapLookup::lookup(const std::string& key, policy::De
   const policy::SocketmapSettings answer_settings{
       decision.strict_testing,
       config.socketmap.tlsrpt_attributes ? policy::TlsrptAttributes::Append : policy::TlsrptAttributes::Omit};
-  const bool needs_dane = policy::socketmap_needs_dane(resolution, answer_settings);
-  const DaneCoverage dane = needs_dane ? dane_coverage_of(route, deadline) : DaneCoverage::Unknown;
-  SocketmapAnswer answer = policy::choose_socketmap_answer(resolution, dane, answer_settings);
+  const bool enforces = policy::socketmap_enforces(resolution, answer_settings);
+  const policy::NextHopView hop = enforces ? next_hop_of(route, deadline) : policy::NextHopView{};
+  const DaneCoverage dane = hop.dane;
+  SocketmapAnswer answer = policy::choose_socketmap_answer(resolution, hop, answer_settings);
   // The operator switched enforcement off for this policy domain (an
   // override row, or enforce_action = "off"): Postfix's default applies.
-  if (needs_dane && decision.enforce_action == Action::Continue && answer.status == SocketmapStatus::Ok)
+  if (enforces && decision.enforce_action == Action::Continue && answer.status == SocketmapStatus::Ok)
     answer = {SocketmapStatus::NotFound, "", "enforce-off"};
   log_lookup(key, route, &resolution, dane, answer, elapsed_ms());
-  return reusable(std::move(answer), resolution, dane, needs_dane, now, recheck);
+  SocketmapLookupResult result = reusable(std::move(answer), resolution, dane, enforces, now, recheck);
+  // Sendmail's sts rulesets read the data up to its end: the same answer
+  // without the TLSRPT attributes, for the maps it asks.
+  if (answer_settings.attributes == policy::TlsrptAttributes::Append &&
+      result.answer.status == SocketmapStatus::Ok) {
+    policy::SocketmapSettings plain = answer_settings;
+    plain.attributes = policy::TlsrptAttributes::Omit;
+    result.without_attributes = policy::choose_socketmap_answer(resolution, hop, plain);
+  }
+  return result;
 }
 
-// The hosts Postfix may connect to: the MX hosts after a DNSSEC-secure MX
-// answer (or the domain itself when it has no MX), or a bracketed relay
-// after a secure address answer. Postfix's DANE needs that security too.
-DaneCoverage SocketmapLookup::dane_coverage_of(const RecipientRoute& route, policy::Deadline deadline) {
+// The hosts the MTA may connect to, and what Postfix's DANE needs: the MX
+// hosts (the domain itself when it has no MX, RFC 5321 §5.1), or a
+// bracketed relay, and whether that answer was DNSSEC-secure. With a
+// secure answer the TLSA records of every host give the DANE coverage.
+policy::NextHopView SocketmapLookup::next_hop_of(const RecipientRoute& route, policy::Deadline deadline) {
   const std::string& name = policy_domain_of(route);
-  std::vector<std::string> hosts;
+  policy::NextHopView view;
+  bool secure = false;
   if (route.kind == RouteKind::SmartHost && !route.relay_mx_lookup) {
     const auto addresses = mx_dns_.lookup_host_addresses(name, deadline);
-    if (addresses.status != policy::DnsStatus::Ok) return DaneCoverage::Unknown;
-    if (addresses.security != policy::DnsSecurity::Secure) return DaneCoverage::None;
-    hosts.push_back(name);
+    if (addresses.status != policy::DnsStatus::Ok) return view;
+    secure = addresses.security == policy::DnsSecurity::Secure;
+    view.mx_hosts.push_back(name);
   } else {
     const auto mx = mx_dns_.lookup_mx(name, deadline);
-    if (mx.security == policy::DnsSecurity::Bogus) return DaneCoverage::Unknown;
-    if (mx.security != policy::DnsSecurity::Secure || mx.null_mx) return DaneCoverage::None;
+    if (mx.security == policy::DnsSecurity::Bogus) return view;
+    if (mx.null_mx) {
+      view.dane = DaneCoverage::None;
+      return view;
+    }
     if (mx.status == policy::DnsStatus::NoData)
-      hosts.push_back(name);  // RFC 5321 §5.1
+      view.mx_hosts.push_back(name);
     else if (mx.status != policy::DnsStatus::Ok)
-      return DaneCoverage::Unknown;
-    for (const auto& record : mx.records) hosts.push_back(record.host);
+      return view;
+    for (const auto& record : mx.records) view.mx_hosts.push_back(record.host);
+    secure = mx.security == policy::DnsSecurity::Secure;
+  }
+  if (!secure) {
+    view.dane = DaneCoverage::None;
+    return view;
   }
   std::vector<policy::TlsaAnswer> answers;
-  answers.reserve(hosts.size());
-  for (const auto& host : hosts) answers.push_back(mx_dns_.lookup_tlsa(host, route.port, deadline));
-  return policy::dane_coverage(answers);
+  answers.reserve(view.mx_hosts.size());
+  for (const auto& host : view.mx_hosts) answers.push_back(mx_dns_.lookup_tlsa(host, route.port, deadline));
+  view.dane = policy::dane_coverage(answers);
+  return view;
 }
 
 }  // namespace mtasts::milter

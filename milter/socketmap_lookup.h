@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "milter/recipient_route.h"
@@ -29,6 +30,9 @@ struct SocketmapLookupResult {
   // lookup for the key runs: one more re-check interval, never past the
   // policy's expiry (RFC 8461 §5.1: an expired policy is never used).
   std::int64_t stale_until = 0;
+  // The answer without TLSRPT attributes, when `answer` has them: for the
+  // map names Sendmail uses (socketmap.sendmail_map_names).
+  std::optional<policy::SocketmapAnswer> without_attributes;
 };
 
 class SocketmapLookup {
@@ -42,7 +46,7 @@ class SocketmapLookup {
   SocketmapLookupResult lookup(const std::string& key, policy::Deadline deadline);
 
  private:
-  policy::DaneCoverage dane_coverage_of(const RecipientRoute& route, policy::Deadline deadline);
+  policy::NextHopView next_hop_of(const RecipientRoute& route, policy::Deadline deadline);
 
   policy::Resolver& resolver_;
   policy::MxDns& mx_dns_;

@@ -67,10 +67,12 @@ struct Waiter {
   std::uint64_t connection = 0;
   std::uint64_t seq = 0;
   Steady::time_point deadline;
+  bool plain = false;  // a Sendmail map: the reply without TLSRPT attributes
 };
 
 struct Answer {
-  std::string reply;  // framed
+  std::string reply;        // framed
+  std::string plain_reply;  // framed, without TLSRPT attributes; "" when the same
   std::int64_t reuse_until = 0;
   std::int64_t stale_until = 0;  // given while a new lookup runs
 };
@@ -88,7 +90,8 @@ struct SocketmapServer::Impl {
         config(std::move(c)),
         lookup(std::move(l)),
         unix_now(std::move(u)),
-        map_names(config.map_names.begin(), config.map_names.end()) {}
+        map_names(config.map_names.begin(), config.map_names.end()),
+        sendmail_maps(config.sendmail_map_names.begin(), config.sendmail_map_names.end()) {}
 
   // ---- shared with the lookup threads (under mu) ----
   std::mutex mu;
@@ -106,6 +109,7 @@ struct SocketmapServer::Impl {
   SocketmapLookupFunction lookup;
   UnixClock unix_now;
   std::set<std::string, std::less<>> map_names;
+  std::set<std::string, std::less<>> sendmail_maps;
   std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> connections;
   std::uint64_t next_id = 2;
   std::unordered_map<std::string, std::vector<Waiter>> flights;  // keys being looked up
@@ -139,7 +143,7 @@ struct SocketmapServer::Impl {
   void process_frames(Connection& c);
   void handle_request(Connection& c, const std::string& payload);
   void answer_now(Connection& c, std::string reply);
-  void wait_for_lookup(Connection& c, std::string key);
+  void wait_for_lookup(Connection& c, std::string key, bool plain);
   bool start_lookup(const std::string& key);
   void take_done();
   void fill(const Waiter& w, const std::string& reply);
@@ -398,28 +402,30 @@ void SocketmapServer::Impl::handle_request(Connection& c, const std::string& pay
     return;
   }
   std::string key = policy::ascii_lowercase(request->key);
+  const bool plain = sendmail_maps.contains(request->map_name);
   if (const auto it = answers.find(key); it != answers.end()) {
     const Answer& known = it->second;
+    const std::string& reply = plain && !known.plain_reply.empty() ? known.plain_reply : known.reply;
     if (now_unix < known.reuse_until) {
       ++n_warm;
-      answer_now(c, known.reply);
+      answer_now(c, reply);
       return;
     }
     if (now_unix < known.stale_until) {  // still good enough; refresh it behind the reply
       ++n_warm;
-      answer_now(c, known.reply);
+      answer_now(c, reply);
       if (!flights.contains(key) && start_lookup(key)) flights.emplace(std::move(key), std::vector<Waiter>{});
       return;
     }
   }
-  wait_for_lookup(c, std::move(key));
+  wait_for_lookup(c, std::move(key), plain);
 }
 
 void SocketmapServer::Impl::answer_now(Connection& c, std::string reply) {
   c.slots.push_back(Slot{c.next_seq++, true, std::move(reply)});
 }
 
-void SocketmapServer::Impl::wait_for_lookup(Connection& c, std::string key) {
+void SocketmapServer::Impl::wait_for_lookup(Connection& c, std::string key, bool plain) {
   auto flight = flights.find(key);
   if (flight == flights.end()) {
     if (flights.size() >= config.max_waiting_keys || !start_lookup(key)) {
@@ -431,7 +437,7 @@ void SocketmapServer::Impl::wait_for_lookup(Connection& c, std::string key) {
     }
     flight = flights.emplace(key, std::vector<Waiter>{}).first;
   }
-  const Waiter waiter{c.id, c.next_seq, Steady::now() + config.deadline};
+  const Waiter waiter{c.id, c.next_seq, Steady::now() + config.deadline, plain};
   c.slots.push_back(Slot{c.next_seq++, false, {}});
   flight->second.push_back(waiter);
   deadlines.push_back(waiter);
@@ -456,9 +462,14 @@ void SocketmapServer::Impl::take_done() {
   }
   for (auto& [key, result] : finished) {
     std::string reply = policy::format_reply(result.answer.status, result.answer.text);
+    std::string plain_reply =
+        result.without_attributes
+            ? policy::format_reply(result.without_attributes->status, result.without_attributes->text)
+            : std::string();
     if (result.reuse_until > now_unix) {
       if (answers.size() >= config.max_answers) answers.clear();  // rare; refills from the resolver's memory
-      answers[key] = Answer{reply, result.reuse_until, std::max(result.reuse_until, result.stale_until)};
+      answers[key] =
+          Answer{reply, plain_reply, result.reuse_until, std::max(result.reuse_until, result.stale_until)};
     } else {
       answers.erase(key);
     }
@@ -468,7 +479,7 @@ void SocketmapServer::Impl::take_done() {
     flights.erase(flight);
     std::set<std::uint64_t> touched;
     for (const Waiter& w : waiters) {
-      fill(w, reply);
+      fill(w, w.plain && !plain_reply.empty() ? plain_reply : reply);
       touched.insert(w.connection);
     }
     for (const auto id : touched)
@@ -600,6 +611,7 @@ void SocketmapServer::Impl::answer_everyone_stopping() {
 SocketmapServerConfig socketmap_server_config(const Config& config) {
   SocketmapServerConfig out;
   out.map_names = config.socketmap.map_names;
+  out.sendmail_map_names = config.socketmap.sendmail_map_names;
   out.deadline = std::chrono::milliseconds(config.socketmap.deadline_ms);
   out.max_connections = config.socketmap.max_connections;
   out.idle_timeout = std::chrono::seconds(config.socketmap.idle_timeout);

@@ -37,9 +37,12 @@ namespace mtasts::milter {
 
 struct SocketmapServerConfig {
   std::vector<std::string> map_names{"postfix", "sts"};
+  // Of map_names, those Sendmail's FEATURE(`sts') asks: never answered with
+  // TLSRPT attributes (its rulesets take the data up to its end).
+  std::vector<std::string> sendmail_map_names{"sts"};
   std::chrono::milliseconds deadline{4000};
   std::size_t max_connections = 2000;
-  std::chrono::seconds idle_timeout{60};
+  std::chrono::seconds idle_timeout{300};
   std::size_t lookup_threads = 64;
   std::size_t max_waiting_keys = 4096;
   std::size_t max_answers = 200000;  // the answer table; the oldest half goes when full

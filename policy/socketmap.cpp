@@ -17,6 +17,7 @@
 
 #include "policy/ascii.h"
 #include "policy/decide.h"
+#include "policy/mx_match.h"
 #include "policy/policy.h"
 #include "policy/reason.h"
 
@@ -307,6 +308,25 @@ std::vector<std::string> split_policy_lines(std::string_view body) {
   return lines;
 }
 
+std::vector<std::string> match_list_for(std::span<const std::string> mx_patterns,
+                                        std::span<const std::string> mx_hosts) {
+  if (mx_hosts.empty()) return {mx_patterns.begin(), mx_patterns.end()};  // MX unknown
+  std::vector<std::string> out;
+  const auto add = [&out](const std::string& name) {
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
+  };
+  for (const std::string& pattern : mx_patterns) {
+    if (!pattern.starts_with("*.")) {
+      add(pattern);
+      continue;
+    }
+    for (const std::string& host : mx_hosts)
+      if (mx_pattern_matches(pattern, host)) add(ascii_lowercase(host));
+  }
+  if (out.empty()) return {mx_patterns.begin(), mx_patterns.end()};
+  return out;
+}
+
 Result<std::string, AnswerError> sts_secure_data(std::span<const std::string> mx_patterns) {
   if (mx_patterns.empty()) return AnswerError::NoMxPatterns;
   std::string data = "secure match=";
@@ -348,7 +368,7 @@ Result<std::string, AnswerError> tlsrpt_no_policy_attributes(std::string_view do
 Result<std::string, AnswerError> sts_answer_data(const StsPolicyFacts& facts, TlsrptAttributes attributes,
                                                  std::optional<ResultType> policy_failure) {
   if (attributes == TlsrptAttributes::Omit && policy_failure) return AnswerError::FailureNeedsAttributes;
-  auto secure = sts_secure_data(facts.mx_patterns);
+  auto secure = sts_secure_data(facts.match_list.empty() ? facts.mx_patterns : facts.match_list);
   if (!secure || attributes == TlsrptAttributes::Omit) return secure;
   const auto tlsrpt = tlsrpt_sts_attributes(facts, policy_failure);
   if (!tlsrpt) return tlsrpt.error();
@@ -386,7 +406,7 @@ DaneCoverage dane_coverage(std::span<const TlsaAnswer> hosts) {
   return failed > 0 ? DaneCoverage::Unknown : DaneCoverage::None;
 }
 
-bool socketmap_needs_dane(const Resolution& resolution, const SocketmapSettings& settings) {
+bool socketmap_enforces(const Resolution& resolution, const SocketmapSettings& settings) {
   if (!resolution.policy) return false;
   const Mode mode = resolution.policy->policy.mode;
   return mode == Mode::Enforce || (mode == Mode::Testing && settings.strict_testing);
@@ -408,9 +428,11 @@ SocketmapAnswer without_policy(const Resolution& resolution) {
   return {SocketmapStatus::NotFound, "", "no-policy"};
 }
 
-SocketmapAnswer enforcing(const StoredPolicy& stored, DaneCoverage dane, const SocketmapSettings& settings) {
-  if (dane == DaneCoverage::All) return {SocketmapStatus::Ok, "dane-only", "dane-only"};
-  const StsPolicyFacts facts{stored.domain, split_policy_lines(stored.raw), stored.policy.mx};
+SocketmapAnswer enforcing(const StoredPolicy& stored, const NextHopView& hop,
+                          const SocketmapSettings& settings) {
+  if (hop.dane == DaneCoverage::All) return {SocketmapStatus::Ok, "dane-only", "dane-only"};
+  const StsPolicyFacts facts{stored.domain, split_policy_lines(stored.raw), stored.policy.mx,
+                             match_list_for(stored.policy.mx, hop.mx_hosts)};
   auto data = sts_answer_data(facts, settings.attributes);
   // A policy line the attributes cannot carry costs the report, not the
   // mail: the hosts are still verified (logged as enforce-no-attributes).
@@ -428,10 +450,10 @@ SocketmapAnswer enforcing(const StoredPolicy& stored, DaneCoverage dane, const S
 
 }  // namespace
 
-SocketmapAnswer choose_socketmap_answer(const Resolution& resolution, DaneCoverage dane,
+SocketmapAnswer choose_socketmap_answer(const Resolution& resolution, const NextHopView& hop,
                                         const SocketmapSettings& settings) {
   if (!resolution.policy) return without_policy(resolution);
-  if (socketmap_needs_dane(resolution, settings)) return enforcing(*resolution.policy, dane, settings);
+  if (socketmap_enforces(resolution, settings)) return enforcing(*resolution.policy, hop, settings);
   if (resolution.policy->policy.mode == Mode::Testing) return {SocketmapStatus::NotFound, "", "testing"};
   return {SocketmapStatus::NotFound, "", "mode-none"};
 }

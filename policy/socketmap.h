@@ -172,6 +172,8 @@ struct StsPolicyFacts {
   std::string domain;                     // the policy domain, a host name
   std::vector<std::string> policy_lines;  // split_policy_lines(raw body)
   std::vector<std::string> mx_patterns;   // RFC 8461 form: "mx.example.com", "*.example.net"
+  // What `match=` lists when not empty (match_list_for()); else mx_patterns.
+  std::vector<std::string> match_list;
 };
 
 // Whether the TLSRPT attributes follow the DATA (Postfix 3.10+ only).
@@ -196,6 +198,18 @@ std::string_view to_string(AnswerError error);
 // The body's lines in order, without their LF or CRLF terminator; blank
 // (empty or whitespace-only) lines are dropped.
 std::vector<std::string> split_policy_lines(std::string_view body);
+
+// The names `match=` lists for a policy, given the MX hosts the MTA will
+// see: each wildcard pattern is replaced by the hosts it matches under RFC
+// 8461 §4.1 (one label: "*.example.net" matches "mx.example.net", never
+// "a.mx.example.net"), listed by exact name; other patterns stay. Postfix
+// before 3.10.5 reads ".example.net" as any depth of subdomain, so sending
+// the pattern itself would let it deliver to a host the policy does not
+// allow (Sendmail reads it as one label). A wildcard no host matches is left
+// out; when nothing is left (no MX host matches, or `mx_hosts` is empty
+// because the lookup failed) the patterns are returned unchanged.
+std::vector<std::string> match_list_for(std::span<const std::string> mx_patterns,
+                                        std::span<const std::string> mx_hosts);
 
 // `secure match=mx1.example.com:.example.net servername=hostname`.
 Result<std::string, AnswerError> sts_secure_data(std::span<const std::string> mx_patterns);
@@ -274,9 +288,15 @@ struct SocketmapAnswer {
   friend bool operator==(const SocketmapAnswer&, const SocketmapAnswer&) = default;
 };
 
-// The answer for one resolution (see above). `dane` matters only for a
+// What the MTA's next hop looks like, for a policy that enforces.
+struct NextHopView {
+  DaneCoverage dane = DaneCoverage::Unknown;
+  std::vector<std::string> mx_hosts;  // the hosts the MTA may connect to; empty: unknown
+};
+
+// The answer for one resolution (see above). `hop` matters only for a
 // policy that enforces.
-SocketmapAnswer choose_socketmap_answer(const Resolution& resolution, DaneCoverage dane,
+SocketmapAnswer choose_socketmap_answer(const Resolution& resolution, const NextHopView& hop,
                                         const SocketmapSettings& settings);
 
 // The coverage from the TLSA answers of every host the MTA may use, looked
@@ -287,7 +307,8 @@ SocketmapAnswer choose_socketmap_answer(const Resolution& resolution, DaneCovera
 // fail that host, `secure` still verifies it. No hosts: None.
 DaneCoverage dane_coverage(std::span<const TlsaAnswer> hosts);
 
-// Whether a resolution calls for the DANE coverage (an enforcing policy).
-bool socketmap_needs_dane(const Resolution& resolution, const SocketmapSettings& settings);
+// Whether a resolution enforces (enforce, or testing under strict_testing):
+// then the answer needs the next hop (NextHopView).
+bool socketmap_enforces(const Resolution& resolution, const SocketmapSettings& settings);
 
 }  // namespace mtasts::policy

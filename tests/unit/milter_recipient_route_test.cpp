@@ -127,5 +127,46 @@ TEST(RecipientRoute, PostfixAndSendmailMacros) {
   }
 }
 
+struct NextHopCase {
+  std::string key;
+  RouteKind kind;
+  std::string domain;
+  std::string relay_host;
+  bool relay_mx_lookup;
+  std::uint16_t port;
+  std::string reason;
+};
+
+// Socketmap keys as Postfix (smtp_tls_policy_maps) and Sendmail (sts) send them.
+TEST(RecipientRoute, NextHopKeys) {
+  using K = RouteKind;
+  RouteRules rules;
+  rules.excluded_domains = {"excluded.example"};
+  const std::vector<NextHopCase> cases{
+      {"example.com", K::RecipientDomain, "example.com", "", false, 25, ""},
+      {"Example.COM.", K::RecipientDomain, "example.com", "", false, 25, ""},
+      {"[relay.example]:587", K::SmartHost, "relay.example", "relay.example", false, 587, ""},
+      {"[relay.example]", K::SmartHost, "relay.example", "relay.example", false, 25, ""},
+      {"relay.example:2525", K::SmartHost, "relay.example", "relay.example", true, 2525, ""},
+      {".example.com", K::OutOfScope, "", "", false, 25, "parent-domain"},
+      {"[192.0.2.1]:25", K::OutOfScope, "", "", false, 25, "address-literal"},
+      {"[ipv6:2001:db8::1]", K::OutOfScope, "", "", false, 25, "address-literal"},
+      {"excluded.example", K::OutOfScope, "excluded.example", "", false, 25, "excluded"},
+      {"[relay.example", K::OutOfScope, "", "", false, 25, "bad-next-hop"},
+      // Sendmail's "mx1:mx2" list form: the first host (as for the milter's macros).
+      {"a.example:b.example", K::RecipientDomain, "a.example", "", false, 25, ""},
+      {"bad_name!.example", K::OutOfScope, "", "", false, 25, "bad-next-hop"},
+  };
+  for (const auto& c : cases) {
+    const RecipientRoute r = route_next_hop(c.key, rules);
+    EXPECT_EQ(r.kind, c.kind) << c.key;
+    EXPECT_EQ(r.domain, c.domain) << c.key;
+    EXPECT_EQ(r.relay_host, c.relay_host) << c.key;
+    EXPECT_EQ(r.relay_mx_lookup, c.relay_mx_lookup) << c.key;
+    EXPECT_EQ(r.port, c.port) << c.key;
+    EXPECT_EQ(r.reason, c.reason) << c.key;
+  }
+}
+
 }  // namespace
 }  // namespace mtasts::milter

@@ -587,5 +587,201 @@ TEST(PolicySocketmap, AnswerErrorCodes) {
   EXPECT_EQ(to_string(RequestError::BadKeyByte), "bad-key-byte");
 }
 
+// ---- Which answer ------------------------------------------------------
+
+StoredPolicy stored_policy(Mode mode, std::vector<std::string> mx) {
+  StoredPolicy p;
+  p.domain = "example.com";
+  p.txt_id = "1";
+  p.policy.mode = mode;
+  p.policy.mx = mx;
+  p.policy.max_age = 86400;
+  std::string raw = "version: STSv1\r\nmode: " + std::string(to_string(mode)) + "\r\n";
+  for (const auto& m : mx) raw += "mx: " + m + "\r\n";
+  p.raw = raw + "max_age: 86400\r\n";
+  return p;
+}
+
+Resolution with_policy(Mode mode, PolicySource source = PolicySource::Cache) {
+  Resolution r;
+  r.domain = "example.com";
+  r.source = source;
+  r.policy = stored_policy(mode, {"mx1.example.com", "*.example.net"});
+  return r;
+}
+
+Resolution without_policy(bool temporary, std::string_view reason) {
+  Resolution r;
+  r.domain = "example.com";
+  r.temporary = temporary;
+  r.reason = reason;
+  return r;
+}
+
+struct AnswerCase {
+  std::string name;
+  Resolution resolution;
+  NextHopView hop;
+  SocketmapSettings settings;
+  SocketmapAnswer expected;
+};
+
+TEST(PolicySocketmap, AnswerTable) {
+  const NextHopView hosts{DaneCoverage::None, {"mx1.example.com", "a.example.net", "b.c.example.net"}};
+  const NextHopView all_dane{DaneCoverage::All, {"mx1.example.com"}};
+  const NextHopView some_dane{DaneCoverage::Some, {"mx1.example.com", "a.example.net"}};
+  const NextHopView unknown{};
+  const SocketmapSettings plain{};
+  const SocketmapSettings strict{true, TlsrptAttributes::Omit};
+  const std::string secure_hosts = "secure match=mx1.example.com:a.example.net servername=hostname";
+  const std::string secure_patterns = "secure match=mx1.example.com:.example.net servername=hostname";
+  const std::vector<AnswerCase> cases = {
+      // enforce: the wildcard becomes the one-label MX host it matches; the
+      // two-label host is left out (Postfix < 3.10.5 would accept it).
+      {"enforce", with_policy(Mode::Enforce), hosts, plain, {SocketmapStatus::Ok, secure_hosts, "enforce"}},
+      {"enforce, MX unknown",
+       with_policy(Mode::Enforce),
+       unknown,
+       plain,
+       {SocketmapStatus::Ok, secure_patterns, "enforce"}},
+      {"enforce, stale",
+       with_policy(Mode::Enforce, PolicySource::Stale),
+       hosts,
+       plain,
+       {SocketmapStatus::Ok, secure_hosts, "enforce"}},
+      {"enforce, fetched",
+       with_policy(Mode::Enforce, PolicySource::Fetched),
+       hosts,
+       plain,
+       {SocketmapStatus::Ok, secure_hosts, "enforce"}},
+      {"enforce, every MX has DANE",
+       with_policy(Mode::Enforce),
+       all_dane,
+       plain,
+       {SocketmapStatus::Ok, "dane-only", "dane-only"}},
+      {"enforce, some MX have DANE",
+       with_policy(Mode::Enforce),
+       some_dane,
+       plain,
+       {SocketmapStatus::Ok, secure_hosts, "enforce"}},
+      {"testing", with_policy(Mode::Testing), hosts, plain, {SocketmapStatus::NotFound, "", "testing"}},
+      {"testing, DANE",
+       with_policy(Mode::Testing),
+       all_dane,
+       plain,
+       {SocketmapStatus::NotFound, "", "testing"}},
+      {"testing, strict",
+       with_policy(Mode::Testing),
+       hosts,
+       strict,
+       {SocketmapStatus::Ok, secure_hosts, "enforce"}},
+      {"none", with_policy(Mode::None), hosts, strict, {SocketmapStatus::NotFound, "", "mode-none"}},
+      {"no policy",
+       without_policy(false, "txt-missing"),
+       hosts,
+       plain,
+       {SocketmapStatus::NotFound, "", "no-policy"}},
+      {"servfail, nothing cached",
+       without_policy(true, "dns-servfail"),
+       hosts,
+       plain,
+       {SocketmapStatus::NotFound, "", "no-policy"}},
+      {"bogus, nothing cached",
+       without_policy(true, "dnssec-bogus"),
+       hosts,
+       plain,
+       {SocketmapStatus::NotFound, "", "no-policy"}},
+      {"fetch timed out, nothing cached",
+       without_policy(true, "timeout"),
+       hosts,
+       plain,
+       {SocketmapStatus::NotFound, "", "no-policy"}},
+      {"first discovery still running",
+       without_policy(true, "deadline"),
+       hosts,
+       plain,
+       {SocketmapStatus::Temp, "MTA-STS policy discovery for example.com still running", "pending"}},
+      {"overloaded",
+       without_policy(true, "overloaded"),
+       hosts,
+       plain,
+       {SocketmapStatus::Temp, "MTA-STS policy discovery overloaded", "overloaded"}},
+      {"stopping",
+       without_policy(true, "stopping"),
+       hosts,
+       plain,
+       {SocketmapStatus::Temp, "MTA-STS server stopping", "stopping"}},
+  };
+  for (const auto& c : cases)
+    EXPECT_EQ(choose_socketmap_answer(c.resolution, c.hop, c.settings), c.expected) << c.name;
+}
+
+TEST(PolicySocketmap, AnswerWithAttributesKeepsThePolicysOwnPatterns) {
+  const NextHopView hosts{DaneCoverage::None, {"mx1.example.com", "a.example.net"}};
+  const auto answer =
+      choose_socketmap_answer(with_policy(Mode::Enforce), hosts, {false, TlsrptAttributes::Append});
+  EXPECT_EQ(answer.status, SocketmapStatus::Ok);
+  EXPECT_EQ(
+      answer.text,
+      "secure match=mx1.example.com:a.example.net servername=hostname policy_type=sts "
+      "policy_domain=example.com { policy_string = version: STSv1 } { policy_string = mode: enforce } "
+      "{ policy_string = mx: mx1.example.com } { policy_string = mx: *.example.net } "
+      "{ policy_string = max_age: 86400 } mx_host_pattern=mx1.example.com mx_host_pattern=*.example.net");
+}
+
+// A policy line the attributes cannot carry costs the report, not the mail.
+TEST(PolicySocketmap, AnUncarriableLineDropsTheAttributesNotTheAnswer) {
+  Resolution r = with_policy(Mode::Enforce);
+  r.policy->raw += "x-note: {braces}\r\n";
+  const auto answer = choose_socketmap_answer(r, {}, {false, TlsrptAttributes::Append});
+  EXPECT_EQ(answer, (SocketmapAnswer{SocketmapStatus::Ok,
+                                     "secure match=mx1.example.com:.example.net servername=hostname",
+                                     "enforce-no-attributes"}));
+}
+
+TEST(PolicySocketmap, MatchListForWildcards) {
+  const std::vector<std::string> patterns{"*.example.net", "mx.example.org", "*.unused.example"};
+  EXPECT_EQ(
+      match_list_for(patterns, std::vector<std::string>{"b.example.net", "a.example.net", "x.y.example.net",
+                                                        "b.example.net", "mx.example.org"}),
+      (std::vector<std::string>{"b.example.net", "a.example.net", "mx.example.org"}));
+  // MX unknown: the patterns as they are.
+  EXPECT_EQ(match_list_for(patterns, {}), patterns);
+  // No host matches at all: the patterns as they are (Postfix then fails the hosts).
+  EXPECT_EQ(
+      match_list_for(std::vector<std::string>{"*.example.net"}, std::vector<std::string>{"mx.other.example"}),
+      (std::vector<std::string>{"*.example.net"}));
+  // Upper-case MX names are listed in lower case.
+  EXPECT_EQ(
+      match_list_for(std::vector<std::string>{"*.example.net"}, std::vector<std::string>{"MX.Example.NET"}),
+      (std::vector<std::string>{"mx.example.net"}));
+}
+
+TlsaAnswer tlsa(DnsStatus status, DnsSecurity security, std::uint8_t usage = 3) {
+  TlsaAnswer a;
+  a.status = status;
+  a.security = security;
+  if (status == DnsStatus::Ok)
+    a.records.push_back(TlsaRecord{usage, 1, 1, std::vector<unsigned char>(32, 0x5a)});
+  return a;
+}
+
+TEST(PolicySocketmap, DaneCoverageTable) {
+  const auto secure = tlsa(DnsStatus::Ok, DnsSecurity::Secure);
+  const auto insecure = tlsa(DnsStatus::Ok, DnsSecurity::Insecure);
+  const auto pkix = tlsa(DnsStatus::Ok, DnsSecurity::Secure, 1);  // not usable for SMTP (RFC 7672 §3.1.3)
+  const auto none = tlsa(DnsStatus::NxDomain, DnsSecurity::Secure);
+  const auto failed = tlsa(DnsStatus::ServFail, DnsSecurity::Insecure);
+  const auto bogus = tlsa(DnsStatus::Ok, DnsSecurity::Bogus);
+  EXPECT_EQ(dane_coverage(std::vector<TlsaAnswer>{secure, secure}), DaneCoverage::All);
+  EXPECT_EQ(dane_coverage(std::vector<TlsaAnswer>{secure, none}), DaneCoverage::Some);
+  EXPECT_EQ(dane_coverage(std::vector<TlsaAnswer>{secure, failed}), DaneCoverage::Some);
+  EXPECT_EQ(dane_coverage(std::vector<TlsaAnswer>{secure, bogus}), DaneCoverage::Some);
+  EXPECT_EQ(dane_coverage(std::vector<TlsaAnswer>{insecure, none}), DaneCoverage::None);
+  EXPECT_EQ(dane_coverage(std::vector<TlsaAnswer>{pkix}), DaneCoverage::None);
+  EXPECT_EQ(dane_coverage(std::vector<TlsaAnswer>{none, failed}), DaneCoverage::Unknown);
+  EXPECT_EQ(dane_coverage(std::vector<TlsaAnswer>{}), DaneCoverage::None);
+}
+
 }  // namespace
 }  // namespace mtasts::policy
