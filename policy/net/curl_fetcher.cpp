@@ -64,7 +64,8 @@ CURLcode global_init() {
 // State one transfer shares with its callbacks.
 struct Transfer {
   CURL* handle = nullptr;
-  std::string host;  // mta-sts.<domain>, the §3.3 Policy Host
+  X509_STORE* trust = nullptr;  // the fetcher's shared trust anchors
+  std::string host;             // mta-sts.<domain>, the §3.3 Policy Host
   std::string body;
   bool headers_checked = false;
   std::optional<FetchError> header_error;  // status or Content-Type refused before the body
@@ -155,6 +156,8 @@ CURLcode install_host_check(CURL* /*handle*/, void* ssl_ctx, void* user) noexcep
     if (X509_VERIFY_PARAM_set1_host(param, transfer->host.c_str(), transfer->host.size()) != 1) {
       return CURLE_SSL_CERTPROBLEM;
     }
+    // The anchors read once (CurlFetcher): libcurl was told to load none.
+    SSL_CTX_set1_cert_store(static_cast<SSL_CTX*>(ssl_ctx), transfer->trust);
     return CURLE_OK;
   } catch (...) {
     return CURLE_SSL_CERTPROBLEM;
@@ -293,10 +296,10 @@ std::optional<CURLoption> configure(const CurlFetcherConfig& config, Transfer& t
   o.set(CURLOPT_SSL_VERIFYPEER, 1L);
   o.set(CURLOPT_SSL_VERIFYHOST, 2L);
   o.set(CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
-  if (!config.ca_file.empty()) {
-    o.set(CURLOPT_CAINFO, config.ca_file.c_str());
-    o.set(CURLOPT_CAPATH, static_cast<const char*>(nullptr));  // trust ca_file alone
-  }
+  // No file for libcurl to parse per connection: install_host_check()
+  // gives the context the fetcher's store.
+  o.set(CURLOPT_CAINFO, static_cast<const char*>(nullptr));
+  o.set(CURLOPT_CAPATH, static_cast<const char*>(nullptr));
   o.set(CURLOPT_SSL_CTX_FUNCTION, &install_host_check);
   o.set(CURLOPT_SSL_CTX_DATA, static_cast<void*>(&transfer));
   o.set(CURLOPT_TIMEOUT, config.timeout_seconds);
@@ -316,12 +319,14 @@ void log_fetch(const std::string& domain, long status, std::string_view reason, 
                 elapsed.count());
 }
 
-Result<FetchedBody, FetchError> perform(const CurlFetcherConfig& config, const std::string& host,
-                                        const std::string& resolve_line, long& status) {
+Result<FetchedBody, FetchError> perform(const CurlFetcherConfig& config, X509_STORE* trust,
+                                        const std::string& host, const std::string& resolve_line,
+                                        long& status) {
   CurlHandle handle(curl_easy_init());
   if (!handle) return fetch_error("curl-init", "curl_easy_init failed");
   Transfer transfer;
   transfer.handle = handle.get();
+  transfer.trust = trust;
   transfer.host = host;
   Slist resolve(curl_slist_append(nullptr, resolve_line.c_str()));
   Slist headers(curl_slist_append(nullptr, "Cache-Control: no-cache"));
@@ -341,6 +346,27 @@ Result<FetchedBody, FetchError> perform(const CurlFetcherConfig& config, const s
 
 }  // namespace
 
+struct CurlFetcher::TrustStore {
+  explicit TrustStore(const std::string& ca_file) : store(X509_STORE_new()) {
+    if (!store) throw std::runtime_error("cannot make a certificate store");
+    const int loaded =
+        ca_file.empty() ? X509_STORE_set_default_paths(store) : X509_STORE_load_file(store, ca_file.c_str());
+    if (loaded != 1) {
+      X509_STORE_free(store);
+      throw std::runtime_error(ca_file.empty()
+                                   ? std::string("the system trust store cannot be read.")
+                                   : "HTTPS CA file " + ca_file + " holds no usable certificate.");
+    }
+    // As libcurl sets on the stores it makes: an intermediate in the file
+    // may anchor a chain.
+    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_TRUSTED_FIRST);
+  }
+  ~TrustStore() { X509_STORE_free(store); }
+  TrustStore(const TrustStore&) = delete;
+  TrustStore& operator=(const TrustStore&) = delete;
+  X509_STORE* store;
+};
+
 CurlFetcher::CurlFetcher(CurlFetcherConfig config) : config_(std::move(config)) {
   // A CA file that cannot be read would fail every fetch as a certificate
   // problem of the policy host: refuse it here, at start-up or reload.
@@ -348,6 +374,7 @@ CurlFetcher::CurlFetcher(CurlFetcherConfig config) : config_(std::move(config)) 
   if (!config_.ca_file.empty() &&
       (!std::filesystem::is_regular_file(config_.ca_file, ec) || !std::ifstream{config_.ca_file}.is_open()))
     throw std::runtime_error("HTTPS CA file " + config_.ca_file + " cannot be read.");
+  trust_ = std::make_unique<TrustStore>(config_.ca_file);
   // Failure here leaves every fetch failing with "curl-init": the daemon can
   // still run on cached policies.
   if (global_init() != CURLE_OK) spdlog::error("curl_global_init failed");
@@ -365,7 +392,7 @@ Result<FetchedBody, FetchError> CurlFetcher::fetch(const std::string& policy_dom
   if (global_init() != CURLE_OK) {
     result = fetch_error("curl-init", "curl_global_init failed");
   } else if (const auto resolve_line = resolve_entry(host, config_.port, addresses)) {
-    result = perform(config_, host, *resolve_line, status);
+    result = perform(config_, trust_->store, host, *resolve_line, status);
   }
   if (result) {
     log_fetch(policy_domain, status, "ok", result->body.size(), started);
