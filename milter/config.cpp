@@ -331,7 +331,7 @@ const std::vector<Setting>& settings() {
           "map names Sendmail's FEATURE(`sts') asks: never answered with TLSRPT attributes",
           [](Config& c) -> std::vector<std::string>& { return c.socketmap.sendmail_map_names; }, map_name),
       integer("socketmap.deadline_ms",
-              "longest wait for a first discovery before TEMP (under Postfix's 10 s socketmap timeout)", 100,
+              "longest wait for a first discovery before TEMP (under Sendmail's 5 s map timeout, -d5)", 100,
               9000, [](Config& c) -> long& { return c.socketmap.deadline_ms; }),
       boolean("socketmap.tlsrpt_attributes",
               "append Postfix 3.10 TLSRPT attributes to answers (Postfix 3.9 and older defer on them)",

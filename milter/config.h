@@ -88,8 +88,8 @@ struct SocketmapConfig {
   std::vector<std::string> map_names{"postfix", "sts"};
   // Those Sendmail asks (FEATURE(`sts')): never answered with TLSRPT attributes.
   std::vector<std::string> sendmail_map_names{"sts"};
-  // Longest wait for a first discovery before TEMP; under Postfix's 10 s
-  // socketmap timeouts (and Sendmail's -d5 map timeout of 5 s).
+  // Longest wait for a first discovery before TEMP: under Sendmail's map
+  // timeout (-d5: 5 s); Postfix's socketmap client waits up to 100 s.
   long deadline_ms = 4000;
   bool tlsrpt_attributes = false;  // Postfix 3.10+ only: 3.9 and older defer on them
   std::size_t max_connections = 2000;

@@ -292,24 +292,38 @@ void block_daemon_signals() {
 namespace {
 
 struct FittedLimits {
-  std::size_t connections = 0;    // open milter connections
-  std::size_t waiting_rcpts = 0;  // recipients waiting for the engine at once
+  std::size_t connections = 0;            // open milter connections
+  std::size_t waiting_rcpts = 0;          // recipients waiting for the engine at once
+  std::size_t socketmap_connections = 0;  // open socketmap connections
 };
+
+// The socketmap's threads (its loop and lookup threads) start after the
+// limits are read: they come off the tasks left.
+std::optional<std::uint64_t> tasks_left_for_rcpts(const Config& config) {
+  auto tasks_free = task_headroom();
+  if (!tasks_free || config.socketmap.socket.empty()) return tasks_free;
+  const std::uint64_t socketmap_threads = config.socketmap.lookup_threads + 1;
+  return *tasks_free > socketmap_threads ? *tasks_free - socketmap_threads : 0;
+}
 
 // Fits the connection cap into the descriptor limit (raised at start), and
 // the recipients that may wait (each holds a libmilter worker thread) into
 // the tasks the cgroup still allows, read once the engine's threads run.
 FittedLimits fit_limits(const Config& config, const DescriptorLimit& descriptors) {
-  const std::optional<std::uint64_t> tasks_free = task_headroom();
-  const FittedLimits fitted{connections_that_fit(config.max_connections, descriptors.soft),
-                            tasks_free
-                                ? waiting_rcpts_that_fit_tasks(config.engine.max_waiting_rcpts, *tasks_free)
-                                : config.engine.max_waiting_rcpts};
+  const std::optional<std::uint64_t> tasks_free = tasks_left_for_rcpts(config);
+  FittedLimits fitted{connections_that_fit(config.max_connections, descriptors.soft),
+                      tasks_free ? waiting_rcpts_that_fit_tasks(config.engine.max_waiting_rcpts, *tasks_free)
+                                 : config.engine.max_waiting_rcpts,
+                      0};
+  // The socketmap's connections share what the milter's leave.
+  fitted.socketmap_connections =
+      connections_that_fit(config.socketmap.max_connections,
+                           descriptors.soft > fitted.connections ? descriptors.soft - fitted.connections : 1);
   spdlog::info(
       "milter event=limits descriptors={} descriptors_raised={} tasks_free={} max_connections={} "
-      "max_waiting_rcpts={}",
+      "max_waiting_rcpts={} socketmap_max_connections={}",
       descriptors.soft, descriptors.raised, tasks_free ? std::to_string(*tasks_free) : "-",
-      fitted.connections, fitted.waiting_rcpts);
+      fitted.connections, fitted.waiting_rcpts, fitted.socketmap_connections);
   if (fitted.connections < config.max_connections)
     spdlog::warn(
         "milter event=limits max_connections={} configured={} descriptors={} note=\"lowered to fit the "
@@ -320,6 +334,11 @@ FittedLimits fit_limits(const Config& config, const DescriptorLimit& descriptors
         "milter event=limits max_waiting_rcpts={} configured={} tasks_free={} note=\"lowered to fit the "
         "task limit (a waiting recipient holds a thread); raise TasksMax\"",
         fitted.waiting_rcpts, config.engine.max_waiting_rcpts, *tasks_free);
+  if (!config.socketmap.socket.empty() && fitted.socketmap_connections < config.socketmap.max_connections)
+    spdlog::warn(
+        "milter event=limits socketmap_max_connections={} configured={} descriptors={} note=\"lowered to fit "
+        "the descriptor limit; raise LimitNOFILE\"",
+        fitted.socketmap_connections, config.socketmap.max_connections, descriptors.soft);
   return fitted;
 }
 
@@ -373,8 +392,10 @@ int run_daemon(const Config& config, const std::string& config_path) {
                                    [&context] { return context.settings(); });
   std::optional<SocketmapServer> socketmap;
   if (socketmap_fd >= 0) {
+    SocketmapServerConfig server_config = socketmap_server_config(config);
+    server_config.max_connections = limits.socketmap_connections;
     socketmap.emplace(
-        socketmap_fd, socketmap_server_config(config),
+        socketmap_fd, server_config,
         [&socketmap_lookup](const std::string& key, policy::Deadline deadline) {
           return socketmap_lookup.lookup(key, deadline);
         },
