@@ -18,6 +18,10 @@ test_packages=(
   # Libraries of the unpacked (never installed) Sendmail that
   # tests/integration/lib/sendmail.sh fetches with apt-get download.
   libdb5.3 libnsl2 libldap-2.5-0 libsasl2-2 libssl3
+  # The peer the socketmap is measured against (tests/bench/run_socketmap_bench.sh),
+  # and the server SOCKETMAP_SERVER=peer runs in the socketmap delivery tests;
+  # uvloop is only Recommends, and Debian's own setup runs the peer on it.
+  postfix-mta-sts-resolver python3-uvloop
 )
 
 missing=()

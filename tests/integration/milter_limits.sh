@@ -119,7 +119,7 @@ bed_task_cgroup 400
 start_milter "${TASK_PREFIX[@]}"
 why=""
 limits=$(grep 'milter event=limits descriptors=' "$LOG")
-waiting=$(sed -n 's/.* tasks_free=[0-9]* .*max_waiting_rcpts=\([0-9]*\)$/\1/p' <<<"$limits")
+waiting=$(sed -n 's/.* tasks_free=[0-9]* .*max_waiting_rcpts=\([0-9]*\)\( .*\)\{0,1\}$/\1/p' <<<"$limits")
 [ -n "$waiting" ] && [ "$waiting" -lt 256 ] || why="no limits line fitting max_waiting_rcpts into the task limit: $limits;"
 log_has 0 'event=limits max_waiting_rcpts=.*note="lowered to fit the task limit' || why="$why no lowered-to-fit warning;"
 ( peak=0; while :; do

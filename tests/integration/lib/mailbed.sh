@@ -457,8 +457,7 @@ YML
 # [socketmap] section listening on 127.0.0.1:$MB_SOCKETMAP_PORT.
 mb_socketmap_config() {
   local file=$1; shift
-  mb_milter_config "$file" "$@" &&
-    printf '[socketmap]\nsocket = "inet:%s@127.0.0.1"\n' "$MB_SOCKETMAP_PORT" >>"$file"
+  mb_milter_config "$file" "socketmap.socket=\"inet:$MB_SOCKETMAP_PORT@127.0.0.1\"" "$@"
 }
 
 # mb_socketmap_start CONF LOG: "$MTASTS_BIN" -c CONF in the

@@ -397,11 +397,14 @@ tb_config() {
     [policy.refresh_interval]=86400
     [policy.decision_deadline_ms]=0
     [log.level]='"info"'
+    # The daemon's socketmap listens on 8461 by default: off unless a test
+    # asks (socketmap.socket=...), so two daemons in one bed never collide.
+    [socketmap.socket]='""'
   )
   local kv section key
   for kv in "$@"; do v[${kv%%=*}]=${kv#*=}; done
   : >"$file"
-  for section in store dns https policy log; do
+  for section in store dns https policy log socketmap; do
     echo "[$section]" >>"$file"
     for key in "${!v[@]}"; do
       [ "${key%%.*}" = "$section" ] && echo "${key#*.} = ${v[$key]}" >>"$file"
