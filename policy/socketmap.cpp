@@ -323,7 +323,10 @@ std::vector<std::string> match_list_for(std::span<const std::string> mx_patterns
     for (const std::string& host : mx_hosts)
       if (mx_pattern_matches(pattern, host)) add(ascii_lowercase(host));
   }
-  if (out.empty()) return {mx_patterns.begin(), mx_patterns.end()};
+  // MX hosts known, none allowed: a name no certificate can carry, so that
+  // Postfix verifies no host and defers (RFC 8461 §5), where the bare
+  // pattern would let Postfix before 3.10.5 accept a deeper host.
+  if (out.empty()) out.emplace_back(kNoHostAllowed);
   return out;
 }
 

@@ -206,8 +206,11 @@ std::vector<std::string> split_policy_lines(std::string_view body);
 // before 3.10.5 reads ".example.net" as any depth of subdomain, so sending
 // the pattern itself would let it deliver to a host the policy does not
 // allow (Sendmail reads it as one label). A wildcard no host matches is left
-// out; when nothing is left (no MX host matches, or `mx_hosts` is empty
-// because the lookup failed) the patterns are returned unchanged.
+// out. When nothing is left (no MX host is allowed) the list is
+// kNoHostAllowed alone, so that no host verifies and Postfix defers, as RFC
+// 8461 §5 asks; when `mx_hosts` is empty (the lookup failed) the patterns
+// are returned unchanged.
+inline constexpr std::string_view kNoHostAllowed = "mx-not-in-policy.invalid";  // RFC 2606 .invalid
 std::vector<std::string> match_list_for(std::span<const std::string> mx_patterns,
                                         std::span<const std::string> mx_hosts);
 

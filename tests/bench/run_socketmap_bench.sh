@@ -23,13 +23,12 @@
 #          than that is re-checked with a TXT lookup on use), timeout 4,
 #          proactive fetching off, log level warn. DNS: aiodns/pycares (TXT)
 #          and getaddrinfo (policy host) read the namespace's /etc/resolv.conf,
-#          which this script points at the bed's Unbound (/etc/netns/NS/
+#          which this script points straight at NSD, as ours asks it (/etc/netns/NS/
 #          resolv.conf, removed on exit). HTTPS: aiohttp's
 #          ssl.create_default_context() loads OpenSSL's default paths, so
 #          SSL_CERT_FILE=<bed CA> makes it trust the test CA.
 #   ours   "$MTASTS_BIN" -c CONF (the daemon stays in the foreground) with
-#          tb_config's HTTPS settings (test CA), DNS forwarded to the bed's
-#          Unbound as the peer's is (not tb_config's stub to NSD),
+#          tb_config's DNS and HTTPS settings (libunbound stub to NSD, test CA),
 #          log.level warn, policy.txt_recheck_interval 86400 (as cache_grace
 #          above), policy.memory_cache_entries 200000 and
 #          `[socketmap] socket = "inet:8461@127.0.0.2"` (+ BENCH_OURS_SOCKETMAP,
@@ -52,7 +51,8 @@
 #          once per server: after BENCH_DOMAINS + BENCH_RSS_DOMAINS cached
 #          (one cold pass over 100 connections, wall time printed).
 # Checks before measuring: one query per server must answer
-# `OK secure match=.mx.bench.plain.test` (the peer adds ` servername=hostname`).
+# `OK secure match=...` (ours names the MX host, mx1.mx.bench.plain.test; the
+# peer sends the pattern, .mx.bench.plain.test).
 # Warm runs must answer OK to every request; a cold run that answers fewer
 # than all domains OK is reported and flagged, not hidden.
 #
@@ -85,7 +85,7 @@ WARM_CONNS=(1 16 100)
 COLD_CONNS=(16 100)
 PORT=8461
 declare -A ADDR=([ours]=127.0.0.2 [peer]=127.0.0.3 [null]=127.0.0.4)
-EXPECT_DATA="OK secure match=.mx.bench.plain.test"
+EXPECT_DATA="OK secure match="  # ours: mx1.mx.bench.plain.test; the peer: .mx.bench.plain.test
 SETTLE_SECONDS=2
 RUN_TIMEOUT=1800
 LOADGEN_BUSY_PCT=85  # the generator near one CPU: its figure may be its own limit
@@ -146,7 +146,9 @@ bed_up() {
   testbed_up || die "test bed did not start"
   trap bench_down EXIT
   mkdir -p "/etc/netns/$TB_NS" "$TB_DIR/bin" || die "mkdir /etc/netns/$TB_NS"
-  echo "nameserver $TB_RESOLVER_ADDR" >"/etc/netns/$TB_NS/resolv.conf" || die "/etc/netns/$TB_NS/resolv.conf"
+  # Straight to NSD (authoritative for the bench zones), as ours asks it
+  # (tb_config's stub): the same DNS path and cost for both servers.
+  echo "nameserver $TB_DNS_ADDR" >"/etc/netns/$TB_NS/resolv.conf" || die "/etc/netns/$TB_NS/resolv.conf"
   # Copies: a rebuild during the run changes nothing.
   cp "$LOAD_SRC" "$MTASTS_SRC" "$TB_DIR/bin/" || die "copy the binaries"
   LOAD_BIN="$TB_DIR/bin/socketmap_load" OURS_BIN="$TB_DIR/bin/$(basename "$MTASTS_SRC")"
@@ -154,6 +156,11 @@ bed_up() {
   printf 'version: STSv1\nmode: enforce\nmx: *.mx.bench.plain.test\nmax_age: 604800\n' >"$TB_DIR/run/policy.txt"
   tb_nginx_tune auto 1024
   tb_bulk_hosts plain 'd%04d.bench' "$DOMAINS" "$CERTS" "$TB_DIR/run/policy.txt" >"$LIST" || die "bulk hosts"
+  # One MX per domain inside the policy's pattern, as real domains have (the
+  # bulk hosts have none: the domain itself would be the only host, outside
+  # `*.mx.bench.plain.test`, and ours answers that no host is allowed).
+  sed 's/\.plain\.test$/ IN MX 10 mx1.mx.bench.plain.test./' "$LIST" >"$TB_DIR/zones/plain.d/bench-mx" ||
+    die "bench MX records"
   cat "$LIST" >"$RSS_LIST"
   if [ "$RSS_DOMAINS" -gt 0 ]; then rss_hosts >>"$RSS_LIST" || die "100k hosts"; fi
   tb_commit || die "bed commit"
@@ -189,10 +196,8 @@ default_zone:
 proactive_policy_fetching:
   enabled: false
 EOF
-  # The same DNS path as the peer: through the bed's Unbound (no stub to NSD).
   tb_config "$TB_DIR/run/ours.toml" 'log.level="warn"' policy.txt_recheck_interval=86400 \
-    policy.memory_cache_entries=200000 'dns.stub_zones=[]' "dns.forwarders=[\"$TB_RESOLVER_ADDR\"]" \
-    "socketmap.socket=\"inet:$PORT@${ADDR[ours]}\""
+    policy.memory_cache_entries=200000 "socketmap.socket=\"inet:$PORT@${ADDR[ours]}\""
   printf '%s\n' "${BENCH_OURS_SOCKETMAP:-}" >>"$TB_DIR/run/ours.toml"  # [socketmap] is the last section
 }
 

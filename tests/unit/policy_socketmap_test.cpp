@@ -747,10 +747,15 @@ TEST(PolicySocketmap, MatchListForWildcards) {
       (std::vector<std::string>{"b.example.net", "a.example.net", "mx.example.org"}));
   // MX unknown: the patterns as they are.
   EXPECT_EQ(match_list_for(patterns, {}), patterns);
-  // No host matches at all: the patterns as they are (Postfix then fails the hosts).
-  EXPECT_EQ(
-      match_list_for(std::vector<std::string>{"*.example.net"}, std::vector<std::string>{"mx.other.example"}),
-      (std::vector<std::string>{"*.example.net"}));
+  // No host is allowed: a name no certificate carries (the bare pattern would
+  // let Postfix before 3.10.5 accept a deeper host).
+  EXPECT_EQ(match_list_for(std::vector<std::string>{"*.example.net"},
+                           std::vector<std::string>{"mx.other.example", "a.b.example.net"}),
+            (std::vector<std::string>{"mx-not-in-policy.invalid"}));
+  // Exact patterns stay even when no host matches them (Postfix fails those hosts).
+  EXPECT_EQ(match_list_for(std::vector<std::string>{"*.example.net", "mx.example.org"},
+                           std::vector<std::string>{"mx.other.example"}),
+            (std::vector<std::string>{"mx.example.org"}));
   // Upper-case MX names are listed in lower case.
   EXPECT_EQ(
       match_list_for(std::vector<std::string>{"*.example.net"}, std::vector<std::string>{"MX.Example.NET"}),
