@@ -41,11 +41,12 @@ bool trusted_relay(const RecipientRoute& route, const DecisionConfig& config) {
 
 SocketmapLookupResult reusable(SocketmapAnswer answer, const policy::Resolution& resolution,
                                DaneCoverage dane, bool enforces, std::int64_t now, std::int64_t recheck) {
-  if (answer.status == SocketmapStatus::Temp || recheck <= 0) return {std::move(answer), 0, 0};
-  if (enforces && dane == DaneCoverage::Unknown) return {std::move(answer), 0, 0};
+  if (answer.status == SocketmapStatus::Temp || recheck <= 0) return {std::move(answer), 0, 0, std::nullopt};
+  if (enforces && dane == DaneCoverage::Unknown) return {std::move(answer), 0, 0, std::nullopt};
   const std::int64_t expiry =
       resolution.policy ? resolution.policy->expires_at : std::numeric_limits<std::int64_t>::max();
-  return {std::move(answer), std::min(now + recheck, expiry), std::min(now + 2 * recheck, expiry)};
+  return {std::move(answer), std::min(now + recheck, expiry), std::min(now + 2 * recheck, expiry),
+          std::nullopt};
 }
 
 void log_lookup(const std::string& key, const RecipientRoute& route, const policy::Resolution* resolution,
@@ -83,7 +84,7 @@ SocketmapLookupResult SocketmapLookup::lookup(const std::string& key, policy::De
     const SocketmapAnswer answer{SocketmapStatus::NotFound, "",
                                  route.kind == RouteKind::OutOfScope ? "out-of-scope" : "trusted-relay"};
     log_lookup(key, route, nullptr, DaneCoverage::Unknown, answer, elapsed_ms());
-    return {answer, now + recheck, now + 2 * recheck};
+    return {answer, now + recheck, now + 2 * recheck, std::nullopt};
   }
   const policy::Resolution resolution = resolver_.resolve(policy_domain_of(route), deadline);
   const DecisionConfig decision = decision_config_for(settings, policy_domain_of(route));

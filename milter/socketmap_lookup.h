@@ -32,7 +32,7 @@ struct SocketmapLookupResult {
   std::int64_t stale_until = 0;
   // The answer without TLSRPT attributes, when `answer` has them: for the
   // map names Sendmail uses (socketmap.sendmail_map_names).
-  std::optional<policy::SocketmapAnswer> without_attributes;
+  std::optional<policy::SocketmapAnswer> without_attributes = std::nullopt;
 };
 
 class SocketmapLookup {

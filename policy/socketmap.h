@@ -173,7 +173,7 @@ struct StsPolicyFacts {
   std::vector<std::string> policy_lines;  // split_policy_lines(raw body)
   std::vector<std::string> mx_patterns;   // RFC 8461 form: "mx.example.com", "*.example.net"
   // What `match=` lists when not empty (match_list_for()); else mx_patterns.
-  std::vector<std::string> match_list;
+  std::vector<std::string> match_list = {};
 };
 
 // Whether the TLSRPT attributes follow the DATA (Postfix 3.10+ only).
