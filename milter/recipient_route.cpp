@@ -81,6 +81,19 @@ bool looks_like_ip(std::string_view host) {
          host.find_first_not_of("0123456789.") == std::string_view::npos;
 }
 
+// The MTA looks up the recipient domain's MX (`own_domain`), or hands the
+// mail to a relay, whose host is then the policy domain (RFC 8461 §3.4).
+RecipientRoute routed_to(RecipientRoute route, const std::string& hop_name, bool bracketed, bool own_domain) {
+  if (own_domain) {
+    route.kind = RouteKind::RecipientDomain;
+    return route;
+  }
+  route.kind = RouteKind::SmartHost;
+  route.relay_host = hop_name;
+  route.relay_mx_lookup = !bracketed;
+  return route;
+}
+
 }  // namespace
 
 RecipientRoute route_recipient(std::string_view address, std::optional<std::string_view> mailer,
@@ -112,14 +125,7 @@ RecipientRoute route_recipient(std::string_view address, std::optional<std::stri
   }
   const auto hop_name = policy::normalize_domain(hop);
   if (!hop_name) return unreadable_next_hop(*domain);
-  if (!bracketed && *hop_name == *domain) {
-    route.kind = RouteKind::RecipientDomain;
-    return route;
-  }
-  route.kind = RouteKind::SmartHost;
-  route.relay_host = *hop_name;
-  route.relay_mx_lookup = !bracketed;
-  return route;
+  return routed_to(std::move(route), *hop_name, bracketed, !bracketed && *hop_name == *domain);
 }
 
 RecipientRoute route_next_hop(std::string_view next_hop, const RouteRules& rules) {
@@ -137,14 +143,7 @@ RecipientRoute route_next_hop(std::string_view next_hop, const RouteRules& rules
   RecipientRoute route;
   route.domain = *name;
   route.port = port;
-  if (!bracketed && port == 25) {
-    route.kind = RouteKind::RecipientDomain;
-    return route;
-  }
-  route.kind = RouteKind::SmartHost;
-  route.relay_host = *name;
-  route.relay_mx_lookup = !bracketed;
-  return route;
+  return routed_to(std::move(route), *name, bracketed, !bracketed && port == 25);
 }
 
 }  // namespace mtasts::milter
