@@ -309,8 +309,8 @@ void SocketmapServer::Impl::accept_all() {
 
 void SocketmapServer::Impl::admit(int fd) {
   if (connections.size() >= config.max_connections && !evict_idle()) {
-    close(fd);
     ++n_refused;
+    close(fd);
     if (const auto n = refused_log.note(now_unix))
       spdlog::warn(
           "socketmap event=connection-refused connections={} times={} note=\"max_connections, all busy\"",
@@ -340,8 +340,8 @@ bool SocketmapServer::Impl::evict_idle() {
   for (auto& [id, c] : connections)
     if (c->slots.empty() && (!oldest || c->last_activity < oldest->last_activity)) oldest = c.get();
   if (!oldest) return false;
+  ++n_refused;  // counted before the close a client may see
   close_connection(oldest->id);
-  ++n_refused;
   if (const auto n = refused_log.note(now_unix))
     spdlog::warn("socketmap event=idle-connection-closed connections={} times={} note=\"max_connections\"",
                  connections.size(), *n);
@@ -583,8 +583,8 @@ void SocketmapServer::Impl::sweep(Steady::time_point now) {
     const bool waiting_for_us = !c->slots.empty() && !c->slots.front().ready;
     if (!waiting_for_us && now - c->last_activity >= config.idle_timeout) idle.push_back(id);
   }
+  n_idle_closed += idle.size();  // counted first: a client may look as soon as it sees the close
   for (const auto id : idle) close_connection(id);
-  n_idle_closed += idle.size();
 }
 
 // Stopping: every request still waiting is told to try again (TEMP), one
