@@ -296,35 +296,46 @@ struct FittedLimits {
   std::size_t connections = 0;            // open milter connections
   std::size_t waiting_rcpts = 0;          // recipients waiting for the engine at once
   std::size_t socketmap_connections = 0;  // open socketmap connections
+  std::size_t socketmap_lookup_threads = 0;
 };
 
 // The socketmap's threads (its loop and lookup threads) start after the
-// limits are read: they come off the tasks left.
-std::optional<std::uint64_t> tasks_left_for_rcpts(const Config& config) {
-  auto tasks_free = task_headroom();
+// limits are read: they are fitted first and come off the tasks left.
+std::size_t socketmap_threads(const Config& config, std::optional<std::uint64_t> tasks_free) {
+  if (config.socketmap.socket.empty()) return 0;
+  return tasks_free ? socketmap_threads_that_fit_tasks(config.socketmap.lookup_threads, *tasks_free)
+                    : config.socketmap.lookup_threads;
+}
+
+std::optional<std::uint64_t> tasks_left_for_rcpts(const Config& config,
+                                                  std::optional<std::uint64_t> tasks_free,
+                                                  std::size_t lookup_threads) {
   if (!tasks_free || config.socketmap.socket.empty()) return tasks_free;
-  const std::uint64_t socketmap_threads = config.socketmap.lookup_threads + 1;
-  return *tasks_free > socketmap_threads ? *tasks_free - socketmap_threads : 0;
+  const std::uint64_t taken = lookup_threads + 1;
+  return *tasks_free > taken ? *tasks_free - taken : 0;
 }
 
 // Fits the connection cap into the descriptor limit (raised at start), and
 // the recipients that may wait (each holds a libmilter worker thread) into
 // the tasks the cgroup still allows, read once the engine's threads run.
 FittedLimits fit_limits(const Config& config, const DescriptorLimit& descriptors) {
-  const std::optional<std::uint64_t> tasks_free = tasks_left_for_rcpts(config);
+  const std::optional<std::uint64_t> headroom = task_headroom();
+  const std::size_t lookup_threads = socketmap_threads(config, headroom);
+  const std::optional<std::uint64_t> tasks_free = tasks_left_for_rcpts(config, headroom, lookup_threads);
   FittedLimits fitted{connections_that_fit(config.max_connections, descriptors.soft),
                       tasks_free ? waiting_rcpts_that_fit_tasks(config.engine.max_waiting_rcpts, *tasks_free)
                                  : config.engine.max_waiting_rcpts,
-                      0};
+                      0, lookup_threads};
   // The socketmap's connections share what the milter's leave.
   fitted.socketmap_connections =
       connections_that_fit(config.socketmap.max_connections,
                            descriptors.soft > fitted.connections ? descriptors.soft - fitted.connections : 1);
   spdlog::info(
       "milter event=limits descriptors={} descriptors_raised={} tasks_free={} max_connections={} "
-      "max_waiting_rcpts={} socketmap_max_connections={}",
+      "max_waiting_rcpts={} socketmap_max_connections={} socketmap_lookup_threads={}",
       descriptors.soft, descriptors.raised, tasks_free ? std::to_string(*tasks_free) : "-",
-      fitted.connections, fitted.waiting_rcpts, fitted.socketmap_connections);
+      fitted.connections, fitted.waiting_rcpts, fitted.socketmap_connections,
+      fitted.socketmap_lookup_threads);
   if (fitted.connections < config.max_connections)
     spdlog::warn(
         "milter event=limits max_connections={} configured={} descriptors={} note=\"lowered to fit the "
@@ -411,6 +422,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   if (socketmap_fd >= 0) {
     SocketmapServerConfig server_config = socketmap_server_config(config);
     server_config.max_connections = limits.socketmap_connections;
+    server_config.lookup_threads = limits.socketmap_lookup_threads;
     socketmap.emplace(
         socketmap_fd, server_config,
         [&socketmap_lookup](const std::string& key, policy::Deadline deadline) {

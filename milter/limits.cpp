@@ -137,6 +137,11 @@ std::size_t waiting_rcpts_that_fit_tasks(std::size_t configured, std::uint64_t h
       std::max<std::uint64_t>(1, std::min<std::uint64_t>(configured, room * 8 / 9)));
 }
 
+std::size_t socketmap_threads_that_fit_tasks(std::size_t configured, std::uint64_t headroom) {
+  const std::uint64_t share = std::max<std::uint64_t>(4, headroom / 16);
+  return static_cast<std::size_t>(std::min<std::uint64_t>(configured, share));
+}
+
 namespace {
 
 // A deadline that ran out while over the bound is the bound's doing. True

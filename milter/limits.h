@@ -63,6 +63,12 @@ std::optional<std::uint64_t> headroom_of(const std::vector<std::filesystem::path
 // most 64, left 21 of 1,000 unanswered under ASan). At least 1.
 std::size_t waiting_rcpts_that_fit_tasks(std::size_t configured, std::uint64_t headroom);
 
+// The socketmap's lookup threads under a task limit: a sixteenth of the
+// headroom (at least 4), never more than configured. Under TasksMax=400 the
+// 64 default ones took the threads libmilter needed for a flood of 1,000
+// connections (176 left unanswered under ASan).
+std::size_t socketmap_threads_that_fit_tasks(std::size_t configured, std::uint64_t headroom);
+
 // Bounds the recipients that wait for the engine (a discovery, a DNS
 // lookup, a probe) at once: each waiting RCPT holds a libmilter thread.
 // Beyond `limit`, a recipient is checked with a deadline of kOverflowWait

@@ -271,5 +271,12 @@ TEST(WaitingRcpts, WithinTheBoundTheDeadlineIsTheCallersOwn) {
   EXPECT_EQ(waiting.waiting(), 0U);
 }
 
+TEST(SocketmapThreadsThatFitTasks, ASixteenthOfTheHeadroomAtLeastFour) {
+  EXPECT_EQ(socketmap_threads_that_fit_tasks(64, 250), 15u);     // TasksMax=400 after the engine's threads
+  EXPECT_EQ(socketmap_threads_that_fit_tasks(64, 10), 4u);       // at least 4
+  EXPECT_EQ(socketmap_threads_that_fit_tasks(64, 100000), 64u);  // never more than configured
+  EXPECT_EQ(socketmap_threads_that_fit_tasks(2, 10), 2u);
+}
+
 }  // namespace
 }  // namespace mtasts::milter
