@@ -22,6 +22,8 @@ test_packages=(
   # and the server SOCKETMAP_SERVER=peer runs in the socketmap delivery tests;
   # uvloop is only Recommends, and Debian's own setup runs the peer on it.
   postfix-mta-sts-resolver python3-uvloop
+  # tests/integration/tlsrpt_report_schema.sh validates reports against a JSON Schema.
+  python3-jsonschema
 )
 
 missing=()

@@ -7,8 +7,9 @@
 #
 # The bed (lib/testbed.sh) serves SHARED_DOMAINS policy domains
 # dNNN.shared.plain.test (unsigned zone; enforce policy, mx *.mx.shared.plain.test,
-# no MX record, so the milter tempfails them with mx-not-in-policy and the
-# socketmap answers "OK secure match=.mx.shared.plain.test ..."). One daemon
+# no MX record, so the only host is the domain itself, outside the policy: the
+# milter tempfails them with mx-not-in-policy and the socketmap answers
+# "OK secure match=mx-not-in-policy.invalid ...", which no host passes). One daemon
 # ($MTASTS_BIN -c CONF) listens on the milter socket 127.0.0.1:8891 and the
 # socketmap socket 127.0.0.1:8461; lib/socketmap_shared_client.py then asks for
 # every domain over both at the same moment, in one shuffled order, with
@@ -62,7 +63,7 @@ SEED=${SHARED_SEED:-$RANDOM}
 DEADLINE_MS=${SHARED_DEADLINE_MS:-}
 CLIENT="$HERE/lib/socketmap_shared_client.py"
 ZONE_SUFFIX=shared.plain.test
-MATCH=".mx.$ZONE_SUFFIX"          # the policy's "*.mx..." as Postfix writes it
+MATCH="mx-not-in-policy.invalid"  # no MX host is allowed (policy/socketmap.h kNoHostAllowed)
 CONTROL_MILTER_PORT=8892          # the control's socketmap daemon needs a milter socket too
 MIN_OVERLAP_PERCENT=25            # "met": domains both callers had in flight at once
 PASSED=0 FAILED=0

@@ -227,6 +227,9 @@ burst() {
 # a TLSRPT failure session).
 burst_verdict() {
   local hits own logged flushes
+  # The TLSRPT buffer flushes every second (FAST_TLSRPT): its first refused
+  # flush may come just after the burst.
+  wait_log "$1" "tlsrpt event=flush-failed .*code=$3 " 5 || true
   hits=$(($(wc -l <"$WORK/fetches") - $2))
   own=$(log_count "$1" "resolve event=fetch-failed domain=$BROKEN_RE ")
   FAILED_FETCHES=$(log_count "$1" "resolve event=fetch-failed domain=([a-z0-9-]+\.)?$BROKEN_RE ")
