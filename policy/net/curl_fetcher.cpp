@@ -28,6 +28,7 @@
 
 #include "policy/ascii.h"
 #include "policy/cert_name.h"
+#include "policy/net/trust_anchors.h"
 #include "policy/policy.h"
 #include "policy/reason.h"
 
@@ -349,12 +350,8 @@ Result<FetchedBody, FetchError> perform(const CurlFetcherConfig& config, X509_ST
 struct CurlFetcher::TrustStore {
   explicit TrustStore(const std::string& ca_file) : store(X509_STORE_new()) {
     if (!store) throw std::runtime_error("cannot make a certificate store");
-    // The system store as one file (Debian's bundle, which
-    // update-ca-certificates keeps with the hashed folder): every anchor is
-    // in memory before the first fetch, none loaded later by a fetch thread.
-    const int loaded =
-        ca_file.empty() ? load_system_anchors(store) : X509_STORE_load_file(store, ca_file.c_str());
-    if (loaded != 1) {
+    const bool loaded = load_trust_anchors(store, ca_file);
+    if (!loaded) {
       X509_STORE_free(store);
       throw std::runtime_error(ca_file.empty()
                                    ? std::string("the system trust store cannot be read.")
@@ -363,24 +360,6 @@ struct CurlFetcher::TrustStore {
     // As libcurl sets on the stores it makes: an intermediate in the file
     // may anchor a chain.
     X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_TRUSTED_FIRST);
-    cache_extensions(store);
-  }
-
-  static int load_system_anchors(X509_STORE* target) {
-    if (X509_STORE_load_file(target, X509_get_default_cert_file()) == 1) return 1;
-    return X509_STORE_set_default_paths(target);
-  }
-
-  // OpenSSL 3.0 fills a certificate's extension cache (key identifiers,
-  // purposes) on first use and tests its "done" flag without a lock; fetches
-  // verifying against one shared anchor at once would race there (TSan saw
-  // it). Filling every cache now, before any fetch thread, leaves them
-  // read-only afterwards.
-  static void cache_extensions(X509_STORE* target) {
-    STACK_OF(X509_OBJECT)* objects = X509_STORE_get0_objects(target);
-    for (int i = 0; i < sk_X509_OBJECT_num(objects); ++i)
-      if (X509* cert = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, i)))
-        X509_check_purpose(cert, -1, 0);
   }
   ~TrustStore() { X509_STORE_free(store); }
   TrustStore(const TrustStore&) = delete;

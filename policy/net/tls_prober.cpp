@@ -7,6 +7,7 @@
 // socket; its error queue is per thread and cleared before each call we
 // inspect. Failures travel as std::optional<ProbeResult>: nullopt means "go on".
 #include "policy/net/tls_prober.h"
+#include "policy/net/trust_anchors.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -516,11 +517,7 @@ SmtpTlsProber::SmtpTlsProber(const SmtpTlsProberConfig& config)
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  const int loaded = config.ca_file.empty()
-                         ? SSL_CTX_set_default_verify_paths(ctx)
-                         : SSL_CTX_load_verify_locations(ctx, config.ca_file.c_str(), nullptr);
-  ERR_clear_error();
-  if (loaded != 1) {
+  if (!load_trust_anchors(SSL_CTX_get_cert_store(ctx), config.ca_file)) {
     throw std::runtime_error("TLS trust anchors " +
                              (config.ca_file.empty() ? "(system store)" : config.ca_file) +
                              " cannot be loaded.");
