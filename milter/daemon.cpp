@@ -293,6 +293,7 @@ void block_daemon_signals() {
 namespace {
 
 struct FittedLimits {
+  std::size_t engine_threads = 0;         // the engine's worker threads
   std::size_t connections = 0;            // open milter connections
   std::size_t waiting_rcpts = 0;          // recipients waiting for the engine at once
   std::size_t socketmap_connections = 0;  // open socketmap connections
@@ -318,11 +319,12 @@ std::optional<std::uint64_t> tasks_left_for_rcpts(const Config& config,
 // Fits the connection cap into the descriptor limit (raised at start), and
 // the recipients that may wait (each holds a libmilter worker thread) into
 // the tasks the cgroup still allows, read once the engine's threads run.
-FittedLimits fit_limits(const Config& config, const DescriptorLimit& descriptors) {
+FittedLimits fit_limits(const Config& config, const DescriptorLimit& descriptors,
+                        std::size_t engine_threads) {
   const std::optional<std::uint64_t> headroom = task_headroom();
   const std::size_t lookup_threads = socketmap_threads(config, headroom);
   const std::optional<std::uint64_t> tasks_free = tasks_left_for_rcpts(config, headroom, lookup_threads);
-  FittedLimits fitted{connections_that_fit(config.max_connections, descriptors.soft),
+  FittedLimits fitted{engine_threads, connections_that_fit(config.max_connections, descriptors.soft),
                       tasks_free ? waiting_rcpts_that_fit_tasks(config.engine.max_waiting_rcpts, *tasks_free)
                                  : config.engine.max_waiting_rcpts,
                       0, lookup_threads};
@@ -331,11 +333,16 @@ FittedLimits fit_limits(const Config& config, const DescriptorLimit& descriptors
       connections_that_fit(config.socketmap.max_connections,
                            descriptors.soft > fitted.connections ? descriptors.soft - fitted.connections : 1);
   spdlog::info(
-      "milter event=limits descriptors={} descriptors_raised={} tasks_free={} max_connections={} "
-      "max_waiting_rcpts={} socketmap_max_connections={} socketmap_lookup_threads={}",
+      "milter event=limits descriptors={} descriptors_raised={} tasks_free={} engine_threads={} "
+      "max_connections={} max_waiting_rcpts={} socketmap_max_connections={} socketmap_lookup_threads={}",
       descriptors.soft, descriptors.raised, tasks_free ? std::to_string(*tasks_free) : "-",
-      fitted.connections, fitted.waiting_rcpts, fitted.socketmap_connections,
+      fitted.engine_threads, fitted.connections, fitted.waiting_rcpts, fitted.socketmap_connections,
       fitted.socketmap_lookup_threads);
+  if (fitted.engine_threads < config.engine.threads)
+    spdlog::warn(
+        "milter event=limits engine_threads={} configured={} note=\"lowered to fit the task limit; raise "
+        "TasksMax\"",
+        fitted.engine_threads, config.engine.threads);
   if (fitted.connections < config.max_connections)
     spdlog::warn(
         "milter event=limits max_connections={} configured={} descriptors={} note=\"lowered to fit the "
@@ -369,6 +376,15 @@ void limit_malloc_arenas() {
   mallopt(M_ARENA_MAX, static_cast<int>(std::max(2u, std::thread::hardware_concurrency())));
 }
 
+// Under a task limit the engine's threads are fitted before it starts them:
+// they leave the rest to libmilter's workers and the waiting recipients.
+Config with_engine_threads_fitted(const Config& config) {
+  Config fitted = config;
+  if (const std::optional<std::uint64_t> headroom = task_headroom())
+    fitted.engine.threads = engine_threads_that_fit_tasks(config.engine.threads, *headroom);
+  return fitted;
+}
+
 }  // namespace
 
 int run_daemon(const Config& config, const std::string& config_path) {
@@ -386,7 +402,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   prepare_store_folder(config, runs_as);
   drop_privileges(runs_as);
 
-  auto services = make_services(config, ServicesFor::Daemon);
+  auto services = make_services(with_engine_threads_fitted(config), ServicesFor::Daemon);
   // RFC 8460: TLSRPT counts go to the policy cache database (tables
   // tlsrpt_failures / tlsrpt_successes) through its one writer.
   store::SqliteTlsrptStore tlsrpt_store(services->database);
@@ -407,7 +423,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   // Per-domain overrides (table `overrides`, schema v3): the start-up read
   // must succeed; a later failed read keeps the overrides in force.
   store::OverrideStore override_store(services->database);
-  const FittedLimits limits = fit_limits(config, descriptors);
+  const FittedLimits limits = fit_limits(config, descriptors, services->pool->threads());
   set_connection_limit(static_cast<int>(limits.connections));
   WaitingRcpts waiting(limits.waiting_rcpts);  // outlives the context that uses it
   MilterContext context(

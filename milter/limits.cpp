@@ -130,11 +130,16 @@ std::optional<std::uint64_t> task_headroom() {
 }
 
 std::size_t waiting_rcpts_that_fit_tasks(std::size_t configured, std::uint64_t headroom) {
-  const std::uint64_t reserve = std::clamp<std::uint64_t>(headroom / 2, 8, 128);
+  const std::uint64_t reserve = std::max<std::uint64_t>(headroom / 2, 8);
   const std::uint64_t room = headroom > reserve ? headroom - reserve : 0;
   // limit + limit / 8 <= room
   return static_cast<std::size_t>(
       std::max<std::uint64_t>(1, std::min<std::uint64_t>(configured, room * 8 / 9)));
+}
+
+std::size_t engine_threads_that_fit_tasks(std::size_t configured, std::uint64_t headroom) {
+  const std::uint64_t share = std::max<std::uint64_t>(8, headroom / 8);
+  return static_cast<std::size_t>(std::min<std::uint64_t>(configured, share));
 }
 
 std::size_t socketmap_threads_that_fit_tasks(std::size_t configured, std::uint64_t headroom) {

@@ -58,10 +58,18 @@ std::optional<std::uint64_t> headroom_of(const std::vector<std::filesystem::path
 // worker thread; libmilter starts one whenever none is idle, and a session
 // whose worker could not start is never served (issue #10 item 3: under a
 // task limit of 400, 710 of 1,000 connections were left unanswered). A
-// reserve of half of `headroom` (8 to 128) stays free for libmilter's
+// reserve of half of `headroom` (at least 8) stays free for libmilter's
 // quick callbacks and the threads a fetch or a reload start (a quarter, at
-// most 64, left 21 of 1,000 unanswered under ASan). At least 1.
+// most 64, left 21 of 1,000 unanswered under ASan; with at most 128 kept,
+// CI under ASan once left 88). At least 1.
 std::size_t waiting_rcpts_that_fit_tasks(std::size_t configured, std::uint64_t headroom);
+
+// The engine's worker threads (discoveries, probes, refreshes; they wait on
+// the network, not the CPU) under a task limit: an eighth of `headroom` (at
+// least 8), never more than configured. Read before the engine starts: its
+// 128 default threads, started at once, took a third of TasksMax=400 and
+// left libmilter's burst of worker threads too little room.
+std::size_t engine_threads_that_fit_tasks(std::size_t configured, std::uint64_t headroom);
 
 // The socketmap's lookup threads under a task limit: a sixteenth of the
 // headroom (at least 4), never more than configured. Under TasksMax=400 the

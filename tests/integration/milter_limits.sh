@@ -13,9 +13,10 @@
 #                 still decided from the caches
 #   task-limit    the daemon runs in a pids cgroup allowing 400 tasks (as
 #                 TasksMax=400) and 1,000 connections each send a recipient
-#                 whose discovery waits: it fits max_waiting_rcpts into the
-#                 threads left once its engine runs (each waiting recipient
-#                 holds a libmilter worker thread), stays under the limit,
+#                 whose discovery waits: it fits its engine's threads, then
+#                 max_waiting_rcpts into the threads left once its engine
+#                 runs (each waiting recipient holds a libmilter worker
+#                 thread), stays under the limit,
 #                 and answers all 1,000 (before: 710 were never answered, as
 #                 libmilter leaves a session whose worker failed to start)
 #   sighup        SIGHUP reloads the configuration (as SIGUSR1) and the daemon
@@ -125,12 +126,13 @@ log_has 0 'event=limits max_waiting_rcpts=.*note="lowered to fit the task limit'
 ( peak=0; while :; do
     n=$(cat "$TASK_CGROUP/pids.current" 2>/dev/null) || break
     [ "$n" -gt "$peak" ] && peak=$n && echo "$peak" >"$WORK/tasks.peak"
-    sleep 0.2
+    sleep 0.05
   done ) &
 sampler=$!
 client spray 1000 1000 slower.example >"$WORK/tasks.out" 2>&1
 kill "$sampler" 2>/dev/null
-grep -q '^sprayed=1000 answered=1000 ' "$WORK/tasks.out" || why="$why $(tail -1 "$WORK/tasks.out");"
+grep -q '^sprayed=1000 answered=1000 ' "$WORK/tasks.out" ||
+  why="$why $(tr '\n' ';' <"$WORK/tasks.out") peak tasks $(cat "$WORK/tasks.peak" 2>/dev/null) of 400; $limits"
 out=$(client rcpts 0 "$NOPOLICY" 2>&1)
 grep -q "^$NOPOLICY c " <<<"$out" || why="$why not deciding after the spray: $out;"
 alive || why="$why daemon died: $(tail -3 "$LOG");"

@@ -35,7 +35,8 @@ TEST(WaitingRcptsThatFitTasks, WaitersAndTheirOverflowLeaveAReserveOfThreadsFree
     std::size_t expected;
   };
   const std::vector<Case> cases{
-      {256, 267, 123},   // pids.max 400 with the engine's 133 threads: 128 kept, 123 + 15 wait
+      {256, 318, 141},   // pids.max 400, 48 engine and 22 socketmap threads: 159 kept, 141 + 17 wait
+      {256, 267, 119},   // half kept, however many that is (133 here)
       {256, 3900, 256},  // the unit's TasksMax: as configured
       {256, 100, 44},    // else half kept (50 free: 44 + 5 overflow)
       {256, 20, 8},      // and at least 8 kept
@@ -46,7 +47,7 @@ TEST(WaitingRcptsThatFitTasks, WaitersAndTheirOverflowLeaveAReserveOfThreadsFree
     EXPECT_EQ(fitted, c.expected) << c.configured << " configured, " << c.headroom << " tasks free";
     if (c.headroom >= 16) {
       EXPECT_LE(fitted + std::max<std::size_t>(1, fitted / 8),
-                c.headroom - std::min<std::uint64_t>(128, c.headroom / 2))
+                c.headroom - std::max<std::uint64_t>(8, c.headroom / 2))
           << "waiters and overflow fit beside the reserve";
     }
   }
@@ -269,6 +270,13 @@ TEST(WaitingRcpts, WithinTheBoundTheDeadlineIsTheCallersOwn) {
   EXPECT_EQ(alone.result.verdict.reason, policy::reason::kDeadline) << "not called overloaded";
   EXPECT_GE(alone.took, milliseconds(390)) << "waited its full deadline";
   EXPECT_EQ(waiting.waiting(), 0U);
+}
+
+TEST(EngineThreadsThatFitTasks, AnEighthOfTheHeadroomAtLeastEight) {
+  EXPECT_EQ(engine_threads_that_fit_tasks(128, 390), 48u);    // TasksMax=400 at start
+  EXPECT_EQ(engine_threads_that_fit_tasks(128, 20), 8u);      // at least 8
+  EXPECT_EQ(engine_threads_that_fit_tasks(128, 4000), 128u);  // never more than configured
+  EXPECT_EQ(engine_threads_that_fit_tasks(4, 390), 4u);
 }
 
 TEST(SocketmapThreadsThatFitTasks, ASixteenthOfTheHeadroomAtLeastFour) {

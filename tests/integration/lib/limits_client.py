@@ -16,7 +16,9 @@ Usage: limits_client.py PORT COMMAND [ARGS...]
                          GAP_S apart; prints "DOMAIN CMD MS" per recipient
                          (MS from its RCPT to the reply), in start order.
   spray N CONNS SUFFIX   N recipients at distinct domains dI.SUFFIX over
-                         CONNS connections at once
+                         CONNS connections at once; prints "sprayed=N
+                         answered=A seconds=S", then "failed STAGE:ERROR=COUNT..."
+                         when some were not answered
   watch DOMAIN COUNT INTERVAL_S
                          COUNT recipients to DOMAIN, INTERVAL_S apart, each
                          printed with its reply time
@@ -106,23 +108,34 @@ def cmd_spray(n, conns, suffix):
     connection one recipient after another (aborting each transaction);
     prints "sprayed=N answered=A seconds=S"."""
     answered = [0] * conns
+    failures = {}  # "stage:exception" -> count, printed when some were not answered
 
     def run(k):
-        c = Conn()
-        c.negotiate()
-        for i in range(k, n, conns):
-            domain = "d%d.%s" % (i, suffix)
-            c.mail("SPRAY")
-            c.rcpt("user@" + domain, [("{rcpt_mailer}", "smtp"), ("{rcpt_host}", domain)])
-            c.send(b"A")
-            answered[k] += 1
-        c.s.close()
+        stage = "connect"
+        try:
+            c = Conn()
+            stage = "negotiate"
+            c.negotiate()
+            for i in range(k, n, conns):
+                domain = "d%d.%s" % (i, suffix)
+                stage = "mail"
+                c.mail("SPRAY")
+                stage = "rcpt"
+                c.rcpt("user@" + domain, [("{rcpt_mailer}", "smtp"), ("{rcpt_host}", domain)])
+                c.send(b"A")
+                answered[k] += 1
+            c.s.close()
+        except Exception as e:  # counted, never raised past the thread
+            key = "%s:%s" % (stage, type(e).__name__)
+            failures[key] = failures.get(key, 0) + 1
 
     start = time.monotonic()
     threads = [threading.Thread(target=run, args=(k,)) for k in range(conns)]
     for t in threads: t.start()
     for t in threads: t.join()
     print("sprayed=%d answered=%d seconds=%.1f" % (n, sum(answered), time.monotonic() - start), flush=True)
+    if failures:
+        print("failed " + " ".join("%s=%d" % kv for kv in sorted(failures.items())), flush=True)
 
 
 def cmd_watch(domain, count, interval_s):
