@@ -38,6 +38,7 @@ struct Options {
   std::vector<std::string> mx_hosts;
   std::vector<std::string> records;
   CacheArgs cache;
+  ReportArgs report;
 };
 
 void add_cache_commands(CLI::App& app, Options& o) {
@@ -58,6 +59,26 @@ void add_cache_commands(CLI::App& app, Options& o) {
       ->add_flag("--force", o.cache.force, "re-fetch every cached policy, due or not");
 }
 
+void add_report_commands(CLI::App& app, Options& o) {
+  auto* report = app.add_subcommand("report", "TLSRPT reports (RFC 8460): build, send, inspect");
+  report->require_subcommand(1);
+  auto* build = report->add_subcommand("build", "build (and store) the reports of a day that is over");
+  build->add_option("--day", o.report.day, "YYYY-MM-DD (UTC; default: yesterday)");
+  build->add_option("--out", o.report.out_dir, "also write the .json.gz files into this folder");
+  auto* send = report->add_subcommand("send", "build yesterday's reports and send what is due");
+  send->add_option("--day", o.report.day, "only this day's reports (YYYY-MM-DD)");
+  send->add_flag("--now", o.report.now, "ignore report.send_window");
+  auto* status = report->add_subcommand("status", "reports and the state of their deliveries");
+  status->add_option("--day", o.report.day, "only this day (YYYY-MM-DD)");
+  status->add_flag("--json", o.report.json, "print JSON lines");
+  auto* show = report->add_subcommand("show", "a summary per policy domain of a day's reports");
+  show->add_option("--day", o.report.day, "YYYY-MM-DD (UTC; default: yesterday)");
+  show->add_flag("--json", o.report.json, "print JSON");
+  auto* read = report->add_subcommand("read", "validate and summarise a report someone sent (.json[.gz])");
+  read->add_option("FILE", o.file, "the report file, or - for standard input")->required();
+  read->add_flag("--json", o.report.json, "print JSON");
+}
+
 void add_commands(CLI::App& app, Options& o) {
   app.add_option("-c,--config", o.config_path, "TOML configuration file (default: embedded defaults)");
   app.add_flag("--print-config", o.print_config, "print the effective configuration and exit");
@@ -76,6 +97,7 @@ void add_commands(CLI::App& app, Options& o) {
   lint_txt->add_option("RECORD", o.records, "one argument per TXT record")->required();
 
   add_cache_commands(app, o);
+  add_report_commands(app, o);
 }
 
 // CLI11 quotes the argument it refused ("The following argument was not
@@ -86,12 +108,18 @@ std::string parse_failure(const CLI::App*, const CLI::Error& e) {
 
 int dispatch(CLI::App& app, const Options& o, const Config& config) {
   if (app.get_subcommands().empty()) block_daemon_signals();  // before any thread starts
-  if (app.got_subcommand("check") || app.got_subcommand("cache")) become_configured_user(config);
+  if (app.got_subcommand("check") || app.got_subcommand("cache") || app.got_subcommand("report"))
+    become_configured_user(config);
   if (app.got_subcommand("check")) return check_command(config, o.domain, o.json);
   if (app.got_subcommand("cache")) {
     CacheArgs args = o.cache;
     args.action = app.get_subcommand("cache")->get_subcommands().front()->get_name();
     return cache_command(config, args);
+  }
+  if (app.got_subcommand("report")) {
+    ReportArgs args = o.report;
+    args.action = app.get_subcommand("report")->get_subcommands().front()->get_name();
+    return report_command(config, args);
   }
   return run_daemon(config, o.config_path);
 }
@@ -111,6 +139,8 @@ int run_cli(int argc, char** argv) {
   // The lint commands need no configuration at all.
   if (app.got_subcommand("lint-policy")) return lint_policy_command(o.file, o.mx_hosts, o.json);
   if (app.got_subcommand("lint-txt")) return lint_txt_command(o.records, o.json);
+  if (app.got_subcommand("report") && app.get_subcommand("report")->got_subcommand("read"))
+    return report_read_command(o.file, o.report.json);
 
   const auto config = load_config(o.config_path);
   if (!config) {

@@ -56,4 +56,18 @@ struct CacheArgs {
 };
 int cache_command(const Config& config, const CacheArgs& args);
 
+// RFC 8460 reports: build | send | status | show (README "TLSRPT reports").
+struct ReportArgs {
+  std::string action;
+  std::string day;      // --day YYYY-MM-DD ("" : yesterday, UTC; status: every day)
+  std::string out_dir;  // build --out DIR: also write the .json.gz files there
+  bool json = false;    // status, show: JSON
+  bool now = false;     // send --now: ignore the send window
+};
+int report_command(const Config& config, const ReportArgs& args);
+
+// `report read FILE|-`: a report someone sent us (.json or .json.gz),
+// validated and summarised; no configuration needed.
+int report_read_command(const std::string& file, bool json);
+
 }  // namespace mtasts::milter

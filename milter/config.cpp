@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <functional>
@@ -178,6 +179,43 @@ std::string check_sending_mta_ip(Config& c, const toml::node& n) {
   return "";
 }
 
+// An RFC 5322 addr-spec as report mail and §4.4 contact-info need it: a
+// local part of printable ASCII without specials or spaces, "@", a domain
+// normalize_domain() accepts (stored as its A-label form). Empty is allowed.
+std::string check_address(const toml::node& n, std::string& field) {
+  if (!n.is_string()) return "must be a string";
+  const std::string value = *n.value<std::string>();
+  if (value.empty()) {
+    field.clear();
+    return "";
+  }
+  const std::size_t at = value.rfind('@');
+  const std::string local = at == std::string::npos ? "" : value.substr(0, at);
+  const bool local_ok =
+      !local.empty() && local.size() <= 64 && std::all_of(local.begin(), local.end(), [](char ch) {
+        return policy::is_ascii_printable(ch) &&
+               std::string_view("()<>[]:;@\\,\" ").find(ch) == std::string_view::npos;
+      });
+  const auto domain = at == std::string::npos ? policy::Result<std::string>(policy::Error{"no-at", ""})
+                                              : policy::normalize_domain(value.substr(at + 1));
+  if (!local_ok || !domain) return "must be an address like tlsrpt@example.net";
+  field = local + "@" + *domain;
+  return "";
+}
+
+std::string check_domain(const toml::node& n, std::string& field) {
+  if (!n.is_string()) return "must be a string";
+  const std::string value = *n.value<std::string>();
+  if (value.empty()) {
+    field.clear();
+    return "";
+  }
+  const auto domain = policy::normalize_domain(value);
+  if (!domain) return "must be a domain name like example.net";
+  field = *domain;
+  return "";
+}
+
 std::string check_socketmap_socket(Config& c, const toml::node& n) {
   if (!n.is_string()) return "must be a string";
   const std::string value = *n.value<std::string>();
@@ -319,6 +357,34 @@ const std::vector<Setting>& settings() {
               check_sending_mta_ip, [](const Config& c) { return toml_quoted(c.tlsrpt.sending_mta_ip); }},
       integer("tlsrpt.flush_interval", "seconds between writes of TLSRPT counts to the store", 1, 3600,
               [](Config& c) -> long& { return c.tlsrpt.flush_interval; }),
+      Setting{"report.contact_info",
+              "RFC 8460 contact-info of our reports, e.g. tlsrpt@example.net (required)",
+              [](Config& c, const toml::node& n) { return check_address(n, c.report.contact_info); },
+              [](const Config& c) { return toml_quoted(c.report.contact_info); }},
+      text("report.organization_name", "RFC 8460 organization-name (empty: the submitter)",
+           [](Config& c) -> std::string& { return c.report.organization_name; }),
+      Setting{"report.submitter", "submitter domain of our reports (empty: the domain of contact_info)",
+              [](Config& c, const toml::node& n) { return check_domain(n, c.report.submitter); },
+              [](const Config& c) { return toml_quoted(c.report.submitter); }},
+      Setting{"report.mail_from",
+              "From of report mail; the milter passes mail from it (empty: noreply-tlsrpt@SUBMITTER)",
+              [](Config& c, const toml::node& n) { return check_address(n, c.report.mail_from); },
+              [](const Config& c) { return toml_quoted(c.report.mail_from); }},
+      Setting{"report.dkim_domain", "d= of the DKIM signature of report mail (empty: the submitter)",
+              [](Config& c, const toml::node& n) { return check_domain(n, c.report.dkim_domain); },
+              [](const Config& c) { return toml_quoted(c.report.dkim_domain); }},
+      text("report.dkim_selector", "s= of the DKIM signature of report mail",
+           [](Config& c) -> std::string& { return c.report.dkim_selector; }),
+      text("report.dkim_key_file", "PEM private key signing report mail (empty: mailto: destinations fail)",
+           [](Config& c) -> std::string& { return c.report.dkim_key_file; }),
+      text_list("report.sendmail_command", "the local MTA's sendmail; -f FROM -- RCPT is appended",
+                [](Config& c) -> std::vector<std::string>& { return c.report.sendmail_command; }),
+      integer("report.send_window", "seconds after midnight UTC over which report sends are spread", 0, 43200,
+              [](Config& c) -> long& { return c.report.send_window; }),
+      integer("report.https_timeout", "seconds per https: report POST", 5, 600,
+              [](Config& c) -> long& { return c.report.https_timeout; }),
+      text("report.ca_file", "trust anchors for https: report destinations (empty: the system store)",
+           [](Config& c) -> std::string& { return c.report.ca_file; }),
       Setting{"socketmap.socket",
               "socketmap server for smtp_tls_policy_maps and Sendmail's sts map: inet:PORT@ADDR or "
               "unix:/path (empty: off)",

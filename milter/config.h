@@ -72,6 +72,25 @@ struct TlsrptConfig {
   long flush_interval = 30;    // seconds between writes of the counts
 };
 
+// TLSRPT reports (RFC 8460 §4-§5): `report build|send|status|show`.
+struct ReportConfig {
+  std::string contact_info;       // §4.4 "contact-info" (an addr-spec); required to build reports
+  std::string organization_name;  // §4.4 "organization-name"; empty: the submitter
+  std::string submitter;          // §5.1/§5.3 submitter domain; empty: the domain of contact_info
+  // From of report mail, header and envelope; the milter lets mail from it
+  // through whatever the recipient's policy (§5.3). Empty: noreply-tlsrpt@SUBMITTER.
+  std::string mail_from;
+  std::string dkim_domain;    // d= of the DKIM signature; empty: the submitter
+  std::string dkim_selector;  // s=
+  std::string dkim_key_file;  // PEM private key; empty: mailto: destinations fail (§3: DKIM required)
+  // The local MTA's sendmail; "-f FROM -- RCPT" is appended (never -t: no
+  // header can add a recipient).
+  std::vector<std::string> sendmail_command{"/usr/sbin/sendmail", "-oi"};
+  long send_window = 3600;  // s after midnight UTC over which first attempts are spread
+  long https_timeout = 60;  // s per https: POST
+  std::string ca_file;      // trust anchors for https: destinations; empty: the system store
+};
+
 // The engine's worker pool (policy/engine/worker_pool.h).
 struct EngineConfig {
   std::size_t threads = 128;  // discoveries, probes and refreshes running at once
@@ -118,6 +137,7 @@ struct Config {
   policy::net::CurlFetcherConfig https;
   policy::ResolverConfig policy;
   TlsrptConfig tlsrpt;
+  ReportConfig report;
   EngineConfig engine;
   SocketmapConfig socketmap;
   long decision_deadline_ms = 0;  // 0: `check` waits for discovery to finish

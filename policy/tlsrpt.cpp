@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <utility>
 
+#include "policy/ascii.h"
+
 namespace mtasts::policy {
 namespace {
 
@@ -47,6 +49,23 @@ std::string utc_day(std::int64_t unix_seconds) {
   std::snprintf(text, sizeof text, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
                 static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
   return text;
+}
+
+std::optional<std::int64_t> utc_day_start(std::string_view day) {
+  if (day.size() != 10 || day[4] != '-' || day[7] != '-') return std::nullopt;
+  for (const std::size_t i : {0, 1, 2, 3, 5, 6, 8, 9}) {
+    if (!is_ascii_digit(day[i])) return std::nullopt;
+  }
+  const auto number = [&](std::size_t pos, std::size_t len) {
+    int value = 0;
+    for (std::size_t i = pos; i < pos + len; ++i) value = value * 10 + (day[i] - '0');
+    return value;
+  };
+  const std::chrono::year_month_day ymd{std::chrono::year{number(0, 4)},
+                                        std::chrono::month{static_cast<unsigned>(number(5, 2))},
+                                        std::chrono::day{static_cast<unsigned>(number(8, 2))}};
+  if (!ymd.ok()) return std::nullopt;
+  return std::chrono::sys_seconds{std::chrono::sys_days{ymd}}.time_since_epoch().count();
 }
 
 }  // namespace mtasts::policy

@@ -64,6 +64,10 @@ class TlsrptSink {
 // "YYYY-MM-DD" of `unix_seconds` in UTC (the report day).
 std::string utc_day(std::int64_t unix_seconds);
 
+// The inverse: UNIX seconds of DAY 00:00:00Z for a strict "YYYY-MM-DD" (a
+// real calendar date); nullopt otherwise.
+std::optional<std::int64_t> utc_day_start(std::string_view day);
+
 // The count of equal sessions on one day. For successes the failure fields
 // are empty and result_type is nullopt; failures always have a result_type.
 struct TlsrptAggregate {

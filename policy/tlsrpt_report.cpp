@@ -48,24 +48,6 @@ bool is_report_policy_type(std::string_view type) {
   return type == "sts" || type == "tlsa" || type == "no-policy-found";
 }
 
-// UNIX seconds of DAY 00:00:00Z for a strict "YYYY-MM-DD"; nullopt otherwise.
-std::optional<std::int64_t> day_start(std::string_view day) {
-  if (day.size() != 10 || day[4] != '-' || day[7] != '-') return std::nullopt;
-  for (const std::size_t i : {0, 1, 2, 3, 5, 6, 8, 9}) {
-    if (!is_ascii_digit(day[i])) return std::nullopt;
-  }
-  const auto number = [&](std::size_t pos, std::size_t len) {
-    int value = 0;
-    for (std::size_t i = pos; i < pos + len; ++i) value = value * 10 + (day[i] - '0');
-    return value;
-  };
-  const std::chrono::year_month_day ymd{std::chrono::year{number(0, 4)},
-                                        std::chrono::month{static_cast<unsigned>(number(5, 2))},
-                                        std::chrono::day{static_cast<unsigned>(number(8, 2))}};
-  if (!ymd.ok()) return std::nullopt;
-  return std::chrono::sys_seconds{std::chrono::sys_days{ymd}}.time_since_epoch().count();
-}
-
 bool is_wsp_or_cr(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
 // Lines of LF- or CRLF-separated text, trailing WSP cut, empty lines dropped.
@@ -171,13 +153,13 @@ std::string report_json(const std::string& domain, const DomainPolicies& policie
 
 std::string make_report_id(const std::string& day, const std::string& policy_domain,
                            const ReportSubmitter& submitter) {
-  return day + "T00:00:00Z_" + policy_domain + "@" + submitter.submitter;
+  return day + "." + policy_domain + "@" + submitter.submitter;
 }
 
 std::vector<DailyReport> build_daily_reports(std::span<const TlsrptAggregate> aggregates,
                                              const std::string& day, const ReportSubmitter& submitter) {
   std::vector<DailyReport> reports;
-  const std::optional<std::int64_t> begin = day_start(day);
+  const std::optional<std::int64_t> begin = utc_day_start(day);
   if (!begin) return reports;
   const std::string range = "!" + std::to_string(*begin) + "!" + std::to_string(*begin + kLastSecondOfDay);
   for (const auto& [domain, policies] : group(aggregates, day)) {

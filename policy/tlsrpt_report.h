@@ -87,10 +87,12 @@ struct DailyReport {
 };
 
 // §4.4 "report-id" (any scheme that makes it unique):
-// DAY "T00:00:00Z_" POLICY-DOMAIN "@" SUBMITTER, e.g.
-// "2026-12-05T00:00:00Z_example.com@mx.example.net". Unique per (day, policy
-// domain, submitter): the day part is fixed-width and a domain name holds no
-// "@", so the three parts can be read back. Several daemons that keep
+// DAY "." POLICY-DOMAIN "@" SUBMITTER, e.g.
+// "2026-12-05.example.com@mx.example.net". Unique per (day, policy domain,
+// submitter): the day part is fixed-width and a domain name holds no "@",
+// so the three parts can be read back. It is also an RFC 5322 msg-id's
+// inside (dot-atom "@" dot-atom), as §5.3 wants in the mail's Subject
+// "Report-ID: <...>" (a ':' would not be). Several daemons that keep
 // separate stores and report under one submitter would send equal ids for
 // different counts: they should share one store (PostgreSQL) or use
 // different contact domains. Pure, thread-safe.

@@ -8,7 +8,7 @@ set -euo pipefail
 build_packages=(
   cmake g++ make ninja-build pkg-config
   libmilter-dev libunbound-dev libevent-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev
-  libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev
+  libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev libopendkim-dev zlib1g-dev
   nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libidn2-dev
   dns-root-data ca-certificates sqlite3
 )
@@ -24,6 +24,8 @@ test_packages=(
   postfix-mta-sts-resolver python3-uvloop
   # tests/integration/tlsrpt_report_schema.sh validates reports against a JSON Schema.
   python3-jsonschema
+  # opendkim-testmsg verifies the DKIM signature of report mail (TLSRPT, #12).
+  opendkim-tools
 )
 
 missing=()

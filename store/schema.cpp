@@ -110,7 +110,40 @@ constexpr std::string_view kV4 = R"sql(
 ALTER TABLE fetch_failures ADD COLUMN temporary INTEGER NOT NULL DEFAULT 0 CHECK (temporary IN (0, 1));
 )sql";
 
-constexpr std::array kMigrations{Migration{1, kV1}, Migration{2, kV2}, Migration{3, kV3}, Migration{4, kV4}};
+// v5: the daily TLSRPT reports as built (RFC 8460 §4, gzipped per §5.2) and
+// their deliveries (policy/report_delivery.h), so `report send` never sends a
+// delivered report again and a crash loses none. A report is immutable once
+// stored; its first step is the lookup of its destinations, a delivery row
+// whose destination is "dns:_smtp._tls.DOMAIN" (delivered: the record was
+// found and one row per rua URI added; failed: no usable record).
+constexpr std::string_view kV5 = R"sql(
+CREATE TABLE tlsrpt_reports (
+  report_id     TEXT PRIMARY KEY NOT NULL,
+  day           TEXT NOT NULL,
+  policy_domain TEXT NOT NULL,
+  file_name     TEXT NOT NULL,
+  report_gz     BLOB NOT NULL,
+  created_at    INTEGER NOT NULL
+);
+CREATE INDEX tlsrpt_reports_day ON tlsrpt_reports (day, policy_domain);
+CREATE TABLE tlsrpt_deliveries (
+  report_id        TEXT NOT NULL REFERENCES tlsrpt_reports (report_id) ON DELETE CASCADE,
+  destination      TEXT NOT NULL,
+  state            TEXT NOT NULL
+                   CHECK (state IN ('pending', 'sending', 'delivered', 'failed', 'expired')),
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  not_before       INTEGER NOT NULL DEFAULT 0,
+  first_attempt_at INTEGER NOT NULL DEFAULT 0,
+  claimed_at       INTEGER NOT NULL DEFAULT 0,
+  finished_at      INTEGER NOT NULL DEFAULT 0,
+  last_error       TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (report_id, destination)
+);
+CREATE INDEX tlsrpt_deliveries_state ON tlsrpt_deliveries (state, not_before);
+)sql";
+
+constexpr std::array kMigrations{Migration{1, kV1}, Migration{2, kV2}, Migration{3, kV3}, Migration{4, kV4},
+                                 Migration{5, kV5}};
 static_assert(kMigrations.back().version == kSchemaVersion);
 
 std::string errmsg(sqlite3* db) { return sqlite3_errmsg(db); }

@@ -12,7 +12,7 @@ namespace mtasts::store {
 
 // The newest schema version this build knows (v1: policies, fetch_failures,
 // policies_readable; v2: tlsrpt_failures, tlsrpt_successes; v3: overrides).
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 // Brings the database to kSchemaVersion, applying all pending migrations in
 // one IMMEDIATE transaction (a concurrent opener waits on the busy timeout and

@@ -163,6 +163,15 @@ void StatementUse::bind(int index, std::int64_t value) {
   bind_rc_ = sqlite3_bind_int64(stmt_, index, value);
 }
 
+void StatementUse::bind_blob(int index, std::string_view bytes) {
+  if (bind_rc_ != SQLITE_OK) {
+    return;
+  }
+  // A null pointer would bind SQL NULL; an empty view is a zero-length BLOB.
+  const char* const data = bytes.data() != nullptr ? bytes.data() : "";
+  bind_rc_ = sqlite3_bind_blob64(stmt_, index, data, bytes.size(), SQLITE_STATIC);
+}
+
 int StatementUse::step() {
   if (bind_rc_ != SQLITE_OK) {
     return bind_rc_;
@@ -180,5 +189,14 @@ std::string StatementUse::text(int column) const {
 }
 
 std::int64_t StatementUse::integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+
+std::string StatementUse::blob(int column) const {
+  const void* const data = sqlite3_column_blob(stmt_, column);
+  if (data == nullptr) {
+    return {};
+  }
+  const int size = sqlite3_column_bytes(stmt_, column);
+  return std::string(static_cast<const char*>(data), static_cast<std::size_t>(size));
+}
 
 }  // namespace mtasts::store

@@ -104,12 +104,16 @@ class StatementUse {
   // Text is bound without copying: it must outlive the step() calls.
   void bind(int index, std::string_view text);
   void bind(int index, std::int64_t value);
+  // Bytes as a BLOB (text() would stop nothing, but a BLOB keeps sqlite3
+  // from treating them as UTF-8); same lifetime rule as text.
+  void bind_blob(int index, std::string_view bytes);
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int step();
 
   // Column readers; NULL reads as "" or 0.
   std::string text(int column) const;
   std::int64_t integer(int column) const;
+  std::string blob(int column) const;
 
  private:
   sqlite3_stmt* stmt_;

@@ -75,8 +75,7 @@ TlsrptAggregate failed(TlsrptAggregate a, std::optional<ResultType> type, const 
 std::string doc(const std::string& domain, const std::string& policies, const std::string& day = kDay) {
   return R"({"organization-name":"Example Sender","date-range":{"start-datetime":")" + day +
          R"(T00:00:00Z","end-datetime":")" + day + R"(T23:59:59Z"},"contact-info":"tlsrpt@mx.example.net",)" +
-         R"("report-id":")" + day + "T00:00:00Z_" + domain + R"(@mx.example.net","policies":[)" + policies +
-         "]}";
+         R"("report-id":")" + day + "." + domain + R"(@mx.example.net","policies":[)" + policies + "]}";
 }
 
 std::string summary(std::int64_t successes, std::int64_t failures) {
@@ -143,12 +142,12 @@ TEST(PolicyTlsrptReport, FixtureGivesOneExactReportPerDomain) {
 
   EXPECT_EQ(reports[0].policy_domain, "dane.example");
   EXPECT_EQ(reports[0].day, kDay);
-  EXPECT_EQ(reports[0].report_id, "2026-12-05T00:00:00Z_dane.example@mx.example.net");
+  EXPECT_EQ(reports[0].report_id, "2026-12-05.dane.example@mx.example.net");
   EXPECT_EQ(reports[0].file_name, "mx.example.net!dane.example" + kRange + ".json.gz");
   EXPECT_EQ(reports[0].json, kDaneJson);
 
   EXPECT_EQ(reports[1].policy_domain, "example.com");
-  EXPECT_EQ(reports[1].report_id, "2026-12-05T00:00:00Z_example.com@mx.example.net");
+  EXPECT_EQ(reports[1].report_id, "2026-12-05.example.com@mx.example.net");
   EXPECT_EQ(reports[1].file_name, "mx.example.net!example.com" + kRange + ".json.gz");
   EXPECT_EQ(reports[1].json, kExampleJson);
 }
@@ -364,9 +363,8 @@ TEST(PolicyTlsrptReport, ReportIdTable) {
     std::string id;
   };
   const std::vector<Case> cases{
-      {"2026-12-05", "example.com", "mx.example.net", "2026-12-05T00:00:00Z_example.com@mx.example.net"},
-      {"2024-02-29", "xn--bcher-kva.example", "s.example",
-       "2024-02-29T00:00:00Z_xn--bcher-kva.example@s.example"},
+      {"2026-12-05", "example.com", "mx.example.net", "2026-12-05.example.com@mx.example.net"},
+      {"2024-02-29", "xn--bcher-kva.example", "s.example", "2024-02-29.xn--bcher-kva.example@s.example"},
   };
   for (const Case& c : cases) {
     const ReportSubmitter s{"Org", "a@b.example", c.submitter};

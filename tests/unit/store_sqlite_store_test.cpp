@@ -424,8 +424,9 @@ TEST_F(SqliteStoreTest, NewFileGetsCurrentSchemaVersionAndWal) {
   EXPECT_EQ(raw.one("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.one("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
                     "WHERE name NOT LIKE 'sqlite_%' ORDER BY name)"),
-            "fetch_failures,overrides,policies,policies_expires_at,policies_readable,tlsrpt_failures,"
-            "tlsrpt_failures_domain_day,tlsrpt_successes,tlsrpt_successes_domain_day");
+            "fetch_failures,overrides,policies,policies_expires_at,policies_readable,tlsrpt_deliveries,"
+            "tlsrpt_deliveries_state,tlsrpt_failures,tlsrpt_failures_domain_day,tlsrpt_reports,"
+            "tlsrpt_reports_day,tlsrpt_successes,tlsrpt_successes_domain_day");
   // Reopening a current file migrates nothing and keeps the data.
   {
     SqliteStore store(db_path());

@@ -165,7 +165,8 @@ TEST(SqliteTlsrptStore, V1DatabaseMigratesAndKeepsPolicies) {
     EXPECT_TRUE(tlsrpt->add({success("2023-11-15", 1)}));
     EXPECT_EQ(RawDb(path).all("SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_schema "
                               "WHERE name LIKE 'tlsrpt%' ORDER BY name)"),
-              "tlsrpt_failures,tlsrpt_failures_domain_day,tlsrpt_successes,tlsrpt_successes_domain_day");
+              "tlsrpt_deliveries,tlsrpt_deliveries_state,tlsrpt_failures,tlsrpt_failures_domain_day,"
+              "tlsrpt_reports,tlsrpt_reports_day,tlsrpt_successes,tlsrpt_successes_domain_day");
   }
 }
 

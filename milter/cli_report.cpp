@@ -1,0 +1,400 @@
+// `report build|send|status|show|read`: the daily TLSRPT reports of RFC 8460.
+// Why a day is built only once it is over (plus the daemon's flush interval
+// and a minute): a stored report is what gets sent, never rebuilt, so a
+// report built at 23:00 would miss the last hour for good.
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <optional>
+#include <sstream>
+#include <variant>
+
+#include "milter/cli_commands.h"
+#include "milter/report_sender.h"
+#include "milter/services.h"
+#include "policy/gzip.h"
+#include "policy/logfmt.h"
+#include "policy/net/dkim_signer.h"
+#include "policy/net/report_transport.h"
+#include "policy/tlsrpt_mail.h"
+#include "policy/tlsrpt_record.h"
+#include "policy/tlsrpt_report.h"
+#include "policy/tlsrpt_report_reader.h"
+#include "store/database.h"
+#include "store/report_store.h"
+#include "store/tlsrpt_store.h"
+
+namespace mtasts::milter {
+namespace {
+
+constexpr std::int64_t kDay = 86'400;
+constexpr std::size_t kMaxReadBytes = policy::kMaxReceivedReportBytes;
+constexpr auto kLookupTimeout = std::chrono::seconds(10);
+
+// Who we are in reports, with the defaults of README "TLSRPT reports".
+struct ReportIdentity {
+  policy::ReportSubmitter submitter;
+  std::string mail_from;
+  std::string dkim_domain;
+};
+
+std::optional<ReportIdentity> identity_of(const ReportConfig& report) {
+  if (report.contact_info.empty()) return std::nullopt;
+  ReportIdentity id;
+  id.submitter.contact_info = report.contact_info;
+  id.submitter.submitter =
+      report.submitter.empty() ? report.contact_info.substr(report.contact_info.rfind('@') + 1) : report.submitter;
+  id.submitter.organization_name =
+      report.organization_name.empty() ? id.submitter.submitter : report.organization_name;
+  id.mail_from = report.mail_from.empty() ? "noreply-tlsrpt@" + id.submitter.submitter : report.mail_from;
+  id.dkim_domain = report.dkim_domain.empty() ? id.submitter.submitter : report.dkim_domain;
+  return id;
+}
+
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The first second at which `day` may be built: the daemon has flushed its
+// last counts of it.
+std::int64_t buildable_from(const Config& config, std::int64_t day_start) {
+  return day_start + kDay + config.tlsrpt.flush_interval + 60;
+}
+
+int fail(int code, const std::string& message) {
+  std::cerr << "mta-sts-milter: report: " << shown_message(message) << "\n";
+  return code;
+}
+
+// The day to work on: --day, or yesterday (UTC).
+std::optional<std::string> chosen_day(const ReportArgs& args, std::int64_t now) {
+  if (args.day.empty()) return policy::utc_day(now - kDay);
+  if (!policy::utc_day_start(args.day)) return std::nullopt;
+  return args.day;
+}
+
+std::vector<store::StoredReport> stored_form(const std::vector<policy::DailyReport>& built, std::int64_t now) {
+  std::vector<store::StoredReport> stored;
+  for (const policy::DailyReport& r : built)
+    stored.push_back({r.report_id, r.day, r.policy_domain, r.file_name, policy::gzip_compress(r.json), now});
+  return stored;
+}
+
+// Builds `day` from the stored counts and stores the reports not stored yet;
+// returns the day's reports as stored (what will be sent).
+policy::Result<std::vector<store::StoredReport>> build_and_store(const std::shared_ptr<store::Database>& db,
+                                                                 const ReportIdentity& id,
+                                                                 const std::string& day, std::int64_t now) {
+  store::SqliteTlsrptStore counts(db);
+  const std::vector<policy::TlsrptAggregate> rows = counts.read(day, day);
+  store::ReportStore reports(db);
+  const auto added = reports.save_reports(stored_form(policy::build_daily_reports(rows, day, id.submitter), now));
+  if (!added) return added.error();
+  spdlog::info("report event=built day={} new={}", day, *added);
+  return reports.reports_of_day(day);
+}
+
+bool write_file(const std::filesystem::path& path, std::string_view bytes) {
+  const std::filesystem::path temporary = path.string() + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out.flush()) return false;
+  }
+  std::error_code ec;
+  std::filesystem::rename(temporary, path, ec);
+  return !ec;
+}
+
+int build_command(const Config& config, const ReportArgs& args) {
+  const auto id = identity_of(config.report);
+  if (!id) return fail(kExitConfig, "set report.contact_info (RFC 8460 §4.4 contact-info) to build reports");
+  const std::int64_t now = unix_now();
+  const auto day = chosen_day(args, now);
+  if (!day) return fail(kExitInvalid, "--day must be a date YYYY-MM-DD, not '" + args.day + "'");
+  if (now < buildable_from(config, *policy::utc_day_start(*day)))
+    return fail(kExitInvalid, *day + " is not over (UTC) yet: a report is built once, after its day");
+  const auto db = store::Database::open(config.store_path);
+  const auto built = build_and_store(db, *id, *day, now);
+  if (!built) return fail(kExitTempFail, "the store failed: " + built.error().detail);
+  for (const store::StoredReport& r : *built) {
+    if (!args.out_dir.empty() && !write_file(std::filesystem::path(args.out_dir) / r.file_name, r.report_gz))
+      return fail(kExitTempFail, "cannot write " + (std::filesystem::path(args.out_dir) / r.file_name).string());
+    std::cout << r.day << " " << r.policy_domain << " " << r.report_id << " " << r.file_name << " "
+              << r.report_gz.size() << "\n";
+  }
+  return kExitOk;
+}
+
+// `_smtp._tls.DOMAIN` through the daemon's resolver (DNSSEC-validating).
+class DnsDestinationLookup final : public DestinationLookup {
+ public:
+  explicit DnsDestinationLookup(policy::Dns& dns) : dns_(dns) {}
+  DestinationAnswer lookup(const std::string& policy_domain) override {
+    const policy::DnsAnswer answer =
+        dns_.lookup_txt("_smtp._tls." + policy_domain, std::chrono::steady_clock::now() + kLookupTimeout);
+    using Kind = DestinationAnswer::Kind;
+    if (answer.security == policy::DnsSecurity::Bogus) return {Kind::Temporary, {}, "dnssec-bogus"};
+    if (answer.status == policy::DnsStatus::NxDomain || answer.status == policy::DnsStatus::NoData)
+      return {Kind::None, {}, std::string(policy::to_string(answer.status))};
+    if (answer.status != policy::DnsStatus::Ok)
+      return {Kind::Temporary, {}, std::string(policy::to_string(answer.status))};
+    auto record = policy::select_tlsrpt_record(answer.records);
+    if (!record) return {Kind::None, {}, record.error().code + ": " + record.error().detail};
+    return {Kind::Found, *record, ""};
+  }
+
+ private:
+  policy::Dns& dns_;
+};
+
+policy::AttemptOutcome outcome_of(policy::net::DeliveryOutcome outcome) {
+  switch (outcome) {
+    case policy::net::DeliveryOutcome::Delivered:
+      return policy::AttemptOutcome::Delivered;
+    case policy::net::DeliveryOutcome::Permanent:
+      return policy::AttemptOutcome::Permanent;
+    case policy::net::DeliveryOutcome::Temporary:
+      break;
+  }
+  return policy::AttemptOutcome::Temporary;
+}
+
+// RFC 5322 §3.3 date-time of `now`, in UTC, English names whatever the locale.
+std::string mail_date(std::int64_t now) {
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  const std::time_t t = now;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[64];
+  std::snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d +0000", kDays[tm.tm_wday], tm.tm_mday,
+                kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return text;
+}
+
+// Stable per (report, destination): a retry, or a copy after a crash, has the
+// Message-ID of the first attempt, so a receiver can tell it is the same.
+std::string stable_token(const std::string& report_id, const std::string& destination) {
+  std::uint64_t h = 14695981039346656037ULL;
+  for (const char c : report_id + '\n' + destination) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ULL;
+  }
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
+// The address of a mailto: URI (RFC 6068): before any "?", %XX decoded.
+std::string mailto_address(const std::string& uri) {
+  const std::string rest = uri.substr(uri.find(':') + 1);
+  const std::string encoded = rest.substr(0, rest.find('?'));
+  std::string address;
+  for (std::size_t i = 0; i < encoded.size(); ++i) {
+    if (encoded[i] == '%' && i + 2 < encoded.size()) {  // the record parser checked the %HH
+      address += static_cast<char>(std::stoi(encoded.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      address += encoded[i];
+    }
+  }
+  return address;
+}
+
+// Mail (§5.3: composed, DKIM-signed, handed to the local MTA) and https
+// (§5.4: POST).
+class RealReportTransport final : public ReportTransport {
+ public:
+  RealReportTransport(const Config& config, ReportIdentity id)
+      : id_(std::move(id)),
+        poster_(policy::net::HttpsPosterConfig{config.report.ca_file, std::chrono::milliseconds(10'000),
+                                               std::chrono::seconds(config.report.https_timeout),
+                                               "mta-sts-milter"}),
+        submitter_(policy::net::MailSubmitConfig{config.report.sendmail_command, std::chrono::seconds(60)}) {
+    load_signer(config.report);
+  }
+
+  TransportResult deliver(const store::StoredReport& report, const policy::ReportUri& destination) override {
+    if (destination.scheme == policy::ReportScheme::Https) {
+      const auto posted = poster_.post(destination.uri, report.report_gz);
+      return {outcome_of(posted.outcome), posted.detail};
+    }
+    return mail(report, destination.uri);
+  }
+
+ private:
+  void load_signer(const ReportConfig& config) {
+    if (config.dkim_key_file.empty() || config.dkim_selector.empty()) {
+      signer_error_ = "no DKIM key (report.dkim_key_file and report.dkim_selector; RFC 8460 §3 requires DKIM)";
+      return;
+    }
+    std::ifstream in(config.dkim_key_file, std::ios::binary);
+    const std::string pem{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (!in.good() && !in.eof()) {
+      signer_error_ = "cannot read report.dkim_key_file " + config.dkim_key_file;
+      return;
+    }
+    auto signer = policy::net::DkimSigner::create({id_.dkim_domain, config.dkim_selector, pem});
+    if (!signer) {
+      signer_error_ = signer.error().code + ": " + signer.error().detail;
+      return;
+    }
+    signer_.emplace(std::move(signer).value());
+  }
+
+  TransportResult mail(const store::StoredReport& report, const std::string& uri) {
+    if (!signer_) return {policy::AttemptOutcome::Permanent, signer_error_};
+    const std::string token = stable_token(report.report_id, uri);
+    policy::ReportMail mail{id_.mail_from,       mailto_address(uri), report.policy_domain,
+                            id_.submitter.submitter, report.report_id, report.file_name,
+                            report.report_gz,     mail_date(unix_now()),
+                            "tlsrpt." + token + "@" + id_.submitter.submitter, "tlsrpt-boundary-" + token};
+    const auto message = policy::compose_report_mail(mail);
+    if (!message) return {policy::AttemptOutcome::Permanent, message.error().code + ": " + message.error().detail};
+    const auto signature = signer_->sign(*message);
+    if (!signature) return {policy::AttemptOutcome::Temporary, signature.error().code};
+    const auto sent = submitter_.submit(id_.mail_from, mail.to, *signature + *message);
+    return {outcome_of(sent.outcome), sent.detail};
+  }
+
+  ReportIdentity id_;
+  policy::net::HttpsReportPoster poster_;
+  policy::net::MailSubmitter submitter_;
+  std::optional<policy::net::DkimSigner> signer_;
+  std::string signer_error_;
+};
+
+int send_command(const Config& config, const ReportArgs& args) {
+  const auto id = identity_of(config.report);
+  if (!id) return fail(kExitConfig, "set report.contact_info (RFC 8460 §4.4 contact-info) to send reports");
+  const std::int64_t now = unix_now();
+  const auto day = chosen_day(args, now);
+  if (!day) return fail(kExitInvalid, "--day must be a date YYYY-MM-DD, not '" + args.day + "'");
+  auto services = make_services(config);
+  // The day is built first when it is over; then every day's due deliveries
+  // are sent (retries run for a day and cross midnight), or only --day's.
+  if (now >= buildable_from(config, *policy::utc_day_start(*day))) {
+    if (const auto built = build_and_store(services->database, *id, *day, now); !built)
+      return fail(kExitTempFail, "the store failed: " + built.error().detail);
+  }
+  store::ReportStore reports(services->database);
+  DnsDestinationLookup lookup(*services->dns);
+  RealReportTransport transport(config, *id);
+  ReportSenderSettings settings;
+  settings.send_window = config.report.send_window;
+  settings.ignore_window = args.now;
+  ReportSender sender(reports, lookup, transport, services->clock, settings);
+  const SendSummary summary = sender.send(args.day.empty() ? "" : *day);
+  std::cout << "attempted=" << summary.attempted << " delivered=" << summary.delivered
+            << " failed=" << summary.failed << " expired=" << summary.expired << " waiting=" << summary.waiting
+            << "\n";
+  return summary.store_error ? kExitTempFail : kExitOk;
+}
+
+nlohmann::json delivery_json(const policy::Delivery& d) {
+  return {{"report_id", d.report_id},         {"destination", d.destination},
+          {"state", policy::to_string(d.state)}, {"attempts", d.attempts},
+          {"not_before", d.not_before},       {"finished_at", d.finished_at},
+          {"last_error", d.last_error}};
+}
+
+int status_command(const Config& config, const ReportArgs& args) {
+  if (!args.day.empty() && !policy::utc_day_start(args.day))
+    return fail(kExitInvalid, "--day must be a date YYYY-MM-DD, not '" + args.day + "'");
+  store::ReportStore reports(store::Database::open(config.store_path));
+  const auto rows = reports.deliveries(args.day);
+  if (!rows) return fail(kExitTempFail, "the store failed: " + rows.error().detail);
+  for (const policy::Delivery& d : *rows) {
+    if (args.json) {
+      std::cout << json_text(delivery_json(d)) << "\n";
+      continue;
+    }
+    std::cout << d.report_id << " " << d.destination << " " << policy::to_string(d.state)
+              << " attempts=" << d.attempts << " not_before=" << d.not_before
+              << " last_error=" << policy::logfmt_value(d.last_error) << "\n";
+  }
+  return kExitOk;
+}
+
+// Prints one report document (its JSON text) as `report read` does.
+int print_report(const std::string& json, bool as_json, const std::string& source) {
+  const auto read = policy::read_received_report(json);
+  if (const auto* error = std::get_if<policy::ReportReadError>(&read)) {
+    return fail(kExitInvalid, source + ": not an RFC 8460 report: at '" + error->path + "': " + error->message);
+  }
+  const auto& report = std::get<policy::ReceivedReport>(read);
+  std::cout << (as_json ? policy::received_report_json(report) + "\n" : policy::received_report_text(report));
+  return kExitOk;
+}
+
+int show_command(const Config& config, const ReportArgs& args) {
+  const auto id = identity_of(config.report);
+  if (!id) return fail(kExitConfig, "set report.contact_info (RFC 8460 §4.4 contact-info) to show reports");
+  const auto day = chosen_day(args, unix_now());
+  if (!day) return fail(kExitInvalid, "--day must be a date YYYY-MM-DD, not '" + args.day + "'");
+  const auto db = store::Database::open(config.store_path);
+  // What was stored (and is sent); for a day not built yet, what would be.
+  auto stored = store::ReportStore(db).reports_of_day(*day);
+  if (!stored) return fail(kExitTempFail, "the store failed: " + stored.error().detail);
+  if (stored->empty())
+    stored.value() = stored_form(
+        policy::build_daily_reports(store::SqliteTlsrptStore(db).read(*day, *day), *day, id->submitter), 0);
+  if (stored->empty()) std::cout << "no TLSRPT sessions recorded on " << *day << "\n";
+  int status = kExitOk;
+  for (const store::StoredReport& r : *stored) {
+    const auto json = policy::gzip_decompress(r.report_gz, kMaxReadBytes);
+    status = json ? std::max(status, print_report(*json, args.json, r.file_name)) : kExitTempFail;
+  }
+  return status;
+}
+
+// At most `cap` + 1 bytes of `in`: one more than allowed shows it was too big.
+std::string read_capped(std::istream& in, std::size_t cap) {
+  std::string bytes(cap + 1, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  bytes.resize(static_cast<std::size_t>(in.gcount()));
+  return bytes;
+}
+
+}  // namespace
+
+int report_command(const Config& config, const ReportArgs& args) {
+  try {
+    if (args.action == "build") return build_command(config, args);
+    if (args.action == "send") return send_command(config, args);
+    if (args.action == "status") return status_command(config, args);
+    return show_command(config, args);
+  } catch (const std::exception& e) {
+    return fail(kExitTempFail, e.what());
+  }
+}
+
+int report_read_command(const std::string& file, bool json) {
+  std::string bytes;
+  if (file == "-") {
+    bytes = read_capped(std::cin, kMaxReadBytes);
+  } else {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return fail(kExitInvalid, "cannot open " + file);
+    bytes = read_capped(in, kMaxReadBytes);
+  }
+  if (bytes.size() > kMaxReadBytes) return fail(kExitInvalid, file + ": larger than 64 MiB");
+  if (policy::looks_gzipped(bytes)) {
+    auto text = policy::gzip_decompress(bytes, kMaxReadBytes);
+    if (!text) return fail(kExitInvalid, file + ": " + text.error().code + ": " + text.error().detail);
+    bytes = std::move(text).value();
+  }
+  return print_report(bytes, json, file);
+}
+
+}  // namespace mtasts::milter
