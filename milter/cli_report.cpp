@@ -48,18 +48,16 @@ std::optional<ReportIdentity> identity_of(const ReportConfig& report) {
   if (report.contact_info.empty()) return std::nullopt;
   ReportIdentity id;
   id.submitter.contact_info = report.contact_info;
-  id.submitter.submitter =
-      report.submitter.empty() ? report.contact_info.substr(report.contact_info.rfind('@') + 1) : report.submitter;
+  id.submitter.submitter = report_submitter(report);
   id.submitter.organization_name =
       report.organization_name.empty() ? id.submitter.submitter : report.organization_name;
-  id.mail_from = report.mail_from.empty() ? "noreply-tlsrpt@" + id.submitter.submitter : report.mail_from;
+  id.mail_from = report_mail_from(report);
   id.dkim_domain = report.dkim_domain.empty() ? id.submitter.submitter : report.dkim_domain;
   return id;
 }
 
 std::int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -81,7 +79,8 @@ std::optional<std::string> chosen_day(const ReportArgs& args, std::int64_t now) 
   return args.day;
 }
 
-std::vector<store::StoredReport> stored_form(const std::vector<policy::DailyReport>& built, std::int64_t now) {
+std::vector<store::StoredReport> stored_form(const std::vector<policy::DailyReport>& built,
+                                             std::int64_t now) {
   std::vector<store::StoredReport> stored;
   for (const policy::DailyReport& r : built)
     stored.push_back({r.report_id, r.day, r.policy_domain, r.file_name, policy::gzip_compress(r.json), now});
@@ -96,7 +95,8 @@ policy::Result<std::vector<store::StoredReport>> build_and_store(const std::shar
   store::SqliteTlsrptStore counts(db);
   const std::vector<policy::TlsrptAggregate> rows = counts.read(day, day);
   store::ReportStore reports(db);
-  const auto added = reports.save_reports(stored_form(policy::build_daily_reports(rows, day, id.submitter), now));
+  const auto added =
+      reports.save_reports(stored_form(policy::build_daily_reports(rows, day, id.submitter), now));
   if (!added) return added.error();
   spdlog::info("report event=built day={} new={}", day, *added);
   return reports.reports_of_day(day);
@@ -127,7 +127,8 @@ int build_command(const Config& config, const ReportArgs& args) {
   if (!built) return fail(kExitTempFail, "the store failed: " + built.error().detail);
   for (const store::StoredReport& r : *built) {
     if (!args.out_dir.empty() && !write_file(std::filesystem::path(args.out_dir) / r.file_name, r.report_gz))
-      return fail(kExitTempFail, "cannot write " + (std::filesystem::path(args.out_dir) / r.file_name).string());
+      return fail(kExitTempFail,
+                  "cannot write " + (std::filesystem::path(args.out_dir) / r.file_name).string());
     std::cout << r.day << " " << r.policy_domain << " " << r.report_id << " " << r.file_name << " "
               << r.report_gz.size() << "\n";
   }
@@ -235,7 +236,8 @@ class RealReportTransport final : public ReportTransport {
  private:
   void load_signer(const ReportConfig& config) {
     if (config.dkim_key_file.empty() || config.dkim_selector.empty()) {
-      signer_error_ = "no DKIM key (report.dkim_key_file and report.dkim_selector; RFC 8460 §3 requires DKIM)";
+      signer_error_ =
+          "no DKIM key (report.dkim_key_file and report.dkim_selector; RFC 8460 §3 requires DKIM)";
       return;
     }
     std::ifstream in(config.dkim_key_file, std::ios::binary);
@@ -255,12 +257,19 @@ class RealReportTransport final : public ReportTransport {
   TransportResult mail(const store::StoredReport& report, const std::string& uri) {
     if (!signer_) return {policy::AttemptOutcome::Permanent, signer_error_};
     const std::string token = stable_token(report.report_id, uri);
-    policy::ReportMail mail{id_.mail_from,       mailto_address(uri), report.policy_domain,
-                            id_.submitter.submitter, report.report_id, report.file_name,
-                            report.report_gz,     mail_date(unix_now()),
-                            "tlsrpt." + token + "@" + id_.submitter.submitter, "tlsrpt-boundary-" + token};
+    policy::ReportMail mail{id_.mail_from,
+                            mailto_address(uri),
+                            report.policy_domain,
+                            id_.submitter.submitter,
+                            report.report_id,
+                            report.file_name,
+                            report.report_gz,
+                            mail_date(unix_now()),
+                            "tlsrpt." + token + "@" + id_.submitter.submitter,
+                            "tlsrpt-boundary-" + token};
     const auto message = policy::compose_report_mail(mail);
-    if (!message) return {policy::AttemptOutcome::Permanent, message.error().code + ": " + message.error().detail};
+    if (!message)
+      return {policy::AttemptOutcome::Permanent, message.error().code + ": " + message.error().detail};
     const auto signature = signer_->sign(*message);
     if (!signature) return {policy::AttemptOutcome::Temporary, signature.error().code};
     const auto sent = submitter_.submit(id_.mail_from, mail.to, *signature + *message);
@@ -296,15 +305,14 @@ int send_command(const Config& config, const ReportArgs& args) {
   ReportSender sender(reports, lookup, transport, services->clock, settings);
   const SendSummary summary = sender.send(args.day.empty() ? "" : *day);
   std::cout << "attempted=" << summary.attempted << " delivered=" << summary.delivered
-            << " failed=" << summary.failed << " expired=" << summary.expired << " waiting=" << summary.waiting
-            << "\n";
+            << " failed=" << summary.failed << " expired=" << summary.expired
+            << " waiting=" << summary.waiting << "\n";
   return summary.store_error ? kExitTempFail : kExitOk;
 }
 
 nlohmann::json delivery_json(const policy::Delivery& d) {
-  return {{"report_id", d.report_id},         {"destination", d.destination},
-          {"state", policy::to_string(d.state)}, {"attempts", d.attempts},
-          {"not_before", d.not_before},       {"finished_at", d.finished_at},
+  return {{"report_id", d.report_id},  {"destination", d.destination}, {"state", policy::to_string(d.state)},
+          {"attempts", d.attempts},    {"not_before", d.not_before},   {"finished_at", d.finished_at},
           {"last_error", d.last_error}};
 }
 
@@ -330,7 +338,8 @@ int status_command(const Config& config, const ReportArgs& args) {
 int print_report(const std::string& json, bool as_json, const std::string& source) {
   const auto read = policy::read_received_report(json);
   if (const auto* error = std::get_if<policy::ReportReadError>(&read)) {
-    return fail(kExitInvalid, source + ": not an RFC 8460 report: at '" + error->path + "': " + error->message);
+    return fail(kExitInvalid,
+                source + ": not an RFC 8460 report: at '" + error->path + "': " + error->message);
   }
   const auto& report = std::get<policy::ReceivedReport>(read);
   std::cout << (as_json ? policy::received_report_json(report) + "\n" : policy::received_report_text(report));

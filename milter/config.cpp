@@ -514,6 +514,17 @@ policy::Error parse_error(std::string_view source, const toml::parse_error& e) {
 
 }  // namespace
 
+std::string report_submitter(const ReportConfig& report) {
+  if (!report.submitter.empty()) return report.submitter;
+  const std::size_t at = report.contact_info.rfind('@');
+  return at == std::string::npos ? "" : report.contact_info.substr(at + 1);
+}
+
+std::string report_mail_from(const ReportConfig& report) {
+  if (report.contact_info.empty()) return "";
+  return report.mail_from.empty() ? "noreply-tlsrpt@" + report_submitter(report) : report.mail_from;
+}
+
 policy::Result<Config> load_config(const std::string& path) {
   if (path.empty()) {
     Config config;

@@ -152,6 +152,14 @@ struct Config {
 // the rule), "config-empty" (the file sets no key: empty or cut short).
 // Files named in the config are checked by check_settings (services.h).
 policy::Result<Config> load_config(const std::string& path);
+
+// The sender of our report mail, header and envelope (README "TLSRPT
+// reports"): report.mail_from, else noreply-tlsrpt@ the submitter (report.
+// submitter, else the domain of report.contact_info); "" when contact_info
+// is not set (no reports are sent then).
+std::string report_mail_from(const ReportConfig& report);
+// The submitter domain: report.submitter, else the domain of contact_info.
+std::string report_submitter(const ReportConfig& report);
 // The same for TOML text already in memory; `source` stands for the path in
 // error details. (The config fuzzer uses it: no file per input.)
 policy::Result<Config> parse_config(std::string_view text, std::string_view source);

@@ -166,14 +166,15 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long offered_actions, unsigned long
   return SMFIS_CONTINUE;
 }
 
-sfsistat on_envfrom(SMFICTX* ctx, char**) {
+sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
   const Connection* c = connection_of(ctx);
   const sfsistat answered = c && c->mail_needs_no_reply ? SMFIS_NOREPLY : SMFIS_CONTINUE;
   const auto context = gate().enter();
   if (!context) return answered;
   try {
     session_for(ctx, **context)
-        .begin_message(SteadyClock::now(), (*context)->settings(), macro(ctx, "{daemon_name}"));
+        .begin_message(SteadyClock::now(), (*context)->settings(), macro(ctx, "{daemon_name}"),
+                       argv && argv[0] ? std::optional<std::string_view>(argv[0]) : std::nullopt);
   } catch (const std::exception& e) {
     spdlog::error("milter event=internal-error stage=mail error=\"{}\"", e.what());
     if (answered != SMFIS_NOREPLY) return error_status(**context);

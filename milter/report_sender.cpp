@@ -95,10 +95,10 @@ bool ReportSender::ensure_lookups(const std::string& day) {
     lookup.report_id = report.report_id;
     lookup.destination = lookup_destination(report.policy_domain);
     const std::int64_t day_end = policy::utc_day_start(report.day).value_or(0) + 86'400;
-    lookup.not_before = settings_.ignore_window
-                            ? 0
-                            : policy::spread_send_time(report.report_id, lookup.destination, day_end,
-                                                       settings_.send_window);
+    lookup.not_before =
+        settings_.ignore_window
+            ? 0
+            : policy::spread_send_time(report.report_id, lookup.destination, day_end, settings_.send_window);
     lookups.push_back(std::move(lookup));
   }
   return lookups.empty() || store_.add_deliveries(lookups).has_value();
@@ -121,7 +121,8 @@ SendSummary ReportSender::send(const std::string& day) {
       if (policy::is_due(delivery, now, settings_.retry)) attempt(delivery, summary);
   }
   if (const auto rows = store_.deliveries(day)) {
-    for (const Delivery& delivery : *rows) summary.waiting += delivery.state == DeliveryState::Pending ? 1 : 0;
+    for (const Delivery& delivery : *rows)
+      summary.waiting += delivery.state == DeliveryState::Pending ? 1 : 0;
   }
   return summary;
 }
@@ -171,7 +172,8 @@ TransportResult ReportSender::run_lookup(const store::StoredReport& report) {
   return {AttemptOutcome::Delivered, "destinations=" + std::to_string(deliveries.size())};
 }
 
-TransportResult ReportSender::run_delivery(const store::StoredReport& report, const std::string& destination) {
+TransportResult ReportSender::run_delivery(const store::StoredReport& report,
+                                           const std::string& destination) {
   const std::optional<policy::ReportScheme> scheme = scheme_of(destination);
   if (!scheme) return {AttemptOutcome::Permanent, "not a mailto: or https: URI"};
   return transport_.deliver(report, policy::ReportUri{*scheme, destination});

@@ -51,7 +51,8 @@ class ReportTransport {
  public:
   virtual ~ReportTransport() = default;
   // Delivers `report` to `destination` (a mailto: or https: URI as published).
-  virtual TransportResult deliver(const store::StoredReport& report, const policy::ReportUri& destination) = 0;
+  virtual TransportResult deliver(const store::StoredReport& report,
+                                  const policy::ReportUri& destination) = 0;
 };
 
 struct ReportSenderSettings {
@@ -61,11 +62,11 @@ struct ReportSenderSettings {
 };
 
 struct SendSummary {
-  int attempted = 0;  // attempts made by this run
-  int delivered = 0;  // deliveries that ended delivered in this run
-  int failed = 0;     // ended failed (permanent) in this run
-  int expired = 0;    // gave up in this run
-  int waiting = 0;    // still pending after this run (not yet due, or to retry)
+  int attempted = 0;         // attempts made by this run
+  int delivered = 0;         // deliveries that ended delivered in this run
+  int failed = 0;            // ended failed (permanent) in this run
+  int expired = 0;           // gave up in this run
+  int waiting = 0;           // still pending after this run (not yet due, or to retry)
   bool store_error = false;  // a store read or write failed: the run stopped early
 };
 

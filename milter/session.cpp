@@ -4,11 +4,25 @@
 
 #include <algorithm>
 
+#include "policy/ascii.h"
 #include "policy/logfmt.h"
 
 namespace mtasts::milter {
 
 namespace {
+
+// MAIL FROM as the MTA sends it ("<a@b>" or "a@b") against our report
+// sender: the local part exactly, the domain without regard to case.
+bool is_report_sender(std::string_view sender, std::string_view report_from) {
+  if (report_from.empty()) return false;
+  if (sender.size() >= 2 && sender.front() == '<' && sender.back() == '>')
+    sender = sender.substr(1, sender.size() - 2);
+  const std::size_t at = sender.rfind('@');
+  const std::size_t our_at = report_from.rfind('@');
+  return at != std::string_view::npos && our_at != std::string_view::npos &&
+         sender.substr(0, at) == report_from.substr(0, our_at) &&
+         policy::ascii_iequals(sender.substr(at + 1), report_from.substr(our_at + 1));
+}
 
 Action configured(Action action, bool may_reject) {
   return action == Action::Reject && !may_reject ? Action::Tempfail : action;
@@ -140,6 +154,7 @@ void Session::reset() {
   decisions_.clear();
   pending_non_smtp_.clear();
   from_non_smtp_listener_ = false;
+  report_mail_ = false;
   spent_ = {};
   admitted_ = 0;
   refused_ = 0;
@@ -163,6 +178,13 @@ void Session::begin_message(SteadyClock::time_point now, Settings settings,
   from_non_smtp_listener_ = daemon_name && std::find(names.begin(), names.end(), *daemon_name) != names.end();
 }
 
+void Session::begin_message(SteadyClock::time_point now, Settings settings,
+                            std::optional<std::string_view> daemon_name,
+                            std::optional<std::string_view> sender) {
+  begin_message(now, std::move(settings), daemon_name);
+  report_mail_ = sender && is_report_sender(*sender, report_mail_from(config_->report));
+}
+
 // The override is keyed by the domain whose policy applied (§3.4: the relay's
 // domain for a smart host), the domain the operator sees in `check` output.
 DecisionConfig Session::decision_config_for(const std::string& policy_domain) const {
@@ -182,6 +204,10 @@ Session::Decision Session::decide_route(const RecipientRoute& route, SteadyClock
   Decision d;
   d.domain = route.domain;
   d.next_hop = non_smtp ? "unknown" : route.kind == RouteKind::SmartHost ? "relay" : "domain";
+  if (report_mail_) {
+    d.reason_override = "tlsrpt-report";
+    return d;
+  }
   const auto& trusted = config_->decision.trusted_relays;
   if (route.kind == RouteKind::SmartHost && !route.relay_host.empty() &&
       std::find(trusted.begin(), trusted.end(), route.relay_host) != trusted.end()) {

@@ -109,6 +109,13 @@ class Session {
   // decided at end of message whatever the RCPT macros say.
   void begin_message(SteadyClock::time_point now, Settings settings,
                      std::optional<std::string_view> daemon_name);
+  // As above, with the envelope sender (MAIL FROM, with or without angle
+  // brackets): mail from our own TLSRPT report sender (report_mail_from())
+  // is let through unchecked, each recipient logged reason=tlsrpt-report:
+  // RFC 8460 §5.3 wants reports delivered even when the receiving domain's
+  // TLS is what fails, and a report is what tells it so.
+  void begin_message(SteadyClock::time_point now, Settings settings,
+                     std::optional<std::string_view> daemon_name, std::optional<std::string_view> sender);
   // An in-scope recipient beyond decision.max_recipients in this message is
   // deferred with 452 4.5.3 at once: no decision, no per-message state.
   RcptReply on_rcpt(std::string_view address, std::optional<std::string_view> mailer,
@@ -129,7 +136,7 @@ class Session {
     std::string domain;
     std::string next_hop;                       // "domain" | "relay" | "unknown"
     std::optional<policy::CheckResult> result;  // nullopt: not checked (trusted relay)
-    std::string reason_override;                // "trusted-relay", "budget", "internal-error"
+    std::string reason_override;  // "trusted-relay", "tlsrpt-report", "budget", "internal-error"
     Action action = Action::Continue;
     bool by_dane = false;  // the action is DANE's (RFC 7672), not MTA-STS's
     std::int64_t elapsed_ms = 0;
@@ -154,6 +161,7 @@ class Session {
   std::map<std::string, Decision> decisions_;     // key: domain + next hop
   std::vector<RecipientRoute> pending_non_smtp_;  // no macros: decided at end of message
   bool from_non_smtp_listener_ = false;           // this message: every recipient as if without macros
+  bool report_mail_ = false;                      // this message is our own TLSRPT report
   std::size_t admitted_ = 0;  // in-scope recipients of this message, at most decision.max_recipients
   std::size_t refused_ = 0;   // in-scope recipients deferred beyond the limit (452 4.5.3)
 };

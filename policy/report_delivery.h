@@ -57,10 +57,10 @@ struct Delivery {
 };
 
 struct RetryPolicy {
-  std::int64_t first_retry = 300;      // s after the first temporary failure
-  std::int64_t max_interval = 14'400;  // longest wait between attempts
+  std::int64_t first_retry = 300;       // s after the first temporary failure
+  std::int64_t max_interval = 14'400;   // longest wait between attempts
   std::int64_t give_up_after = 86'400;  // s after the first attempt: Expired
-  std::int64_t stale_claim = 900;      // a Sending older than this was cut short
+  std::int64_t stale_claim = 900;       // a Sending older than this was cut short
 };
 
 // True when an attempt should start now: Pending and not_before has come, or

@@ -174,8 +174,9 @@ Result<std::vector<StoredReport>> ReportStore::reports_of_day(const std::string&
 std::optional<StoredReport> ReportStore::load_report(const std::string& report_id) {
   auto rows = read<std::vector<StoredReport>>(
       *database_, "report_read", "report_id=" + report_id, [&report_id](Connection& reader) {
-        return select_all<StoredReport>(reader, kSelectReport, report_id,
-                                        [](const StatementUse& use) { return std::optional(read_report(use)); });
+        return select_all<StoredReport>(reader, kSelectReport, report_id, [](const StatementUse& use) {
+          return std::optional(read_report(use));
+        });
       });
   if (!rows || rows->empty()) return std::nullopt;
   return rows->front();
@@ -211,22 +212,21 @@ Result<std::vector<Delivery>> ReportStore::deliveries(const std::string& day) {
 }
 
 Result<bool> ReportStore::replace_delivery(const Delivery& before, const Delivery& after) {
-  return write<bool>(
-      *database_, "delivery_update", "report_id=" + after.report_id,
-      [&before, &after](Connection& writer) -> Result<bool> {
-        int rc = SQLITE_OK;
-        sqlite3_stmt* const stmt = writer.statements.get(kReplaceDelivery, rc);
-        if (stmt == nullptr) return sqlite_error(writer, rc);
-        StatementUse use(stmt);
-        const std::string state(policy::to_string(after.state));
-        const std::string old_state(policy::to_string(before.state));
-        bind_delivery(use, after, state);
-        use.bind(10, old_state);
-        use.bind(11, static_cast<std::int64_t>(before.attempts));
-        use.bind(12, before.claimed_at);
-        if ((rc = use.step()) != SQLITE_DONE) return sqlite_error(writer, rc);
-        return sqlite3_changes(writer.handle()) == 1;
-      });
+  return write<bool>(*database_, "delivery_update", "report_id=" + after.report_id,
+                     [&before, &after](Connection& writer) -> Result<bool> {
+                       int rc = SQLITE_OK;
+                       sqlite3_stmt* const stmt = writer.statements.get(kReplaceDelivery, rc);
+                       if (stmt == nullptr) return sqlite_error(writer, rc);
+                       StatementUse use(stmt);
+                       const std::string state(policy::to_string(after.state));
+                       const std::string old_state(policy::to_string(before.state));
+                       bind_delivery(use, after, state);
+                       use.bind(10, old_state);
+                       use.bind(11, static_cast<std::int64_t>(before.attempts));
+                       use.bind(12, before.claimed_at);
+                       if ((rc = use.step()) != SQLITE_DONE) return sqlite_error(writer, rc);
+                       return sqlite3_changes(writer.handle()) == 1;
+                     });
 }
 
 }  // namespace mtasts::store

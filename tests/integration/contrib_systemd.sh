@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The systemd unit in contrib/ (systemd is not PID 1 in the test machine, so
+# The systemd units in contrib/ (systemd is not PID 1 in the test machine, so
 # the unit cannot run here): systemd-analyze verify accepts it with the
 # binary under test as ExecStart, and the socket folder it prepares and may
 # write is the one the contrib Postfix snippet names from inside the chroot.
@@ -55,7 +55,24 @@ reload_is_sigusr1() {
     echo "ExecReload '$(unit_value ExecReload)' (the daemon reloads on SIGUSR1 and on SIGHUP; the unit keeps the signal every version understood)"
 }
 
+# The report service and its timer (#12): verified together, with the binary
+# under test; the service must be a oneshot running `report send`.
+verify_report_units() {
+  local out dir="$WORK/report"
+  mkdir -p "$dir"
+  sed "s|/usr/sbin/mta-sts-milter|$MTASTS_BIN|" "$ROOT/contrib/systemd/mta-sts-milter-report.service" \
+    >"$dir/mta-sts-milter-report.service"
+  cp "$ROOT/contrib/systemd/mta-sts-milter-report.timer" "$dir/"
+  out=$(systemd-analyze verify "$dir/mta-sts-milter-report.service" "$dir/mta-sts-milter-report.timer" 2>&1) ||
+    { echo "$out"; return; }
+  [ -z "$out" ] || { echo "systemd-analyze verify: $out"; return; }
+  grep -q '^Type=oneshot$' "$dir/mta-sts-milter-report.service" || echo "the report service is not a oneshot"
+  grep -q "^ExecStart=$MTASTS_BIN -c /etc/mta-sts-milter.toml report send$" "$dir/mta-sts-milter-report.service" ||
+    echo "the report service does not run 'report send'"
+}
+
 report unit-verifies "$(verify_unit)"
+report report-units-verify "$(verify_report_units)"
 report socket-folder-matches-postfix-snippet "$(socket_folder_matches)"
 report reload-is-sigusr1 "$(reload_is_sigusr1)"
 echo "$PASSED passed, $FAILED failed"

@@ -304,6 +304,7 @@ run_rows() {
     case ${FIELDS[0]} in
       domain) continue ;;
       send)    WHY=$(row_send "${FIELDS[@]:1}") ;;
+      sendfrom) WHY=$(export SMTP_FROM="${FIELDS[3]}"; row_send "${FIELDS[1]}" "${FIELDS[2]}" "${FIELDS[@]:4}") ;;
       hits)    WHY=$(row_hits "${FIELDS[2]}" "${FIELDS[3]}") ;;
       restart) row_stop; [ -n "$WHY" ] || row_start ;;
       stop)    row_stop ;;

@@ -71,8 +71,9 @@ class ReportSenderTest : public ::testing::Test {
     lookup_.answers = {found({kMail, kHttps})};
     day_ = policy::utc_day(clock_.now());  // the day is not over yet
     day_end_ = policy::utc_day_start(day_).value() + 86'400;
-    const store::StoredReport report{"id-1", day_, "example.com", "s!example.com!1!2.json.gz",
-                                     std::string("\x1f\x8b\0gz", 5), clock_.now()};
+    const store::StoredReport report{
+        "id-1",      day_, "example.com", "s!example.com!1!2.json.gz", std::string("\x1f\x8b\0gz", 5),
+        clock_.now()};
     EXPECT_EQ(store_.save_reports({report}).value(), 1);
   }
 
@@ -193,7 +194,8 @@ TEST_F(ReportSenderTest, CrashBetweenSendAndMarkSendsAgainAfterTheClaimGoesStale
   clock_.advance(900);
   EXPECT_EQ(sender().send("").delivered, 1);
   ASSERT_EQ(transport_.calls.size(), 2u);
-  EXPECT_EQ(transport_.calls[1].report_id, transport_.calls[0].report_id) << "the same report-id, so the copy shows";
+  EXPECT_EQ(transport_.calls[1].report_id, transport_.calls[0].report_id)
+      << "the same report-id, so the copy shows";
   clock_.advance(86'400);
   sender().send("");
   EXPECT_EQ(transport_.calls.size(), 2u);
@@ -220,7 +222,8 @@ TEST_F(ReportSenderTest, NoUsableRecordEndsTheReportWithoutSending) {
   sender().send("");
   EXPECT_TRUE(transport_.calls.empty());
   EXPECT_EQ(lookup_.calls, 1);
-  EXPECT_EQ(delivery_to(lookup_destination("example.com")).last_error, "no usable _smtp._tls record: tlsrpt-none");
+  EXPECT_EQ(delivery_to(lookup_destination("example.com")).last_error,
+            "no usable _smtp._tls record: tlsrpt-none");
 }
 
 TEST_F(ReportSenderTest, TemporaryDnsFailureIsRetriedThenDelivers) {

@@ -405,6 +405,38 @@ TEST(Session, ListenerMarkLastsOneMessage) {
   EXPECT_FALSE(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept);
 }
 
+// RFC 8460 §5.3: our own report mail reaches a domain whose TLS fails.
+TEST(Session, OwnReportMailPassesUncheckedForOneMessage) {
+  Fixture f;
+  f.config->report.contact_info = "tlsrpt@mx.example.net";
+  Session s(f.checker.function(), f.config);
+  s.begin_message(f.t0, Settings{f.config, nullptr}, std::nullopt,
+                  std::string_view("<noreply-tlsrpt@MX.Example.NET>"));
+  EXPECT_TRUE(s.on_rcpt("tlsrpt@bad.example", "smtp", "bad.example", f.t0).accept);
+  EXPECT_EQ(f.checker.calls["bad.example"], 0) << "not checked at all";
+  const auto eom = s.end_message("Q1", f.t0);
+  ASSERT_EQ(eom.log_lines.size(), 1u);
+  EXPECT_NE(eom.log_lines[0].find("domain=bad.example "), std::string::npos) << eom.log_lines[0];
+  EXPECT_NE(eom.log_lines[0].find("action=continue reason=tlsrpt-report "), std::string::npos)
+      << eom.log_lines[0];
+
+  for (const std::string_view other : {"<someone@mx.example.net>", "<Noreply-tlsrpt@mx.example.net>", "<>"}) {
+    s.begin_message(f.t0, Settings{f.config, nullptr}, std::nullopt, other);
+    EXPECT_FALSE(s.on_rcpt("tlsrpt@bad.example", "smtp", "bad.example", f.t0).accept) << other;
+    (void)s.end_message("Q2", f.t0);
+  }
+  f.config->report.mail_from = "reports@example.org";
+  s.begin_message(f.t0, Settings{f.config, nullptr}, std::nullopt, std::string_view("reports@example.org"));
+  EXPECT_TRUE(s.on_rcpt("tlsrpt@bad.example", "smtp", "bad.example", f.t0).accept) << "report.mail_from";
+}
+
+TEST(Session, NoReportSenderWithoutContactInfo) {
+  Fixture f;
+  Session s(f.checker.function(), f.config);
+  s.begin_message(f.t0, Settings{f.config, nullptr}, std::nullopt, std::string_view("<noreply-tlsrpt@>"));
+  EXPECT_FALSE(s.on_rcpt("a@bad.example", "smtp", "bad.example", f.t0).accept);
+}
+
 TEST(Session, TagHeaderNeverNamesADomain) {
   Fixture f;
   f.config->decision.enforce_action = Action::Tag;

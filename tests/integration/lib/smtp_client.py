@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """One SMTP transaction for the end-to-end MTA tests.
 
-    smtp_client.py PORT RCPT...  ->  JSON on stdout:
+    [SMTP_FROM=ADDRESS] smtp_client.py PORT RCPT...  ->  JSON on stdout:
     {"connect", "mail": [code, text], "rcpt": [[code, text]...], "data", "queue_id"}
 
 Each recipient's own reply is kept (smtplib.sendmail hides partial failures).
+The envelope sender is SMTP_FROM, else sender@sender.test.
 The queue id is read from the DATA reply of either MTA: Postfix says
 "2.0.0 Ok: queued as QUEUEID", Sendmail "2.0.0 QUEUEID Message accepted".
 """
 import json
+import os
 import re
 import smtplib
 import sys
@@ -36,7 +38,7 @@ def main():
         s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.sender.test", timeout=60)
         out["connect"] = [220, ""]
         s.ehlo()
-        out["mail"] = pair(*s.mail("sender@sender.test"))
+        out["mail"] = pair(*s.mail(os.environ.get("SMTP_FROM", "sender@sender.test")))
         if out["mail"][0] == 250:
             out["rcpt"] = [pair(*s.rcpt(r)) for r in rcpts]
             if any(c == 250 for c, _ in out["rcpt"]):
