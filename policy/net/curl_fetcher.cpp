@@ -347,34 +347,8 @@ Result<FetchedBody, FetchError> perform(const CurlFetcherConfig& config, X509_ST
 
 }  // namespace
 
-struct CurlFetcher::TrustStore {
-  explicit TrustStore(const std::string& ca_file) : store(X509_STORE_new()) {
-    if (!store) throw std::runtime_error("cannot make a certificate store");
-    const bool loaded = load_trust_anchors(store, ca_file);
-    if (!loaded) {
-      X509_STORE_free(store);
-      throw std::runtime_error(ca_file.empty()
-                                   ? std::string("the system trust store cannot be read.")
-                                   : "HTTPS CA file " + ca_file + " holds no usable certificate.");
-    }
-    // As libcurl sets on the stores it makes: an intermediate in the file
-    // may anchor a chain.
-    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_TRUSTED_FIRST);
-  }
-  ~TrustStore() { X509_STORE_free(store); }
-  TrustStore(const TrustStore&) = delete;
-  TrustStore& operator=(const TrustStore&) = delete;
-  X509_STORE* store;
-};
-
 CurlFetcher::CurlFetcher(CurlFetcherConfig config) : config_(std::move(config)) {
-  // A CA file that cannot be read would fail every fetch as a certificate
-  // problem of the policy host: refuse it here, at start-up or reload.
-  std::error_code ec;
-  if (!config_.ca_file.empty() &&
-      (!std::filesystem::is_regular_file(config_.ca_file, ec) || !std::ifstream{config_.ca_file}.is_open()))
-    throw std::runtime_error("HTTPS CA file " + config_.ca_file + " cannot be read.");
-  trust_ = std::make_unique<TrustStore>(config_.ca_file);
+  trust_ = std::make_unique<SharedTrustStore>(config_.ca_file, "HTTPS CA file");
   // Failure here leaves every fetch failing with "curl-init": the daemon can
   // still run on cached policies.
   if (global_init() != CURLE_OK) spdlog::error("curl_global_init failed");
@@ -392,7 +366,7 @@ Result<FetchedBody, FetchError> CurlFetcher::fetch(const std::string& policy_dom
   if (global_init() != CURLE_OK) {
     result = fetch_error("curl-init", "curl_global_init failed");
   } else if (const auto resolve_line = resolve_entry(host, config_.port, addresses)) {
-    result = perform(config_, trust_->store, host, *resolve_line, status);
+    result = perform(config_, trust_->get(), host, *resolve_line, status);
   }
   if (result) {
     log_fetch(policy_domain, status, "ok", result->body.size(), started);

@@ -15,6 +15,8 @@
 
 namespace mtasts::policy::net {
 
+class SharedTrustStore;  // policy/net/trust_anchors.h
+
 struct CurlFetcherConfig {
   long timeout_seconds = 60;  // whole transfer; RFC 8461 §3.3 suggests a minute
   long connect_timeout_seconds = 10;
@@ -40,9 +42,8 @@ class CurlFetcher final : public PolicyFetcher {
                                         std::span<const std::string> addresses) override;
 
  private:
-  struct TrustStore;
   CurlFetcherConfig config_;
-  std::unique_ptr<TrustStore> trust_;
+  std::unique_ptr<SharedTrustStore> trust_;
 };
 
 }  // namespace mtasts::policy::net

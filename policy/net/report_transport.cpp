@@ -508,29 +508,8 @@ DeliveryResult run_submission(const MailSubmitConfig& config, std::vector<std::s
 
 }  // namespace
 
-struct HttpsReportPoster::TrustStore {
-  explicit TrustStore(const std::string& ca_file) : store(X509_STORE_new()) {
-    if (!store) throw std::runtime_error("cannot make a certificate store");
-    if (!load_trust_anchors(store, ca_file)) {
-      X509_STORE_free(store);
-      throw std::runtime_error(ca_file.empty()
-                                   ? std::string("the system trust store cannot be read.")
-                                   : "report CA file " + ca_file + " holds no usable certificate.");
-    }
-    X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_TRUSTED_FIRST);
-  }
-  ~TrustStore() { X509_STORE_free(store); }
-  TrustStore(const TrustStore&) = delete;
-  TrustStore& operator=(const TrustStore&) = delete;
-  X509_STORE* store;
-};
-
 HttpsReportPoster::HttpsReportPoster(HttpsPosterConfig config) : config_(std::move(config)) {
-  std::error_code ec;
-  if (!config_.ca_file.empty() &&
-      (!std::filesystem::is_regular_file(config_.ca_file, ec) || !std::ifstream{config_.ca_file}.is_open()))
-    throw std::runtime_error("report CA file " + config_.ca_file + " cannot be read.");
-  trust_ = std::make_unique<TrustStore>(config_.ca_file);
+  trust_ = std::make_unique<SharedTrustStore>(config_.ca_file, "report CA file");
   if (global_init() != CURLE_OK) spdlog::error("curl_global_init failed");
 }
 
@@ -541,7 +520,7 @@ DeliveryResult HttpsReportPoster::post(const std::string& https_uri, std::string
   DeliveryResult outcome = result(DeliveryOutcome::Permanent, "not an https uri");
   try {
     if (ascii_iequals(std::string_view(https_uri).substr(0, 8), "https://"))
-      outcome = perform_post(config_, trust_->store, https_uri, gz_body);
+      outcome = perform_post(config_, trust_->get(), https_uri, gz_body);
   } catch (const std::exception& error) {  // std::bad_alloc, in practice
     outcome = result(DeliveryOutcome::Temporary, std::string("https local: ") + error.what());
   }

@@ -14,6 +14,8 @@
 
 namespace mtasts::policy::net {
 
+class SharedTrustStore;  // policy/net/trust_anchors.h
+
 enum class DeliveryOutcome {
   Delivered,  // the destination took the report
   Temporary,  // try again later (network, 5xx, timeout, EX_TEMPFAIL, ...)
@@ -72,9 +74,8 @@ class HttpsReportPoster {
   DeliveryResult post(const std::string& https_uri, std::string_view gz_body) const;
 
  private:
-  struct TrustStore;
   HttpsPosterConfig config_;
-  std::unique_ptr<TrustStore> trust_;
+  std::unique_ptr<SharedTrustStore> trust_;
 };
 
 struct MailSubmitConfig {

@@ -4,6 +4,10 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
 namespace mtasts::policy::net {
 namespace {
 
@@ -28,5 +32,25 @@ bool load_trust_anchors(X509_STORE* store, const std::string& ca_file) {
   fill_extension_caches(store);
   return true;
 }
+
+SharedTrustStore::SharedTrustStore(const std::string& ca_file, std::string_view what) : store_(nullptr) {
+  // A CA file that cannot be read would fail every connection as a
+  // certificate problem of the server: refuse it here, at start-up or reload.
+  std::error_code ec;
+  if (!ca_file.empty() &&
+      (!std::filesystem::is_regular_file(ca_file, ec) || !std::ifstream{ca_file}.is_open()))
+    throw std::runtime_error(std::string(what) + " " + ca_file + " cannot be read.");
+  store_ = X509_STORE_new();
+  if (store_ == nullptr) throw std::runtime_error("cannot make a certificate store");
+  if (!load_trust_anchors(store_, ca_file)) {
+    X509_STORE_free(store_);
+    throw std::runtime_error(ca_file.empty()
+                                 ? std::string("the system trust store cannot be read.")
+                                 : std::string(what) + " " + ca_file + " holds no usable certificate.");
+  }
+  X509_STORE_set_flags(store_, X509_V_FLAG_PARTIAL_CHAIN | X509_V_FLAG_TRUSTED_FIRST);
+}
+
+SharedTrustStore::~SharedTrustStore() { X509_STORE_free(store_); }
 
 }  // namespace mtasts::policy::net

@@ -6,6 +6,7 @@
 #include <openssl/x509_vfy.h>
 
 #include <string>
+#include <string_view>
 
 namespace mtasts::policy::net {
 
@@ -18,5 +19,25 @@ namespace mtasts::policy::net {
 // TlsProberTest.ConcurrentProbesShareOneProber); filled now, the caches are
 // only read afterwards. False when nothing could be loaded.
 bool load_trust_anchors(X509_STORE* store, const std::string& ca_file);
+
+// One X509_STORE of anchors (load_trust_anchors), shared read-only by every
+// TLS connection of its owner (the policy fetcher, the report poster):
+// libcurl would otherwise parse the CA bundle again for every connection.
+// An intermediate in the file may anchor a chain (as libcurl's own stores).
+class SharedTrustStore {
+ public:
+  // `what` names the file in errors ("HTTPS CA file"). Throws
+  // std::runtime_error with one sentence when ca_file is set but cannot be
+  // read, or when no certificate could be loaded.
+  SharedTrustStore(const std::string& ca_file, std::string_view what);
+  ~SharedTrustStore();
+  SharedTrustStore(const SharedTrustStore&) = delete;
+  SharedTrustStore& operator=(const SharedTrustStore&) = delete;
+
+  X509_STORE* get() const { return store_; }
+
+ private:
+  X509_STORE* store_;
+};
 
 }  // namespace mtasts::policy::net
