@@ -28,6 +28,7 @@
 
 #include "policy/ascii.h"
 #include "policy/cert_name.h"
+#include "policy/net/curl_handles.h"
 #include "policy/net/trust_anchors.h"
 #include "policy/policy.h"
 #include "policy/reason.h"
@@ -43,24 +44,6 @@ static_assert(kOpenSslHostCheckFlags ==
 
 constexpr const char* kUserAgent = "mta-sts-milter/0.1";
 constexpr const char* kPolicyPath = "/.well-known/mta-sts.txt";
-
-struct CurlDeleter {
-  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
-};
-using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
-
-struct SlistDeleter {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
-
-// curl_global_init is not thread-safe; every fetcher shares one call.
-CURLcode global_init() {
-  static std::once_flag once;
-  static CURLcode result = CURLE_OK;
-  std::call_once(once, [] { result = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  return result;
-}
 
 // State one transfer shares with its callbacks.
 struct Transfer {
@@ -351,7 +334,7 @@ CurlFetcher::CurlFetcher(CurlFetcherConfig config) : config_(std::move(config)) 
   trust_ = std::make_unique<SharedTrustStore>(config_.ca_file, "HTTPS CA file");
   // Failure here leaves every fetch failing with "curl-init": the daemon can
   // still run on cached policies.
-  if (global_init() != CURLE_OK) spdlog::error("curl_global_init failed");
+  if (curl_global_once() != CURLE_OK) spdlog::error("curl_global_init failed");
 }
 
 CurlFetcher::~CurlFetcher() = default;
@@ -363,7 +346,7 @@ Result<FetchedBody, FetchError> CurlFetcher::fetch(const std::string& policy_dom
   Result<FetchedBody, FetchError> result =
       fetch_error(std::string(reason::kDnsNoAddress), "no usable address for " + host);
   long status = 0;
-  if (global_init() != CURLE_OK) {
+  if (curl_global_once() != CURLE_OK) {
     result = fetch_error("curl-init", "curl_global_init failed");
   } else if (const auto resolve_line = resolve_entry(host, config_.port, addresses)) {
     result = perform(config_, trust_->get(), host, *resolve_line, status);

@@ -35,6 +35,7 @@
 
 #include "policy/ascii.h"
 #include "policy/logfmt.h"
+#include "policy/net/curl_handles.h"
 #include "policy/net/trust_anchors.h"
 
 namespace mtasts::policy::net {
@@ -45,25 +46,6 @@ using Clock = std::chrono::steady_clock;
 // ---- HTTPS, §5.4 -----------------------------------------------------------
 
 constexpr std::size_t kMaxDetailBytes = 200;
-
-struct CurlDeleter {
-  void operator()(CURL* handle) const { curl_easy_cleanup(handle); }
-};
-using CurlHandle = std::unique_ptr<CURL, CurlDeleter>;
-
-struct SlistDeleter {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
-
-// curl_global_init is not thread-safe: one call for the process (libcurl
-// counts calls, so CurlFetcher's own call does no harm).
-CURLcode global_init() {
-  static std::once_flag once;
-  static CURLcode result = CURLE_OK;
-  std::call_once(once, [] { result = curl_global_init(CURL_GLOBAL_DEFAULT); });
-  return result;
-}
 
 struct Transfer {
   X509_STORE* trust = nullptr;
@@ -197,7 +179,7 @@ std::optional<CURLoption> configure(CURL* handle, const HttpsPosterConfig& confi
 
 DeliveryResult perform_post(const HttpsPosterConfig& config, X509_STORE* trust, const std::string& uri,
                             std::string_view body) {
-  if (global_init() != CURLE_OK)
+  if (curl_global_once() != CURLE_OK)
     return result(DeliveryOutcome::Temporary, "https local: curl_global_init failed");
   CurlHandle handle(curl_easy_init());
   Slist headers(curl_slist_append(nullptr, "Content-Type: application/tlsrpt+gzip"));
@@ -510,7 +492,7 @@ DeliveryResult run_submission(const MailSubmitConfig& config, std::vector<std::s
 
 HttpsReportPoster::HttpsReportPoster(HttpsPosterConfig config) : config_(std::move(config)) {
   trust_ = std::make_unique<SharedTrustStore>(config_.ca_file, "report CA file");
-  if (global_init() != CURLE_OK) spdlog::error("curl_global_init failed");
+  if (curl_global_once() != CURLE_OK) spdlog::error("curl_global_init failed");
 }
 
 HttpsReportPoster::~HttpsReportPoster() = default;
