@@ -247,25 +247,10 @@ std::optional<FetchError> classify(CURLcode rc, const Transfer& transfer, const 
   }
 }
 
-// Applies every option; returns the first one libcurl refused, or nullopt.
-class Options {
- public:
-  explicit Options(CURL* handle) : handle_(handle) {}
-  template <class T>
-  void set(CURLoption option, T value) {
-    if (!failed_ && curl_easy_setopt(handle_, option, value) != CURLE_OK) failed_ = option;
-  }
-  std::optional<CURLoption> failed() const { return failed_; }
-
- private:
-  CURL* handle_;
-  std::optional<CURLoption> failed_;
-};
-
 std::optional<CURLoption> configure(const CurlFetcherConfig& config, Transfer& transfer,
                                     const std::string& url, curl_slist* resolve, curl_slist* headers,
                                     char* error_buffer) {
-  Options o(transfer.handle);
+  CurlOptions o(transfer.handle);
   o.set(CURLOPT_URL, url.c_str());
   o.set(CURLOPT_PROTOCOLS_STR, "https");
   o.set(CURLOPT_REDIR_PROTOCOLS_STR, "https");

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 
 namespace mtasts::policy::net {
 
@@ -28,5 +29,20 @@ inline CURLcode curl_global_once() {
   std::call_once(once, [] { result = curl_global_init(CURL_GLOBAL_DEFAULT); });
   return result;
 }
+
+// Applies options to a handle until libcurl refuses one; failed() names it.
+class CurlOptions {
+ public:
+  explicit CurlOptions(CURL* handle) : handle_(handle) {}
+  template <class T>
+  void set(CURLoption option, T value) {
+    if (!failed_ && curl_easy_setopt(handle_, option, value) != CURLE_OK) failed_ = option;
+  }
+  std::optional<CURLoption> failed() const { return failed_; }
+
+ private:
+  CURL* handle_;
+  std::optional<CURLoption> failed_;
+};
 
 }  // namespace mtasts::policy::net

@@ -130,25 +130,10 @@ DeliveryResult classify_failure(CURLcode rc, CURL* handle, const char* message) 
   }
 }
 
-// Applies every option; returns the first one libcurl refused, or nullopt.
-class Options {
- public:
-  explicit Options(CURL* handle) : handle_(handle) {}
-  template <class T>
-  void set(CURLoption option, T value) {
-    if (!failed_ && curl_easy_setopt(handle_, option, value) != CURLE_OK) failed_ = option;
-  }
-  std::optional<CURLoption> failed() const { return failed_; }
-
- private:
-  CURL* handle_;
-  std::optional<CURLoption> failed_;
-};
-
 std::optional<CURLoption> configure(CURL* handle, const HttpsPosterConfig& config, Transfer& transfer,
                                     const std::string& uri, std::string_view body, curl_slist* headers,
                                     char* error_buffer) {
-  Options o(handle);
+  CurlOptions o(handle);
   o.set(CURLOPT_URL, uri.c_str());
   o.set(CURLOPT_PROTOCOLS_STR, "https");
   o.set(CURLOPT_REDIR_PROTOCOLS_STR, "https");
