@@ -296,6 +296,31 @@ row_tlsrpt() {
   sqlite3 -cmd ".timeout 5000" "$db" "SELECT * FROM $table WHERE policy_domain = '$domain'" 2>&1 | head -n 5
 }
 
+# row_report LABEL.ZONE: tomorrow (faketime +1 day), `report build` for
+# today gives the domain a report whose counts are today's records, and
+# `report read` accepts it (RFC 8460 §4: the records become the report).
+row_report() {
+  local domain="$1.test" db="${MILTER_CONF%.toml}.db" conf="$MB_DIR/report.toml" out="$MB_DIR/reports"
+  local day json want_s want_f got why=""
+  day=$(date -u +%F)
+  sed '/^\[report\]$/a contact_info = "tlsrpt@sender.test"' "$MILTER_CONF" >"$conf"
+  rm -rf "$out" && mkdir -p "$out"
+  # libfaketime is preloaded: an ASan build must not insist on coming first.
+  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" faketime -f '+1d' \
+    "$MTASTS_BIN" -c "$conf" report build --day "$day" --out "$out" >"$MB_DIR/report.out" 2>"$MB_DIR/report.err" ||
+    { echo "report build: $(tail -n 2 "$MB_DIR/report.err")"; return; }
+  json=$(gunzip -c "$out/sender.test!$domain!"*.json.gz 2>&1) || { echo "no report for $domain: $(ls "$out")"; return; }
+  want_s=$(sqlite3 -cmd ".timeout 5000" "$db" "SELECT coalesce(sum(successful_session_count), 0) FROM tlsrpt_successes WHERE day = '$day' AND policy_domain = '$domain'")
+  want_f=$(sqlite3 -cmd ".timeout 5000" "$db" "SELECT coalesce(sum(failed_session_count), 0) FROM tlsrpt_failures WHERE day = '$day' AND policy_domain = '$domain'")
+  got=$(jq -r '[([.policies[].summary."total-successful-session-count"] | add), ([.policies[].summary."total-failure-session-count"] | add), ."report-id", .policies[0].policy."policy-domain"] | join(" ")' <<<"$json")
+  [ "$got" = "$want_s $want_f $day.$domain@sender.test $domain" ] ||
+    why+="report says '$got', records say '$want_s $want_f $day.$domain@sender.test $domain'; "
+  [ "$want_s$want_f" != 00 ] || why+="no records for $domain today; "
+  "$MTASTS_BIN" report read "$out/sender.test!$domain!"*.json.gz >/dev/null 2>"$MB_DIR/read.err" ||
+    why+="report read refused it: $(head -c 300 "$MB_DIR/read.err"); "
+  echo "${why%; }"
+}
+
 run_rows() {
   local line
   while IFS= read -r line; do
@@ -316,6 +341,7 @@ run_rows() {
       held)    WHY=$(row_held "${FIELDS[@]:2}") ;;
       header)  WHY=$(row_header "${FIELDS[2]}") ;;
       tlsrpt)  WHY=$(row_tlsrpt "${FIELDS[@]:2}") ;;
+      report)  WHY=$(row_report "${FIELDS[2]}") ;;
       pace)    WHY=$(check_session_pace "${FIELDS[2]}" "${FIELDS[3]}.test" "${FIELDS[4]}" "${FIELDS[5]}" ${FIELDS[6]}) ;;
       *)       WHY="unknown row kind '${FIELDS[0]}'" ;;
     esac
