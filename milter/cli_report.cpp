@@ -116,7 +116,7 @@ bool write_file(const std::filesystem::path& path, std::string_view bytes) {
 
 int build_command(const Config& config, const ReportArgs& args) {
   const auto id = identity_of(config.report);
-  if (!id) return fail(kExitConfig, "set report.contact_info (RFC 8460 §4.4 contact-info) to build reports");
+  if (!id) return fail(kExitConfig, "set report.contact_info (RFC 8460 contact-info) to build reports");
   const std::int64_t now = unix_now();
   const auto day = chosen_day(args, now);
   if (!day) return fail(kExitInvalid, "--day must be a date YYYY-MM-DD, not '" + args.day + "'");
@@ -237,7 +237,7 @@ class RealReportTransport final : public ReportTransport {
   void load_signer(const ReportConfig& config) {
     if (config.dkim_key_file.empty() || config.dkim_selector.empty()) {
       signer_error_ =
-          "no DKIM key (report.dkim_key_file and report.dkim_selector; RFC 8460 §3 requires DKIM)";
+          "no DKIM key (report.dkim_key_file and report.dkim_selector; RFC 8460 section 3 requires DKIM)";
       return;
     }
     std::ifstream in(config.dkim_key_file, std::ios::binary);
@@ -285,7 +285,7 @@ class RealReportTransport final : public ReportTransport {
 
 int send_command(const Config& config, const ReportArgs& args) {
   const auto id = identity_of(config.report);
-  if (!id) return fail(kExitConfig, "set report.contact_info (RFC 8460 §4.4 contact-info) to send reports");
+  if (!id) return fail(kExitConfig, "set report.contact_info (RFC 8460 contact-info) to send reports");
   const std::int64_t now = unix_now();
   const auto day = chosen_day(args, now);
   if (!day) return fail(kExitInvalid, "--day must be a date YYYY-MM-DD, not '" + args.day + "'");
@@ -348,7 +348,7 @@ int print_report(const std::string& json, bool as_json, const std::string& sourc
 
 int show_command(const Config& config, const ReportArgs& args) {
   const auto id = identity_of(config.report);
-  if (!id) return fail(kExitConfig, "set report.contact_info (RFC 8460 §4.4 contact-info) to show reports");
+  if (!id) return fail(kExitConfig, "set report.contact_info (RFC 8460 contact-info) to show reports");
   const auto day = chosen_day(args, unix_now());
   if (!day) return fail(kExitInvalid, "--day must be a date YYYY-MM-DD, not '" + args.day + "'");
   const auto db = store::Database::open(config.store_path);
