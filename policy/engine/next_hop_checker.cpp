@@ -285,10 +285,11 @@ void NextHopChecker::Impl::gather_dane(const NextHop& hop, DecisionFacts& facts,
   DaneFacts dane;
   dane.mx_secure = mx.mx_security == DnsSecurity::Secure && mx.mx_status != DnsStatus::ServFail &&
                    mx.mx_status != DnsStatus::Timeout;
+  // Mode none applies no sts policy (next_hop_checker.h, Readings).
   ReportContext context{policy_domain_of(hop), "", ""};
-  if (const auto& stored = facts.resolution.policy) {
-    context.policy_string = stored->raw;
-    context.mx_patterns = join(stored->policy.mx);
+  if (policy_applies(facts.resolution)) {
+    context.policy_string = facts.resolution.policy->raw;
+    context.mx_patterns = join(facts.resolution.policy->policy.mx);
   }
   std::size_t seen = 0;
   for (const auto& c : dane.mx_secure ? mx.candidates : std::vector<CandidateFacts>{}) {

@@ -15,6 +15,17 @@
 // for DANE probes, "sts" otherwise. Failures found without a probe (an MX
 // host outside the policy, a bogus TLSA answer) are recorded once per
 // (policy domain, host) per probe_failure_ttl, as a probe would be.
+// Readings (RFC 8460 §4.4 "policy-type": "the type of policy that was
+// applied", "tlsa", "sts" or "no-policy-found"): a domain with no policy in
+// force (none found, or mode none, which RFC 8461 §5 treats "as though it
+// does not have any active policy") gets DANE probes only, recorded as
+// "tlsa"; its other hosts are not probed, so nothing is recorded for them,
+// and nothing is ever recorded as "sts" under mode none. We record no
+// "no-policy-found" successes: one would count a TLS negotiation nobody
+// saw (the MTA's own session is its to report), and probing every host of
+// every such domain to count them would cost a probe per recipient domain
+// and let anyone who can make the MTA mail arbitrary domains fill the
+// store. "no-policy-found" comes from discovery failures (resolver.h).
 #pragma once
 
 #include <chrono>

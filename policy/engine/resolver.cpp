@@ -18,8 +18,10 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "policy/engine/fetch_backoff.h"
 #include "policy/engine/lock_guarded.h"
@@ -38,17 +40,24 @@ namespace {
 struct TxtOutcome {
   enum class Kind { Id, NoRecord, Invalid, Error } kind = Kind::NoRecord;
   std::string id;
-  std::string reason;  // for Invalid and Error
+  std::string reason;  // for Invalid and Error: the Resolution's reason
   DnsSecurity security = DnsSecurity::Insecure;
   bool temporary = false;  // Error: may go away by itself (and may be an attacker)
+  // Invalid and Error: the TLSRPT failure (resolver.h, Readings), its
+  // failure-reason-code named after the TXT stage ("txt-servfail") so that a
+  // report tells it apart from the same DNS failure at the policy host.
+  ResultType report_type = ResultType::StsPolicyFetchError;
+  std::string report_reason;
 };
 
 // A DNS failure (SERVFAIL, timeout, bogus) says nothing about the policy:
 // it is temporary, so it never becomes a definite "no policy" (§5.1).
-TxtOutcome txt_error(TxtOutcome out, std::string_view why) {
+TxtOutcome txt_error(TxtOutcome out, std::string_view why, std::string_view report_reason) {
   out.kind = TxtOutcome::Kind::Error;
   out.reason = why;
   out.temporary = true;
+  out.report_type = ResultType::StsPolicyFetchError;
+  out.report_reason = report_reason;
   return out;
 }
 
@@ -56,7 +65,7 @@ TxtOutcome classify_txt(const DnsAnswer& answer) {
   TxtOutcome out;
   out.security = answer.security;
   if (answer.security == DnsSecurity::Bogus) {
-    return txt_error(out, reason::kDnssecBogus);
+    return txt_error(out, reason::kDnssecBogus, "txt-dnssec-bogus");
   }
   switch (answer.status) {
     case DnsStatus::NxDomain:
@@ -64,9 +73,9 @@ TxtOutcome classify_txt(const DnsAnswer& answer) {
       out.kind = TxtOutcome::Kind::NoRecord;
       return out;
     case DnsStatus::ServFail:
-      return txt_error(out, reason::kDnsServfail);
+      return txt_error(out, reason::kDnsServfail, "txt-servfail");
     case DnsStatus::Timeout:
-      return txt_error(out, reason::kDnsTimeout);
+      return txt_error(out, reason::kDnsTimeout, "txt-timeout");
     case DnsStatus::Ok:
       break;
   }
@@ -77,10 +86,44 @@ TxtOutcome classify_txt(const DnsAnswer& answer) {
   } else if (parsed.error().code == "no-record") {
     out.kind = TxtOutcome::Kind::NoRecord;
   } else {
+    // "txt-multiple-records", "txt-syntax": the published record itself is
+    // wrong, whatever the network does (RFC 8460 §4.3.2.2 sts-policy-invalid).
     out.kind = TxtOutcome::Kind::Invalid;
     out.reason = "txt-" + parsed.error().code;
+    out.report_type = ResultType::StsPolicyInvalid;
+    out.report_reason = out.reason;
   }
   return out;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : " ") + item;
+  return out;
+}
+
+// Where a discovery failed: at the TXT lookup, or at the fetch of a policy
+// that a valid TXT record announced.
+enum class FailedStep { TxtLookup, PolicyFetch };
+
+// One failed discovery as a TLSRPT session; whose policy it belongs to is
+// the Readings of resolver.h.
+TlsrptSession discovery_failure(const std::string& domain, FailedStep step, ResultType type,
+                                const std::string& why, const std::optional<StoredPolicy>& in_force,
+                                std::int64_t now) {
+  TlsrptSession s;
+  s.at = now;
+  s.policy_domain = domain;
+  s.result_type = type;
+  s.failure_reason_code = why;
+  if (in_force && in_force->policy.mode != Mode::None) {
+    s.policy_type = "sts";
+    s.policy_string = in_force->raw;
+    s.mx_patterns = joined(in_force->policy.mx);
+  } else {
+    s.policy_type = step == FailedStep::PolicyFetch ? "sts" : "no-policy-found";
+  }
+  return s;
 }
 
 // A fetch attempt's outcome: the new policy or the classified failure.
@@ -278,10 +321,12 @@ struct Resolver::Impl {
     (void)store.save_failure(failure);
   }
 
+  void record(const TlsrptSession& session) {
+    if (TlsrptSink* const to = sink.load()) to->record(session);
+  }
+
   FetchOutcome fetch_policy(const std::string& domain, const std::string& txt_id, DnsSecurity dnssec,
                             std::int64_t now);
-  void report_fetch_failure(const std::string& domain, const FetchOutcome& failed,
-                            const std::optional<StoredPolicy>& cached, std::int64_t now);
   Resolution discover(const std::string& domain);
   Resolution discovery_job(const std::string& domain, std::stop_token stop);
   Resolution after_txt_id(const std::string& domain, const TxtOutcome& txt,
@@ -327,25 +372,6 @@ FetchOutcome Resolver::Impl::fetch_policy(const std::string& domain, const std::
   return out;
 }
 
-// RFC 8460 §4.4: the session's policy is the one in force (the cached one),
-// if any; no MX host was involved.
-void Resolver::Impl::report_fetch_failure(const std::string& domain, const FetchOutcome& failed,
-                                          const std::optional<StoredPolicy>& cached, std::int64_t now) {
-  TlsrptSink* const to = sink.load();
-  if (to == nullptr) return;
-  TlsrptSession s;
-  s.at = now;
-  s.policy_type = "sts";
-  s.policy_domain = domain;
-  if (cached) {
-    s.policy_string = cached->raw;
-    for (const auto& mx : cached->policy.mx) s.mx_patterns += (s.mx_patterns.empty() ? "" : " ") + mx;
-  }
-  s.result_type = failed.type;
-  s.failure_reason_code = failed.reason;
-  to->record(s);
-}
-
 Resolution Resolver::Impl::after_txt_id(const std::string& domain, const TxtOutcome& txt,
                                         const std::optional<StoredPolicy>& cached, std::int64_t now) {
   if (cached && cached->txt_id == txt.id)
@@ -364,7 +390,7 @@ Resolution Resolver::Impl::after_txt_id(const std::string& domain, const TxtOutc
     back_off(FetchFailure{domain, txt.id, now, now + config.fetch_backoff, fetched.type, fetched.reason,
                           fetched.temporary},
              now);
-    report_fetch_failure(domain, fetched, cached, now);
+    record(discovery_failure(domain, FailedStep::PolicyFetch, fetched.type, fetched.reason, cached, now));
     if (cached) return stale(*cached, fetched.type, fetched.reason, txt.security, now);
     return no_policy(domain, fetched.type, fetched.reason, fetched.temporary, txt.security);
   }
@@ -386,6 +412,9 @@ Resolution Resolver::Impl::discover(const std::string& domain) {
   const auto cached = cached_policy(domain, now);
   const auto txt = classify_txt(dns.lookup_txt("_mta-sts." + domain, dns_deadline()));
 
+  // One session per TXT lookup that ran and failed, policy or not (resolver.h, Readings).
+  if (txt.kind == TxtOutcome::Kind::Error || txt.kind == TxtOutcome::Kind::Invalid)
+    record(discovery_failure(domain, FailedStep::TxtLookup, txt.report_type, txt.report_reason, cached, now));
   switch (txt.kind) {
     case TxtOutcome::Kind::Error:
       if (cached) return stale(*cached, ResultType::StsPolicyFetchError, txt.reason, txt.security, now);
@@ -459,7 +488,10 @@ bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
       spdlog::warn("refresh event=failed domain={} result_type={} reason={}", old.domain,
                    to_string(fetched.type), fetched.reason);
     (void)store.touch(old.domain, old.last_checked, old.last_used, error_text(fetched.type, fetched.reason));
-    report_fetch_failure(old.domain, fetched, old, now);
+    // RFC 8461 §8.3: a mode none policy is the first step of an opt-out,
+    // whose host may go away; only policies in force are reported.
+    if (old.policy.mode != Mode::None)
+      record(discovery_failure(old.domain, FailedStep::PolicyFetch, fetched.type, fetched.reason, old, now));
     return false;
   }
   const Policy& fresh = fetched.policy->policy;

@@ -3,11 +3,65 @@
 // Sees only sources.h. Thread-safe: one Resolver serves every caller; no I/O
 // happens under its lock; concurrent requests for one domain share one
 // TXT-check-and-fetch (single-flight).
-// TLSRPT (RFC 8460 §4.3.2.2): with a sink set, every HTTPS policy fetch that
-// actually runs and fails (discovery or background refresh) is one failed
-// "sts" session (sts-policy-fetch-error / sts-webpki-invalid /
-// sts-policy-invalid with the reason code); a back-off replay is not, nor a
-// failed TXT lookup (no fetch was attempted).
+//
+// TLSRPT (RFC 8460 §4.3.2.2, §4.4; RFC 8461 §6 reports MTA-STS failures
+// through it), with a sink set: every discovery step that actually runs
+// and fails is one failed session with no MX host: a `_mta-sts` TXT lookup
+// of a discovery, and an HTTPS policy fetch (discovery or background
+// refresh). A back-off replay, an answer from memory, a success, a missing
+// TXT record (NXDOMAIN, NODATA, no "v=STSv1" record) and the refresher's
+// own TXT lookup (no delivery waits on it; the next discovery records the
+// failure) are none. Equal sessions of a (domain, UTC day, reason) become
+// one aggregate with a count in the buffer (tlsrpt_buffer.h), so a broken
+// domain costs one row a day, not one per message, and the buffer bounds
+// the memory that many distinct domains take.
+//
+//   situation                        result-type (§4.3.2.2)  failure-reason-code
+//   TXT SERVFAIL                     sts-policy-fetch-error  txt-servfail
+//   TXT timeout                      sts-policy-fetch-error  txt-timeout
+//   TXT answer DNSSEC-bogus          sts-policy-fetch-error  txt-dnssec-bogus
+//   two or more v=STSv1 records      sts-policy-invalid      txt-multiple-records
+//   the one v=STSv1 record invalid   sts-policy-invalid      txt-syntax
+//   policy fetch failed              the fetcher's type      its reason ("http-404", ...)
+//
+// Readings, where the RFCs leave room:
+// - Result type. §4.3.2.2 gives "sts-policy-fetch-error" for "a failure to
+//   retrieve an MTA-STS policy, for example, because the policy host is
+//   unreachable": a TXT answer we could not get (SERVFAIL, timeout, bogus)
+//   is such a failure; the DNSSEC-specific "dnssec-invalid" of §4.3.2.1
+//   belongs to DANE (TLSA) policies. "sts-policy-invalid" is "a validation
+//   error for the overall MTA-STS Policy": RFC 8461 §3 publishes a policy
+//   in two parts (TXT record and policy file), so a TXT record that breaks
+//   RFC 8461 §3.1 (more than one "v=STSv1" record, bad syntax) is a
+//   validation error of the overall policy, which the domain owner fixes
+//   in the zone, not at the policy host.
+// - Policy type (§4.4 "policy-type": "the type of policy that was applied",
+//   one of "tlsa", "sts", "no-policy-found"):
+//   * a cached sts policy of mode testing or enforce is in force (§5.1 of
+//     RFC 8461 keeps applying it when discovery fails): the failure belongs
+//     to it: "sts" with its policy-string and mx-host, next to the probe
+//     sessions that go on under it;
+//   * no policy in force (nothing cached, or a cached mode none, which RFC
+//     8461 §5 says to treat "as though it does not have any active
+//     policy"), the TXT stage failed: "no-policy-found". RFC 8461 §3 says a
+//     policy's "presence and current version are indicated by a TXT record",
+//     and §3.1 that with no single valid record senders "MUST assume the
+//     recipient domain does not have an available MTA-STS Policy": no
+//     policy was applied, and the sts-* result type with its txt-* code
+//     tells the owner why none was found (the shape of
+//     tlsrpt_no_policy_attributes in policy/socketmap.h, for Postfix);
+//   * no policy in force, a valid TXT record announced one and its fetch
+//     failed: "sts" without policy-string and mx-host (the announced policy,
+//     whose text we do not have; large senders report
+//     sts-policy-fetch-error this way).
+// - A refresh that fails under a cached mode none policy is not recorded:
+//   RFC 8461 §8.3 makes mode none the first step of an opt-out, after which
+//   the policy host goes away, and asks senders "to distinguish clearly
+//   between failures indicative of attacks and those indicative of such
+//   opt-outs". A discovery under it that sees a new TXT id and fails to
+//   fetch is recorded ("sts", above): the owner published a new policy.
+// - A missing TXT record with a cached policy is the §8.3 opt-out too (the
+//   policy applies until it expires): not a failure.
 #pragma once
 
 #include <chrono>

@@ -2,6 +2,12 @@
 // probes many hosts a second, and one SQLite transaction every
 // flush_interval is far cheaper than one per session; the counts are what
 // the report needs, never the individual sessions.
+// Why an early flush past flush_at_aggregates, on the flusher's thread: the
+// sink's callers (probe and discovery threads) must never wait on the store,
+// and a burst of distinct domains must not sit in memory for an interval.
+// Why none while the store refuses: each record would wake another write
+// that fails at once; the interval paces the retries and max_pending bounds
+// memory meanwhile.
 // Why the key is a '\0'-joined string: every field is text without NUL (DNS
 // names, addresses, policy text, reason codes), and one ordered map keeps
 // take() sorted for free.
@@ -71,7 +77,9 @@ struct TlsrptBuffer::Impl {
   std::int64_t dropped = 0;                        // guarded by mu
   std::mutex flushing;                             // one writer at a time
   std::condition_variable wake;
-  bool stopping = false;  // guarded by mu
+  bool stopping = false;         // guarded by mu
+  bool flush_requested = false;  // guarded by mu: past flush_at_aggregates
+  bool store_refused = false;    // guarded by mu: the last flush failed
   std::thread flusher;
 
   Impl(TlsrptStore* s, TlsrptBufferConfig cfg) : store(s), config(std::move(cfg)) {}
@@ -100,8 +108,11 @@ struct TlsrptBuffer::Impl {
     return batch;
   }
 
+  // What the store refused goes back; no early flush until one succeeds
+  // (set here, in the same lock, so no record sees the batch back first).
   void put_back(std::vector<TlsrptAggregate> batch) {
     std::lock_guard lock(mu);
+    store_refused = true;
     for (auto& a : batch) merge(std::move(a));
   }
 
@@ -110,11 +121,27 @@ struct TlsrptBuffer::Impl {
     return std::exchange(dropped, 0);
   }
 
+  // Under the lock, after a merge: true when the flusher should write now.
+  bool wants_early_flush() {
+    const bool has_flusher = config.flush_interval.count() > 0;
+    if (!has_flusher || flush_requested || store_refused || stopping) return false;
+    if (pending.size() <= config.flush_at_aggregates) return false;
+    flush_requested = true;
+    return true;
+  }
+
+  void note_store_accepted() {
+    std::lock_guard lock(mu);
+    store_refused = false;
+  }
+
   // One store transaction; an exception from the store is an error value.
   Result<bool> write(const std::vector<TlsrptAggregate>& batch);
   // Logs (one line) the sessions dropped since the last call.
   void report_dropped();
   bool flush();
+  // Writes `all` a batch at a time; what the store refuses goes back.
+  bool write_all(std::vector<TlsrptAggregate> all);
   void run();
 };
 
@@ -136,7 +163,12 @@ bool TlsrptBuffer::Impl::flush() {
   std::lock_guard one_writer(flushing);
   report_dropped();
   if (store == nullptr) return true;
-  std::vector<TlsrptAggregate> all = take();
+  const bool written = write_all(take());
+  if (written) note_store_accepted();
+  return written;
+}
+
+bool TlsrptBuffer::Impl::write_all(std::vector<TlsrptAggregate> all) {
   const std::size_t step = std::max<std::size_t>(config.batch_aggregates, 1);
   for (std::size_t first = 0; first < all.size(); first += step) {
     const auto last = all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), first + step));
@@ -158,8 +190,9 @@ bool TlsrptBuffer::Impl::flush() {
 void TlsrptBuffer::Impl::run() {
   std::unique_lock lock(mu);
   while (!stopping) {
-    wake.wait_for(lock, config.flush_interval, [this] { return stopping; });
+    wake.wait_for(lock, config.flush_interval, [this] { return stopping || flush_requested; });
     if (stopping) break;
+    flush_requested = false;
     lock.unlock();
     flush();
     lock.lock();
@@ -188,13 +221,23 @@ TlsrptBuffer::~TlsrptBuffer() {
 
 void TlsrptBuffer::record(const TlsrptSession& session) {
   TlsrptAggregate a = aggregate_of(session, impl_->config.sending_mta_ip);
-  std::lock_guard lock(impl_->mu);
-  impl_->merge(std::move(a));
+  bool early = false;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->merge(std::move(a));
+    early = impl_->wants_early_flush();
+  }
+  if (early) impl_->wake.notify_all();
 }
 
 std::vector<TlsrptAggregate> TlsrptBuffer::take() { return impl_->take(); }
 
 bool TlsrptBuffer::flush() { return impl_->flush(); }
+
+std::size_t TlsrptBuffer::pending_aggregates() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->pending.size();
+}
 
 std::int64_t TlsrptBuffer::pending_sessions() const {
   std::lock_guard lock(impl_->mu);

@@ -25,22 +25,32 @@ struct TlsrptBufferConfig {
   std::string sending_mta_ip;
   // The flusher thread writes this often; zero: no thread (flush() by hand).
   std::chrono::milliseconds flush_interval{30000};
-  // Distinct aggregates held in memory at most (new keys beyond are dropped
-  // and counted in a warning; counts of known keys still go up).
-  std::size_t max_pending = 100000;
+  // More distinct aggregates than this wake the flusher at once, not at its
+  // next interval: 100,000 recipient domains in a burst never wait in
+  // memory for a whole flush_interval. Not while the store refuses writes
+  // (the interval paces the retries then). No effect without a flusher.
+  std::size_t flush_at_aggregates = 10000;
+  // Distinct aggregates held in memory at most: room for what arrives
+  // during an early flush, and the bound while the store refuses writes.
+  // New keys beyond are dropped and counted in a warning at the next flush;
+  // counts of known keys still go up.
+  std::size_t max_pending = 20000;
   // Aggregates written per store transaction. Bounded so that after a full
   // disk the writes fit again a batch at a time, instead of one
   // transaction of everything that may never fit.
   std::size_t batch_aggregates = 500;
 };
 
-// Thread-safe. record() only takes a mutex (no I/O). The flusher writes
-// outside the lock, batch_aggregates per transaction; when a batch fails,
-// it and the batches not yet tried go back (merged with what arrived
-// meanwhile, within max_pending) for the next try. The destructor stops the
-// flusher and makes a last attempt, so nothing recorded is lost on a clean
-// shutdown unless that last write fails too. Whatever is dropped (beyond
-// max_pending, or unwritten at the end) is counted in one log line.
+// Thread-safe. record() only takes a mutex (no I/O); past
+// flush_at_aggregates it wakes the flusher. The flusher writes outside the
+// lock, batch_aggregates per transaction; when a batch fails, it and the
+// batches not yet tried go back (merged with what arrived meanwhile, within
+// max_pending) for the next try, at the next interval. The destructor stops
+// the flusher and makes a last attempt, so nothing recorded is lost on a
+// clean shutdown unless that last write fails too. Whatever is dropped
+// (beyond max_pending, or unwritten at the end) is counted in one log line:
+// "tlsrpt event=dropped sessions=N reason=buffer-full" at the next flush,
+// "tlsrpt event=lost sessions=N" at the end.
 class TlsrptBuffer final : public TlsrptSink {
  public:
   // `store` may be nullptr (aggregate in memory only; take() reads them).
@@ -64,6 +74,8 @@ class TlsrptBuffer final : public TlsrptSink {
 
   // Sessions held in memory (not yet written).
   std::int64_t pending_sessions() const;
+  // Distinct aggregates held in memory (not yet written).
+  std::size_t pending_aggregates() const;
 
  private:
   struct Impl;

@@ -903,6 +903,85 @@ TEST(NextHopChecker, TlsrptSessionTable) {
   }
 }
 
+// No policy in force (none published, or mode none: RFC 8461 §5): only
+// DANE probes are sessions, as "tlsa"; nothing is ever "sts" under mode
+// none, and no "no-policy-found" success is made up for hosts nobody
+// probed. A discovery failure comes from the resolver, as no-policy-found.
+TEST(NextHopChecker, TlsrptNoPolicyInForceTable) {
+  const std::vector<ReportCase> cases{
+      {"no policy, mx reachable: no probe, nothing",
+       [](World& w) {
+         no_policy(w);
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.prober.set("192.0.2.1", verified());
+       },
+       2,
+       {}},
+      {"mode none, mx reachable: nothing",
+       [](World& w) {
+         w.publish("example.com", kNone);
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.prober.set("192.0.2.1", verified());
+       },
+       2,
+       {}},
+      {"mode none, mx outside any pattern: no mx-not-in-policy",
+       [](World& w) {
+         w.publish("example.com", kNone);
+         w.mx.set_mx("example.com", mx_answer({{10, "mail.other.net"}}));
+       },
+       2,
+       {}},
+      {"no policy, dane verified: tlsa",
+       [](World& w) {
+         no_policy(w);
+         secure_mx(w, {kMx1});
+         secure_tlsa(w, "mx1.example.com");
+         w.prober.set("192.0.2.1", dane_verified());
+       },
+       2,
+       {"tlsa success   "}},
+      {"mode none, dane mismatch: tlsa failure",
+       [](World& w) {
+         w.publish("example.com", kNone);
+         secure_mx(w, {kMx1});
+         secure_tlsa(w, "mx1.example.com");
+         w.prober.set("192.0.2.1", tlsa_mismatch());
+       },
+       2,
+       {"tlsa tlsa-invalid tlsa-invalid mx1.example.com 192.0.2.1"}},
+      {"txt servfail, nothing cached: the discovery failure, no probe",
+       [](World& w) {
+         w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::ServFail));
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.prober.set("192.0.2.1", verified());
+       },
+       1,
+       {"no-policy-found sts-policy-fetch-error txt-servfail  "}},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    World w;
+    RecordingSink sink;
+    c.setup(w);
+    w.start();
+    w.resolver->set_tlsrpt_sink(&sink);
+    w.checker->set_tlsrpt_sink(&sink);
+    for (int i = 0; i < c.checks; ++i) w.check();
+    w.checker->wait_idle();
+    w.resolver->wait_idle();
+    std::vector<std::string> got;
+    for (const auto& s : sink.sessions()) {
+      got.push_back(describe(s));
+      EXPECT_EQ(s.policy_domain, "example.com");
+      if (s.policy_type == "tlsa") {
+        EXPECT_EQ(s.mx_patterns, "mx1.example.com");
+      }
+    }
+    EXPECT_EQ(got, c.expected);
+  }
+}
+
 TEST(NextHopChecker, TlsrptSessionCarriesThePolicy) {
   World w;
   RecordingSink sink;

@@ -1,11 +1,14 @@
 // The resolution engine against scripted sources: RFC 8461 §3.3, §5.1, §8.1.
 #include "policy/engine/refresher.h"
 #include "policy/engine/resolver.h"
+#include "policy/engine/tlsrpt_buffer.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "fakes/fake_sources.h"
 #include "fakes/log_capture.h"
@@ -719,60 +722,203 @@ TEST(BackgroundRefresher, EachPassWritesLastUsedToTheStore) {
 }
 
 // ---------------------------------------------------------------- TLSRPT
-// RFC 8460 §4.3.2.2: a policy fetch that actually ran and failed is one
-// failed sts session; a back-off replay, a TXT lookup error and a success
-// are none.
+// RFC 8460 §4.3.2.2 / §4.4 (resolver.h, Readings): a TXT lookup or a policy
+// fetch that actually ran and failed is one failed session; its policy type
+// is that of the policy in force ("sts" with its text), else "sts" without
+// text when a valid TXT record announced the policy, else "no-policy-found".
+// A back-off replay, an answer from memory, a missing TXT record and a
+// success are none.
 
-struct FetchReportCase {
+struct DiscoveryReportCase {
   std::string name;
+  const char* cached;  // published as id 1 and fetched first; nullptr: nothing cached
   DnsAnswer txt;
   Result<FetchedBody, FetchError> fetch;
   std::vector<std::int64_t> resolves_after;  // clock advance before each resolve
-  std::vector<std::string> expected;         // "result-type reason" per session
+  // "policy-type result-type reason policy" per session; policy is
+  // "enforce" (the cached enforce policy's text and mx) or "-" (none).
+  std::vector<std::string> expected;
 };
 
-TEST(Resolver, TlsrptFetchFailureTable) {
+std::string describe(const TlsrptSession& s) {
+  const std::string policy = s.policy_string.empty()       ? "-"
+                             : s.policy_string == kEnforce ? "enforce"
+                                                           : "other";
+  return s.policy_type + " " + std::string(to_string(*s.result_type)) + " " + s.failure_reason_code + " " +
+         policy;
+}
+
+std::vector<DiscoveryReportCase> discovery_report_cases() {
   const FetchError e404{ResultType::StsPolicyFetchError, "http-404", "", false};
+  const FetchError e503{ResultType::StsPolicyFetchError, "http-503", "", true};
   const FetchError expired{ResultType::StsWebpkiInvalid, "cert-expired", "", false};
   const DnsAnswer id1 = txt_answer({"v=STSv1; id=1;"});
-  const std::vector<FetchReportCase> cases{
-      {"404 once, then back-off replays", id1, e404, {0, 61, 100}, {"sts-policy-fetch-error http-404"}},
+  const DnsAnswer id2 = txt_answer({"v=STSv1; id=2;"});
+  const DnsAnswer servfail = status_answer(DnsStatus::ServFail);
+  const DnsAnswer timeout = status_answer(DnsStatus::Timeout);
+  const DnsAnswer bogus = status_answer(DnsStatus::ServFail, DnsSecurity::Bogus);
+  const DnsAnswer two = txt_answer({"v=STSv1; id=1;", "v=STSv1; id=2;"});
+  const DnsAnswer bad = txt_answer({"v=STSv1; id=;"});
+  const DnsAnswer gone = status_answer(DnsStatus::NxDomain);
+  const FetchedBody good{kEnforce};
+  return {
+      // Nothing cached, the TXT record valid: the fetch of the announced policy.
+      {"404 once, then back-off replays",
+       nullptr,
+       id1,
+       e404,
+       {0, 61, 100},
+       {"sts sts-policy-fetch-error http-404 -"}},
       {"back-off over: fetched and recorded again",
+       nullptr,
        id1,
        e404,
        {0, 61, 300},
-       {"sts-policy-fetch-error http-404", "sts-policy-fetch-error http-404"}},
-      {"webpki", id1, expired, {0}, {"sts-webpki-invalid cert-expired"}},
+       {"sts sts-policy-fetch-error http-404 -", "sts sts-policy-fetch-error http-404 -"}},
+      {"webpki", nullptr, id1, expired, {0}, {"sts sts-webpki-invalid cert-expired -"}},
       {"invalid policy",
+       nullptr,
        id1,
        FetchedBody{"version: STSv1\nmode: enforce\n"},
        {0},
-       {"sts-policy-invalid policy-syntax"}},
-      {"success: nothing", id1, FetchedBody{kEnforce}, {0, 61}, {}},
-      {"txt servfail: no fetch, nothing", status_answer(DnsStatus::ServFail), e404, {0, 61}, {}},
+       {"sts sts-policy-invalid policy-syntax -"}},
+      {"success: nothing", nullptr, id1, good, {0, 61}, {}},
+      // Nothing cached, the TXT stage failed: no policy was found.
+      {"txt servfail: one failure per lookup",
+       nullptr,
+       servfail,
+       e404,
+       {0, 61},
+       {"no-policy-found sts-policy-fetch-error txt-servfail -",
+        "no-policy-found sts-policy-fetch-error txt-servfail -"}},
+      {"txt timeout", nullptr, timeout, e404, {0}, {"no-policy-found sts-policy-fetch-error txt-timeout -"}},
+      {"txt dnssec-bogus",
+       nullptr,
+       bogus,
+       e404,
+       {0},
+       {"no-policy-found sts-policy-fetch-error txt-dnssec-bogus -"}},
+      {"two v=STSv1 records: again after the recheck interval",
+       nullptr,
+       two,
+       good,
+       {0, 30, 31},
+       {"no-policy-found sts-policy-invalid txt-multiple-records -",
+        "no-policy-found sts-policy-invalid txt-multiple-records -"}},
+      {"txt syntax", nullptr, bad, good, {0}, {"no-policy-found sts-policy-invalid txt-syntax -"}},
+      {"no txt record: nothing", nullptr, gone, good, {0, 61}, {}},
+      {"unrelated txt: nothing", nullptr, txt_answer({"v=spf1 -all"}), good, {0}, {}},
+      // A cached enforce policy stays in force: the failures are its own.
+      {"enforce cached, txt servfail",
+       kEnforce,
+       servfail,
+       good,
+       {61, 61},
+       {"sts sts-policy-fetch-error txt-servfail enforce",
+        "sts sts-policy-fetch-error txt-servfail enforce"}},
+      {"enforce cached, txt dnssec-bogus",
+       kEnforce,
+       bogus,
+       good,
+       {61},
+       {"sts sts-policy-fetch-error txt-dnssec-bogus enforce"}},
+      {"enforce cached, two records",
+       kEnforce,
+       two,
+       good,
+       {61},
+       {"sts sts-policy-invalid txt-multiple-records enforce"}},
+      {"enforce cached, answer from memory: nothing more",
+       kEnforce,
+       servfail,
+       good,
+       {61, 10, 10},
+       {"sts sts-policy-fetch-error txt-servfail enforce"}},
+      {"enforce cached, new id fails",
+       kEnforce,
+       id2,
+       e503,
+       {61},
+       {"sts sts-policy-fetch-error http-503 enforce"}},
+      {"enforce cached, txt removed: nothing (RFC 8461 §8.3)", kEnforce, gone, good, {61}, {}},
+      // A cached mode none policy is no policy in force (RFC 8461 §5).
+      {"none cached, txt servfail",
+       kNone,
+       servfail,
+       good,
+       {61},
+       {"no-policy-found sts-policy-fetch-error txt-servfail -"}},
+      {"none cached, two records",
+       kNone,
+       two,
+       good,
+       {61},
+       {"no-policy-found sts-policy-invalid txt-multiple-records -"}},
+      {"none cached, new id fails: the announced policy",
+       kNone,
+       id2,
+       e404,
+       {61},
+       {"sts sts-policy-fetch-error http-404 -"}},
   };
-  for (const auto& c : cases) {
+}
+
+TEST(Resolver, TlsrptDiscoveryFailureTable) {
+  for (const auto& c : discovery_report_cases()) {
     SCOPED_TRACE(c.name);
     World w;
     RecordingSink sink;
+    if (c.cached != nullptr) {
+      w.publish("1", c.cached);
+      ASSERT_EQ(w.resolve().source, PolicySource::Fetched);
+    }
     w.resolver->set_tlsrpt_sink(&sink);
     w.dns.set("_mta-sts.example.com", c.txt);
     w.fetcher.set("example.com", c.fetch);
+    std::vector<std::int64_t> times;
     for (const std::int64_t advance : c.resolves_after) {
       w.clock.advance(advance);
       w.resolve();
+      times.push_back(w.clock.now());
     }
     w.resolver->wait_idle();
     std::vector<std::string> got;
     for (const auto& s : sink.sessions()) {
-      got.push_back(std::string(to_string(*s.result_type)) + " " + s.failure_reason_code);
-      EXPECT_EQ(s.policy_type, "sts");
+      got.push_back(describe(s));
       EXPECT_EQ(s.policy_domain, "example.com");
       EXPECT_FALSE(s.success);
       EXPECT_EQ(s.receiving_mx_hostname, "");
+      EXPECT_EQ(s.receiving_ip, "");
+      EXPECT_EQ(s.mx_patterns, s.policy_string.empty() ? "" : "mx.example.com");
+      EXPECT_NE(std::find(times.begin(), times.end(), s.at), times.end()) << s.at;
     }
     EXPECT_EQ(got, c.expected);
   }
+}
+
+// Flooding: a domain whose TXT lookup fails on every message is one
+// aggregate a day with the count of the lookups, in the real buffer.
+TEST(Resolver, TlsrptTxtFailuresAggregatePerDomainDayAndReason) {
+  World w;
+  TlsrptBufferConfig manual;
+  manual.flush_interval = std::chrono::milliseconds(0);
+  TlsrptBuffer buffer(nullptr, manual);
+  w.resolver->set_tlsrpt_sink(&buffer);
+  w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::ServFail));
+  for (int message = 0; message < 50; ++message) {
+    w.resolve();
+    w.clock.advance(1);
+  }
+  w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::Timeout));
+  w.resolve();
+  w.resolver->wait_idle();
+  const auto rows = buffer.take();
+  ASSERT_EQ(rows.size(), 2U);
+  EXPECT_EQ(rows[0].policy_type, "no-policy-found");
+  EXPECT_EQ(rows[0].failure_reason_code, "txt-servfail");
+  EXPECT_EQ(rows[0].sessions, 50);
+  EXPECT_EQ(rows[1].failure_reason_code, "txt-timeout");
+  EXPECT_EQ(rows[1].sessions, 1);
 }
 
 // A failed fetch of a new id with a policy cached: the session names the
@@ -795,17 +941,27 @@ TEST(Resolver, TlsrptFetchFailureWithCachedPolicyNamesIt) {
   EXPECT_EQ(sessions[0].at, w.clock.now());
 }
 
-// The background refresh actually fetches: its failure is a session too.
-TEST(Resolver, TlsrptFailedRefreshIsRecorded) {
-  World w;
-  RecordingSink sink;
-  w.resolver->set_tlsrpt_sink(&sink);
-  w.publish("1", kEnforce);
-  ASSERT_EQ(w.resolve().source, PolicySource::Fetched);
-  w.fetcher.set("example.com", FetchError{ResultType::StsWebpkiInvalid, "cert-expired", "", false});
-  EXPECT_EQ(w.resolver->refresh_due(true), 0);
-  ASSERT_EQ(sink.sessions().size(), 1U);
-  EXPECT_EQ(sink.sessions()[0].result_type, ResultType::StsWebpkiInvalid);
+// The background refresh actually fetches: its failure is a session of the
+// policy in force; under mode none (an opt-out, RFC 8461 §8.3) none.
+TEST(Resolver, TlsrptFailedRefreshTable) {
+  const std::vector<std::tuple<std::string, const char*, std::vector<std::string>>> cases{
+      {"enforce", kEnforce, {"sts sts-webpki-invalid cert-expired enforce"}},
+      {"testing", kTesting, {"sts sts-webpki-invalid cert-expired other"}},
+      {"none: nothing", kNone, {}},
+  };
+  for (const auto& [name, body, expected] : cases) {
+    SCOPED_TRACE(name);
+    World w;
+    RecordingSink sink;
+    w.resolver->set_tlsrpt_sink(&sink);
+    w.publish("1", body);
+    ASSERT_EQ(w.resolve().source, PolicySource::Fetched);
+    w.fetcher.set("example.com", FetchError{ResultType::StsWebpkiInvalid, "cert-expired", "", false});
+    EXPECT_EQ(w.resolver->refresh_due(true), 0);
+    std::vector<std::string> got;
+    for (const auto& s : sink.sessions()) got.push_back(describe(s));
+    EXPECT_EQ(got, expected);
+  }
 }
 
 }  // namespace

@@ -287,6 +287,111 @@ TEST(TlsrptBuffer, BatchesAfterAFailureAreKeptAndLossIsCounted) {
   EXPECT_EQ(log.lines_with("tlsrpt event=lost sessions=1 aggregates=1 "), 1) << log.text();
 }
 
+TlsrptSession domain_failure(int i) {
+  TlsrptSession s = failure(kNoon);
+  s.policy_domain = "d" + std::to_string(i) + ".example";
+  return s;
+}
+
+// Waits up to 5 s for `done`.
+template <typename Done>
+bool eventually(Done done) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done() && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return done();
+}
+
+// Sessions counted in "tlsrpt event=dropped sessions=N" lines.
+std::int64_t dropped_in(const std::string& log) {
+  std::int64_t dropped = 0;
+  const std::string key = "tlsrpt event=dropped sessions=";
+  for (auto at = log.find(key); at != std::string::npos; at = log.find(key, at + 1))
+    dropped += std::stoll(log.substr(at + key.size()));
+  return dropped;
+}
+
+// Past flush_at_aggregates the flusher writes at once, not at its interval.
+TEST(TlsrptBuffer, FlushesEarlyPastFlushAtAggregates) {
+  FakeStore store;
+  TlsrptBufferConfig config;
+  config.flush_interval = std::chrono::hours(1);
+  config.flush_at_aggregates = 100;
+  TlsrptBuffer buffer(&store, config);
+  for (int i = 0; i < 100; ++i) buffer.record(domain_failure(i));
+  buffer.record(domain_failure(0));  // a known key adds no aggregate
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(store.calls(), 0) << "not past the threshold: the interval rules";
+  buffer.record(domain_failure(100));
+  ASSERT_TRUE(eventually([&] { return store.rows().size() == 101U; })) << store.rows().size();
+  EXPECT_EQ(total(store.rows()), 102);
+  EXPECT_EQ(buffer.pending_aggregates(), 0U);
+}
+
+// 100,000 recipient domains in a burst: the defaults flush every 10,000
+// aggregates, so memory never holds more than max_pending (20,000), and
+// every session is either written or counted as dropped in the log (a
+// tight loop records faster than any flusher writes; probes do not).
+TEST(TlsrptBuffer, HundredThousandDomainsNeverWaitInMemory) {
+  constexpr int kDomains = 100000;
+  FakeStore store;
+  TlsrptBufferConfig config;
+  config.flush_interval = std::chrono::hours(1);  // only early flushes write
+  ASSERT_EQ(config.flush_at_aggregates, 10000U);
+  ASSERT_EQ(config.max_pending, 20000U);
+  const testing::LogCapture log;
+  std::size_t peak = 0;
+  std::size_t written_before_stop = 0;
+  std::size_t pending_at_stop = 0;
+  {
+    TlsrptBuffer buffer(&store, config);
+    for (int i = 0; i < kDomains; ++i) {
+      buffer.record(domain_failure(i));
+      peak = std::max(peak, buffer.pending_aggregates());
+    }
+    EXPECT_TRUE(eventually([&] { return buffer.pending_aggregates() <= config.flush_at_aggregates; }));
+    written_before_stop = store.rows().size();
+    pending_at_stop = buffer.pending_aggregates();
+  }
+  EXPECT_LE(peak, config.max_pending);
+  EXPECT_GE(written_before_stop, config.flush_at_aggregates) << "written by early flushes, not at the stop";
+  EXPECT_LE(pending_at_stop, config.flush_at_aggregates);
+  EXPECT_EQ(total(store.rows()) + dropped_in(log.text()), kDomains) << "nothing lost silently";
+}
+
+// A store that refuses: one early write, then none until the interval
+// (no write per record); new keys beyond max_pending are dropped, counted
+// and logged; once the store accepts again, early flushes come back.
+TEST(TlsrptBuffer, RefusingStoreIsNotHammeredAndDropsAreLogged) {
+  FakeStore store;
+  store.set_failing(true);
+  TlsrptBufferConfig config;
+  config.flush_interval = std::chrono::hours(1);
+  config.flush_at_aggregates = 10;
+  config.max_pending = 20;
+  const testing::LogCapture log;
+  {
+    TlsrptBuffer buffer(&store, config);
+    for (int i = 0; i < 11; ++i) buffer.record(domain_failure(i));
+    ASSERT_TRUE(eventually([&] { return store.calls() == 1; }));
+    ASSERT_TRUE(eventually([&] { return buffer.pending_aggregates() == 11U; }))
+        << "the refused batch is kept";
+    for (int i = 11; i < 31; ++i) buffer.record(domain_failure(i));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(store.calls(), 1) << "no early write while the store refuses";
+    EXPECT_EQ(buffer.pending_aggregates(), 20U);
+    EXPECT_FALSE(buffer.flush());  // the interval's retry, by hand
+    store.set_failing(false);
+    EXPECT_TRUE(buffer.flush());
+    EXPECT_EQ(store.rows().size(), 20U);
+    for (int i = 31; i < 42; ++i) buffer.record(domain_failure(i));
+    EXPECT_TRUE(eventually([&] { return store.rows().size() == 31U; })) << "early flushes are back";
+  }
+  EXPECT_EQ(dropped_in(log.text()), 11);
+  EXPECT_EQ(log.lines_with("tlsrpt event=dropped sessions=11 reason=buffer-full max_pending=20"), 1)
+      << log.text();
+}
+
 TEST(TlsrptBuffer, ConcurrentRecordsAllCount) {
   FakeStore store;
   TlsrptBufferConfig config;
