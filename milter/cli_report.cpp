@@ -98,11 +98,18 @@ policy::Result<std::vector<store::StoredReport>> build_and_store(const std::shar
   const auto added =
       reports.save_reports(stored_form(policy::build_daily_reports(rows, day, id.submitter), now));
   if (!added) return added.error();
-  spdlog::info("report event=built day={} new={}", day, *added);
+  if (*added > 0) spdlog::info("report event=built day={} new={}", day, *added);
   return reports.reports_of_day(day);
 }
 
+// A §5.1 name is a single file name: nothing that could leave --out.
+bool plain_file_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
+}
+
 bool write_file(const std::filesystem::path& path, std::string_view bytes) {
+  if (!plain_file_name(path.filename().string())) return false;
   const std::filesystem::path temporary = path.string() + ".tmp";
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
@@ -126,7 +133,9 @@ int build_command(const Config& config, const ReportArgs& args) {
   const auto built = build_and_store(db, *id, *day, now);
   if (!built) return fail(kExitTempFail, "the store failed: " + built.error().detail);
   for (const store::StoredReport& r : *built) {
-    if (!args.out_dir.empty() && !write_file(std::filesystem::path(args.out_dir) / r.file_name, r.report_gz))
+    if (!args.out_dir.empty() &&
+        (!plain_file_name(r.file_name) ||
+         !write_file(std::filesystem::path(args.out_dir) / r.file_name, r.report_gz)))
       return fail(kExitTempFail,
                   "cannot write " + (std::filesystem::path(args.out_dir) / r.file_name).string());
     std::cout << r.day << " " << r.policy_domain << " " << r.report_id << " " << r.file_name << " "
@@ -255,7 +264,8 @@ class RealReportTransport final : public ReportTransport {
   }
 
   TransportResult mail(const store::StoredReport& report, const std::string& uri) {
-    if (!signer_) return {policy::AttemptOutcome::Permanent, signer_error_};
+    // Temporary: a key fixed within the day still sends the report.
+    if (!signer_) return {policy::AttemptOutcome::Temporary, signer_error_};
     const std::string token = stable_token(report.report_id, uri);
     policy::ReportMail mail{id_.mail_from,
                             mailto_address(uri),
@@ -283,6 +293,16 @@ class RealReportTransport final : public ReportTransport {
   std::string signer_error_;
 };
 
+// Days `report send` builds: --day alone, else yesterday and the six before.
+constexpr int kCatchUpDays = 7;
+std::vector<std::string> days_to_build(const ReportArgs& args, const std::string& day) {
+  if (!args.day.empty()) return {day};
+  std::vector<std::string> days;
+  const std::int64_t start = *policy::utc_day_start(day);
+  for (int i = kCatchUpDays - 1; i >= 0; --i) days.push_back(policy::utc_day(start - i * kDay));
+  return days;
+}
+
 int send_command(const Config& config, const ReportArgs& args) {
   const auto id = identity_of(config.report);
   if (!id) return fail(kExitConfig, "set report.contact_info (RFC 8460 contact-info) to send reports");
@@ -290,10 +310,13 @@ int send_command(const Config& config, const ReportArgs& args) {
   const auto day = chosen_day(args, now);
   if (!day) return fail(kExitInvalid, "--day must be a date YYYY-MM-DD, not '" + args.day + "'");
   auto services = make_services(config);
-  // The day is built first when it is over; then every day's due deliveries
-  // are sent (retries run for a day and cross midnight), or only --day's.
-  if (now >= buildable_from(config, *policy::utc_day_start(*day))) {
-    if (const auto built = build_and_store(services->database, *id, *day, now); !built)
+  // The days are built first when they are over (--day, or the last
+  // kCatchUpDays: a timer that did not run for a while loses no day); then
+  // every day's due deliveries are sent (retries cross midnight), or only
+  // --day's.
+  for (const std::string& d : days_to_build(args, *day)) {
+    if (now < buildable_from(config, *policy::utc_day_start(d))) continue;
+    if (const auto built = build_and_store(services->database, *id, d, now); !built)
       return fail(kExitTempFail, "the store failed: " + built.error().detail);
   }
   store::ReportStore reports(services->database);
@@ -306,7 +329,7 @@ int send_command(const Config& config, const ReportArgs& args) {
   const SendSummary summary = sender.send(args.day.empty() ? "" : *day);
   std::cout << "attempted=" << summary.attempted << " delivered=" << summary.delivered
             << " failed=" << summary.failed << " expired=" << summary.expired
-            << " waiting=" << summary.waiting << "\n";
+            << " no_destination=" << summary.no_destination << " waiting=" << summary.waiting << "\n";
   return summary.store_error ? kExitTempFail : kExitOk;
 }
 
@@ -369,9 +392,11 @@ int show_command(const Config& config, const ReportArgs& args) {
 
 // At most `cap` + 1 bytes of `in`: one more than allowed shows it was too big.
 std::string read_capped(std::istream& in, std::size_t cap) {
-  std::string bytes(cap + 1, '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  bytes.resize(static_cast<std::size_t>(in.gcount()));
+  std::string bytes;
+  char chunk[65536];
+  while (bytes.size() <= cap && in.read(chunk, sizeof chunk).gcount() > 0)
+    bytes.append(chunk, static_cast<std::size_t>(in.gcount()));
+  if (bytes.size() > cap + 1) bytes.resize(cap + 1);
   return bytes;
 }
 

@@ -32,6 +32,14 @@ struct Setting {
   Show show;
 };
 
+std::string toml_quoted(const std::string& text);
+
+std::string toml_list(const std::vector<std::string>& values) {
+  std::string out = "[";
+  for (const auto& v : values) out += (out.size() > 1 ? ", " : "") + toml_quoted(v);
+  return out + "]";
+}
+
 std::string toml_quoted(const std::string& text) {
   std::ostringstream out;
   out << toml::value<std::string>(text);
@@ -116,12 +124,7 @@ Setting text_list(std::string_view name, std::string_view help, Field field,
             field(c) = std::move(values);
             return "";
           },
-          [=](const Config& c) {
-            std::string out = "[";
-            for (const auto& v : field(const_cast<Config&>(c)))
-              out += (out.size() > 1 ? ", " : "") + toml_quoted(v);
-            return out + "]";
-          }};
+          [=](const Config& c) { return toml_list(field(const_cast<Config&>(c))); }};
 }
 
 // One of `allowed` (config words), stored parsed: a misspelt word is an
@@ -213,6 +216,21 @@ std::string check_domain(const toml::node& n, std::string& field) {
   const auto domain = policy::normalize_domain(value);
   if (!domain) return "must be a domain name like example.net";
   field = *domain;
+  return "";
+}
+
+// The command report mail is handed to: an absolute program path first (no
+// PATH search, no shell), then its arguments.
+std::string check_sendmail_command(Config& c, const toml::node& n) {
+  const auto* array = n.as_array();
+  if (!array || array->empty()) return "must be a non-empty array of strings";
+  std::vector<std::string> values;
+  for (const auto& item : *array) {
+    if (!item.is_string()) return "must be an array of strings";
+    values.push_back(*item.value<std::string>());
+  }
+  if (!values.front().starts_with('/')) return "must start with the program's absolute path";
+  c.report.sendmail_command = std::move(values);
   return "";
 }
 
@@ -377,8 +395,8 @@ const std::vector<Setting>& settings() {
            [](Config& c) -> std::string& { return c.report.dkim_selector; }),
       text("report.dkim_key_file", "PEM private key signing report mail (empty: mailto: destinations fail)",
            [](Config& c) -> std::string& { return c.report.dkim_key_file; }),
-      text_list("report.sendmail_command", "the local MTA's sendmail; -f FROM -- RCPT is appended",
-                [](Config& c) -> std::vector<std::string>& { return c.report.sendmail_command; }),
+      Setting{"report.sendmail_command", "the local MTA's sendmail; -f FROM -- RCPT is appended",
+              check_sendmail_command, [](const Config& c) { return toml_list(c.report.sendmail_command); }},
       integer("report.send_window", "seconds after midnight UTC over which report sends are spread", 0, 43200,
               [](Config& c) -> long& { return c.report.send_window; }),
       integer("report.https_timeout", "seconds per https: report POST", 5, 600,

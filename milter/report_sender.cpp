@@ -25,6 +25,9 @@ using policy::DeliveryState;
 constexpr std::string_view kLookupPrefix = "dns:_smtp._tls.";
 // Passes over the deliveries per run: lookups, then the deliveries they add.
 constexpr int kPasses = 2;
+// Destinations per report: a 4 KiB record can list ~250 URIs, each a signed
+// mail or a POST from us every day; a real record has one or two.
+constexpr std::size_t kMaxDestinations = 10;
 
 bool is_lookup(const Delivery& delivery) { return delivery.destination.starts_with(kLookupPrefix); }
 
@@ -58,12 +61,13 @@ void log_attempt(const Delivery& after, AttemptOutcome outcome, const std::strin
 
 void count(SendSummary& summary, const Delivery& after) {
   ++summary.attempted;
+  const bool lookup = after.destination.starts_with(kLookupPrefix);
   switch (after.state) {
     case DeliveryState::Delivered:
-      if (!after.destination.starts_with(kLookupPrefix)) ++summary.delivered;
+      if (!lookup) ++summary.delivered;
       break;
     case DeliveryState::Failed:
-      ++summary.failed;
+      ++(lookup ? summary.no_destination : summary.failed);
       break;
     case DeliveryState::Expired:
       ++summary.expired;
@@ -104,6 +108,14 @@ bool ReportSender::ensure_lookups(const std::string& day) {
   return lookups.empty() || store_.add_deliveries(lookups).has_value();
 }
 
+// --now also brings forward first attempts an earlier run placed in the
+// window; a retry still waits for its back-off.
+bool ReportSender::due_now(const Delivery& delivery, std::int64_t now) const {
+  if (settings_.ignore_window && delivery.state == DeliveryState::Pending && delivery.attempts == 0)
+    return true;
+  return policy::is_due(delivery, now, settings_.retry);
+}
+
 SendSummary ReportSender::send(const std::string& day) {
   SendSummary summary;
   if (!ensure_lookups(day)) {
@@ -111,14 +123,14 @@ SendSummary ReportSender::send(const std::string& day) {
     return summary;
   }
   for (int pass = 0; pass < kPasses && !summary.store_error; ++pass) {
-    const auto rows = store_.deliveries(day);
+    const auto rows = store_.open_deliveries(day);
     if (!rows) {
       summary.store_error = true;
       break;
     }
     const std::int64_t now = clock_.now();
     for (const Delivery& delivery : *rows)
-      if (policy::is_due(delivery, now, settings_.retry)) attempt(delivery, summary);
+      if (due_now(delivery, now)) attempt(delivery, summary);
   }
   if (const auto rows = store_.deliveries(day)) {
     for (const Delivery& delivery : *rows)
@@ -128,6 +140,16 @@ SendSummary ReportSender::send(const std::string& day) {
 }
 
 void ReportSender::attempt(const Delivery& due, SendSummary& summary) {
+  if (policy::stale_claim_expired(due, clock_.now(), settings_.retry)) {
+    const Delivery ended = policy::expired(due, clock_.now());
+    const auto written = store_.replace_delivery(due, ended);
+    if (!written) summary.store_error = true;
+    if (written && *written) {
+      log_attempt(ended, AttemptOutcome::Temporary, "no attempt finished within a day");
+      ++summary.expired;
+    }
+    return;
+  }
   const Delivery claimed = policy::claimed(due, clock_.now());
   const auto won = store_.replace_delivery(due, claimed);
   if (!won) {
@@ -135,15 +157,25 @@ void ReportSender::attempt(const Delivery& due, SendSummary& summary) {
     return;
   }
   if (!*won) return;  // another sender claimed it first
-  const std::optional<store::StoredReport> report = store_.load_report(due.report_id);
-  TransportResult result{AttemptOutcome::Temporary, "report not readable from the store"};
-  if (report) result = is_lookup(due) ? run_lookup(*report) : run_delivery(*report, due.destination);
+  const TransportResult result = run_claimed(due);
   const Delivery after =
       policy::after_attempt(claimed, result.outcome, result.detail, clock_.now(), settings_.retry);
   log_attempt(after, result.outcome, result.detail);
   const auto written = store_.replace_delivery(claimed, after);
   if (!written || !*written) summary.store_error = true;
   count(summary, after);
+}
+
+// A transport that throws (bad_alloc, a library's exception) costs this
+// attempt only: the run goes on with the next delivery.
+TransportResult ReportSender::run_claimed(const Delivery& due) {
+  try {
+    const std::optional<store::StoredReport> report = store_.load_report(due.report_id);
+    if (!report) return {AttemptOutcome::Temporary, "report not readable from the store"};
+    return is_lookup(due) ? run_lookup(*report) : run_delivery(*report, due.destination);
+  } catch (const std::exception& e) {
+    return {AttemptOutcome::Temporary, std::string("internal error: ") + e.what()};
+  }
 }
 
 TransportResult ReportSender::run_lookup(const store::StoredReport& report) {
@@ -160,6 +192,12 @@ TransportResult ReportSender::run_lookup(const store::StoredReport& report) {
       break;
   }
   std::vector<Delivery> deliveries;
+  if (answer.record.rua.size() > kMaxDestinations) {
+    spdlog::warn("report event=too-many-destinations report_id={} policy_domain={} published={} used={}",
+                 policy::logfmt_value(report.report_id), report.policy_domain, answer.record.rua.size(),
+                 kMaxDestinations);
+    answer.record.rua.resize(kMaxDestinations);
+  }
   for (const policy::ReportUri& uri : answer.record.rua) {
     Delivery delivery;
     delivery.report_id = report.report_id;

@@ -65,6 +65,7 @@ struct SendSummary {
   int attempted = 0;         // attempts made by this run
   int delivered = 0;         // deliveries that ended delivered in this run
   int failed = 0;            // ended failed (permanent) in this run
+  int no_destination = 0;    // reports whose domain publishes no usable _smtp._tls record
   int expired = 0;           // gave up in this run
   int waiting = 0;           // still pending after this run (not yet due, or to retry)
   bool store_error = false;  // a store read or write failed: the run stopped early
@@ -84,7 +85,9 @@ class ReportSender {
 
  private:
   bool ensure_lookups(const std::string& day);
+  bool due_now(const policy::Delivery& delivery, std::int64_t now) const;
   void attempt(const policy::Delivery& due, SendSummary& summary);
+  TransportResult run_claimed(const policy::Delivery& due);
   TransportResult run_lookup(const store::StoredReport& report);
   TransportResult run_delivery(const store::StoredReport& report, const std::string& destination);
 

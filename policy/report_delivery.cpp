@@ -57,6 +57,19 @@ bool is_due(const Delivery& delivery, std::int64_t now, const RetryPolicy& retry
   }
 }
 
+bool stale_claim_expired(const Delivery& delivery, std::int64_t now, const RetryPolicy& retry) {
+  return delivery.state == DeliveryState::Sending && is_due(delivery, now, retry) &&
+         now >= delivery.first_attempt_at + retry.give_up_after;
+}
+
+Delivery expired(Delivery delivery, std::int64_t now) {
+  delivery.state = DeliveryState::Expired;
+  delivery.claimed_at = 0;
+  delivery.finished_at = now;
+  if (delivery.last_error.empty()) delivery.last_error = "every attempt was cut short";
+  return delivery;
+}
+
 Delivery claimed(Delivery delivery, std::int64_t now) {
   delivery.state = DeliveryState::Sending;
   delivery.attempts += 1;

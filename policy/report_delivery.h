@@ -11,9 +11,9 @@
 //                                             passed since the first attempt
 // The claim is written (committed) before the transport runs, and the outcome
 // after it returns. Readings where the RFC leaves room:
-// - §5.3/§5.4 say nothing of retries; the issue asks for "exponential backoff
-//   for up to 24 h": first retry 5 min after the first failure, doubling, at
-//   most 4 h apart, none started 24 h after the first attempt.
+// - §5.5 asks for retries with exponential back-off for up to 24 hours:
+//   first retry 5 min after the first failure, doubling, at most 4 h apart,
+//   none started 24 h after the first attempt.
 // - A Sending left behind (the process died between the claim and the
 //   outcome) is due again once `stale_claim` (15 min, longer than any
 //   transport timeout) has passed: the report is sent again, with the same
@@ -66,6 +66,14 @@ struct RetryPolicy {
 // True when an attempt should start now: Pending and not_before has come, or
 // Sending with a claim older than stale_claim.
 bool is_due(const Delivery& delivery, std::int64_t now, const RetryPolicy& retry);
+
+// A Sending left behind (see is_due) whose first attempt is give_up_after
+// or more ago: it ends Expired instead of being claimed again, so a
+// delivery whose attempts keep dying (a crash in a library on a hostile
+// server, an OOM kill) is not resent forever.
+bool stale_claim_expired(const Delivery& delivery, std::int64_t now, const RetryPolicy& retry);
+// That delivery, Expired now.
+Delivery expired(Delivery delivery, std::int64_t now);
 
 // The delivery as written before its transport runs: Sending, one more
 // attempt, claimed now (first_attempt_at set on the first).

@@ -39,12 +39,12 @@ std::optional<ResultType> result_type_from_string(std::string_view text);
 // the report schema of §4.4: policy-type, policy-string, policy-domain,
 // mx-host, and for failures the failure-details entry.
 struct TlsrptSession {
-  std::int64_t at = 0;                    // unix seconds (the report day is its UTC date)
-  std::string policy_type;                // "sts" | "tlsa" | "no-policy-found"
-  std::string policy_domain;              // the Policy Domain (recipient or smart host domain)
-  std::string policy_string;              // sts: the raw policy text; tlsa: TLSA RRs, one per line
-  std::string mx_patterns;                // sts: the policy's mx patterns space-joined; tlsa: the MX host
-  bool success = false;                   // counts toward total-successful-session-count
+  std::int64_t at = 0;        // unix seconds (the report day is its UTC date)
+  std::string policy_type;    // "sts" | "tlsa" | "no-policy-found"
+  std::string policy_domain;  // the Policy Domain (recipient or smart host domain)
+  std::string policy_string;  // sts: the raw policy text; tlsa: "3 1 1 HEX" per record, one per line
+  std::string mx_patterns;    // sts: the policy's mx patterns space-joined; tlsa: the MX host
+  bool success = false;       // counts toward total-successful-session-count
   std::optional<ResultType> result_type;  // failures only (§4.3)
   std::string failure_reason_code;        // failures only: our stable reason code
   std::string sending_mta_ip;             // source address of the probe ("" when unknown)

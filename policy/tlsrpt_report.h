@@ -26,8 +26,9 @@
 // - "policy-string" (§4.4: a JSON array of strings): the stored text split into
 //   lines (LF or CRLF), trailing WSP/CR cut, empty lines dropped. For sts the
 //   stored text is the raw policy, so each element is one "key: value" line as
-//   in the RFC's example; for tlsa it is one TLSA RR in presentation format per
-//   line (policy/engine/next_hop_checker.cpp), so each element is one RR. The
+//   in the RFC's example; for tlsa it is one TLSA record's data per line
+//   ("3 1 1 0C72...", no owner name or class: policy/engine/next_hop_checker.cpp),
+//   so each element is one record. The
 //   key is left out when there are no lines (always for no-policy-found).
 // - "mx-host" (§4.4: a JSON array of RFC 8461 §4.1 patterns; an array per
 //   erratum 6241): mx_patterns split at spaces, for sts (the policy's mx lines)

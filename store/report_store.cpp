@@ -44,6 +44,12 @@ constexpr std::string_view kSelectDeliveries =
     "d.claimed_at, d.finished_at, d.last_error FROM tlsrpt_deliveries d "
     "JOIN tlsrpt_reports r ON r.report_id = d.report_id "
     "WHERE ?1 = '' OR r.day = ?1 ORDER BY r.day, r.policy_domain, d.report_id, d.destination";
+constexpr std::string_view kSelectOpenDeliveries =
+    "SELECT d.report_id, d.destination, d.state, d.attempts, d.not_before, d.first_attempt_at, "
+    "d.claimed_at, d.finished_at, d.last_error FROM tlsrpt_deliveries d "
+    "JOIN tlsrpt_reports r ON r.report_id = d.report_id "
+    "WHERE d.state IN ('pending', 'sending') AND (?1 = '' OR r.day = ?1) "
+    "ORDER BY r.day, r.policy_domain, d.report_id, d.destination";
 constexpr std::string_view kReplaceDelivery =
     "UPDATE tlsrpt_deliveries SET state = ?3, attempts = ?4, not_before = ?5, first_attempt_at = ?6, "
     "claimed_at = ?7, finished_at = ?8, last_error = ?9 "
@@ -208,6 +214,12 @@ Result<bool> ReportStore::add_deliveries(const std::vector<Delivery>& deliveries
 Result<std::vector<Delivery>> ReportStore::deliveries(const std::string& day) {
   return read<std::vector<Delivery>>(*database_, "delivery_read", "day=" + day, [&day](Connection& reader) {
     return select_all<Delivery>(reader, kSelectDeliveries, day, read_delivery);
+  });
+}
+
+Result<std::vector<Delivery>> ReportStore::open_deliveries(const std::string& day) {
+  return read<std::vector<Delivery>>(*database_, "delivery_read", "day=" + day, [&day](Connection& reader) {
+    return select_all<Delivery>(reader, kSelectOpenDeliveries, day, read_delivery);
   });
 }
 

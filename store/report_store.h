@@ -54,6 +54,10 @@ class ReportStore {
   // report and destination.
   policy::Result<std::vector<policy::Delivery>> deliveries(const std::string& day);
 
+  // As deliveries(), only those still pending or sending (what a send run
+  // reads: the index on state keeps it cheap however many have ended).
+  policy::Result<std::vector<policy::Delivery>> open_deliveries(const std::string& day);
+
   // Writes `after` over the stored delivery only while it still equals
   // `before` (state, attempts, claimed_at): true when written, false when
   // another process changed it first (nothing written).

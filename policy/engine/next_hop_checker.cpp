@@ -113,15 +113,16 @@ ProbeResult tlsa_failure(const std::string& address, DnsStatus status) {
   return result;
 }
 
-// RFC 8460 §4.4 "policy-string" for tlsa: the TLSA RRs in presentation
-// format (RFC 6698 §2.2), one per line.
-std::string tlsa_policy_string(const std::string& host, std::uint16_t port,
-                               const std::vector<TlsaRecord>& records) {
+// RFC 8460 §4.4 "policy-string" for tlsa: the TLSA records' data in
+// presentation format (RFC 6698 §2.2: usage, selector, matching type, hex),
+// one per line, without owner name, TTL or class ("3 1 1 0C72AC70..."), as
+// Postfix's libtlsrpt reports them: the MX host is the policy's "mx-host".
+std::string tlsa_policy_string(const std::vector<TlsaRecord>& records) {
   std::string out;
   for (const auto& r : records) {
     if (!out.empty()) out += '\n';
-    out += "_" + std::to_string(port) + "._tcp." + host + ". IN TLSA " + std::to_string(r.usage) + " " +
-           std::to_string(r.selector) + " " + std::to_string(r.matching_type) + " ";
+    out += std::to_string(r.usage) + " " + std::to_string(r.selector) + " " +
+           std::to_string(r.matching_type) + " ";
     for (const std::uint8_t byte : r.data) {
       char hex[3];
       std::snprintf(hex, sizeof hex, "%02X", byte);
@@ -140,7 +141,7 @@ std::optional<TlsrptSession> probe_session(const ReportContext& context, const P
   s.policy_domain = context.policy_domain;
   if (request.tlsa) {
     s.policy_type = "tlsa";
-    s.policy_string = tlsa_policy_string(request.host, request.port, *request.tlsa);
+    s.policy_string = tlsa_policy_string(*request.tlsa);
     s.mx_patterns = request.host;
   } else {
     s.policy_type = "sts";
@@ -167,9 +168,9 @@ struct NextHopChecker::Impl {
   NextHopCheckerConfig config;
   std::atomic<TlsrptSink*> sink{nullptr};
   std::mutex reported_mu;
-  // Failures found without a probe: when each (type, domain, host) was last
-  // recorded, so every message does not count one more session.
-  std::unordered_map<std::string, std::int64_t> reported;  // guarded by reported_mu
+  // Sessions recorded, until when they count (report_probe and failures
+  // found without a probe), so every message does not count one more.
+  std::unordered_map<std::string, std::int64_t> reported;  // key -> until when; guarded by reported_mu
   ProbeCache probes;                                       // last: destroyed (and drained) first
 
   Impl(Resolver& r, MxDns& d, MxDns& known, TlsProber& prober, const Clock& c, NextHopCheckerConfig cfg,
@@ -207,28 +208,46 @@ struct NextHopChecker::Impl {
                          Deadline deadline, ProbeScope scope = ProbeScope::Any);
   ProbeRequest request_for(const std::string& host, std::uint16_t port) const;
   ProbeCache::OnProbed reporter(const ReportContext& context);
-  bool first_report_within_ttl(const std::string& key, std::int64_t now);
+  void report_probe(const ReportContext& context, const ProbeRequest& request, const ProbeResult& result);
+  // True, and the key marked, when `key` was not marked within `ttl` s.
+  bool first_report_within_ttl(const std::string& key, std::int64_t now, std::int64_t ttl);
   void report_without_probe(const ReportContext& context, std::string policy_type, ResultType type,
                             std::string reason, const std::string& host);
 };
 
+// A probe's result counts once for every policy domain whose mail it
+// decided, per probe lifetime (README "TLSRPT records"): the probe that ran
+// (on its worker, even when its caller gave up) and each cache hit report
+// through here, and the first of them within the result's TTL records it.
+// Without this a domain whose MX was probed for another domain would get
+// no session while the result is cached, and its report would undercount.
+void NextHopChecker::Impl::report_probe(const ReportContext& context, const ProbeRequest& request,
+                                        const ProbeResult& result) {
+  TlsrptSink* const to = sink.load();
+  if (to == nullptr) return;
+  const std::int64_t now = clock.now();
+  const auto session = probe_session(context, request, result, now);
+  if (!session) return;
+  const std::string key = session->policy_type + '\0' + context.policy_domain + '\0' + request.host + '\0' +
+                          result.address + '\0' + (session->success ? "" : result.reason);
+  const std::int64_t ttl = session->success ? config.probe_success_ttl : config.probe_failure_ttl;
+  if (first_report_within_ttl(key, now, ttl)) to->record(*session);
+}
+
 ProbeCache::OnProbed NextHopChecker::Impl::reporter(const ReportContext& context) {
   if (sink.load() == nullptr) return {};
   return [this, context](const ProbeRequest& request, const ProbeResult& result) {
-    const auto session = probe_session(context, request, result, clock.now());
-    TlsrptSink* const to = sink.load();
-    if (session && to != nullptr) to->record(*session);
+    report_probe(context, request, result);
   };
 }
 
-bool NextHopChecker::Impl::first_report_within_ttl(const std::string& key, std::int64_t now) {
-  const std::int64_t ttl = config.probe_failure_ttl;
+bool NextHopChecker::Impl::first_report_within_ttl(const std::string& key, std::int64_t now,
+                                                   std::int64_t ttl) {
   std::lock_guard lock(reported_mu);
-  if (const auto it = reported.find(key); it != reported.end() && now - it->second < ttl) return false;
-  if (reported.size() >= 50000)
-    std::erase_if(reported, [&](const auto& kv) { return now - kv.second >= ttl; });
+  if (const auto it = reported.find(key); it != reported.end() && now < it->second) return false;
+  if (reported.size() >= 50000) std::erase_if(reported, [&](const auto& kv) { return kv.second <= now; });
   if (reported.size() >= 50000) reported.clear();  // like the probe cache: costs extra records only
-  reported.insert_or_assign(key, now);
+  reported.insert_or_assign(key, now + ttl);
   return true;
 }
 
@@ -238,7 +257,8 @@ void NextHopChecker::Impl::report_without_probe(const ReportContext& context, st
   TlsrptSink* const to = sink.load();
   if (to == nullptr) return;
   const std::int64_t now = clock.now();
-  if (!first_report_within_ttl(policy_type + '\0' + reason + '\0' + context.policy_domain + '\0' + host, now))
+  if (!first_report_within_ttl(policy_type + '\0' + reason + '\0' + context.policy_domain + '\0' + host, now,
+                               config.probe_failure_ttl))
     return;
   TlsrptSession s;
   s.at = now;
@@ -410,6 +430,7 @@ HostOutcome NextHopChecker::Impl::probe_host(MxDns& dns, CandidateFacts& host, c
     request.address = addresses.records[i];
     auto result = probes.probe(request, deadline, reporter(context));
     if (!result) return HostOutcome::DeadlinePassed;
+    report_probe(context, request, *result);  // a cache hit counts for this domain too
     const HostOutcome outcome = host_outcome(*result);
     host.probes.push_back(std::move(*result));
     if (outcome != HostOutcome::Unreachable) return outcome;

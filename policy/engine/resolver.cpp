@@ -412,8 +412,11 @@ Resolution Resolver::Impl::discover(const std::string& domain) {
   const auto cached = cached_policy(domain, now);
   const auto txt = classify_txt(dns.lookup_txt("_mta-sts." + domain, dns_deadline()));
 
-  // One session per TXT lookup that ran and failed, policy or not (resolver.h, Readings).
-  if (txt.kind == TxtOutcome::Kind::Error || txt.kind == TxtOutcome::Kind::Invalid)
+  // One session per TXT lookup that ran and failed (resolver.h, Readings):
+  // a wrong record always; a SERVFAIL, timeout or bogus answer only under a
+  // policy in force (with none, it is as often our own resolver's outage).
+  const bool in_force = cached && cached->policy.mode != Mode::None;
+  if (txt.kind == TxtOutcome::Kind::Invalid || (txt.kind == TxtOutcome::Kind::Error && in_force))
     record(discovery_failure(domain, FailedStep::TxtLookup, txt.report_type, txt.report_reason, cached, now));
   switch (txt.kind) {
     case TxtOutcome::Kind::Error:

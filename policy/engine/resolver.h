@@ -43,7 +43,13 @@
 //     sessions that go on under it;
 //   * no policy in force (nothing cached, or a cached mode none, which RFC
 //     8461 §5 says to treat "as though it does not have any active
-//     policy"), the TXT stage failed: "no-policy-found". RFC 8461 §3 says a
+//     policy"), a TXT answer we could not get (SERVFAIL, timeout, bogus):
+//     not recorded. It is as often our own resolver's outage or trust
+//     anchor as the domain's, and with no policy there are no successes to
+//     set it against: one outage would tell every domain we mail that all
+//     its sessions failed;
+//   * no policy in force, the published TXT record itself is wrong (two
+//     "v=STSv1" records, bad syntax): "no-policy-found". RFC 8461 §3 says a
 //     policy's "presence and current version are indicated by a TXT record",
 //     and §3.1 that with no single valid record senders "MUST assume the
 //     recipient domain does not have an available MTA-STS Policy": no

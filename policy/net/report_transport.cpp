@@ -436,8 +436,12 @@ DeliveryResult classify_exit(int status, const Exchange& exchange) {
   if (code == 0 && exchange.written < exchange.message.size())
     return result(DeliveryOutcome::Temporary, detail + " before reading the whole message" + words);
   if (code == 0) return result(DeliveryOutcome::Delivered, detail + words);
-  if (code == 75) return result(DeliveryOutcome::Temporary, detail + words);
-  if (code >= 64 && code <= 78) return result(DeliveryOutcome::Permanent, detail + words);
+  // Only what is wrong with this message or address is final: EX_USAGE,
+  // EX_DATAERR, EX_NOUSER, EX_NOHOST. The other sysexits (EX_OSERR,
+  // EX_IOERR, EX_CANTCREAT, EX_NOPERM, EX_CONFIG, ...) are this host's faults
+  // (a full disk, a spool permission, a config being fixed): retried.
+  if (code == 64 || code == 65 || code == 67 || code == 68)
+    return result(DeliveryOutcome::Permanent, detail + words);
   return result(DeliveryOutcome::Temporary, detail + words);
 }
 

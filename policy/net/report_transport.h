@@ -101,9 +101,10 @@ struct MailSubmitConfig {
 //   exit 0, whole message read         Delivered
 //   exit 0, message not read to its end  Temporary (it was cut: a real
 //                                      sendmail reads to EOF before it queues)
-//   exit 75 (EX_TEMPFAIL)              Temporary
-//   exit 64..78 other than 75          Permanent
-//   any other exit, death by a signal  Temporary
+//   exit 64, 65, 67, 68 (EX_USAGE, EX_DATAERR, EX_NOUSER, EX_NOHOST):
+//                                      Permanent (this message or address)
+//   any other exit (EX_TEMPFAIL, and the local faults EX_OSERR, EX_IOERR,
+//   EX_CANTCREAT, EX_NOPERM, EX_CONFIG, ...), death by a signal: Temporary
 //   timeout (config.timeout)           Temporary, the group killed and reaped
 //   cannot start the program           Temporary (a local fault to fix)
 //   envelope_from or recipient empty, starting with "-", or holding a space

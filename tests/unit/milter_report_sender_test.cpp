@@ -51,9 +51,9 @@ struct FakeTransport final : ReportTransport {
   }
 };
 
-struct Crash : std::runtime_error {
-  Crash() : std::runtime_error("the process died here") {}
-};
+// The process dying mid-send: not a std::exception, so nothing in the
+// sender catches it (it catches what transports throw).
+struct Crash {};
 
 DestinationAnswer found(std::vector<ReportUri> rua) {
   DestinationAnswer answer;
@@ -201,6 +201,34 @@ TEST_F(ReportSenderTest, CrashBetweenSendAndMarkSendsAgainAfterTheClaimGoesStale
   EXPECT_EQ(transport_.calls.size(), 2u);
 }
 
+TEST_F(ReportSenderTest, ADeliveryWhoseAttemptsKeepDyingExpiresAfterADay) {
+  lookup_.answers = {found({kMail})};
+  transport_.during = [] { throw Crash(); };
+  for (int i = 0; i < 200; ++i) {
+    try {
+      sender().send("");
+    } catch (const Crash&) {
+    }
+    clock_.advance(900);
+  }
+  const policy::Delivery ended = delivery_to(kMail.uri);
+  EXPECT_EQ(ended.state, DeliveryState::Expired);
+  EXPECT_LE(ended.finished_at, ended.first_attempt_at + 86'400 + 900);
+  EXPECT_LE(transport_.calls.size(), 97u) << "one attempt per 15 min for a day, then none";
+}
+
+TEST_F(ReportSenderTest, AThrowingTransportCostsOneAttemptNotTheRun) {
+  transport_.during = [this] {
+    if (transport_.calls.size() == 1) throw std::runtime_error("library fault");
+  };
+  const SendSummary summary = sender().send("");
+  EXPECT_EQ(transport_.calls.size(), 2u) << "the second destination still tried";
+  EXPECT_EQ(summary.delivered, 1);
+  const std::string first = transport_.calls[0].destination;
+  EXPECT_EQ(delivery_to(first).state, DeliveryState::Pending);
+  EXPECT_EQ(delivery_to(first).last_error, "internal error: library fault");
+}
+
 TEST_F(ReportSenderTest, TwoSendersAtOnceNeverBothSendOneDelivery) {
   lookup_.answers = {found({kMail})};
   // A second process's database connection and sender, run while the first
@@ -217,7 +245,9 @@ TEST_F(ReportSenderTest, TwoSendersAtOnceNeverBothSendOneDelivery) {
 
 TEST_F(ReportSenderTest, NoUsableRecordEndsTheReportWithoutSending) {
   lookup_.answers = {DestinationAnswer{DestinationAnswer::Kind::None, {}, "tlsrpt-none"}};
-  EXPECT_EQ(sender().send("").failed, 1);
+  const SendSummary summary = sender().send("");
+  EXPECT_EQ(summary.no_destination, 1);
+  EXPECT_EQ(summary.failed, 0) << "most domains publish no record: not a failure of ours";
   clock_.advance(86'400);
   sender().send("");
   EXPECT_TRUE(transport_.calls.empty());
@@ -233,6 +263,19 @@ TEST_F(ReportSenderTest, TemporaryDnsFailureIsRetriedThenDelivers) {
   clock_.advance(300);
   EXPECT_EQ(sender().send("").delivered, 1);
   EXPECT_EQ(lookup_.calls, 2);
+}
+
+TEST_F(ReportSenderTest, NowBringsForwardFirstAttemptsAnEarlierRunScheduled) {
+  EXPECT_EQ(sender(false).send("").attempted, 0) << "scheduled in the window";
+  EXPECT_EQ(sender(true).send("").delivered, 2);
+}
+
+TEST_F(ReportSenderTest, AtMostTenDestinationsPerReport) {
+  std::vector<ReportUri> many;
+  for (int i = 0; i < 40; ++i)
+    many.push_back({ReportScheme::Https, "https://r" + std::to_string(i) + ".example/"});
+  lookup_.answers = {found(many)};
+  EXPECT_EQ(sender().send("").delivered, 10);
 }
 
 TEST_F(ReportSenderTest, ADayArgumentLeavesOtherDaysAlone) {

@@ -187,14 +187,16 @@ TEST_F(MailSubmitterTest, ExitStatusDecidesTheOutcome) {
       {"EX_TEMPFAIL", "exit 75", kTemporary, "sendmail exit 75"},
       {"EX_USAGE", "exit 64", kPermanent, "sendmail exit 64"},
       {"EX_NOUSER", "exit 67", kPermanent, "sendmail exit 67"},
-      {"EX_CONFIG", "exit 78", kPermanent, "sendmail exit 78"},
+      {"EX_CONFIG", "exit 78", kTemporary, "sendmail exit 78"},
+      {"EX_IOERR: a local fault", "exit 74", kTemporary, "sendmail exit 74"},
+      {"EX_NOHOST", "exit 68", kPermanent, "sendmail exit 68"},
       {"not sysexits 1", "exit 1", kTemporary, "sendmail exit 1"},
       {"not sysexits 63", "exit 63", kTemporary, "sendmail exit 63"},
       {"not sysexits 79", "exit 79", kTemporary, "sendmail exit 79"},
       {"signal", "kill -TERM $$", kTemporary, "sendmail killed by signal 15"},
       {"words on stderr", "echo 'queue file write error' >&2; echo 'try later'; exit 75", kTemporary,
        "sendmail exit 75: queue file write error try later"},
-      {"control bytes", "printf 'a\\033[2Jb\\001\\n'; exit 69", kPermanent, "sendmail exit 69: a?[2Jb?"},
+      {"control bytes", "printf 'a\\033[2Jb\\001\\n'; exit 69", kTemporary, "sendmail exit 69: a?[2Jb?"},
       {"long output", long_output, kTemporary, "sendmail exit 75: 0123456789 0123456789 *"},
   };
   for (const auto& c : cases) {

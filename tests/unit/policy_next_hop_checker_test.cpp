@@ -950,14 +950,22 @@ TEST(NextHopChecker, TlsrptNoPolicyInForceTable) {
        },
        2,
        {"tlsa tlsa-invalid tlsa-invalid mx1.example.com 192.0.2.1"}},
-      {"txt servfail, nothing cached: the discovery failure, no probe",
+      {"txt servfail, nothing cached: no probe, nothing (maybe our own resolver)",
        [](World& w) {
          w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::ServFail));
          w.mx.set_mx("example.com", mx_answer({kMx1}));
          w.prober.set("192.0.2.1", verified());
        },
        1,
-       {"no-policy-found sts-policy-fetch-error txt-servfail  "}},
+       {}},
+      {"two TXT records, nothing cached: the domain's own error, no probe",
+       [](World& w) {
+         w.dns.set("_mta-sts.example.com", txt_answer({"v=STSv1; id=1;", "v=STSv1; id=2;"}));
+         w.mx.set_mx("example.com", mx_answer({kMx1}));
+         w.prober.set("192.0.2.1", verified());
+       },
+       1,
+       {"no-policy-found sts-policy-invalid txt-multiple-records  "}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -1005,7 +1013,7 @@ TEST(NextHopChecker, TlsrptSessionCarriesThePolicy) {
   EXPECT_EQ(sessions[1].mx_patterns, "mx1.example.com");
   std::string hex;
   for (int i = 0; i < 32; ++i) hex += "AB";
-  EXPECT_EQ(sessions[1].policy_string, "_25._tcp.mx1.example.com. IN TLSA 3 1 1 " + hex);
+  EXPECT_EQ(sessions[1].policy_string, "3 1 1 " + hex) << "RFC 8460 §4.4: no owner name or class";
 }
 
 // A "mx not in policy" failure is recorded again once the failure TTL has
@@ -1022,6 +1030,40 @@ TEST(NextHopChecker, TlsrptMxNotInPolicyAgainAfterTtl) {
     w.check();
     EXPECT_EQ(sink.sessions().size(), expected) << "after advancing " << advance;
   }
+}
+
+// A probe made for one domain counts once for every policy domain whose mail
+// it decided, per probe lifetime (README "TLSRPT records"): a domain whose MX
+// another domain's mail probed first is not left without a session.
+TEST(NextHopChecker, TlsrptSharedMxCountsOncePerDomainPerProbeLifetime) {
+  World w;
+  RecordingSink sink;
+  w.publish("other.example", kEnforce);  // its policy lists mx1.example.com too
+  w.mx.set_mx("example.com", mx_answer({kMx1}));
+  w.mx.set_mx("other.example", mx_answer({kMx1}));
+  w.prober.set("192.0.2.1", expired());
+  w.start();
+  w.checker->set_tlsrpt_sink(&sink);
+  const NextHop other{"other.example", NextHopKind::RecipientDomain, "", "", false, 25};
+  const auto domains_recorded = [&sink] {
+    std::vector<std::string> out;
+    for (const auto& s : sink.sessions()) out.push_back(s.policy_domain);
+    return out;
+  };
+  w.check();
+  w.check(other);
+  w.check();
+  w.check(other);
+  w.checker->wait_idle();
+  EXPECT_EQ(w.prober.calls(), 1) << "one probe";
+  EXPECT_EQ(domains_recorded(), (std::vector<std::string>{"example.com", "other.example"}));
+  w.clock.advance(300);  // the failure's TTL: probed again, counted again for each
+  w.check(other);
+  w.check();
+  w.checker->wait_idle();
+  EXPECT_EQ(w.prober.calls(), 2);
+  EXPECT_EQ(domains_recorded(),
+            (std::vector<std::string>{"example.com", "other.example", "other.example", "example.com"}));
 }
 
 // The caller gives up at its deadline; the probe still runs, and is recorded.

@@ -783,21 +783,14 @@ std::vector<DiscoveryReportCase> discovery_report_cases() {
        {0},
        {"sts sts-policy-invalid policy-syntax -"}},
       {"success: nothing", nullptr, id1, good, {0, 61}, {}},
-      // Nothing cached, the TXT stage failed: no policy was found.
-      {"txt servfail: one failure per lookup",
-       nullptr,
-       servfail,
-       e404,
-       {0, 61},
-       {"no-policy-found sts-policy-fetch-error txt-servfail -",
-        "no-policy-found sts-policy-fetch-error txt-servfail -"}},
-      {"txt timeout", nullptr, timeout, e404, {0}, {"no-policy-found sts-policy-fetch-error txt-timeout -"}},
-      {"txt dnssec-bogus",
-       nullptr,
-       bogus,
-       e404,
-       {0},
-       {"no-policy-found sts-policy-fetch-error txt-dnssec-bogus -"}},
+      // Nothing cached, the TXT lookup failed: not recorded. A SERVFAIL, a
+      // timeout or a bogus answer is as often our own resolver's outage or
+      // trust anchor as the domain's; with no policy in force it would tell
+      // every domain we mail that all its sessions failed.
+      {"txt servfail, no policy: nothing", nullptr, servfail, e404, {0, 61}, {}},
+      {"txt timeout, no policy: nothing", nullptr, timeout, e404, {0}, {}},
+      {"txt dnssec-bogus, no policy: nothing", nullptr, bogus, e404, {0}, {}},
+      // Nothing cached, the published record itself is wrong: no policy was found.
       {"two v=STSv1 records: again after the recheck interval",
        nullptr,
        two,
@@ -842,12 +835,7 @@ std::vector<DiscoveryReportCase> discovery_report_cases() {
        {"sts sts-policy-fetch-error http-503 enforce"}},
       {"enforce cached, txt removed: nothing (RFC 8461 §8.3)", kEnforce, gone, good, {61}, {}},
       // A cached mode none policy is no policy in force (RFC 8461 §5).
-      {"none cached, txt servfail",
-       kNone,
-       servfail,
-       good,
-       {61},
-       {"no-policy-found sts-policy-fetch-error txt-servfail -"}},
+      {"none cached, txt servfail: nothing (no policy in force)", kNone, servfail, good, {61}, {}},
       {"none cached, two records",
        kNone,
        two,
@@ -900,21 +888,24 @@ TEST(Resolver, TlsrptDiscoveryFailureTable) {
 // aggregate a day with the count of the lookups, in the real buffer.
 TEST(Resolver, TlsrptTxtFailuresAggregatePerDomainDayAndReason) {
   World w;
+  w.publish("1", kEnforce);  // a policy in force: its TXT failures are its own
+  ASSERT_EQ(w.resolve().source, PolicySource::Fetched);
   TlsrptBufferConfig manual;
   manual.flush_interval = std::chrono::milliseconds(0);
   TlsrptBuffer buffer(nullptr, manual);
   w.resolver->set_tlsrpt_sink(&buffer);
   w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::ServFail));
   for (int message = 0; message < 50; ++message) {
+    w.clock.advance(61);  // past the TXT recheck interval: each resolve looks it up
     w.resolve();
-    w.clock.advance(1);
   }
   w.dns.set("_mta-sts.example.com", status_answer(DnsStatus::Timeout));
+  w.clock.advance(61);
   w.resolve();
   w.resolver->wait_idle();
   const auto rows = buffer.take();
   ASSERT_EQ(rows.size(), 2U);
-  EXPECT_EQ(rows[0].policy_type, "no-policy-found");
+  EXPECT_EQ(rows[0].policy_type, "sts");
   EXPECT_EQ(rows[0].failure_reason_code, "txt-servfail");
   EXPECT_EQ(rows[0].sessions, 50);
   EXPECT_EQ(rows[1].failure_reason_code, "txt-timeout");

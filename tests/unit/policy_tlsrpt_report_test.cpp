@@ -33,10 +33,10 @@ const std::string kStsLines =
     R"(["version: STSv1","mode: enforce","mx: mx1.example.com","mx: *.backup.example.com","max_age: 604800"])";
 const std::string kStsMx = "mx1.example.com *.backup.example.com";
 const std::string kTlsa1 =
-    "_25._tcp.mx.dane.example. IN TLSA 3 1 1 "
+    "3 1 1 "
     "0C72AC70B745AC19998811B131D662C9AC69DBDBE7CB23E5B514B56664C5D3D6";
 const std::string kTlsa2 =
-    "_25._tcp.mx.dane.example. IN TLSA 2 0 1 "
+    "2 0 1 "
     "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
 
 TlsrptAggregate policy_row(const std::string& domain, const std::string& type, const std::string& text,

@@ -178,7 +178,7 @@ TEST(SqliteTlsrptStore, TablesReadWithPlainSql) {
   tlsa.policy_type = "tlsa";
   tlsa.result_type = ResultType::TlsaInvalid;
   tlsa.failure_reason_code = "tlsa-mismatch";
-  tlsa.policy_string = "_25._tcp.mx.a.example. IN TLSA 3 1 1 ABCD";
+  tlsa.policy_string = "3 1 1 ABCD";
   tlsa.mx_patterns = "mx.a.example";
   ASSERT_TRUE(store.add({tlsa, success("2023-11-15", 7)}));
   RawDb raw(path);
