@@ -295,6 +295,8 @@ class RealReportTransport final : public ReportTransport {
 
 // Days `report send` builds: --day alone, else yesterday and the six before.
 constexpr int kCatchUpDays = 7;
+// Days a report is kept once every delivery of it has ended.
+constexpr int kKeepDays = 30;
 std::vector<std::string> days_to_build(const ReportArgs& args, const std::string& day) {
   if (!args.day.empty()) return {day};
   std::vector<std::string> days;
@@ -327,6 +329,12 @@ int send_command(const Config& config, const ReportArgs& args) {
   settings.ignore_window = args.now;
   ReportSender sender(reports, lookup, transport, services->clock, settings);
   const SendSummary summary = sender.send(args.day.empty() ? "" : *day);
+  // Reports whose deliveries have all ended go after kKeepDays (a report is a
+  // few hundred bytes, but every day adds one per domain with mail).
+  if (const auto pruned = reports.prune_before(policy::utc_day(now - kKeepDays * kDay));
+      pruned && *pruned > 0)
+    spdlog::info("report event=pruned reports={} before={}", *pruned,
+                 policy::utc_day(now - kKeepDays * kDay));
   std::cout << "attempted=" << summary.attempted << " delivered=" << summary.delivered
             << " failed=" << summary.failed << " expired=" << summary.expired
             << " no_destination=" << summary.no_destination << " waiting=" << summary.waiting << "\n";

@@ -70,6 +70,11 @@ struct ProbeConfig {
 struct TlsrptConfig {
   std::string sending_mta_ip;  // empty: each probe's own source address
   long flush_interval = 30;    // seconds between writes of the counts
+  // More distinct counts than this are written at once, not at the next
+  // interval; at most max_pending are held (beyond, new ones are dropped
+  // and logged) while a write runs or the store refuses.
+  std::size_t flush_at_aggregates = 10000;
+  std::size_t max_pending = 20000;
 };
 
 // TLSRPT reports (RFC 8460 §4-§5): `report build|send|status|show`.

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sysexits.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "policy/net/tls_prober.h"
@@ -112,6 +113,9 @@ policy::TlsrptBufferConfig tlsrpt_config(const Config& config) {
   policy::TlsrptBufferConfig out;
   out.sending_mta_ip = config.tlsrpt.sending_mta_ip;
   out.flush_interval = std::chrono::seconds(config.tlsrpt.flush_interval);
+  out.flush_at_aggregates = config.tlsrpt.flush_at_aggregates;
+  // Room above the early-flush mark for what arrives while it is written.
+  out.max_pending = std::max(config.tlsrpt.max_pending, config.tlsrpt.flush_at_aggregates);
   return out;
 }
 

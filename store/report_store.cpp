@@ -50,6 +50,15 @@ constexpr std::string_view kSelectOpenDeliveries =
     "JOIN tlsrpt_reports r ON r.report_id = d.report_id "
     "WHERE d.state IN ('pending', 'sending') AND (?1 = '' OR r.day = ?1) "
     "ORDER BY r.day, r.policy_domain, d.report_id, d.destination";
+// Reports of old days with no open delivery: their deliveries first, then
+// the reports left without any.
+constexpr std::string_view kPruneDeliveries =
+    "DELETE FROM tlsrpt_deliveries WHERE report_id IN (SELECT report_id FROM tlsrpt_reports r WHERE day < ?1 "
+    "AND NOT EXISTS (SELECT 1 FROM tlsrpt_deliveries o WHERE o.report_id = r.report_id "
+    "AND o.state IN ('pending', 'sending')))";
+constexpr std::string_view kPruneReports =
+    "DELETE FROM tlsrpt_reports AS r WHERE day < ?1 AND NOT EXISTS (SELECT 1 FROM tlsrpt_deliveries o "
+    "WHERE o.report_id = r.report_id)";
 constexpr std::string_view kReplaceDelivery =
     "UPDATE tlsrpt_deliveries SET state = ?3, attempts = ?4, not_before = ?5, first_attempt_at = ?6, "
     "claimed_at = ?7, finished_at = ?8, last_error = ?9 "
@@ -221,6 +230,23 @@ Result<std::vector<Delivery>> ReportStore::open_deliveries(const std::string& da
   return read<std::vector<Delivery>>(*database_, "delivery_read", "day=" + day, [&day](Connection& reader) {
     return select_all<Delivery>(reader, kSelectOpenDeliveries, day, read_delivery);
   });
+}
+
+Result<int> ReportStore::prune_before(const std::string& first_kept_day) {
+  return write<int>(*database_, "report_prune", "before=" + first_kept_day,
+                    [&first_kept_day](Connection& writer) -> Result<int> {
+                      int pruned = 0;
+                      for (const std::string_view sql : {kPruneDeliveries, kPruneReports}) {
+                        int rc = SQLITE_OK;
+                        sqlite3_stmt* const stmt = writer.statements.get(sql, rc);
+                        if (stmt == nullptr) return sqlite_error(writer, rc);
+                        StatementUse use(stmt);
+                        use.bind(1, first_kept_day);
+                        if ((rc = use.step()) != SQLITE_DONE) return sqlite_error(writer, rc);
+                        pruned = sqlite3_changes(writer.handle());
+                      }
+                      return pruned;
+                    });
 }
 
 Result<bool> ReportStore::replace_delivery(const Delivery& before, const Delivery& after) {

@@ -58,6 +58,11 @@ class ReportStore {
   // reads: the index on state keeps it cheap however many have ended).
   policy::Result<std::vector<policy::Delivery>> open_deliveries(const std::string& day);
 
+  // Deletes the reports of days before `first_kept_day` whose deliveries
+  // have all ended (none pending or sending), with their deliveries. The
+  // number of reports deleted.
+  policy::Result<int> prune_before(const std::string& first_kept_day);
+
   // Writes `after` over the stored delivery only while it still equals
   // `before` (state, attempts, claimed_at): true when written, false when
   // another process changed it first (nothing written).

@@ -88,6 +88,9 @@ TEST(Config, ValuesAreCheckedWhenRead) {
        "report.sendmail_command must start with the program's absolute path"},
       {"report sendmail empty", "[report]\nsendmail_command = []\n", "config-value",
        "report.sendmail_command must be a non-empty array"},
+      {"tlsrpt bounds", "[tlsrpt]\nflush_at_aggregates = 5000\nmax_pending = 50000\n", "", ""},
+      {"tlsrpt early flush too low", "[tlsrpt]\nflush_at_aggregates = 10\n", "config-value",
+       "tlsrpt.flush_at_aggregates must be between 100 and 10000000"},
       {"syntax", "[milter\n", "config-syntax", ""},
       // Found by fuzz_milter_config: undefined behaviour (UBSan) before the fix.
       {"integer given as a huge float", "[dns]\ntimeout = 8.01e32\n", "config-value",

@@ -278,6 +278,22 @@ TEST_F(ReportSenderTest, AtMostTenDestinationsPerReport) {
   EXPECT_EQ(sender().send("").delivered, 10);
 }
 
+TEST_F(ReportSenderTest, PruneDropsOldReportsOnlyOnceEveryDeliveryEnded) {
+  lookup_.answers = {found({kMail})};
+  transport_.outcomes = {AttemptOutcome::Temporary};
+  sender().send("");  // this day's report: its mail delivery stays pending
+  const store::StoredReport old{"id-old", "2001-01-01", "old.example", "s!old.example!1!2.json.gz", "gz", 0};
+  ASSERT_EQ(store_.save_reports({old}).value(), 1);
+  transport_.outcomes = {AttemptOutcome::Delivered};
+  sender().send("2001-01-01");
+  EXPECT_EQ(store_.prune_before("2001-01-01").value(), 0) << "nothing before the day kept first";
+  EXPECT_EQ(store_.prune_before(day_).value(), 1) << "the old one, all delivered";
+  EXPECT_FALSE(store_.load_report("id-old"));
+  EXPECT_EQ(store_.prune_before("2999-01-01").value(), 0) << "a pending delivery keeps its report";
+  EXPECT_TRUE(store_.load_report("id-1"));
+  EXPECT_EQ(delivery_to(kMail.uri).state, DeliveryState::Pending);
+}
+
 TEST_F(ReportSenderTest, ADayArgumentLeavesOtherDaysAlone) {
   EXPECT_EQ(sender().send("2001-01-01").attempted, 0);
   EXPECT_TRUE(transport_.calls.empty());
