@@ -129,6 +129,9 @@ int build_command(const Config& config, const ReportArgs& args) {
   if (!day) return fail(kExitInvalid, "--day must be a date YYYY-MM-DD, not '" + args.day + "'");
   if (now < buildable_from(config, *policy::utc_day_start(*day)))
     return fail(kExitInvalid, *day + " is not over (UTC) yet: a report is built once, after its day");
+  std::error_code ec;
+  if (!args.out_dir.empty()) std::filesystem::create_directories(args.out_dir, ec);
+  if (ec) return fail(kExitTempFail, "cannot make " + args.out_dir + ": " + ec.message());
   const auto db = store::Database::open(config.store_path);
   const auto built = build_and_store(db, *id, *day, now);
   if (!built) return fail(kExitTempFail, "the store failed: " + built.error().detail);
