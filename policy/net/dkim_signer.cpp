@@ -102,7 +102,7 @@ Result<Pkey> read_key(const std::string& pem) {
   return key;
 }
 
-Result<DkimAlgorithm> algorithm_for(EVP_PKEY* key, DKIM_LIB* lib) {
+Result<DkimAlgorithm> algorithm_for(EVP_PKEY* key) {
   const int type = EVP_PKEY_get_base_id(key);
   if (type == EVP_PKEY_RSA) {
     const int bits = EVP_PKEY_get_bits(key);
@@ -111,13 +111,15 @@ Result<DkimAlgorithm> algorithm_for(EVP_PKEY* key, DKIM_LIB* lib) {
     }
     return DkimAlgorithm::RsaSha256;
   }
-  if (type == EVP_PKEY_ED25519) {
-    if (!dkim_libfeature(lib, DKIM_FEATURE_ED25519)) return key_invalid("libopendkim lacks Ed25519 support");
-    return DkimAlgorithm::Ed25519Sha256;
-  }
+  // Ed25519 is refused: libopendkim 2.11 leaks its key objects on every
+  // Ed25519 signature (LeakSanitizer in CI), and receivers that predate RFC
+  // 8463 treat such a signature as absent (RFC 8463 §3 has signers add RSA).
+  if (type == EVP_PKEY_ED25519)
+    return key_invalid(
+        "Ed25519 key; use RSA (2048 bits): libopendkim 2.11 leaks on Ed25519, and receivers "
+        "before RFC 8463 ignore it");
   const char* name = OBJ_nid2sn(type);
-  return key_invalid(std::string("key type ") + (name != nullptr ? name : "unknown") +
-                     "; RSA or Ed25519 accepted");
+  return key_invalid(std::string("key type ") + (name != nullptr ? name : "unknown") + "; RSA accepted");
 }
 
 // Unencrypted PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----"), the form
@@ -199,7 +201,7 @@ Result<DkimSigner> DkimSigner::create(DkimKey key) {
   auto pkey = read_key(key.private_key_pem);
   OPENSSL_cleanse(key.private_key_pem.data(), key.private_key_pem.size());
   if (!pkey) return pkey.error();
-  auto algorithm = algorithm_for(pkey->get(), lib->get());
+  auto algorithm = algorithm_for(pkey->get());
   if (!algorithm) return algorithm.error();
   auto pem = pkcs8_pem(pkey->get());
   if (!pem) return pem.error();
@@ -219,8 +221,7 @@ Result<DkimSigner> DkimSigner::create(DkimKey key) {
 
 Result<std::string> DkimSigner::sign(std::string_view message) const {
   if (message.empty()) return sign_failed("input", DKIM_STAT_SYNTAX, nullptr);
-  const dkim_alg_t algorithm =
-      state_->algorithm == DkimAlgorithm::Ed25519Sha256 ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256;
+  const dkim_alg_t algorithm = DKIM_SIGN_RSASHA256;
   DKIM_STAT status = DKIM_STAT_OK;
   DkimHandle dkim(dkim_sign(state_->lib.get(), kJobId, nullptr,
                             reinterpret_cast<unsigned char*>(state_->key_pem.data()),

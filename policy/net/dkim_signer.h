@@ -2,8 +2,7 @@
 // §3 has receivers ignore a mailed TLS report without a valid DKIM signature
 // of the reporting domain. Input is the message policy/tlsrpt_mail.h composes.
 //
-// The signature: v=1, a=rsa-sha256 for an RSA key or a=ed25519-sha256 for an
-// Ed25519 key (RFC 8463), c=relaxed/relaxed, the whole body (no l= tag, RFC
+// The signature: v=1, a=rsa-sha256, c=relaxed/relaxed, the whole body (no l= tag, RFC
 // 6376 §8.2), t= the signing time, no x=. h= lists, of the fields present, From,
 // To, Subject, Date, Message-ID, MIME-Version, Content-Type, TLS-Report-Domain,
 // TLS-Report-Submitter, TLS-Required and Auto-Submitted (RFC 8460 §5.3: the
@@ -13,15 +12,15 @@
 // key fails at start-up, not at the first report):
 // - RSA of 1024 to 4096 bits (RFC 8301 §3.2: signers MUST use at least 1024
 //   and SHOULD use 2048; verifiers need only handle up to 4096);
-// - Ed25519 (RFC 8463), which this libopendkim supports (DKIM_FEATURE_ED25519).
-//   Receivers that predate RFC 8463 treat such a signature as absent, and
-//   libopendkim 2.11 leaks about 0.9 KB per Ed25519 signature (valgrind; none
-//   for RSA), so RSA is the better choice for reports;
+// - not Ed25519 (RFC 8463), though this libopendkim can sign with it:
+//   libopendkim 2.11 leaks about 0.9 KB of key objects per Ed25519 signature
+//   (valgrind, LeakSanitizer; none for RSA), and receivers that predate RFC
+//   8463 treat such a signature as absent;
 // - unencrypted PEM only ("BEGIN PRIVATE KEY" or "BEGIN RSA PRIVATE KEY"): a
 //   passphrase-protected key is refused, as libopendkim would prompt on the
 //   terminal for it.
 // Other key types (EC P-256, Ed448, DSA) have no DKIM algorithm libopendkim
-// signs with.
+// signs with; all of them, and Ed25519, give "dkim-key-invalid".
 #pragma once
 
 #include <memory>
@@ -38,7 +37,7 @@ struct DkimKey {
   std::string private_key_pem;  // the private key, PEM
 };
 
-enum class DkimAlgorithm { RsaSha256, Ed25519Sha256 };
+enum class DkimAlgorithm { RsaSha256 };
 
 class DkimSigner {
  public:

@@ -97,15 +97,8 @@ std::string base64(const unsigned char* data, std::size_t size) {
   return out;
 }
 
-// The DNS TXT record of the key (RFC 6376 §3.6.1; RFC 8463 §4 for Ed25519:
-// the raw 32-byte public key).
+// The DNS TXT record of an RSA key (RFC 6376 §3.6.1).
 std::string key_record(EVP_PKEY* key) {
-  if (EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519) {
-    std::array<unsigned char, 32> raw{};
-    std::size_t size = raw.size();
-    EVP_PKEY_get_raw_public_key(key, raw.data(), &size);
-    return "v=DKIM1; k=ed25519; p=" + base64(raw.data(), size);
-  }
   unsigned char* der = nullptr;
   const int size = i2d_PUBKEY(key, &der);
   std::string record = "v=DKIM1; k=rsa; p=" + base64(der, static_cast<std::size_t>(size));
@@ -295,17 +288,15 @@ TEST(DkimSigner, OnlyTheListedFieldsSigned) {
   EXPECT_TRUE(verified(verify(*field + message, keys)));
 }
 
-TEST(DkimSigner, Ed25519SignedReportVerifies) {
+// Ed25519 is refused (dkim_signer.h): libopendkim 2.11 leaks on every
+// Ed25519 signature (LeakSanitizer failed this suite when it was accepted).
+TEST(DkimSigner, Ed25519KeyIsRefused) {
   const Pkey key = typed_key("ED25519");
   ASSERT_TRUE(key);
-  const auto signer = signer_for(key.get());
-  EXPECT_EQ(signer.algorithm(), DkimAlgorithm::Ed25519Sha256);
-  const std::string message = composed();
-  const auto field = signer.sign(message);
-  ASSERT_TRUE(field.has_value()) << field.error().detail;
-  EXPECT_EQ(tags_of(*field).at("a"), "ed25519-sha256");
-  const KeyFile keys(key_record(key.get()));
-  EXPECT_TRUE(verified(verify(*field + message, keys))) << *field;
+  const auto signer = DkimSigner::create({"mx.example.net", "sel", pem(key.get())});
+  ASSERT_FALSE(signer.has_value());
+  EXPECT_EQ(signer.error().code, "dkim-key-invalid");
+  EXPECT_NE(signer.error().detail.find("Ed25519"), std::string::npos) << signer.error().detail;
 }
 
 // RSA keys in the other accepted forms: 1024 bits (the RFC 8301 minimum),
