@@ -18,6 +18,7 @@
 #include "milter/cli_commands.h"
 #include "milter/report_sender.h"
 #include "milter/services.h"
+#include "milter/tlsrpt_lookup.h"
 #include "policy/gzip.h"
 #include "policy/logfmt.h"
 #include "policy/net/dkim_signer.h"
@@ -35,7 +36,6 @@ namespace {
 
 constexpr std::int64_t kDay = 86'400;
 constexpr std::size_t kMaxReadBytes = policy::kMaxReceivedReportBytes;
-constexpr auto kLookupTimeout = std::chrono::seconds(10);
 
 // Who we are in reports, with the defaults of README "TLSRPT reports".
 struct ReportIdentity {
@@ -146,28 +146,6 @@ int build_command(const Config& config, const ReportArgs& args) {
   }
   return kExitOk;
 }
-
-// `_smtp._tls.DOMAIN` through the daemon's resolver (DNSSEC-validating).
-class DnsDestinationLookup final : public DestinationLookup {
- public:
-  explicit DnsDestinationLookup(policy::Dns& dns) : dns_(dns) {}
-  DestinationAnswer lookup(const std::string& policy_domain) override {
-    const policy::DnsAnswer answer =
-        dns_.lookup_txt("_smtp._tls." + policy_domain, std::chrono::steady_clock::now() + kLookupTimeout);
-    using Kind = DestinationAnswer::Kind;
-    if (answer.security == policy::DnsSecurity::Bogus) return {Kind::Temporary, {}, "dnssec-bogus"};
-    if (answer.status == policy::DnsStatus::NxDomain || answer.status == policy::DnsStatus::NoData)
-      return {Kind::None, {}, std::string(policy::to_string(answer.status))};
-    if (answer.status != policy::DnsStatus::Ok)
-      return {Kind::Temporary, {}, std::string(policy::to_string(answer.status))};
-    auto record = policy::select_tlsrpt_record(answer.records);
-    if (!record) return {Kind::None, {}, record.error().code + ": " + record.error().detail};
-    return {Kind::Found, *record, ""};
-  }
-
- private:
-  policy::Dns& dns_;
-};
 
 policy::AttemptOutcome outcome_of(policy::net::DeliveryOutcome outcome) {
   switch (outcome) {

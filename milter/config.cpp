@@ -182,6 +182,16 @@ std::string check_sending_mta_ip(Config& c, const toml::node& n) {
   return "";
 }
 
+// A unix socket path (absolute, within sockaddr_un's 107 bytes), or empty.
+std::string check_unix_path(const toml::node& n, std::string& field) {
+  if (!n.is_string()) return "must be a string";
+  const std::string value = *n.value<std::string>();
+  if (!value.empty() && (value.front() != '/' || value.size() > 107))
+    return "must be an absolute path of at most 107 bytes, or empty";
+  field = value;
+  return "";
+}
+
 // An RFC 5322 addr-spec as report mail and §4.4 contact-info need it: a
 // local part of printable ASCII without specials or spaces, "@", a domain
 // normalize_domain() accepts (stored as its A-label form). Empty is allowed.
@@ -381,6 +391,16 @@ const std::vector<Setting>& settings() {
       integer("tlsrpt.max_pending",
               "distinct TLSRPT counts held in memory at most (more are dropped and logged)", 1000, 100000000,
               [](Config& c) -> std::size_t& { return c.tlsrpt.max_pending; }),
+      Setting{"tlsrpt.datagram_socket",
+              "unix datagram socket taking libtlsrpt results (Postfix smtp_tlsrpt_socket_name) into our "
+              "reports; mode and owner as milter sockets (empty: off)",
+              [](Config& c, const toml::node& n) { return check_unix_path(n, c.tlsrpt.datagram_socket); },
+              [](const Config& c) { return toml_quoted(c.tlsrpt.datagram_socket); }},
+      Setting{"tlsrpt.datagram_forward",
+              "a libtlsrpt collector's socket (tlsrpt-collectd) that also gets each of our TLSRPT results "
+              "(empty: off)",
+              [](Config& c, const toml::node& n) { return check_unix_path(n, c.tlsrpt.datagram_forward); },
+              [](const Config& c) { return toml_quoted(c.tlsrpt.datagram_forward); }},
       Setting{"report.contact_info",
               "RFC 8460 contact-info of our reports, e.g. tlsrpt@example.net (required)",
               [](Config& c, const toml::node& n) { return check_address(n, c.report.contact_info); },

@@ -75,6 +75,10 @@ struct TlsrptConfig {
   // and logged) while a write runs or the store refuses.
   std::size_t flush_at_aggregates = 10000;
   std::size_t max_pending = 20000;
+  // libtlsrpt datagrams (README "TLSRPT datagrams"): taken on this unix
+  // datagram socket into our counts, and sent to a collector's socket.
+  std::string datagram_socket;   // "": none taken
+  std::string datagram_forward;  // "": none sent
 };
 
 // TLSRPT reports (RFC 8460 §4-§5): `report build|send|status|show`.

@@ -30,10 +30,12 @@
 #include "milter/socketmap_lookup.h"
 #include "milter/socketmap_server.h"
 #include "milter/tcp_tuning.h"
+#include "milter/tlsrpt_lookup.h"
 #include "policy/engine/mx_dns_cache.h"
 #include "policy/engine/next_hop_checker.h"
 #include "policy/engine/refresher.h"
 #include "policy/engine/tlsrpt_buffer.h"
+#include "policy/net/tlsrpt_datagram_socket.h"
 #include "policy/logfmt.h"
 #include "policy/net/tls_prober.h"
 #include "store/override_store.h"
@@ -385,6 +387,54 @@ Config with_engine_threads_fitted(const Config& config) {
   return fitted;
 }
 
+// libtlsrpt datagrams both ways (README "TLSRPT datagrams"), when set:
+// our sessions go to `tlsrpt` and a collector; Postfix's go to `tlsrpt`.
+class TlsrptDatagrams {
+ public:
+  TlsrptDatagrams(const Config& config, policy::TlsrptBuffer& tlsrpt, Services& services, int receive_fd)
+      : tlsrpt_(tlsrpt) {
+    if (!config.tlsrpt.datagram_forward.empty()) {
+      policy::net::DatagramForwarderConfig forward;
+      forward.socket_path = config.tlsrpt.datagram_forward;
+      forwarder_.emplace(&tlsrpt, forward, [dns = services.dns.get()](const std::string& domain) {
+        return tlsrpt_record_text(*dns, domain);
+      });
+      spdlog::info("tlsrpt-datagram event=forwarding socket={}", policy::logfmt_value(forward.socket_path));
+    }
+    if (receive_fd >= 0) {
+      receiver_.emplace(receive_fd, tlsrpt, [&services] { return services.clock.now(); });
+      spdlog::info("tlsrpt-datagram event=listening socket={}",
+                   policy::logfmt_value(config.tlsrpt.datagram_socket));
+    }
+  }
+  ~TlsrptDatagrams() {
+    if (receiver_) {
+      const auto c = receiver_->counts();
+      spdlog::info("tlsrpt-datagram event=stopped datagrams={} rejected={} sessions={}", c.datagrams, c.rejected,
+                   c.sessions);
+    }
+    if (forwarder_) {
+      forwarder_->wait_idle();
+      const auto c = forwarder_->counts();
+      spdlog::info("tlsrpt-datagram event=forward-stopped sent={} no_record={} queue_full={} send_failed={}",
+                   c.sent, c.no_record, c.queue_full, c.send_failed);
+    }
+  }
+  TlsrptDatagrams(const TlsrptDatagrams&) = delete;
+  TlsrptDatagrams& operator=(const TlsrptDatagrams&) = delete;
+
+  // Where the engine's sessions go.
+  policy::TlsrptSink& sink() {
+    if (forwarder_) return *forwarder_;
+    return tlsrpt_;
+  }
+
+ private:
+  policy::TlsrptBuffer& tlsrpt_;
+  std::optional<policy::net::DatagramForwarder> forwarder_;
+  std::optional<policy::net::DatagramReceiver> receiver_;
+};
+
 }  // namespace
 
 int run_daemon(const Config& config, const std::string& config_path) {
@@ -399,6 +449,10 @@ int run_daemon(const Config& config, const std::string& config_path) {
   const int socketmap_fd = config.socketmap.socket.empty()
                                ? -1
                                : open_listener(config.socketmap.socket, config, runs_as, "socketmap socket");
+  const int datagram_fd = config.tlsrpt.datagram_socket.empty()
+                              ? -1
+                              : open_datagram_socket(config.tlsrpt.datagram_socket, config, runs_as,
+                                                     "TLSRPT datagram socket");
   prepare_store_folder(config, runs_as);
   drop_privileges(runs_as);
 
@@ -408,7 +462,8 @@ int run_daemon(const Config& config, const std::string& config_path) {
   store::SqliteTlsrptStore tlsrpt_store(services->database);
   // Declared before the checker: destroyed after every probe has reported.
   policy::TlsrptBuffer tlsrpt(&tlsrpt_store, tlsrpt_config(config));
-  services->resolver->set_tlsrpt_sink(&tlsrpt);
+  TlsrptDatagrams datagrams(config, tlsrpt, *services, datagram_fd);
+  services->resolver->set_tlsrpt_sink(&datagrams.sink());
   const SinkDetach detach(*services->resolver);
   // Warm checks then ask no resolver: MX, TLSA and addresses are kept for
   // their TTL, at most as long as a verified probe.
@@ -418,7 +473,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
   policy::MxDnsCache known_policy_next_hop_dns(*services->known_policy_dns, services->clock, dns_cache_ttl);
   policy::NextHopChecker checker(*services->resolver, next_hop_dns, *services->prober, services->clock,
                                  checker_config(config), services->pool.get(), &known_policy_next_hop_dns);
-  checker.set_tlsrpt_sink(&tlsrpt);
+  checker.set_tlsrpt_sink(&datagrams.sink());
   policy::BackgroundRefresher refresher(*services->resolver, kRefreshPeriod);
   // Per-domain overrides (table `overrides`, schema v3): the start-up read
   // must succeed; a later failed read keeps the overrides in force.

@@ -86,14 +86,14 @@ void remove_stale_socket(const std::string& path, const std::string& what) {
 }
 
 int bind_unix(const ListenAddress& address, const Config& config, const Identity& runs_as,
-              const std::string& what) {
+              const std::string& what, int type = SOCK_STREAM) {
   sockaddr_un un{};
   un.sun_family = AF_UNIX;
   std::memcpy(un.sun_path, address.path.c_str(), address.path.size() + 1);
   const auto owner = socket_ownership(config, runs_as);
   make_socket_folder(address.path, owner, what);
   remove_stale_socket(address.path, what);
-  FdGuard fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  FdGuard fd(socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) fail("cannot create the " + what, EX_OSERR);
   const mode_t old_umask = umask(static_cast<mode_t>(~socket_mode(config) & 0777));
   const int bound = bind(fd.get(), reinterpret_cast<sockaddr*>(&un), sizeof un);
@@ -210,6 +210,18 @@ int open_listener(const std::string& spec, const Config& config, const Identity&
                                                             : bind_inet(*address, what));
   if (listen(fd.get(), SOMAXCONN) != 0) fail("cannot listen on the " + what, EX_UNAVAILABLE);
   return fd.release();
+}
+
+int open_datagram_socket(const std::string& path, const Config& config, const Identity& runs_as,
+                         const std::string& what) {
+  if (path.empty() || path.front() != '/')
+    throw StartupError("the " + what + " must be an absolute path, not '" + path + "'", EX_CONFIG);
+  ListenAddress address;
+  address.family = ListenAddress::Family::Unix;
+  address.path = path;
+  if (path.size() >= sizeof(sockaddr_un{}.sun_path))
+    throw StartupError("the " + what + " path " + path + " is too long", EX_CONFIG);
+  return bind_unix(address, config, runs_as, what, SOCK_DGRAM);
 }
 
 }  // namespace mtasts::milter

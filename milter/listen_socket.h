@@ -63,4 +63,10 @@ policy::Result<ListenAddress> parse_listen_address(const std::string& spec);
 int open_listener(const std::string& spec, const Config& config, const Identity& runs_as,
                   const std::string& what);
 
+// A bound, non-blocking unix datagram socket at the absolute `path`
+// (libtlsrpt datagrams; README "TLSRPT datagrams"), with the unix rules
+// above. Throws StartupError naming `what`.
+int open_datagram_socket(const std::string& path, const Config& config, const Identity& runs_as,
+                         const std::string& what);
+
 }  // namespace mtasts::milter

@@ -1,6 +1,7 @@
 // RFC 8460 §4.3 result types and their exact report strings.
 #include "policy/tlsrpt.h"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -25,7 +26,32 @@ constexpr std::array<std::pair<ResultType, std::string_view>, 11> kNames{{
     {ResultType::StsWebpkiInvalid, "sts-webpki-invalid"},
 }};
 
+bool is_wsp_or_cr(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
 }  // namespace
+
+// Lines of LF- or CRLF-separated text, trailing WSP cut, empty lines dropped.
+std::vector<std::string> policy_string_lines(std::string_view text) {
+  std::vector<std::string> lines;
+  while (!text.empty()) {
+    const std::size_t end = std::min(text.find('\n'), text.size());
+    std::string_view line = text.substr(0, end);
+    while (!line.empty() && is_wsp_or_cr(line.back())) line.remove_suffix(1);
+    if (!line.empty()) lines.emplace_back(line);
+    text.remove_prefix(std::min(end + 1, text.size()));
+  }
+  return lines;
+}
+
+std::vector<std::string> mx_pattern_words(std::string_view text) {
+  std::vector<std::string> words;
+  while (!text.empty()) {
+    const std::size_t end = std::min(text.find(' '), text.size());
+    if (end > 0) words.emplace_back(text.substr(0, end));
+    text.remove_prefix(std::min(end + 1, text.size()));
+  }
+  return words;
+}
 
 std::string_view to_string(ResultType type) {
   for (const auto& [value, name] : kNames) {

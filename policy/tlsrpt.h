@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace mtasts::policy {
 
@@ -60,6 +61,13 @@ class TlsrptSink {
   virtual ~TlsrptSink() = default;
   virtual void record(const TlsrptSession& session) = 0;
 };
+
+// A session's policy_string as the report's "policy-string" lines: LF- or
+// CRLF-separated, trailing whitespace cut, empty lines dropped (RFC 8460
+// §4.4: the policy's lines; RFC 8461 §3.2 allows either line ending).
+std::vector<std::string> policy_string_lines(std::string_view text);
+// A session's mx_patterns (space-joined) as the report's "mx-host" list.
+std::vector<std::string> mx_pattern_words(std::string_view text);
 
 // "YYYY-MM-DD" of `unix_seconds` in UTC (the report day).
 std::string utc_day(std::int64_t unix_seconds);

@@ -48,29 +48,12 @@ bool is_report_policy_type(std::string_view type) {
   return type == "sts" || type == "tlsa" || type == "no-policy-found";
 }
 
-bool is_wsp_or_cr(char c) { return c == ' ' || c == '\t' || c == '\r'; }
-
-// Lines of LF- or CRLF-separated text, trailing WSP cut, empty lines dropped.
-std::vector<std::string> lines_of(std::string_view text) {
-  std::vector<std::string> lines;
-  while (!text.empty()) {
-    const std::size_t end = std::min(text.find('\n'), text.size());
-    std::string_view line = text.substr(0, end);
-    while (!line.empty() && is_wsp_or_cr(line.back())) line.remove_suffix(1);
-    if (!line.empty()) lines.emplace_back(line);
-    text.remove_prefix(std::min(end + 1, text.size()));
-  }
-  return lines;
-}
-
-std::vector<std::string> words_of(std::string_view text) {
-  std::vector<std::string> words;
-  while (!text.empty()) {
-    const std::size_t end = std::min(text.find(' '), text.size());
-    if (end > 0) words.emplace_back(text.substr(0, end));
-    text.remove_prefix(std::min(end + 1, text.size()));
-  }
-  return words;
+// The policy's lines joined by LF: the same policy read with CRLF (ours) or
+// LF (a libtlsrpt datagram's policy-string list) is one report entry.
+std::string policy_key_text(std::string_view text) {
+  std::string out;
+  for (const std::string& line : policy_string_lines(text)) out += line + '\n';
+  return out;
 }
 
 // The day's usable rows, by domain then policy.
@@ -80,7 +63,7 @@ std::map<std::string, DomainPolicies> group(std::span<const TlsrptAggregate> agg
   for (const auto& a : aggregates) {
     if (a.day != day || a.sessions <= 0 || a.policy_domain.empty() || !is_report_policy_type(a.policy_type))
       continue;
-    PolicyCounts& counts = domains[a.policy_domain][PolicyKey{a.policy_type, a.policy_string, a.mx_patterns}];
+    PolicyCounts& counts = domains[a.policy_domain][PolicyKey{a.policy_type, policy_key_text(a.policy_string), a.mx_patterns}];
     if (a.success) {
       add_capped(counts.successes, a.sessions);
       continue;
@@ -119,9 +102,9 @@ Json policy_json(const std::string& domain, const PolicyKey& key, const PolicyCo
   Json policy;
   policy["policy-type"] = type;
   const bool applied = type != "no-policy-found";
-  if (auto lines = lines_of(text); applied && !lines.empty()) policy["policy-string"] = std::move(lines);
+  if (auto lines = policy_string_lines(text); applied && !lines.empty()) policy["policy-string"] = std::move(lines);
   policy["policy-domain"] = domain;
-  if (auto hosts = words_of(patterns); applied && !hosts.empty()) policy["mx-host"] = std::move(hosts);
+  if (auto hosts = mx_pattern_words(patterns); applied && !hosts.empty()) policy["mx-host"] = std::move(hosts);
 
   Json entry;
   entry["policy"] = std::move(policy);
