@@ -168,8 +168,9 @@ struct NextHopChecker::Impl {
   NextHopCheckerConfig config;
   std::atomic<TlsrptSink*> sink{nullptr};
   std::mutex reported_mu;
-  // Sessions recorded, until when they count (report_probe and failures
-  // found without a probe), so every message does not count one more.
+  // Failures found without a probe (report_without_probe), until when they
+  // count, so every message does not count one more. (Probe results are
+  // counted with the probe cache's entry: ProbeCache::Use.)
   std::unordered_map<std::string, std::int64_t> reported;  // key -> until when; guarded by reported_mu
   ProbeCache probes;                                       // last: destroyed (and drained) first
 
@@ -217,21 +218,17 @@ struct NextHopChecker::Impl {
 
 // A probe's result counts once for every policy domain whose mail it
 // decided, per probe lifetime (README "TLSRPT records"): the probe that ran
-// (on its worker, even when its caller gave up) and each cache hit report
-// through here, and the first of them within the result's TTL records it.
-// Without this a domain whose MX was probed for another domain would get
-// no session while the result is cached, and its report would undercount.
+// reports on its worker (even when its caller gave up), and a cached or
+// shared result reports when the probe cache says it is its first use by
+// this domain (ProbeCache::Use, kept with the entry: no lock of ours on the
+// warm path). Without this a domain whose MX was probed for another domain
+// would get no session while the result is cached, and its report would
+// undercount.
 void NextHopChecker::Impl::report_probe(const ReportContext& context, const ProbeRequest& request,
                                         const ProbeResult& result) {
   TlsrptSink* const to = sink.load();
   if (to == nullptr) return;
-  const std::int64_t now = clock.now();
-  const auto session = probe_session(context, request, result, now);
-  if (!session) return;
-  const std::string key = session->policy_type + '\0' + context.policy_domain + '\0' + request.host + '\0' +
-                          result.address + '\0' + (session->success ? "" : result.reason);
-  const std::int64_t ttl = session->success ? config.probe_success_ttl : config.probe_failure_ttl;
-  if (first_report_within_ttl(key, now, ttl)) to->record(*session);
+  if (const auto session = probe_session(context, request, result, clock.now())) to->record(*session);
 }
 
 ProbeCache::OnProbed NextHopChecker::Impl::reporter(const ReportContext& context) {
@@ -428,9 +425,10 @@ HostOutcome NextHopChecker::Impl::probe_host(MxDns& dns, CandidateFacts& host, c
   const std::size_t count = std::min(addresses.records.size(), config.max_addresses_per_host);
   for (std::size_t i = 0; i < count; ++i) {
     request.address = addresses.records[i];
-    auto result = probes.probe(request, deadline, reporter(context));
+    ProbeCache::Use use{context.policy_domain};
+    auto result = probes.probe(request, deadline, reporter(context), &use);
     if (!result) return HostOutcome::DeadlinePassed;
-    report_probe(context, request, *result);  // a cache hit counts for this domain too
+    if (use.first) report_probe(context, request, *result);  // a cache hit counts for this domain too
     const HostOutcome outcome = host_outcome(*result);
     host.probes.push_back(std::move(*result));
     if (outcome != HostOutcome::Unreachable) return outcome;

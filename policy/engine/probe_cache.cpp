@@ -14,6 +14,7 @@
 #include <future>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "policy/engine/lock_guarded.h"
@@ -98,10 +99,26 @@ void notify(const ProbeCache::OnProbed& on_probed, const ProbeRequest& request, 
   }
 }
 
+// Heterogeneous lookup: a warm hit looks a domain up without a copy.
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+};
+
 struct Entry {
   ProbeResult result;
   std::int64_t stored_at = 0;
+  // Policy domains whose mail this result decided (ProbeCache::Use).
+  std::unordered_set<std::string, StringHash, std::equal_to<>> used_by;
 };
+
+// True when `domain` was not yet among the entry's users (and now is).
+bool first_use(Entry& entry, std::string_view domain) {
+  if (entry.used_by.find(domain) != entry.used_by.end()) return false;
+  if (entry.used_by.size() >= ProbeCache::kMaxDomainsPerEntry) return false;
+  entry.used_by.emplace(domain);
+  return true;
+}
 
 }  // namespace
 
@@ -129,21 +146,32 @@ struct ProbeCache::Impl {
     return age >= 0 && age < ttl;  // a clock stepped back does not stretch a TTL
   }
 
-  std::optional<ProbeResult> cached(const std::string& key, std::int64_t now) {
+  std::optional<ProbeResult> cached(const std::string& key, std::int64_t now, Use* use) {
     return entries.with([&](auto& table) -> std::optional<ProbeResult> {
-      if (const auto it = table.find(key); it != table.end() && fresh(it->second, now))
-        return it->second.result;
-      return std::nullopt;
+      const auto it = table.find(key);
+      if (it == table.end() || !fresh(it->second, now)) return std::nullopt;
+      if (use) use->first = first_use(it->second, use->policy_domain);
+      return it->second.result;
     });
   }
 
-  void store(const std::string& key, ProbeResult result, std::int64_t now) {
+  // After waiting for a probe this call did not start: does its result
+  // count for `use` too? (The starter's domain was marked by store().)
+  void mark_used(const std::string& key, Use& use) {
+    entries.with([&](auto& table) {
+      if (const auto it = table.find(key); it != table.end()) use.first = first_use(it->second, use.policy_domain);
+    });
+  }
+
+  void store(const std::string& key, ProbeResult result, std::int64_t now, const std::string& started_for) {
     entries.with([&](auto& table) {
       if (table.size() >= config.max_entries)
         std::erase_if(table, [&](const auto& kv) { return !fresh(kv.second, now); });
       // Still full of fresh entries: a cache, so dropping it costs probes only.
       if (table.size() >= config.max_entries) table.clear();
-      table.insert_or_assign(key, Entry{std::move(result), now});
+      Entry entry{std::move(result), now, {}};
+      if (!started_for.empty()) entry.used_by.insert(started_for);
+      table.insert_or_assign(key, std::move(entry));
     });
   }
 
@@ -162,11 +190,13 @@ ProbeCache::ProbeCache(TlsProber& prober, const Clock& clock, ProbeCacheConfig c
 
 ProbeCache::~ProbeCache() = default;  // `flights` waits for running probes
 
-std::optional<ProbeResult> ProbeCache::probe(const ProbeRequest& request, Deadline deadline,
-                                             OnProbed on_probed) {
+std::optional<ProbeResult> ProbeCache::probe(const ProbeRequest& request, Deadline deadline, OnProbed on_probed,
+                                             Use* use) {
   const std::string key = key_of(request);
-  if (auto hit = impl_->cached(key, impl_->clock.now())) return hit;
+  if (auto hit = impl_->cached(key, impl_->clock.now(), use)) return hit;
   Impl* impl = impl_.get();
+  // Counted for by on_probed when this call starts the probe.
+  std::string started_for = use && on_probed ? std::string(use->policy_domain) : std::string();
   const auto job = impl->flights.join_or_start(
       key,
       [impl, request, on_probed = std::move(on_probed)](std::stop_token stop) {
@@ -176,12 +206,14 @@ std::optional<ProbeResult> ProbeCache::probe(const ProbeRequest& request, Deadli
         return result;
       },
       run_failed(request, reason::kOverloaded),
-      [impl, key](const ProbeResult& result) {
-        if (result.reason != reason::kStopping) impl->store(key, result, impl->clock.now());
+      [impl, key, started_for](const ProbeResult& result) {
+        if (result.reason != reason::kStopping) impl->store(key, result, impl->clock.now(), started_for);
       });
   if (!job) return impl->overloaded(request);
   if (job->wait_until(deadline) != std::future_status::ready) return std::nullopt;
-  return job->get();
+  ProbeResult result = job->get();
+  if (use) impl->mark_used(key, *use);
+  return result;
 }
 
 void ProbeCache::wait_idle() { wait_idle_until(std::chrono::steady_clock::time_point::max()); }

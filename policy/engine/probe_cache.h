@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string_view>
 
 #include "policy/engine/worker_pool.h"
 #include "policy/probe.h"
@@ -46,10 +47,24 @@ class ProbeCache {
   // throws are caught and logged.
   using OnProbed = std::function<void(const ProbeRequest&, const ProbeResult&)>;
 
+  // Which policy domain's mail a result decides (RFC 8460 sessions, README
+  // "TLSRPT records"). probe() sets `first` when this is the first time
+  // within the result's lifetime that it decides mail of `policy_domain`,
+  // and the probe was not started by this call (on_probed reports those).
+  // Kept with the cached entry under the cache's one lock, so a warm
+  // decision takes no lock of its own for it; at most kMaxDomainsPerEntry
+  // domains per entry are remembered (beyond, `first` stays false).
+  struct Use {
+    std::string_view policy_domain;
+    bool first = false;
+  };
+  static constexpr std::size_t kMaxDomainsPerEntry = 10000;
+
   // The fresh cached result for the request's key, or the result of a probe
   // (started now or already running). nullopt when `deadline` passes first;
   // the probe then goes on and its result is cached.
-  std::optional<ProbeResult> probe(const ProbeRequest& request, Deadline deadline, OnProbed on_probed = {});
+  std::optional<ProbeResult> probe(const ProbeRequest& request, Deadline deadline, OnProbed on_probed = {},
+                                   Use* use = nullptr);
 
   // Waits until no probe is running (shutdown, tests).
   void wait_idle();

@@ -27,6 +27,7 @@
 //
 // Run through tests/bench/run_decision_bench.sh (builds the bed, as root).
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -392,8 +393,56 @@ void print_warm_summary(const std::vector<WarmRun>& runs) {
       d.p50 / p.p50, d.p99 / p.p99, (d.p50 - p.p50) / 1e3);
 }
 
+// CPU seconds (user + system) of this process so far: the decider's own
+// cost per decision, whatever the other processes on the machine do.
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// `callers` threads, one Session and Tally each (one per milter
+// connection), deciding warm recipients at once: aggregate rate, the
+// spread of every decision, CPU per decision. False when any decision was
+// not warm.
+bool warm_concurrent(DecisionStack& stack, const std::vector<Recipient>& recipients, long decisions, int callers) {
+  const long per_caller = std::max(1L, decisions / callers);
+  std::vector<std::vector<double>> samples(static_cast<std::size_t>(callers));
+  std::vector<long> bad(static_cast<std::size_t>(callers), 0), refused(static_cast<std::size_t>(callers), 0);
+  const double cpu_before = process_cpu_seconds();
+  const auto start = Clock::now();
+  std::vector<std::thread> threads;
+  for (int c = 0; c < callers; ++c) {
+    threads.emplace_back([&, c] {
+      Tally tally(Expect::Cache, stack.config().decision);
+      auto session = make_session(stack, tally);
+      auto& mine = samples[static_cast<std::size_t>(c)];
+      mine.reserve(static_cast<std::size_t>(per_caller));
+      for (long i = 0; i < per_caller; ++i)
+        mine.push_back(timed_decision(session, recipients[static_cast<std::size_t>(i + c) % recipients.size()],
+                                      refused[static_cast<std::size_t>(c)]));
+      bad[static_cast<std::size_t>(c)] = tally.bad();
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double wall = elapsed_ns(start, Clock::now()) / 1e9;
+  const double cpu = process_cpu_seconds() - cpu_before;
+  std::vector<double> all;
+  for (auto& v : samples) all.insert(all.end(), v.begin(), v.end());
+  const long total = static_cast<long>(all.size());
+  long total_bad = 0;
+  for (std::size_t c = 0; c < bad.size(); ++c) total_bad += bad[c] + refused[c];
+  std::printf("  %d callers: decision %s  decisions/s=%.0f  cpu/decision=%.2f us\n", callers,
+              format_spread(spread_of(all), 1e3, "us").c_str(), static_cast<double>(total) / wall,
+              cpu / static_cast<double>(total) * 1e6);
+  if (total_bad == 0) return true;
+  std::cerr << "decision_bench: error: " << total_bad << " concurrent warm decisions were not warm\n";
+  return false;
+}
+
 int run_warm(const milter::Config& config, const std::vector<std::string>& domains, long decisions, int runs,
-             const std::string& peer_log) {
+             int callers, const std::string& peer_log) {
   const auto dir = std::filesystem::path(config.store_path).parent_path();
   DecisionStack stack(config, (dir / "decision-warm.db").string());
   const auto recipients = recipients_of(domains);
@@ -412,6 +461,7 @@ int run_warm(const milter::Config& config, const std::vector<std::string>& domai
   auto session = make_session(stack, tally);
   long refused = 0, missing = 0;
   std::vector<WarmRun> results;
+  const double cpu_before = process_cpu_seconds();
   for (int r = 0; r < runs; ++r) {
     results.push_back(warm_run(stack, session, recipients, decisions, refused, missing));
     const auto& w = results.back();
@@ -420,6 +470,10 @@ int run_warm(const milter::Config& config, const std::vector<std::string>& domai
                 format_spread(w.policy_only, 1e3, "us").c_str(), w.lookups_per_s);
   }
   print_warm_summary(results);
+  // Each run also timed as many policy-only lookups: their CPU is in the figure.
+  std::printf("  1 caller: cpu per decision + policy-only lookup=%.2f us\n",
+              (process_cpu_seconds() - cpu_before) / static_cast<double>(decisions * runs) * 1e6);
+  const bool concurrent_warm = callers <= 1 || warm_concurrent(stack, recipients, decisions, callers);
 
   const long lookups = stack.next_hop_lookups() - lookups_before,
              probes = stack.prober().probes - probes_before;
@@ -430,7 +484,8 @@ int run_warm(const milter::Config& config, const std::vector<std::string>& domai
       "%ld probes, %ld peer connections%s\n",
       tally.checked(), tally.bad(), refused, missing, lookups, probes, peer,
       peer_log.empty() ? " (no peer log)" : "");
-  if (tally.bad() + refused + missing + lookups + probes + peer == 0 && tally.checked() == decisions * runs)
+  if (concurrent_warm && tally.bad() + refused + missing + lookups + probes + peer == 0 &&
+      tally.checked() == decisions * runs)
     return 0;
   std::cerr << "decision_bench: error: the warm runs were not all warm"
             << (tally.first_bad().empty() ? "" : "; first bad decision: " + tally.first_bad()) << "\n";
@@ -595,6 +650,8 @@ int main(int argc, char** argv) {
   }
   warm->add_option("--decisions", decisions, "timed decisions per run")->check(CLI::PositiveNumber);
   warm->add_option("--runs", runs, "timed runs (medians)")->check(CLI::PositiveNumber);
+  warm->add_option("--callers", callers, "threads of the concurrent warm run (1: none)")
+      ->check(CLI::PositiveNumber);
   cold->add_option("--baseline-file", baseline_file, "other domains for the policy-only baseline")
       ->required();
   cold->add_option("--concurrent-file", concurrent_file, "other domains for the concurrent run");
@@ -607,7 +664,7 @@ int main(int argc, char** argv) {
     return 78;
   }
   try {
-    if (warm->parsed()) return run_warm(*config, read_domains(domain_file), decisions, runs, peer_log);
+    if (warm->parsed()) return run_warm(*config, read_domains(domain_file), decisions, runs, callers, peer_log);
     return run_cold(*config, read_domains(domain_file), read_domains(baseline_file),
                     concurrent_file.empty() ? std::vector<std::string>{} : read_domains(concurrent_file),
                     callers, peer_log);

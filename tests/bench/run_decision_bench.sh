@@ -30,6 +30,7 @@
 #   BENCH_RUNS       warm runs (default 5)
 #   BENCH_COLD       cold decisions, and baseline / concurrent domains each (default 300)
 #   BENCH_CALLERS    callers of the concurrent cold run, 0: skip it (default 16)
+#   BENCH_WARM_CALLERS  threads of the concurrent warm run after the single-caller runs (default 16; 1: none)
 #   TB_KEEP=1        keep the bed's temporary directory
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -43,6 +44,7 @@ DECISIONS=${BENCH_DECISIONS:-100000}
 RUNS=${BENCH_RUNS:-5}
 COLD=${BENCH_COLD:-300}
 CALLERS=${BENCH_CALLERS:-16}
+WARM_CALLERS=${BENCH_WARM_CALLERS:-16}
 CERTS=20                 # policy-host certificates / nginx addresses
 PEER_ADDR=127.25.1.1     # outside mailbed's 127.25.0.N
 MX_SUFFIX=mx.dec.plain.test
@@ -155,7 +157,7 @@ main() {
   say "bed: namespace $TB_NS; $WARM + 3 x $COLD domains dNNNN.dec.plain.test (unsigned), own MX host each," \
     "one STARTTLS peer $PEER_ADDR:25 (*.$MX_SUFFIX); TTLs ${REAL_TTL}s; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
   say "== warm (decision_bench warm)"
-  bench warm --domain-file "$LISTS/warm" --decisions "$DECISIONS" --runs "$RUNS"
+  bench warm --domain-file "$LISTS/warm" --decisions "$DECISIONS" --runs "$RUNS" --callers "$WARM_CALLERS"
   say "== cold (decision_bench cold)"
   [ "$CALLERS" = 0 ] || concurrent=(--concurrent-file "$LISTS/concurrent" --callers "$CALLERS")
   bench cold --domain-file "$LISTS/cold" --baseline-file "$LISTS/baseline" "${concurrent[@]}"

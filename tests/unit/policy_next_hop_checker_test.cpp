@@ -1066,6 +1066,32 @@ TEST(NextHopChecker, TlsrptSharedMxCountsOncePerDomainPerProbeLifetime) {
             (std::vector<std::string>{"example.com", "other.example", "other.example", "example.com"}));
 }
 
+// A domain that joins a probe another domain started counts once too.
+TEST(NextHopChecker, TlsrptDomainJoiningAnotherDomainsProbeCountsOnce) {
+  World w;
+  RecordingSink sink;
+  w.publish("other.example", kEnforce);
+  w.mx.set_mx("example.com", mx_answer({kMx1}));
+  w.mx.set_mx("other.example", mx_answer({kMx1}));
+  w.prober.set("192.0.2.1", expired());
+  w.prober.set_delay(std::chrono::milliseconds(300));
+  w.start();
+  w.checker->set_tlsrpt_sink(&sink);
+  ASSERT_TRUE(w.resolver->resolve("example.com", soon()).policy.has_value());
+  ASSERT_TRUE(w.resolver->resolve("other.example", soon()).policy.has_value());
+  const NextHop other{"other.example", NextHopKind::RecipientDomain, "", "", false, 25};
+  std::thread first([&w] { w.check(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the probe is running
+  w.check(other);
+  first.join();
+  w.checker->wait_idle();
+  EXPECT_EQ(w.prober.calls(), 1);
+  std::vector<std::string> domains;
+  for (const auto& s : sink.sessions()) domains.push_back(s.policy_domain);
+  std::sort(domains.begin(), domains.end());
+  EXPECT_EQ(domains, (std::vector<std::string>{"example.com", "other.example"}));
+}
+
 // The caller gives up at its deadline; the probe still runs, and is recorded.
 TEST(NextHopChecker, TlsrptProbeFinishingAfterTheDeadlineIsRecorded) {
   World w;
