@@ -210,7 +210,7 @@ class RealReportTransport final : public ReportTransport {
       : id_(std::move(id)),
         poster_(policy::net::HttpsPosterConfig{config.report.ca_file, std::chrono::milliseconds(10'000),
                                                std::chrono::seconds(config.report.https_timeout),
-                                               "mta-sts-milter"}),
+                                               "mta-sts-milter", config.report.allow_private_destinations}),
         submitter_(policy::net::MailSubmitConfig{config.report.sendmail_command, std::chrono::seconds(60)}) {
     load_signer(config.report);
   }

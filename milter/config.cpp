@@ -430,6 +430,9 @@ const std::vector<Setting>& settings() {
               [](Config& c) -> long& { return c.report.https_timeout; }),
       text("report.ca_file", "trust anchors for https: report destinations (empty: the system store)",
            [](Config& c) -> std::string& { return c.report.ca_file; }),
+      boolean("report.allow_private_destinations",
+              "post reports to https: hosts that resolve to loopback, private or link-local addresses",
+              [](Config& c) -> bool& { return c.report.allow_private_destinations; }),
       Setting{"socketmap.socket",
               "socketmap server for smtp_tls_policy_maps and Sendmail's sts map: inet:PORT@ADDR or "
               "unix:/path (empty: off)",

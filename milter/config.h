@@ -98,6 +98,9 @@ struct ReportConfig {
   long send_window = 3600;  // s after midnight UTC over which first attempts are spread
   long https_timeout = 60;  // s per https: POST
   std::string ca_file;      // trust anchors for https: destinations; empty: the system store
+  // https: hosts at loopback, private, link-local ... addresses refused
+  // unless set (a receiver's URI must not reach into our network).
+  bool allow_private_destinations = false;
 };
 
 // The engine's worker pool (policy/engine/worker_pool.h).

@@ -15,6 +15,8 @@
 #include <signal.h>
 #include <spawn.h>
 #include <spdlog/spdlog.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -49,9 +51,73 @@ constexpr std::size_t kMaxDetailBytes = 200;
 
 struct Transfer {
   X509_STORE* trust = nullptr;
+  bool allow_private = false;
+  std::string refused_address;  // a non-public address the host resolved to
   std::size_t received = 0;
   bool capped = false;
 };
+
+bool in_v4_range(std::uint32_t address, std::uint32_t network, int prefix) {
+  const std::uint32_t mask = prefix == 0 ? 0 : ~std::uint32_t{0} << (32 - prefix);
+  return (address & mask) == (network & mask);
+}
+
+bool is_public_v4(std::uint32_t a) {  // host byte order
+  static constexpr std::pair<std::uint32_t, int> kNotPublic[] = {
+      {0x00000000, 8},  {0x0A000000, 8},  {0x64400000, 10}, {0x7F000000, 8},  {0xA9FE0000, 16},
+      {0xAC100000, 12}, {0xC0000000, 24}, {0xC0000200, 24}, {0xC0A80000, 16}, {0xC6120000, 15},
+      {0xC6336400, 24}, {0xCB007100, 24}, {0xE0000000, 4},  {0xF0000000, 4},
+  };
+  return std::none_of(std::begin(kNotPublic), std::end(kNotPublic),
+                      [a](const auto& range) { return in_v4_range(a, range.first, range.second); });
+}
+
+bool is_public_v6(const unsigned char (&b)[16]) {
+  static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(kMapped, kMapped + 12, b))
+    return is_public_v4(std::uint32_t{b[12]} << 24 | std::uint32_t{b[13]} << 16 | std::uint32_t{b[14]} << 8 | b[15]);
+  if (std::all_of(b, b + 15, [](unsigned char c) { return c == 0; })) return false;  // :: and ::1
+  if ((b[0] & 0xfe) == 0xfc) return false;                                            // fc00::/7 ULA
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;                            // fe80::/10
+  if (b[0] == 0xff) return false;                                                     // multicast
+  if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) return false;     // 2001:db8::/32
+  return true;
+}
+
+bool is_public_sockaddr(const sockaddr* address) {
+  if (address->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(address);
+    return is_public_v4(ntohl(in->sin_addr.s_addr));
+  }
+  if (address->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address);
+    unsigned char bytes[16];
+    std::memcpy(bytes, &in6->sin6_addr, sizeof bytes);
+    return is_public_v6(bytes);
+  }
+  return false;
+}
+
+std::string address_text(const sockaddr* address) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (address->sa_family == AF_INET)
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(address)->sin_addr, text, sizeof text);
+  else if (address->sa_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(address)->sin6_addr, text, sizeof text);
+  return text;
+}
+
+// libcurl asks us for each socket it connects: the address check happens
+// here, after libcurl's own resolution, so a name cannot resolve to a public
+// address for a check and to a private one for the connection.
+curl_socket_t open_checked_socket(void* user, curlsocktype purpose, curl_sockaddr* address) noexcept {
+  auto* transfer = static_cast<Transfer*>(user);
+  if (purpose == CURLSOCKTYPE_IPCXN && !transfer->allow_private && !is_public_sockaddr(&address->addr)) {
+    transfer->refused_address = address_text(&address->addr);
+    return CURL_SOCKET_BAD;
+  }
+  return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
 
 // The receiver's answer is not needed beyond its status: up to
 // kMaxReportResponseBytes are read and dropped, then the transfer is cut.
@@ -159,6 +225,8 @@ std::optional<CURLoption> configure(CURL* handle, const HttpsPosterConfig& confi
   o.set(CURLOPT_WRITEFUNCTION, &discard_body);
   o.set(CURLOPT_WRITEDATA, static_cast<void*>(&transfer));
   o.set(CURLOPT_ERRORBUFFER, error_buffer);
+  o.set(CURLOPT_OPENSOCKETFUNCTION, &open_checked_socket);
+  o.set(CURLOPT_OPENSOCKETDATA, static_cast<void*>(&transfer));
   return o.failed();
 }
 
@@ -173,6 +241,7 @@ DeliveryResult perform_post(const HttpsPosterConfig& config, X509_STORE* trust, 
   if (!handle || !headers) return result(DeliveryOutcome::Temporary, "https local: out of memory");
   Transfer transfer;
   transfer.trust = trust;
+  transfer.allow_private = config.allow_private_addresses;
   char error_buffer[CURL_ERROR_SIZE] = {};
   if (const auto option = configure(handle.get(), config, transfer, uri, body, headers.get(), error_buffer))
     return result(DeliveryOutcome::Temporary,
@@ -181,6 +250,9 @@ DeliveryResult perform_post(const HttpsPosterConfig& config, X509_STORE* trust, 
   long status = 0;
   curl_easy_getinfo(handle.get(), CURLINFO_RESPONSE_CODE, &status);
   if (status != 0) return classify_status(status);
+  if (!transfer.refused_address.empty())
+    return result(DeliveryOutcome::Permanent, "https refused: the host resolves to " + transfer.refused_address +
+                                                  ", not a public address (report.allow_private_destinations)");
   return classify_failure(rc, handle.get(), error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc));
 }
 
@@ -524,6 +596,17 @@ DeliveryResult MailSubmitter::submit(const std::string& envelope_from, const std
                 logfmt_value(recipient), outcome_name(outcome.outcome), logfmt_value(outcome.detail),
                 message.size(), elapsed_ms(started));
   return outcome;
+}
+
+bool is_public_address(std::string_view text) {
+  const std::string address(text);
+  in_addr v4{};
+  if (inet_pton(AF_INET, address.c_str(), &v4) == 1) return is_public_v4(ntohl(v4.s_addr));
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, address.c_str(), &v6) != 1) return false;
+  unsigned char bytes[16];
+  std::memcpy(bytes, &v6, sizeof bytes);
+  return is_public_v6(bytes);
 }
 
 }  // namespace mtasts::policy::net

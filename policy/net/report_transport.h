@@ -37,7 +37,18 @@ struct HttpsPosterConfig {
   std::chrono::milliseconds connect_timeout{10000};
   std::chrono::milliseconds total_timeout{60000};  // the whole exchange
   std::string user_agent = "mta-sts-milter";
+  // A receiver's https: URI names a host the receiver chose; its address may
+  // be one of ours (loopback, RFC 1918, link-local: a server-side request
+  // forgery into the reporter's network). Off: such addresses are refused
+  // before connecting (Permanent). Tests and private deployments set it.
+  bool allow_private_addresses = false;
 };
+
+// False for addresses that are not on the public Internet: unspecified,
+// loopback, RFC 1918, CGNAT (100.64/10), link-local, multicast, reserved and
+// documentation ranges, IPv6 ULA and link-local, and IPv4-mapped forms of
+// those. `text` is an IPv4 or IPv6 address; anything else is false.
+bool is_public_address(std::string_view text);
 
 // RFC 8460 §5.4: POSTs the gzipped report with "Content-Type:
 // application/tlsrpt+gzip" to an https: URI. HTTPS only (libcurl may speak
@@ -57,6 +68,7 @@ struct HttpsPosterConfig {
 //                                         Temporary ("certificate" is in the
 //                                         detail when verification failed)
 //   not an https: URI, malformed URI      Permanent
+//   a non-public address (see HttpsPosterConfig), unless allowed: Permanent
 // The response body is read up to kMaxReportResponseBytes, then the
 // transfer is cut; the status decides. Thread-safe: the configuration and
 // the trust store are read-only after construction; each post uses its own

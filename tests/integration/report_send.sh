@@ -28,6 +28,9 @@
 #                    records: each lookup row failed, counted no_destination,
 #                    one "report event=no-destination" line each, nothing
 #                    posted or mailed
+#   private-refused  report.allow_private_destinations=false (the default):
+#                    a rua=https: host at 127.3.0.N gets no POST; the delivery
+#                    is failed at once, its error names the address
 #   crash-*          the CLI killed (SIGKILL) while its sendmail hangs: the
 #                    delivery stays "sending"; a send before 15 minutes sends
 #                    nothing, one 16 minutes later (faketime) delivers it once
@@ -83,6 +86,7 @@ setup() {
   # norec.secure.test has no record at all.
   rb_tlsrpt_set secure ftp "v=TLSRPTv1; rua=ftp://reports.trap.secure.test/x"
   rb_tlsrpt_set secure syntax "v=TLSRPTv1; rua=https://reports.trap.secure.test/x,,"
+  rb_tlsrpt_set secure private "v=TLSRPTv1; rua=https://reports.trap.secure.test/private"
   rb_tlsrpt_set secure two "v=TLSRPTv1; rua=https://reports.trap.secure.test/a" \
     "v=TLSRPTv1; rua=https://reports.trap.secure.test/b"
   tb_dns_reload secure || return 1
@@ -149,6 +153,21 @@ scenario_https() {
   why=$(want_kv "$out" attempted 0)
   [ "$(rb_sink_posts https)" = 1 ] || why+="sink got $(rb_sink_posts https) POSTs after the second send; "
   check https-once "${why%; }"
+}
+
+# A receiver's https: host at one of our own addresses (SSRF): refused.
+scenario_private() {
+  local conf="$RB_DIR/private.toml" dest=https://reports.trap.secure.test/private why out before
+  rb_config "$conf" report.allow_private_destinations=false &&
+    rb_seed_domain "$conf" "$DAY" private.secure.test 1 0 || { check private-refused "config or seed failed"; return; }
+  before=$(rb_sink_posts trap)
+  out=$(rb_cli "$conf" report send --now --day "$DAY")
+  why=$(want_kv "$out" delivered 0)
+  [ "$(rb_sink_posts trap)" = "$before" ] || why+="the trap sink got a POST; "
+  [ "$(rb_delivery "$conf" "$dest" state)" = failed ] || why+="state $(rb_delivery "$conf" "$dest" state), want failed; "
+  rb_delivery "$conf" "$dest" last_error | grep -q 'resolves to 127\.3\.0\.[0-9]*, not a public address' ||
+    why+="last_error '$(rb_delivery "$conf" "$dest" last_error)'; "
+  check private-refused "${why%; }"
 }
 
 # ------------------------------------------------------------ 2. retry
@@ -377,6 +396,7 @@ main() {
   fi
   bed_check
   scenario_https
+  scenario_private
   scenario_retry
   scenario_mailto
   scenario_mailto_nodkim

@@ -178,6 +178,9 @@ rb_config() {
     [report.ca_file]="\"$TB_CA_FILE\""
     [report.https_timeout]=10
     [report.sendmail_command]="${RB_SENDMAIL:-[\"/bin/false\"]}"
+    # The sinks listen on 127.3.0.N: refused by default (a receiver's URI
+    # must not reach the reporter's own network).
+    [report.allow_private_destinations]=true
   )
   for kv in "$@"; do
     case $kv in
