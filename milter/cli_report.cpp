@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -202,6 +203,16 @@ std::string mailto_address(const std::string& uri) {
   return address;
 }
 
+// report.dkim_key_file: a path, or a bare name looked up in systemd's
+// $CREDENTIALS_DIRECTORY (LoadCredential=NAME:/etc/..., README "TLSRPT
+// reports"), so the key can stay readable by root only.
+std::string dkim_key_path(const std::string& configured) {
+  if (configured.find('/') != std::string::npos) return configured;
+  const char* credentials = std::getenv("CREDENTIALS_DIRECTORY");
+  if (credentials == nullptr || *credentials == '\0') return configured;
+  return (std::filesystem::path(credentials) / configured).string();
+}
+
 // Mail (§5.3: composed, DKIM-signed, handed to the local MTA) and https
 // (§5.4: POST).
 class RealReportTransport final : public ReportTransport {
@@ -230,10 +241,11 @@ class RealReportTransport final : public ReportTransport {
           "no DKIM key (report.dkim_key_file and report.dkim_selector; RFC 8460 section 3 requires DKIM)";
       return;
     }
-    std::ifstream in(config.dkim_key_file, std::ios::binary);
+    const std::string path = dkim_key_path(config.dkim_key_file);
+    std::ifstream in(path, std::ios::binary);
     const std::string pem{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    if (!in.good() && !in.eof()) {
-      signer_error_ = "cannot read report.dkim_key_file " + config.dkim_key_file;
+    if (!in.is_open() || (!in.good() && !in.eof())) {
+      signer_error_ = "cannot read report.dkim_key_file " + path;
       return;
     }
     auto signer = policy::net::DkimSigner::create({id_.dkim_domain, config.dkim_selector, pem});

@@ -420,7 +420,8 @@ const std::vector<Setting>& settings() {
       text("report.dkim_selector", "s= of the DKIM signature of report mail",
            [](Config& c) -> std::string& { return c.report.dkim_selector; }),
       text("report.dkim_key_file",
-           "PEM private key signing report mail (empty: mailto: destinations are retried, then expire)",
+           "PEM private key signing report mail; a bare name is read from systemd's $CREDENTIALS_DIRECTORY "
+           "(LoadCredential=); empty: mailto: destinations are retried, then expire",
            [](Config& c) -> std::string& { return c.report.dkim_key_file; }),
       Setting{"report.sendmail_command", "the local MTA's sendmail; -f FROM -- RCPT is appended",
               check_sendmail_command, [](const Config& c) { return toml_list(c.report.sendmail_command); }},

@@ -24,6 +24,8 @@
 #                    header is altered); no DKIM key configured: pending
 #                    (retried: a key fixed within the day still sends it),
 #                    last_error names DKIM, sendmail never started
+#   mailto-credential the key as a systemd credential: dkim_key_file "dkim.pem"
+#                    read from $CREDENTIALS_DIRECTORY; the mail is signed
 #   no-record-*      no _smtp._tls record, rua=ftp: only, a syntax error, two
 #                    records: each lookup row failed, counted no_destination,
 #                    one "report event=no-destination" line each, nothing
@@ -83,6 +85,7 @@ setup() {
   rb_tlsrpt_set secure mail "v=TLSRPTv1; rua=mailto:tlsrpt@$RCV"
   rb_tlsrpt_set secure nodkim "v=TLSRPTv1; rua=mailto:nodkim@$RCV"
   rb_tlsrpt_set secure crash "v=TLSRPTv1; rua=mailto:crash@$RCV"
+  rb_tlsrpt_set secure cred "v=TLSRPTv1; rua=mailto:cred@$RCV"
   # norec.secure.test has no record at all.
   rb_tlsrpt_set secure ftp "v=TLSRPTv1; rua=ftp://reports.trap.secure.test/x"
   rb_tlsrpt_set secure syntax "v=TLSRPTv1; rua=https://reports.trap.secure.test/x,,"
@@ -90,7 +93,7 @@ setup() {
   rb_tlsrpt_set secure two "v=TLSRPTv1; rua=https://reports.trap.secure.test/a" \
     "v=TLSRPTv1; rua=https://reports.trap.secure.test/b"
   tb_dns_reload secure || return 1
-  rb_postfix_mailbox_start "$RCV" tlsrpt nodkim crash
+  rb_postfix_mailbox_start "$RCV" tlsrpt nodkim crash cred
 }
 
 bed_check() {
@@ -288,6 +291,21 @@ scenario_mailto() {
   check mailto-once "${why%; }"
 }
 
+# The key as a systemd credential (LoadCredential=dkim.pem:...): a bare
+# dkim_key_file name is read from $CREDENTIALS_DIRECTORY.
+scenario_mailto_credential() {
+  local conf="$RB_DIR/cred.toml" creds="$RB_DIR/credentials" why out msg
+  mkdir -p "$creds" && cp "$DKIM_KEY" "$creds/dkim.pem"
+  rb_config "$conf" "report.dkim_selector=\"$SELECTOR\"" 'report.dkim_key_file="dkim.pem"' &&
+    rb_seed_domain "$conf" "$DAY" cred.secure.test 2 0 || { check mailto-credential "config or seed failed"; return; }
+  out=$(CREDENTIALS_DIRECTORY=$creds rb_cli "$conf" report send --now --day "$DAY")
+  why=$(want_kv "$out" delivered 1)
+  rb_wait_maildir cred 1 10 || why+="no message in the Maildir after 10 s; "
+  msg=$(find "$RB_DIR/vmail/cred/new" -type f 2>/dev/null | head -n 1)
+  [ -n "$msg" ] && out=$(tb_exec opendkim-testmsg <"$msg" 2>&1) && [ -z "$out" ] || why+="DKIM: $out; "
+  check mailto-credential "${why%; }"
+}
+
 scenario_mailto_nodkim() {
   local conf="$RB_DIR/nodkim.toml" dest="mailto:nodkim@$RCV" why out err
   rb_config "$conf" "report.sendmail_command=$(recorder nodkim)" &&
@@ -399,6 +417,7 @@ main() {
   scenario_private
   scenario_retry
   scenario_mailto
+  scenario_mailto_credential
   scenario_mailto_nodkim
   scenario_no_record
   scenario_crash
