@@ -26,6 +26,8 @@ test_packages=(
   python3-jsonschema
   # opendkim-testmsg verifies the DKIM signature of report mail (TLSRPT, #12).
   opendkim-tools
+  # tests/bench/run_report_bench.sh: CPU per process (wait4) and arithmetic.
+  time bc
 )
 
 missing=()

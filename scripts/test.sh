@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that sets up and runs every test on a fresh Debian 12
 # machine (as root): installs what is missing, checks the format, builds,
-# runs the unit tests, the fuzzers (30 s each), the unit tests once more and
+# runs the unit tests, the fuzzers (15 s each), the unit tests once more and
 # the real-server integration tests on an ASan+UBSan build, the concurrency
 # tests on a TSan build, and every benchmark once at a tiny size (on the
 # RelWithDebInfo build). Prints the wall time of each phase at the end.
@@ -41,7 +41,7 @@ ctest --test-dir "$build" --output-on-failure -j"$(nproc)" | tee "$build/ctest.l
 if grep -E '\(Skipped\)$' "$build/ctest.log"; then echo "FAIL: unit tests skipped (above)" >&2; exit 1; fi
 
 phase fuzzers
-bash scripts/fuzz.sh "${MTASTS_FUZZ_SECONDS:-30}"
+bash scripts/fuzz.sh "${MTASTS_FUZZ_SECONDS:-15}"
 
 # The real-server integration suite runs once, on the ASan+UBSan build (the
 # same code as the RelWithDebInfo binary, with every memory error and UB a

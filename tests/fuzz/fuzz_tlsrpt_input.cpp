@@ -1,10 +1,12 @@
 // libFuzzer target: the TLSRPT inputs that come from strangers (RFC 8460):
-// a `_smtp._tls` TXT record (§3) and a report someone sent us (§4.4, maybe
-// gzipped). The first byte picks the parser; the rest is the input.
+// a `_smtp._tls` TXT record (§3), a report someone sent us (§4.4, maybe
+// gzipped), and a libtlsrpt datagram from a local MTA (README "TLSRPT
+// datagrams"). The first byte picks the parser (mod 3); the rest is the input.
 // Contract checked: no crash, no exception escapes, every error has a code
 // (record) or a message (report), a parsed record has at least one usable
 // URI, a decompressed report stays within its cap, and a read report renders
-// as text and JSON.
+// as text and JSON; a decoded datagram encodes and decodes back to itself,
+// and its sessions name a domain and one result each.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +15,7 @@
 #include <variant>
 
 #include "policy/gzip.h"
+#include "policy/tlsrpt_datagram.h"
 #include "policy/tlsrpt_record.h"
 #include "policy/tlsrpt_report_reader.h"
 
@@ -50,15 +53,33 @@ void fuzz_report(std::string_view bytes) {
   if (mtasts::policy::received_report_json(report).empty()) std::abort();
 }
 
+void fuzz_datagram(std::string_view bytes) {
+  const auto datagram = mtasts::policy::decode_datagram(bytes);
+  if (!datagram) {
+    if (datagram.error().detail.empty()) std::abort();
+    return;
+  }
+  const auto again = mtasts::policy::decode_datagram(mtasts::policy::encode_datagram(*datagram));
+  if (!again || !(*again == *datagram)) std::abort();
+  for (const auto& session : mtasts::policy::sessions_from_datagram(*datagram, 0)) {
+    if (session.policy_domain.empty() || session.success == session.result_type.has_value()) std::abort();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
-  if (data[0] & 1) {
-    fuzz_record(input);
-  } else {
-    fuzz_report(input);
+  switch (data[0] % 3) {
+    case 0:
+      fuzz_report(input);
+      break;
+    case 1:
+      fuzz_record(input);
+      break;
+    default:
+      fuzz_datagram(input);
   }
   return 0;
 }
