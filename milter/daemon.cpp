@@ -35,9 +35,9 @@
 #include "policy/engine/next_hop_checker.h"
 #include "policy/engine/refresher.h"
 #include "policy/engine/tlsrpt_buffer.h"
-#include "policy/net/tlsrpt_datagram_socket.h"
 #include "policy/logfmt.h"
 #include "policy/net/tls_prober.h"
+#include "policy/net/tlsrpt_datagram_socket.h"
 #include "store/override_store.h"
 #include "store/tlsrpt_store.h"
 
@@ -410,8 +410,8 @@ class TlsrptDatagrams {
   ~TlsrptDatagrams() {
     if (receiver_) {
       const auto c = receiver_->counts();
-      spdlog::info("tlsrpt-datagram event=stopped datagrams={} rejected={} sessions={}", c.datagrams, c.rejected,
-                   c.sessions);
+      spdlog::info("tlsrpt-datagram event=stopped datagrams={} rejected={} sessions={}", c.datagrams,
+                   c.rejected, c.sessions);
     }
     if (forwarder_) {
       forwarder_->wait_idle();
@@ -449,10 +449,10 @@ int run_daemon(const Config& config, const std::string& config_path) {
   const int socketmap_fd = config.socketmap.socket.empty()
                                ? -1
                                : open_listener(config.socketmap.socket, config, runs_as, "socketmap socket");
-  const int datagram_fd = config.tlsrpt.datagram_socket.empty()
-                              ? -1
-                              : open_datagram_socket(config.tlsrpt.datagram_socket, config, runs_as,
-                                                     "TLSRPT datagram socket");
+  const int datagram_fd =
+      config.tlsrpt.datagram_socket.empty()
+          ? -1
+          : open_datagram_socket(config.tlsrpt.datagram_socket, config, runs_as, "TLSRPT datagram socket");
   prepare_store_folder(config, runs_as);
   drop_privileges(runs_as);
 

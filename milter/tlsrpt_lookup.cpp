@@ -31,7 +31,8 @@ DestinationAnswer DnsDestinationLookup::lookup(const std::string& policy_domain)
 
 std::optional<std::string> tlsrpt_record_text(policy::Dns& dns, const std::string& domain) {
   const policy::DnsAnswer answer = lookup_tlsrpt_txt(dns, domain);
-  if (answer.security == policy::DnsSecurity::Bogus || answer.status != policy::DnsStatus::Ok) return std::nullopt;
+  if (answer.security == policy::DnsSecurity::Bogus || answer.status != policy::DnsStatus::Ok)
+    return std::nullopt;
   if (!policy::select_tlsrpt_record(answer.records)) return std::nullopt;
   // Exactly one candidate is valid (select_tlsrpt_record): that one.
   for (const std::string& text : answer.records) {

@@ -16,22 +16,6 @@ constexpr std::array<std::pair<DeliveryState, std::string_view>, 5> kStateNames{
     {DeliveryState::Expired, "expired"},
 }};
 
-// FNV-1a, 64 bits: stable across builds and machines (std::hash is not), so
-// every run agrees on a delivery's place in the window.
-std::uint64_t stable_hash(std::string_view a, std::string_view b) {
-  std::uint64_t h = 14695981039346656037ULL;
-  const auto mix = [&h](std::string_view text) {
-    for (const char c : text) {
-      h ^= static_cast<unsigned char>(c);
-      h *= 1099511628211ULL;
-    }
-  };
-  mix(a);
-  mix(std::string_view("\0", 1));  // ("ab", "c") and ("a", "bc") differ
-  mix(b);
-  return h;
-}
-
 }  // namespace
 
 std::string_view to_string(DeliveryState state) {
@@ -112,11 +96,25 @@ Delivery after_attempt(Delivery delivery, AttemptOutcome outcome, std::string de
   return delivery;
 }
 
+std::uint64_t delivery_hash(std::string_view report_id, std::string_view destination) {
+  std::uint64_t h = 14695981039346656037ULL;  // FNV-1a, 64 bits
+  const auto mix = [&h](std::string_view text) {
+    for (const char c : text) {
+      h ^= static_cast<unsigned char>(c);
+      h *= 1099511628211ULL;
+    }
+  };
+  mix(report_id);
+  mix(std::string_view("\0", 1));  // ("ab", "c") and ("a", "bc") differ
+  mix(destination);
+  return h;
+}
+
 std::int64_t spread_send_time(std::string_view report_id, std::string_view destination, std::int64_t day_end,
                               std::int64_t window) {
   if (window <= 0) return day_end;
-  return day_end +
-         static_cast<std::int64_t>(stable_hash(report_id, destination) % static_cast<std::uint64_t>(window));
+  return day_end + static_cast<std::int64_t>(delivery_hash(report_id, destination) %
+                                             static_cast<std::uint64_t>(window));
 }
 
 }  // namespace mtasts::policy

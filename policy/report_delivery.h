@@ -88,6 +88,12 @@ Delivery after_attempt(Delivery delivery, AttemptOutcome outcome, std::string de
 // ones: first_retry * 2^(attempts - 1), at most max_interval.
 std::int64_t retry_delay(int attempts, const RetryPolicy& retry);
 
+// A number stable across builds, machines and runs (FNV-1a, 64 bits;
+// std::hash is not) for one (report, destination): its place in the send
+// window, and the Message-ID of its mail (a retry or a copy after a crash
+// has the first attempt's).
+std::uint64_t delivery_hash(std::string_view report_id, std::string_view destination);
+
 // When the first attempt of (report_id, destination) may start: day_end (the
 // unix second the report's day ends) plus a fixed offset in [0, window),
 // the same on every call. window <= 0: day_end.

@@ -4,10 +4,10 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
-#include <variant>
 #include <utility>
 
 #include "policy/ascii.h"
+#include "policy/bounded_json.h"
 #include "policy/domain.h"
 #include "policy/logfmt.h"
 
@@ -34,8 +34,6 @@ constexpr std::array<std::pair<ResultType, int>, 11> kCodes{{
     {ResultType::DnssecInvalid, 305},
     {ResultType::DaneRequired, 306},
 }};
-
-struct TooDeep {};
 
 std::optional<DatagramPolicyType> policy_type_from_number(std::int64_t n) {
   switch (n) {
@@ -237,8 +235,8 @@ class Reader {
     out.failures = failures(value, path);
     const auto added = integer(value, "t", path);
     if (added && !failed() && *added != static_cast<std::int64_t>(out.failures.size()))
-      fail(path + ".t", std::to_string(*added) + " but " + std::to_string(out.failures.size()) +
-                            " failure details");
+      fail(path + ".t",
+           std::to_string(*added) + " but " + std::to_string(out.failures.size()) + " failure details");
     if (const auto final_result = integer(value, "f", path)) {
       if (*final_result != 0 && *final_result != 1) fail(path + ".f", "expected 0 or 1");
       out.delivery_failed = *final_result == 1;
@@ -280,26 +278,6 @@ class Reader {
  private:
   std::optional<DatagramError> error_;
 };
-
-std::variant<Json, DatagramError> parse_json(std::string_view bytes) {
-  if (bytes.size() > kMaxDatagramBytes)
-    return DatagramError{"", "larger than " + std::to_string(kMaxDatagramBytes) + " bytes"};
-  const auto limit_depth = [](int depth, Json::parse_event_t event, Json&) {
-    const bool opens = event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start;
-    if (opens && depth >= kMaxDepth) throw TooDeep{};
-    return true;
-  };
-  try {
-    return Json::parse(bytes.begin(), bytes.end(), limit_depth);
-  } catch (const TooDeep&) {
-    return DatagramError{"", "nested deeper than " + std::to_string(kMaxDepth) + " levels"};
-  } catch (const Json::exception& e) {
-    std::string_view what = e.what();  // "[json.exception.parse_error.101] parse error at ..."
-    if (const std::size_t tag_end = what.find("] "); tag_end != std::string_view::npos)
-      what.remove_prefix(tag_end + 2);
-    return DatagramError{"", "invalid JSON: " + printable_ascii(what)};
-  }
-}
 
 std::string joined(const std::vector<std::string>& parts, char separator) {
   std::string out;
@@ -360,10 +338,10 @@ std::string encode_datagram(const TlsrptDatagram& datagram) {
 }
 
 Result<TlsrptDatagram, DatagramError> decode_datagram(std::string_view bytes) {
-  auto parsed = parse_json(bytes);
-  if (auto* error = std::get_if<DatagramError>(&parsed)) return *error;
+  const auto parsed = parse_bounded_json(bytes, kMaxDatagramBytes, kMaxDepth);
+  if (!parsed) return DatagramError{"", parsed.error().message};
   Reader reader;
-  TlsrptDatagram datagram = reader.datagram(std::get<Json>(parsed));
+  TlsrptDatagram datagram = reader.datagram(*parsed);
   if (reader.failed()) return reader.error();
   return datagram;
 }
@@ -391,7 +369,8 @@ TlsrptDatagram datagram_from_session(const TlsrptSession& session, std::string_v
 std::vector<TlsrptSession> sessions_from_datagram(const TlsrptDatagram& datagram, std::int64_t at) {
   std::vector<TlsrptSession> sessions;
   for (const DatagramPolicy& policy : datagram.policies) {
-    for (const DatagramFailure& failure : policy.failures) sessions.push_back(failed_session(policy, failure, at));
+    for (const DatagramFailure& failure : policy.failures)
+      sessions.push_back(failed_session(policy, failure, at));
     if (!policy.delivery_failed) {
       TlsrptSession success = session_base(policy, at);
       success.success = true;

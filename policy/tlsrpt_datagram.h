@@ -63,7 +63,7 @@ struct DatagramFailure {
 
 struct DatagramPolicy {
   DatagramPolicyType type = DatagramPolicyType::Sts;
-  std::string domain;  // "policy-domain"
+  std::string domain;                 // "policy-domain"
   std::vector<std::string> strings;   // "policy-string"
   std::vector<std::string> mx_hosts;  // "mx-host"
   std::vector<DatagramFailure> failures;

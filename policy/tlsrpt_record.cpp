@@ -50,6 +50,12 @@ bool is_candidate(std::string_view record) {
 
 bool is_hex(char c) { return is_ascii_digit(c) || (ascii_lower(c) >= 'a' && ascii_lower(c) <= 'f'); }
 
+int hex_value(char c) {
+  if (is_ascii_digit(c)) return c - '0';
+  if (is_hex(c)) return ascii_lower(c) - 'a' + 10;
+  return -1;
+}
+
 // RFC 3986 unreserved / gen-delims / sub-delims, minus what RFC 8460 §3
 // wants encoded (',' '!' ';'); '%' is checked as pct-encoded separately.
 bool is_uri_char(char c) {
@@ -289,6 +295,24 @@ Result<TlsrptRecord> select_tlsrpt_record(std::span<const std::string> txt_recor
     return Error{"tlsrpt-multiple", std::to_string(count) + " TXT records begin with \"v=TLSRPTv1;\""};
   }
   return parse_tlsrpt_record(*candidate);
+}
+
+std::string mailto_address(std::string_view uri) {
+  std::string_view encoded = uri.substr(uri.find(':') + 1);
+  encoded = encoded.substr(0, encoded.find('?'));
+  std::string address;
+  for (std::size_t i = 0; i < encoded.size(); ++i) {
+    const bool escape = encoded[i] == '%' && i + 2 < encoded.size();
+    const int high = escape ? hex_value(encoded[i + 1]) : -1;
+    const int low = escape ? hex_value(encoded[i + 2]) : -1;
+    if (high >= 0 && low >= 0) {
+      address += static_cast<char>(high * 16 + low);
+      i += 2;
+    } else {
+      address += encoded[i];
+    }
+  }
+  return address;
 }
 
 }  // namespace mtasts::policy

@@ -89,4 +89,8 @@ Result<TlsrptRecord> parse_tlsrpt_record(std::string_view text);
 // even if identical), else those of parse_tlsrpt_record. Pure, thread-safe.
 Result<TlsrptRecord> select_tlsrpt_record(std::span<const std::string> txt_records);
 
+// The recipient of a mailto: URI that parse_tlsrpt_record accepted (RFC
+// 6068): the part before any "?", its %HH decoded ("%2B" is "+").
+std::string mailto_address(std::string_view uri);
+
 }  // namespace mtasts::policy

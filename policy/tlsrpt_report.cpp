@@ -63,7 +63,8 @@ std::map<std::string, DomainPolicies> group(std::span<const TlsrptAggregate> agg
   for (const auto& a : aggregates) {
     if (a.day != day || a.sessions <= 0 || a.policy_domain.empty() || !is_report_policy_type(a.policy_type))
       continue;
-    PolicyCounts& counts = domains[a.policy_domain][PolicyKey{a.policy_type, policy_key_text(a.policy_string), a.mx_patterns}];
+    PolicyCounts& counts =
+        domains[a.policy_domain][PolicyKey{a.policy_type, policy_key_text(a.policy_string), a.mx_patterns}];
     if (a.success) {
       add_capped(counts.successes, a.sessions);
       continue;
@@ -102,9 +103,11 @@ Json policy_json(const std::string& domain, const PolicyKey& key, const PolicyCo
   Json policy;
   policy["policy-type"] = type;
   const bool applied = type != "no-policy-found";
-  if (auto lines = policy_string_lines(text); applied && !lines.empty()) policy["policy-string"] = std::move(lines);
+  if (auto lines = policy_string_lines(text); applied && !lines.empty())
+    policy["policy-string"] = std::move(lines);
   policy["policy-domain"] = domain;
-  if (auto hosts = mx_pattern_words(patterns); applied && !hosts.empty()) policy["mx-host"] = std::move(hosts);
+  if (auto hosts = mx_pattern_words(patterns); applied && !hosts.empty())
+    policy["mx-host"] = std::move(hosts);
 
   Json entry;
   entry["policy"] = std::move(policy);

@@ -2,9 +2,6 @@
 // Why a Reader that keeps the first error rather than returning at each
 // field: the schema is then read top to bottom, one line per field, and a
 // field read after an error is harmless (the report is dropped with it).
-// Why throwing from the parser callback: it is the one way to stop
-// nlohmann's parser at the first container that is too deep; the exception
-// never leaves parse_document().
 #include "policy/tlsrpt_report_reader.h"
 
 #include <nlohmann/json.hpp>
@@ -17,6 +14,7 @@
 #include <optional>
 
 #include "policy/ascii.h"
+#include "policy/bounded_json.h"
 #include "policy/logfmt.h"
 
 namespace mtasts::policy {
@@ -28,8 +26,6 @@ using OrderedJson = nlohmann::ordered_json;
 constexpr std::size_t kQuoteBytes = 64;  // document text quoted in an error message
 constexpr std::int64_t kMaxCount = std::numeric_limits<std::int64_t>::max();
 constexpr std::size_t kLabelWidth = 14;  // "Organization: "
-
-struct TooDeep {};
 
 std::string member_path(const std::string& parent, std::string_view key) {
   return parent.empty() ? std::string(key) : parent + "." + std::string(key);
@@ -61,27 +57,9 @@ std::string describe(const Json& value) {
 }
 
 std::variant<Json, ReportReadError> parse_document(std::string_view text) {
-  if (text.size() > kMaxReceivedReportBytes) {
-    return ReportReadError{"", "larger than " + std::to_string(kMaxReceivedReportBytes) + " bytes"};
-  }
-  const auto limit_depth = [](int depth, Json::parse_event_t event, Json&) {
-    const bool opens =
-        event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start;
-    if (opens && depth >= kMaxReceivedReportDepth) throw TooDeep{};
-    return true;
-  };
-  try {
-    return Json::parse(text.begin(), text.end(), limit_depth);
-  } catch (const TooDeep&) {
-    return ReportReadError{"", "nested deeper than " + std::to_string(kMaxReceivedReportDepth) + " levels"};
-  } catch (const Json::exception& e) {
-    // "[json.exception.parse_error.101] parse error at line 1, column 7: ..."
-    std::string_view what = e.what();
-    if (const std::size_t tag_end = what.find("] "); tag_end != std::string_view::npos) {
-      what.remove_prefix(tag_end + 2);
-    }
-    return ReportReadError{"", "invalid JSON: " + printable_ascii(what)};
-  }
+  auto parsed = parse_bounded_json(text, kMaxReceivedReportBytes, kMaxReceivedReportDepth);
+  if (!parsed) return ReportReadError{"", parsed.error().message};
+  return std::move(parsed).value();
 }
 
 // `n` ASCII digits at `pos` as a number; nullopt when they are not there.

@@ -159,7 +159,8 @@ struct ProbeCache::Impl {
   // count for `use` too? (The starter's domain was marked by store().)
   void mark_used(const std::string& key, Use& use) {
     entries.with([&](auto& table) {
-      if (const auto it = table.find(key); it != table.end()) use.first = first_use(it->second, use.policy_domain);
+      if (const auto it = table.find(key); it != table.end())
+        use.first = first_use(it->second, use.policy_domain);
     });
   }
 
@@ -190,8 +191,8 @@ ProbeCache::ProbeCache(TlsProber& prober, const Clock& clock, ProbeCacheConfig c
 
 ProbeCache::~ProbeCache() = default;  // `flights` waits for running probes
 
-std::optional<ProbeResult> ProbeCache::probe(const ProbeRequest& request, Deadline deadline, OnProbed on_probed,
-                                             Use* use) {
+std::optional<ProbeResult> ProbeCache::probe(const ProbeRequest& request, Deadline deadline,
+                                             OnProbed on_probed, Use* use) {
   const std::string key = key_of(request);
   if (auto hit = impl_->cached(key, impl_->clock.now(), use)) return hit;
   Impl* impl = impl_.get();

@@ -7,16 +7,16 @@
 // under one deadline.
 #include "policy/net/report_transport.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <spdlog/spdlog.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -75,12 +75,13 @@ bool is_public_v4(std::uint32_t a) {  // host byte order
 bool is_public_v6(const unsigned char (&b)[16]) {
   static constexpr unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   if (std::equal(kMapped, kMapped + 12, b))
-    return is_public_v4(std::uint32_t{b[12]} << 24 | std::uint32_t{b[13]} << 16 | std::uint32_t{b[14]} << 8 | b[15]);
+    return is_public_v4(std::uint32_t{b[12]} << 24 | std::uint32_t{b[13]} << 16 | std::uint32_t{b[14]} << 8 |
+                        b[15]);
   if (std::all_of(b, b + 15, [](unsigned char c) { return c == 0; })) return false;  // :: and ::1
-  if ((b[0] & 0xfe) == 0xfc) return false;                                            // fc00::/7 ULA
-  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;                            // fe80::/10
-  if (b[0] == 0xff) return false;                                                     // multicast
-  if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) return false;     // 2001:db8::/32
+  if ((b[0] & 0xfe) == 0xfc) return false;                                           // fc00::/7 ULA
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return false;                           // fe80::/10
+  if (b[0] == 0xff) return false;                                                    // multicast
+  if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) return false;    // 2001:db8::/32
   return true;
 }
 
@@ -251,8 +252,9 @@ DeliveryResult perform_post(const HttpsPosterConfig& config, X509_STORE* trust, 
   curl_easy_getinfo(handle.get(), CURLINFO_RESPONSE_CODE, &status);
   if (status != 0) return classify_status(status);
   if (!transfer.refused_address.empty())
-    return result(DeliveryOutcome::Permanent, "https refused: the host resolves to " + transfer.refused_address +
-                                                  ", not a public address (report.allow_private_destinations)");
+    return result(DeliveryOutcome::Permanent,
+                  "https refused: the host resolves to " + transfer.refused_address +
+                      ", not a public address (report.allow_private_destinations)");
   return classify_failure(rc, handle.get(), error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(rc));
 }
 

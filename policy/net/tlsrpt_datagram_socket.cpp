@@ -7,16 +7,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <unordered_map>
-#include <algorithm>
-#include <stdexcept>
 
 #include "policy/log_throttle.h"
 #include "policy/logfmt.h"
@@ -111,7 +111,8 @@ struct DatagramForwarder::Impl {
   }
 };
 
-DatagramForwarder::DatagramForwarder(TlsrptSink* next, DatagramForwarderConfig config, RecordFinder find_record)
+DatagramForwarder::DatagramForwarder(TlsrptSink* next, DatagramForwarderConfig config,
+                                     RecordFinder find_record)
     : impl_(std::make_unique<Impl>()) {
   impl_->next = next;
   impl_->config = std::move(config);
@@ -171,7 +172,7 @@ struct DatagramReceiver::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<std::int64_t> datagrams{0}, rejected{0}, sessions{0};
   LogThrottle reject_log{kLogEverySeconds};  // the receiver thread's own
-  std::unique_ptr<char[]> buffer;  // buffer_size bytes
+  std::unique_ptr<char[]> buffer;            // buffer_size bytes
   std::size_t buffer_size = 0;
   std::thread thread;
 

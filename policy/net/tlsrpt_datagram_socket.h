@@ -24,17 +24,17 @@
 namespace mtasts::policy::net {
 
 struct DatagramForwarderConfig {
-  std::string socket_path;              // the collector's socket
-  std::size_t max_queued = 10000;       // sessions waiting for the sender thread
+  std::string socket_path;                // the collector's socket
+  std::size_t max_queued = 10000;         // sessions waiting for the sender thread
   std::chrono::seconds record_ttl{3600};  // how long a domain's record (or its absence) is kept
   std::size_t max_cached_records = 100000;
 };
 
 struct DatagramForwarderCounts {
   std::int64_t sent = 0;
-  std::int64_t no_record = 0;     // the domain publishes no usable _smtp._tls record
-  std::int64_t queue_full = 0;    // dropped before the sender thread saw them
-  std::int64_t send_failed = 0;   // the collector was absent or busy
+  std::int64_t no_record = 0;    // the domain publishes no usable _smtp._tls record
+  std::int64_t queue_full = 0;   // dropped before the sender thread saw them
+  std::int64_t send_failed = 0;  // the collector was absent or busy
 };
 
 class DatagramForwarder final : public TlsrptSink {

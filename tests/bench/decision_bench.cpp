@@ -398,7 +398,9 @@ void print_warm_summary(const std::vector<WarmRun>& runs) {
 double process_cpu_seconds() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  const auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
@@ -406,7 +408,8 @@ double process_cpu_seconds() {
 // connection), deciding warm recipients at once: aggregate rate, the
 // spread of every decision, CPU per decision. False when any decision was
 // not warm.
-bool warm_concurrent(DecisionStack& stack, const std::vector<Recipient>& recipients, long decisions, int callers) {
+bool warm_concurrent(DecisionStack& stack, const std::vector<Recipient>& recipients, long decisions,
+                     int callers) {
   const long per_caller = std::max(1L, decisions / callers);
   std::vector<std::vector<double>> samples(static_cast<std::size_t>(callers));
   std::vector<long> bad(static_cast<std::size_t>(callers), 0), refused(static_cast<std::size_t>(callers), 0);
@@ -420,7 +423,8 @@ bool warm_concurrent(DecisionStack& stack, const std::vector<Recipient>& recipie
       auto& mine = samples[static_cast<std::size_t>(c)];
       mine.reserve(static_cast<std::size_t>(per_caller));
       for (long i = 0; i < per_caller; ++i)
-        mine.push_back(timed_decision(session, recipients[static_cast<std::size_t>(i + c) % recipients.size()],
+        mine.push_back(timed_decision(session,
+                                      recipients[static_cast<std::size_t>(i + c) % recipients.size()],
                                       refused[static_cast<std::size_t>(c)]));
       bad[static_cast<std::size_t>(c)] = tally.bad();
     });
@@ -664,7 +668,8 @@ int main(int argc, char** argv) {
     return 78;
   }
   try {
-    if (warm->parsed()) return run_warm(*config, read_domains(domain_file), decisions, runs, callers, peer_log);
+    if (warm->parsed())
+      return run_warm(*config, read_domains(domain_file), decisions, runs, callers, peer_log);
     return run_cold(*config, read_domains(domain_file), read_domains(baseline_file),
                     concurrent_file.empty() ? std::vector<std::string>{} : read_domains(concurrent_file),
                     callers, peer_log);

@@ -470,21 +470,45 @@ TEST_F(HttpsReportPosterTest, LoopbackDestinationIsRefusedUnlessAllowed) {
   config.total_timeout = milliseconds(3000);
   const auto result = HttpsReportPoster(config).post(sink.uri("/v1/tlsrpt"), "\x1f\x8b");
   EXPECT_EQ(result.outcome, DeliveryOutcome::Permanent) << result.detail;
-  EXPECT_NE(result.detail.find("resolves to 127.0.0.1, not a public address"), std::string::npos) << result.detail;
+  EXPECT_NE(result.detail.find("resolves to 127.0.0.1, not a public address"), std::string::npos)
+      << result.detail;
   EXPECT_EQ(sink.posts(), 0);
 }
 
 TEST(NetReportTransport, PublicAddressTable) {
-  for (const char* address : {"0.0.0.0", "10.1.2.3", "100.64.0.1", "127.0.0.1", "127.3.0.9", "169.254.169.254",
-                              "172.16.0.1", "172.31.255.255", "192.0.0.8", "192.0.2.1", "192.168.1.1",
-                              "198.18.0.1", "198.51.100.7", "203.0.113.9", "224.0.0.1", "240.0.0.1",
-                              "255.255.255.255", "::", "::1", "fc00::1", "fd12::1", "fe80::1", "ff02::1",
-                              "2001:db8::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "", "example.com",
+  for (const char* address : {"0.0.0.0",
+                              "10.1.2.3",
+                              "100.64.0.1",
+                              "127.0.0.1",
+                              "127.3.0.9",
+                              "169.254.169.254",
+                              "172.16.0.1",
+                              "172.31.255.255",
+                              "192.0.0.8",
+                              "192.0.2.1",
+                              "192.168.1.1",
+                              "198.18.0.1",
+                              "198.51.100.7",
+                              "203.0.113.9",
+                              "224.0.0.1",
+                              "240.0.0.1",
+                              "255.255.255.255",
+                              "::",
+                              "::1",
+                              "fc00::1",
+                              "fd12::1",
+                              "fe80::1",
+                              "ff02::1",
+                              "2001:db8::1",
+                              "::ffff:127.0.0.1",
+                              "::ffff:10.0.0.1",
+                              "",
+                              "example.com",
                               "1.2.3.4.5"})
     EXPECT_FALSE(is_public_address(address)) << address;
-  for (const char* address : {"1.1.1.1", "8.8.8.8", "100.63.255.255", "100.128.0.1", "172.15.255.255",
-                              "172.32.0.1", "192.169.0.1", "198.20.0.1", "223.255.255.255", "2a00:1450::1",
-                              "2606:4700::1111", "::ffff:8.8.8.8"})
+  for (const char* address :
+       {"1.1.1.1", "8.8.8.8", "100.63.255.255", "100.128.0.1", "172.15.255.255", "172.32.0.1", "192.169.0.1",
+        "198.20.0.1", "223.255.255.255", "2a00:1450::1", "2606:4700::1111", "::ffff:8.8.8.8"})
     EXPECT_TRUE(is_public_address(address)) << address;
 }
 

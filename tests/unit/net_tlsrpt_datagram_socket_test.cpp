@@ -88,11 +88,13 @@ TEST(NetTlsrptDatagramSocket, ForwarderSendsExactDatagramsOnlyForDomainsWithARec
   std::atomic<int> lookups{0};
   DatagramForwarderConfig config;
   config.socket_path = dir.file("collector");
-  DatagramForwarder forwarder(&inner, config, [&lookups](const std::string& domain) -> std::optional<std::string> {
-    ++lookups;
-    if (domain == "example.com") return "v=TLSRPTv1; rua=mailto:tlsrpt@example.com";
-    return std::nullopt;
-  });
+  DatagramForwarder forwarder(&inner, config,
+                              [&lookups](const std::string& domain) -> std::optional<std::string> {
+                                ++lookups;
+                                if (domain == "example.com")
+                                  return "v=TLSRPTv1; rua=mailto:tlsrpt@example.com";
+                                return std::nullopt;
+                              });
   const TlsrptSession first = failure_for("example.com");
   TlsrptSession second = first;
   second.result_type = std::nullopt;
@@ -110,7 +112,7 @@ TEST(NetTlsrptDatagramSocket, ForwarderSendsExactDatagramsOnlyForDomainsWithARec
             R"("mode: enforce","mx: mx.example.com","max_age: 86400"],"mx-host":["mx.example.com"],)"
             R"("t":0,"f":0}]})");
   EXPECT_EQ(inner.sessions().size(), 3u);  // every session still reaches our own counts
-  EXPECT_EQ(lookups.load(), 2);           // one lookup per domain, then cached
+  EXPECT_EQ(lookups.load(), 2);            // one lookup per domain, then cached
   const auto counts = forwarder.counts();
   EXPECT_EQ(counts.sent, 2);
   EXPECT_EQ(counts.no_record, 1);
@@ -123,7 +125,8 @@ TEST(NetTlsrptDatagramSocket, MissingCollectorCostsOnlyACount) {
   RecordingSink inner;
   DatagramForwarderConfig config;
   config.socket_path = dir.file("nobody-listens");
-  DatagramForwarder forwarder(&inner, config, [](const std::string&) { return std::string("v=TLSRPTv1;rua=mailto:a@b.c"); });
+  DatagramForwarder forwarder(&inner, config,
+                              [](const std::string&) { return std::string("v=TLSRPTv1;rua=mailto:a@b.c"); });
   forwarder.record(failure_for("example.com"));
   forwarder.wait_idle();
   EXPECT_EQ(forwarder.counts().send_failed, 1);
@@ -164,7 +167,8 @@ TEST(NetTlsrptDatagramSocket, ReceiverRecordsGoodDatagramsAndRejectsBadOnes) {
           R"("policy-domain": "example.com","mx-host":["mx.example.com"],"failure-details":[{"c":201,)"
           R"("n": "mx.example.com"}],"t":1,"f":0}]})");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (receiver.counts().datagrams + receiver.counts().rejected < 2 && std::chrono::steady_clock::now() < deadline)
+  while (receiver.counts().datagrams + receiver.counts().rejected < 2 &&
+         std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const auto counts = receiver.counts();
   EXPECT_EQ(counts.rejected, 1);

@@ -43,7 +43,7 @@ TEST(PolicyTlsrptDatagram, ReadsLibtlsrptLayout) {
   EXPECT_EQ(p.type, DatagramPolicyType::Sts);
   EXPECT_EQ(p.domain, "example.com");
   EXPECT_EQ(p.strings, (std::vector<std::string>{"version: STSv1", "mode: enforce", "mx: mx1.example.com",
-                                                  "max_age: 86400"}));
+                                                 "max_age: 86400"}));
   EXPECT_EQ(p.mx_hosts, std::vector<std::string>{"mx1.example.com"});
   EXPECT_TRUE(p.delivery_failed);
   ASSERT_EQ(p.failures.size(), 1u);
@@ -76,9 +76,9 @@ TEST(PolicyTlsrptDatagram, FailureBecomesOneFailedSession) {
 }
 
 TEST(PolicyTlsrptDatagram, NoPolicyFoundSuccessWithVersionAndNoPolicyDomain) {
-  const auto d = decode_ok(
-      R"({"dpv": "1", "d": "Example.NET.", "pr": "v=TLSRPTv1; rua=https://r.example.net/t", )"
-      R"("policies": [{"policy-type": 9, "t": 0, "f": 0}]})");
+  const auto d =
+      decode_ok(R"({"dpv": "1", "d": "Example.NET.", "pr": "v=TLSRPTv1; rua=https://r.example.net/t", )"
+                R"("policies": [{"policy-type": 9, "t": 0, "f": 0}]})");
   ASSERT_EQ(d.policies.size(), 1u);
   EXPECT_EQ(d.domain, "example.net");
   EXPECT_EQ(d.policies[0].domain, "example.net");  // "d" stands in
@@ -91,11 +91,11 @@ TEST(PolicyTlsrptDatagram, NoPolicyFoundSuccessWithVersionAndNoPolicyDomain) {
 }
 
 TEST(PolicyTlsrptDatagram, DeliveredAfterTwoFailedMxIsTwoFailuresAndOneSuccess) {
-  const auto d = decode_ok(
-      R"({"d": "example.org","pr": "v=TLSRPTv1;rua=mailto:r@example.org","policies":[)"
-      R"({"policy-type":1,"policy-domain": "example.org","policy-string":["3 1 1 AABB"],)"
-      R"("mx-host":["mx.example.org"],"failure-details":[{"c":304,"n": "a.example.org"},)"
-      R"({"c":201,"n": "b.example.org"}],"t":2,"f":0}]})");
+  const auto d =
+      decode_ok(R"({"d": "example.org","pr": "v=TLSRPTv1;rua=mailto:r@example.org","policies":[)"
+                R"({"policy-type":1,"policy-domain": "example.org","policy-string":["3 1 1 AABB"],)"
+                R"("mx-host":["mx.example.org"],"failure-details":[{"c":304,"n": "a.example.org"},)"
+                R"({"c":201,"n": "b.example.org"}],"t":2,"f":0}]})");
   const auto sessions = sessions_from_datagram(d, kAt);
   ASSERT_EQ(sessions.size(), 3u);
   EXPECT_EQ(sessions[0].result_type, ResultType::TlsaInvalid);
@@ -116,18 +116,25 @@ TEST(PolicyTlsrptDatagram, FailedWithoutDetailIsOneUnspecifiedFailure) {
 }
 
 TEST(PolicyTlsrptDatagram, EveryFailureCodeMapsBothWays) {
-  const std::vector<std::pair<int, std::string_view>> codes = {
-      {201, "starttls-not-supported"}, {202, "certificate-host-mismatch"}, {203, "certificate-not-trusted"},
-      {204, "certificate-expired"},    {205, "validation-failure"},        {301, "sts-policy-fetch-error"},
-      {302, "sts-policy-invalid"},     {303, "sts-webpki-invalid"},        {304, "tlsa-invalid"},
-      {305, "dnssec-invalid"},         {306, "dane-required"}};
+  const std::vector<std::pair<int, std::string_view>> codes = {{201, "starttls-not-supported"},
+                                                               {202, "certificate-host-mismatch"},
+                                                               {203, "certificate-not-trusted"},
+                                                               {204, "certificate-expired"},
+                                                               {205, "validation-failure"},
+                                                               {301, "sts-policy-fetch-error"},
+                                                               {302, "sts-policy-invalid"},
+                                                               {303, "sts-webpki-invalid"},
+                                                               {304, "tlsa-invalid"},
+                                                               {305, "dnssec-invalid"},
+                                                               {306, "dane-required"}};
   for (const auto& [code, name] : codes) {
     const auto type = result_type_from_failure_code(code);
     ASSERT_TRUE(type) << code;
     EXPECT_EQ(to_string(*type), name) << code;
     EXPECT_EQ(failure_code(*type), code);
   }
-  for (const int unknown : {0, 200, 206, 300, 307, 9, -201}) EXPECT_FALSE(result_type_from_failure_code(unknown));
+  for (const int unknown : {0, 200, 206, 300, 307, 9, -201})
+    EXPECT_FALSE(result_type_from_failure_code(unknown));
 }
 
 TEST(PolicyTlsrptDatagram, WritesOurFailureByteForByte) {
@@ -244,21 +251,24 @@ TEST(PolicyTlsrptDatagram, BadDatagramsNameTheirFirstBadField) {
 
 TEST(PolicyTlsrptDatagram, TooManyPoliciesOrDetailsAreRefused) {
   std::string policies;
-  for (std::size_t i = 0; i <= kMaxDatagramPolicies; ++i) policies += (i ? "," : "") + std::string(R"({"policy-type":2,"t":0,"f":0})");
-  EXPECT_EQ(decode_datagram(R"({"d":"e.com","pr":"","policies":[)" + policies + "]}").error().path, "policies");
+  for (std::size_t i = 0; i <= kMaxDatagramPolicies; ++i)
+    policies += (i ? "," : "") + std::string(R"({"policy-type":2,"t":0,"f":0})");
+  EXPECT_EQ(decode_datagram(R"({"d":"e.com","pr":"","policies":[)" + policies + "]}").error().path,
+            "policies");
   std::string details;
-  for (std::size_t i = 0; i <= kMaxDatagramFailures; ++i) details += (i ? "," : "") + std::string(R"({"c":201})");
-  EXPECT_EQ(decode_datagram(R"({"d":"e.com","pr":"","policies":[{"policy-type":2,"failure-details":[)" + details +
-                            R"(],"t":1001,"f":1}]})")
+  for (std::size_t i = 0; i <= kMaxDatagramFailures; ++i)
+    details += (i ? "," : "") + std::string(R"({"c":201})");
+  EXPECT_EQ(decode_datagram(R"({"d":"e.com","pr":"","policies":[{"policy-type":2,"failure-details":[)" +
+                            details + R"(],"t":1001,"f":1}]})")
                 .error()
                 .path,
             "policies[0].failure-details");
 }
 
 TEST(PolicyTlsrptDatagram, UnknownKeysAndNullsAreIgnored) {
-  const auto d = decode_ok(
-      R"({"d":"example.com","pr":"x","x-new":{"a":[1]},"policies":[)"
-      R"({"policy-type":2,"policy-domain":null,"mx-host":null,"later":true,"t":0,"f":0}]})");
+  const auto d =
+      decode_ok(R"({"d":"example.com","pr":"x","x-new":{"a":[1]},"policies":[)"
+                R"({"policy-type":2,"policy-domain":null,"mx-host":null,"later":true,"t":0,"f":0}]})");
   ASSERT_EQ(d.policies.size(), 1u);
   EXPECT_EQ(d.policies[0].domain, "example.com");
   EXPECT_TRUE(d.policies[0].mx_hosts.empty());

@@ -295,5 +295,12 @@ TEST(PolicyTlsrptRecord, SelectTable) {
   }
 }
 
+TEST(TlsrptRecord, MailtoAddressDecodesPercentEscapes) {
+  EXPECT_EQ(mailto_address("mailto:tlsrpt@example.com"), "tlsrpt@example.com");
+  EXPECT_EQ(mailto_address("mailto:a%2Bb@example.com"), "a+b@example.com");
+  EXPECT_EQ(mailto_address("MAILTO:reports%2etls@example.com?subject=x"), "reports.tls@example.com");
+  EXPECT_EQ(mailto_address("mailto:r@example.com%41"), "r@example.comA");
+}
+
 }  // namespace
 }  // namespace mtasts::policy
