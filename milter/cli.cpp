@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "milter/cli_commands.h"
+#include "milter/version.h"
 #include "milter/daemon.h"
 #include "milter/services.h"
 #include "policy/logfmt.h"
@@ -128,6 +129,7 @@ int dispatch(CLI::App& app, const Options& o, const Config& config) {
 
 int run_cli(int argc, char** argv) {
   CLI::App app{"mta-sts-milter: MTA-STS (RFC 8461) for outbound mail"};
+  app.set_version_flag("--version", std::string("mta-sts-milter ") + kVersion);
   Options o;
   add_commands(app, o);
   app.failure_message(parse_failure);

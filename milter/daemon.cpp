@@ -31,6 +31,7 @@
 #include "milter/socketmap_server.h"
 #include "milter/tcp_tuning.h"
 #include "milter/tlsrpt_lookup.h"
+#include "milter/version.h"
 #include "policy/engine/mx_dns_cache.h"
 #include "policy/engine/next_hop_checker.h"
 #include "policy/engine/refresher.h"
@@ -513,7 +514,8 @@ int run_daemon(const Config& config, const std::string& config_path) {
   };
   std::thread reloader(reload_loop, std::ref(context), std::ref(override_store), config_path,
                        std::ref(reloads), std::cref(reloaded));
-  spdlog::info("milter event=started socket={} store={}", config.milter_socket, config.store_path);
+  spdlog::info("milter event=started version={} socket={} store={}", kVersion, config.milter_socket,
+               config.store_path);
   int milter_status = MI_FAILURE;
   std::thread milter([&milter_status, main_thread = pthread_self()] {
     milter_status = smfi_main();

@@ -91,6 +91,9 @@ expect config-range 78 'True' -- "$BIN" -c "$WORK/bad-range.toml" --print-config
 expect config-key 78 'True' -- "$BIN" -c "$WORK/bad-key.toml" --print-config
 expect config-syntax 78 'True' -- "$BIN" -c "$WORK/bad-syntax.toml" --print-config
 expect config-missing 78 'True' -- "$BIN" -c "$WORK/nope.toml" --print-config
+# --version: the version of project() in CMakeLists.txt, its one source.
+VERSION=$(sed -n 's/^project(mta-sts-milter VERSION \([0-9.]*\).*/\1/p' "$(dirname "$0")/../../CMakeLists.txt")
+expect version 0 "out == 'mta-sts-milter $VERSION' and '$VERSION' != ''" -- "$BIN" --version
 expect config-defaults 0 '"txt_recheck_interval = 60" in out and "path = \x27/var/lib/mta-sts-milter/cache.db\x27" in out' -- "$BIN" --print-config
 contrib="$(cd "$(dirname "$0")/../.." && pwd)/contrib/mta-sts-milter.toml"
 DEFAULTS=$("$BIN" --print-config) && export DEFAULTS

@@ -92,7 +92,7 @@ main() {
   write_config
   write_listener
   run_in_namespace
-  report info-as-mail-info "$(check_line $MAIL_INFO 'milter event=started socket=inet:18895@127.0.0.1')"
+  report info-as-mail-info "$(check_line $MAIL_INFO 'milter event=started version=[0-9.]* socket=inet:18895@127.0.0.1')"
   report error-as-mail-err "$(check_line $MAIL_ERR 'dns event=dnssec-self-test result=failed')"
   report stop-logged "$(check_line $MAIL_INFO 'milter event=stopped')"
   report nothing-on-stderr "$([ -s "$WORK/milter.stderr" ] && echo "stderr: $(head -n 3 "$WORK/milter.stderr")")"

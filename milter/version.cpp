@@ -1,0 +1,7 @@
+#include "milter/version.h"
+
+namespace mtasts::milter {
+
+const char* const kVersion = MTASTS_VERSION;
+
+}  // namespace mtasts::milter
