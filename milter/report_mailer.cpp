@@ -133,7 +133,8 @@ class RealReportTransport final : public ReportTransport {
                             report.file_name,
                             report.report_gz,
                             mail_date(std::chrono::duration_cast<std::chrono::seconds>(
-                                std::chrono::system_clock::now().time_since_epoch()).count()),
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count()),
                             "tlsrpt." + token + "@" + id_.submitter.submitter,
                             "tlsrpt-boundary-" + token};
     const auto message = policy::compose_report_mail(mail);

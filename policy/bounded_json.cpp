@@ -13,11 +13,12 @@ struct TooDeep {};
 }  // namespace
 
 Result<nlohmann::json, JsonError> parse_bounded_json(std::string_view text, std::size_t max_bytes,
-                                                        int max_depth) {
+                                                     int max_depth) {
   using Json = nlohmann::json;
   if (text.size() > max_bytes) return JsonError{"larger than " + std::to_string(max_bytes) + " bytes"};
   const auto limit_depth = [max_depth](int depth, Json::parse_event_t event, Json&) {
-    const bool opens = event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start;
+    const bool opens =
+        event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start;
     if (opens && depth >= max_depth) throw TooDeep{};
     return true;
   };

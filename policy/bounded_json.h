@@ -21,6 +21,6 @@ struct JsonError {
 };
 
 Result<nlohmann::json, JsonError> parse_bounded_json(std::string_view text, std::size_t max_bytes,
-                                                        int max_depth);
+                                                     int max_depth);
 
 }  // namespace mtasts::policy
