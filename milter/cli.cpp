@@ -9,9 +9,9 @@
 #include <iostream>
 
 #include "milter/cli_commands.h"
-#include "milter/version.h"
 #include "milter/daemon.h"
 #include "milter/services.h"
+#include "milter/version.h"
 #include "policy/logfmt.h"
 
 namespace mtasts::milter {
