@@ -12,6 +12,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -26,6 +27,7 @@
 #include "milter/limits.h"
 #include "milter/listen_socket.h"
 #include "milter/milter_callbacks.h"
+#include "milter/service_manager.h"
 #include "milter/services.h"
 #include "milter/socketmap_lookup.h"
 #include "milter/socketmap_server.h"
@@ -48,6 +50,13 @@ namespace {
 // Everything a stop waits for (callbacks, probes, discoveries, a refresh
 // pass) shares this limit, under the contrib unit's TimeoutStopSec=20.
 constexpr auto kStopLimit = std::chrono::seconds(15);
+// STATUS= for `systemctl status` this often.
+constexpr auto kStatusEvery = std::chrono::milliseconds(30000);
+// An engine with work that finished no job for this long is wedged: every
+// job (a discovery, a probe, a refresh) is bounded by timeouts of seconds,
+// and 128 of them started at once still finish well within it. Under the
+// contrib unit's WatchdogSec (60 s) plus this, systemd restarts the daemon.
+constexpr auto kEngineStallLimit = std::chrono::seconds(120);
 constexpr auto kRefreshPeriod = std::chrono::minutes(5);
 
 sigset_t daemon_signals() {
@@ -195,15 +204,20 @@ class ReloadRequests {
   bool stopping_ = false;
 };
 
-// `reloaded` runs after each reload that replaced the settings.
+// `reloaded` runs after each reload that replaced the settings. systemd
+// hears RELOADING=1 before and READY=1 after, whether the new settings or
+// the old ones are in force then.
 void reload_loop(MilterContext& context, store::OverrideStore& override_store, const std::string& path,
-                 ReloadRequests& requests, const std::function<void()>& reloaded) {
+                 ReloadRequests& requests, const std::function<void()>& reloaded,
+                 const ServiceManager& systemd, const std::function<std::string()>& status) {
   while (requests.next()) {
+    systemd.reloading();
     try {
       if (reload_once(context, override_store, path)) reloaded();
     } catch (const std::exception& e) {  // the thread must survive a failed reload
       spdlog::error("reload event=refused error=\"{}\" keeping=old-config", e.what());
     }
+    systemd.ready(status());
   }
 }
 
@@ -512,16 +526,35 @@ int run_daemon(const Config& config, const std::string& config_path) {
   const std::function<void()> reloaded = [&socketmap] {
     if (socketmap) socketmap->forget_answers();
   };
+  const ServiceManager systemd;
+  const std::function<std::string()> status = [&services, &waiting] {
+    return "policies in memory: " + std::to_string(services->resolver->policies_in_memory()) +
+           ", milter sessions: " + std::to_string(open_milter_connections()) +
+           ", recipients waiting: " + std::to_string(waiting.waiting());
+  };
   std::thread reloader(reload_loop, std::ref(context), std::ref(override_store), config_path,
-                       std::ref(reloads), std::cref(reloaded));
+                       std::ref(reloads), std::cref(reloaded), std::cref(systemd), std::cref(status));
   spdlog::info("milter event=started version={} socket={} store={}", kVersion, config.milter_socket,
                config.store_path);
   int milter_status = MI_FAILURE;
-  std::thread milter([&milter_status, main_thread = pthread_self()] {
+  std::atomic<bool> milter_running{true};
+  std::thread milter([&milter_status, &milter_running, main_thread = pthread_self()] {
     milter_status = smfi_main();
+    milter_running = false;
     pthread_kill(main_thread, SIGUSR2);
   });
+  PoolProgress pool_progress(kEngineStallLimit);
+  const ServiceWatchdog watchdog(
+      systemd,
+      [&] {
+        if (!milter_running) return std::string("milter-loop-ended");
+        return pool_progress.check(services->pool->completed(), services->pool->busy(),
+                                   std::chrono::steady_clock::now());
+      },
+      status, kStatusEvery);
+  systemd.ready(status());
   const StopCause cause = wait_for_stop(reloads);
+  systemd.stopping();
   milter.join();  // smfi_main returns within libmilter's poll interval of smfi_stop()
   if (socketmap) stop_socketmap(*socketmap);
   const int exit_code = exit_status(cause, milter_status);

@@ -577,6 +577,10 @@ int Resolver::refresh_due(bool force, const std::function<bool()>& stop) {
   return refreshed;
 }
 
+std::size_t Resolver::policies_in_memory() const {
+  return impl_->memory.with([](const MemoryCache& m) { return m.size(); });
+}
+
 void Resolver::flush() {
   // In batches: a flush of 100,000 used policies never copies them all at
   // once, and each batch is one transaction. Only the marks queued when the

@@ -137,6 +137,9 @@ class Resolver {
   // Writes batched last_used updates to the store.
   void flush();
 
+  // Policies held in memory now (the status line of systemd, metrics).
+  std::size_t policies_in_memory() const;
+
   // Waits for background fetches to finish (shutdown, tests).
   void wait_idle();
   // As wait_idle, giving up at `deadline`: true when idle.

@@ -55,6 +55,7 @@ void WorkerPool::work(std::stop_token stop) {
     }
     std::lock_guard lock(mu_);
     --busy_;
+    ++completed_;
   }
   std::lock_guard lock(mu_);
   --running_threads_;
@@ -74,6 +75,11 @@ bool WorkerPool::stop_until(std::chrono::steady_clock::time_point give_up) {
   for (auto& thread : threads_)
     if (thread.joinable()) thread.join();
   return true;
+}
+
+std::uint64_t WorkerPool::completed() const {
+  std::lock_guard lock(mu_);
+  return completed_;
 }
 
 std::size_t WorkerPool::busy() const {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -55,6 +56,9 @@ class WorkerPool {
   std::size_t threads() const { return threads_.size(); }
   std::size_t busy() const;    // threads running a job now
   std::size_t queued() const;  // jobs waiting
+  // Jobs that have finished since the start: the watchdog's sign of life
+  // (a pool with work but no job finished for a long time is wedged).
+  std::uint64_t completed() const;
 
  private:
   void work(std::stop_token stop);
@@ -65,6 +69,7 @@ class WorkerPool {
   std::condition_variable ended_;    // a thread has finished
   std::deque<Job> queue_;            // guarded by mu_
   std::size_t busy_ = 0;             // guarded by mu_
+  std::uint64_t completed_ = 0;      // guarded by mu_
   std::size_t running_threads_ = 0;  // guarded by mu_
   bool stopping_ = false;            // guarded by mu_
   std::stop_source stop_;
