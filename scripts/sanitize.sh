@@ -118,7 +118,7 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$link_flags" >/dev/null
 if [ "$mode" = asan ]; then
   mapfile -t targets < <(unit_targets)
-  targets+=(mta-sts-milter)
+  targets+=(mta-sts-milter man_pages)
 else
   mapfile -t targets < <(unit_targets | grep -E "$tsan_units")
 fi

@@ -9,7 +9,7 @@ build_packages=(
   cmake g++ make ninja-build pkg-config
   libmilter-dev libunbound-dev libevent-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev
   libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev libopendkim-dev zlib1g-dev
-  nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libidn2-dev libsystemd-dev
+  nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libidn2-dev libsystemd-dev scdoc
   dns-root-data ca-certificates sqlite3
 )
 test_packages=(
@@ -28,6 +28,8 @@ test_packages=(
   opendkim-tools
   # tests/bench/run_report_bench.sh: CPU per process (wait4) and arithmetic.
   time bc
+  # tests/integration/man_pages.sh renders the pages with man -l.
+  man-db
 )
 
 missing=()
