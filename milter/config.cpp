@@ -1,5 +1,7 @@
 #include "milter/config.h"
+
 #include "milter/listen_socket.h"
+#include "milter/metrics_server.h"
 #include "policy/socketmap.h"
 
 #include <arpa/inet.h>
@@ -401,6 +403,17 @@ const std::vector<Setting>& settings() {
               "(empty: off)",
               [](Config& c, const toml::node& n) { return check_unix_path(n, c.tlsrpt.datagram_forward); },
               [](const Config& c) { return toml_quoted(c.tlsrpt.datagram_forward); }},
+      Setting{"metrics.listen",
+              "Prometheus text endpoint GET /metrics on ADDRESS:PORT, e.g. '127.0.0.1:9489' (empty: off; "
+              "no authentication: keep it on loopback or a private address)",
+              [](Config& c, const toml::node& n) {
+                if (!n.is_string()) return std::string("must be a string");
+                const std::string value = *n.value<std::string>();
+                if (auto problem = metrics_listen_problem(value); !problem.empty()) return problem;
+                c.metrics.listen = value;
+                return std::string();
+              },
+              [](const Config& c) { return toml_quoted(c.metrics.listen); }},
       Setting{"report.contact_info",
               "RFC 8460 contact-info of our reports, e.g. tlsrpt@example.net (required)",
               [](Config& c, const toml::node& n) { return check_address(n, c.report.contact_info); },

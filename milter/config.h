@@ -131,6 +131,11 @@ struct SocketmapConfig {
   std::size_t lookup_threads = 64;  // lookups waiting for a discovery at once
 };
 
+// The Prometheus endpoint (milter/metrics_server.h): "" = off.
+struct MetricsConfig {
+  std::string listen;  // "127.0.0.1:9489"
+};
+
 struct Config {
   std::string milter_socket = "inet:8891@127.0.0.1";
   std::string socket_mode = "0660";  // unix sockets
@@ -152,6 +157,7 @@ struct Config {
   ReportConfig report;
   EngineConfig engine;
   SocketmapConfig socketmap;
+  MetricsConfig metrics;
   long decision_deadline_ms = 0;  // 0: `check` waits for discovery to finish
   std::string log_level = "info";
   bool log_syslog = false;  // syslog facility mail instead of stderr

@@ -26,6 +26,7 @@
 
 #include "milter/limits.h"
 #include "milter/listen_socket.h"
+#include "milter/metrics_server.h"
 #include "milter/milter_callbacks.h"
 #include "milter/service_manager.h"
 #include "milter/services.h"
@@ -41,6 +42,7 @@
 #include "policy/logfmt.h"
 #include "policy/net/tls_prober.h"
 #include "policy/net/tlsrpt_datagram_socket.h"
+#include "store/database.h"
 #include "store/override_store.h"
 #include "store/tlsrpt_store.h"
 
@@ -402,6 +404,29 @@ Config with_engine_threads_fitted(const Config& config) {
   return fitted;
 }
 
+// The metrics read when scraped (README "Metrics"), in the text format.
+std::string scrape_gauges(const Services& services, std::size_t waiting_rcpts, std::int64_t tlsrpt_pending) {
+  std::string out;
+  const auto gauge = [&out](const char* name, const char* help, auto value) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name, help, value);
+  };
+  gauge("mtasts_policies_in_memory", "Policies held in the in-memory cache",
+        services.resolver->policies_in_memory());
+  gauge("mtasts_milter_sessions", "Milter connections open now", open_milter_connections());
+  gauge("mtasts_recipients_waiting", "RCPT callbacks waiting for a discovery or probe", waiting_rcpts);
+  gauge("mtasts_engine_jobs_running", "Engine jobs (discoveries, probes, refreshes) running",
+        services.pool->busy());
+  gauge("mtasts_engine_jobs_queued", "Engine jobs waiting for a thread", services.pool->queued());
+  gauge("mtasts_tlsrpt_pending_sessions", "TLSRPT sessions counted in memory, not yet written",
+        tlsrpt_pending);
+  // The store counts its failures itself (an adapter does not reach the engine's registry).
+  out += fmt::format(
+      "# HELP mtasts_store_errors_total SQLite statements that failed\n"
+      "# TYPE mtasts_store_errors_total counter\nmtasts_store_errors_total {}\n",
+      store::failed_statements());
+  return out;
+}
+
 // libtlsrpt datagrams both ways (README "TLSRPT datagrams"), when set:
 // our sessions go to `tlsrpt` and a collector; Postfix's go to `tlsrpt`.
 class TlsrptDatagrams {
@@ -543,6 +568,13 @@ int run_daemon(const Config& config, const std::string& config_path) {
     milter_running = false;
     pthread_kill(main_thread, SIGUSR2);
   });
+  std::optional<MetricsServer> metrics;
+  if (!config.metrics.listen.empty()) {
+    metrics.emplace(config.metrics.listen, [&services, &waiting, &tlsrpt] {
+      return scrape_gauges(*services, waiting.waiting(), tlsrpt.pending_sessions());
+    });
+    spdlog::info("metrics event=listening address={} path=/metrics", config.metrics.listen);
+  }
   PoolProgress pool_progress(kEngineStallLimit);
   const ServiceWatchdog watchdog(
       systemd,

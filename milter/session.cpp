@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "policy/ascii.h"
+#include "policy/engine/metrics.h"
 #include "policy/logfmt.h"
 
 namespace mtasts::milter {
@@ -199,6 +200,20 @@ policy::Deadline Session::deadline_for(SteadyClock::time_point now) const {
   return std::max(now, std::min(rcpt, budget));
 }
 
+// metrics: decisions by action and reason, verdicts by result type
+// (README "Metrics"; the same fields as the decision line).
+Session::Decision Session::counted(Decision d) {
+  if (!policy::metrics::enabled()) return d;
+  const auto& v = d.result ? &d.result->verdict : nullptr;
+  const std::string_view reason = !d.reason_override.empty() ? std::string_view(d.reason_override)
+                                  : v && !v->reason.empty()  ? std::string_view(v->reason)
+                                                             : std::string_view("none");
+  auto& m = policy::metrics::registry();
+  m.decisions.add(to_string(d.action), reason);
+  m.verdicts.add(v && v->result_type ? policy::to_string(*v->result_type) : std::string_view("none"));
+  return d;
+}
+
 Session::Decision Session::decide_route(const RecipientRoute& route, SteadyClock::time_point now,
                                         bool non_smtp) {
   Decision d;
@@ -271,7 +286,7 @@ RcptReply Session::on_rcpt(std::string_view address, std::optional<std::string_v
   }
   const std::string key = route.domain + "|" + route.relay_host + route.relay_address;
   auto it = decisions_.find(key);
-  if (it == decisions_.end()) it = decisions_.emplace(key, decide_route(route, now, false)).first;
+  if (it == decisions_.end()) it = decisions_.emplace(key, counted(decide_route(route, now, false))).first;
   return reply_for(it->second);
 }
 
@@ -281,7 +296,8 @@ EndOfMessage Session::end_message(std::string_view queue_id, SteadyClock::time_p
     auto it = decisions_.find(route.domain + "|?");
     // Each domain's deadline and elapsed_ms start when its own decision does.
     if (it == decisions_.end())
-      it = decisions_.emplace(route.domain + "|?", decide_route(route, std::max(now, time_()), true)).first;
+      it = decisions_.emplace(route.domain + "|?", counted(decide_route(route, std::max(now, time_()), true)))
+               .first;
     eom.tempfail = eom.tempfail || it->second.action == Action::Tempfail;
   }
   for (const auto& [key, d] : decisions_) {

@@ -143,6 +143,7 @@ class Session {
   };
 
   policy::Deadline deadline_for(SteadyClock::time_point now) const;
+  static Decision counted(Decision d);
   Decision decide_route(const RecipientRoute& route, SteadyClock::time_point now, bool non_smtp);
   DecisionConfig decision_config_for(const std::string& policy_domain) const;
   RcptReply reply_for(const Decision& d) const;

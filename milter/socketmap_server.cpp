@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "policy/ascii.h"
+#include "policy/engine/metrics.h"
 #include "policy/log_throttle.h"
 #include "policy/logfmt.h"
 #include "policy/socketmap.h"
@@ -142,6 +143,8 @@ struct SocketmapServer::Impl {
   void on_readable(Connection& c);
   void process_frames(Connection& c);
   void handle_request(Connection& c, const std::string& payload);
+  void count_answer(const std::string& reply, Steady::time_point asked);
+  Steady::time_point request_started;  // of the request being handled (the loop's thread)
   void answer_now(Connection& c, std::string reply);
   void wait_for_lookup(Connection& c, std::string key, bool plain);
   bool start_lookup(const std::string& key);
@@ -391,6 +394,7 @@ void SocketmapServer::Impl::process_frames(Connection& c) {
 
 void SocketmapServer::Impl::handle_request(Connection& c, const std::string& payload) {
   ++n_requests;
+  request_started = Steady::now();
   auto request = policy::parse_request(payload);
   if (!request) {
     answer_now(c, policy::format_reply(SocketmapStatus::Perm,
@@ -422,7 +426,19 @@ void SocketmapServer::Impl::handle_request(Connection& c, const std::string& pay
 }
 
 void SocketmapServer::Impl::answer_now(Connection& c, std::string reply) {
+  count_answer(reply, request_started);
   c.slots.push_back(Slot{c.next_seq++, true, std::move(reply)});
+}
+
+// metrics: the answer's status word ("N:OK data," -> "OK") and the time
+// from the request to its answer.
+void SocketmapServer::Impl::count_answer(const std::string& reply, Steady::time_point asked) {
+  if (!policy::metrics::enabled()) return;
+  const std::size_t start = reply.find(':') + 1;
+  const std::size_t end = reply.find_first_of(" ,", start);
+  auto& m = policy::metrics::registry();
+  m.socketmap_requests.add(std::string_view(reply).substr(start, end - start));
+  m.socketmap_seconds.observe(Steady::now() - asked);
 }
 
 void SocketmapServer::Impl::wait_for_lookup(Connection& c, std::string key, bool plain) {
@@ -492,6 +508,7 @@ void SocketmapServer::Impl::fill(const Waiter& w, const std::string& reply) {
   if (!c || c->slots.empty() || w.seq < c->slots.front().seq) return;  // gone, or already answered
   Slot& slot = c->slots[w.seq - c->slots.front().seq];
   if (slot.ready) return;  // answered TEMP at its deadline
+  count_answer(reply, w.deadline - config.deadline);
   slot.ready = true;
   slot.reply = reply;
 }

@@ -9,7 +9,7 @@ build_packages=(
   cmake g++ make ninja-build pkg-config
   libmilter-dev libunbound-dev libevent-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev
   libspdlog-dev libfmt-dev googletest libgtest-dev libgmock-dev libopendkim-dev zlib1g-dev
-  nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libidn2-dev libsystemd-dev scdoc
+  nlohmann-json3-dev libtomlplusplus-dev libcli11-dev libidn2-dev libsystemd-dev libmicrohttpd-dev scdoc
   dns-root-data ca-certificates sqlite3
 )
 test_packages=(

@@ -219,9 +219,16 @@ void log_reopen(const std::string& path, const FileReopen& reopen) {
   }
 }
 
+namespace {
+std::atomic<std::uint64_t> g_failed_statements{0};
+}  // namespace
+
+std::uint64_t failed_statements() { return g_failed_statements.load(std::memory_order_relaxed); }
+
 void warn_failed(Database& database, StoreAccess access, std::string_view op, std::string_view subject,
                  const policy::Error& error) {
   const std::string_view event = access == StoreAccess::Write ? "write-failed" : "read-failed";
+  g_failed_statements.fetch_add(1, std::memory_order_relaxed);
   const auto held_back = database.impl().failure_warnings.note(fmt::format("{} {}", event, op), error.code,
                                                                std::chrono::steady_clock::now());
   if (!held_back) return;

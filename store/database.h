@@ -13,6 +13,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -66,5 +67,10 @@ class Database {
   explicit Database(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// SQLite statements that failed since the process started (each is also
+// a store event=write-failed/read-failed line, rate-limited): the metrics'
+// mtasts_store_errors_total.
+std::uint64_t failed_statements();
 
 }  // namespace mtasts::store

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "policy/engine/lock_guarded.h"
+#include "policy/engine/metrics.h"
 #include "policy/engine/refusal_log.h"
 #include "policy/engine/single_flight.h"
 #include "policy/reason.h"
@@ -70,12 +71,31 @@ ProbeResult run_failed(const ProbeRequest& request, std::string_view why = reaso
   return result;
 }
 
+std::string_view outcome_name(ProbeOutcome outcome) {
+  switch (outcome) {
+    case ProbeOutcome::Verified:
+      return "verified";
+    case ProbeOutcome::DaneVerified:
+      return "dane-verified";
+    case ProbeOutcome::TlsFailure:
+      return "tls-failure";
+    case ProbeOutcome::Unreachable:
+      break;
+  }
+  return "unreachable";
+}
+
 // A prober must not throw, but a thread that lets an exception escape
 // terminates the daemon: turn it into an unreachable host.
 ProbeResult run_probe(TlsProber& prober, const ProbeRequest& request) {
+  auto& m = metrics::registry();
+  const metrics::Running running(m.probes_running);
+  const auto started = std::chrono::steady_clock::now();
   try {
     ProbeResult result = prober.probe(request);
     if (result.address.empty()) result.address = request.address;
+    m.probe_seconds.observe(std::chrono::steady_clock::now() - started);
+    m.probes.add(outcome_name(result.outcome));
     return result;
   } catch (const std::exception& e) {
     spdlog::error("probe event=internal-error host={} address={} error=\"{}\"", request.host, request.address,

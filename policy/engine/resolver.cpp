@@ -26,6 +26,7 @@
 #include "policy/engine/fetch_backoff.h"
 #include "policy/engine/lock_guarded.h"
 #include "policy/engine/memory_cache.h"
+#include "policy/engine/metrics.h"
 #include "policy/engine/refusal_log.h"
 #include "policy/engine/single_flight.h"
 #include "policy/engine/worker_pool.h"
@@ -353,9 +354,14 @@ FetchOutcome Resolver::Impl::fetch_policy(const std::string& domain, const std::
       return fetch_failed(kFetchError, reason::kDnsNoAddress, false);
   }
   auto fetched = fetcher.fetch(domain, host.records);
-  if (!fetched) return fetch_failed(fetched.error().type, fetched.error().reason, fetched.error().temporary);
+  auto& fetches = metrics::registry().fetches;
+  if (!fetched) {
+    fetches.add(fetched.error().reason);
+    return fetch_failed(fetched.error().type, fetched.error().reason, fetched.error().temporary);
+  }
   auto& body = fetched.value().body;
   const auto parsed = parse_policy(body);
+  fetches.add(parsed.policy ? "ok" : reason::kPolicySyntax);
   if (!parsed.policy) return fetch_failed(ResultType::StsPolicyInvalid, reason::kPolicySyntax, false);
   FetchOutcome out;
   StoredPolicy p;
@@ -459,7 +465,12 @@ Resolution Resolver::Impl::discovery_job(const std::string& domain, std::stop_to
     if (auto fast = fresh_answer(domain, clock.now())) return *fast;
     if (stop.stop_requested())
       return no_policy(domain, std::nullopt, reason::kStopping, true, DnsSecurity::Insecure);
-    return discover(domain);
+    auto& m = metrics::registry();
+    const metrics::Running running(m.discoveries_running);
+    const auto started = std::chrono::steady_clock::now();
+    Resolution r = discover(domain);
+    m.discovery_seconds.observe(std::chrono::steady_clock::now() - started);
+    return r;
   } catch (const std::exception& e) {
     spdlog::error("resolve event=internal-error domain={} error=\"{}\"", domain, e.what());
     return no_policy(domain, std::nullopt, reason::kInternalError, true, DnsSecurity::Insecure);
@@ -481,11 +492,13 @@ bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
     // expires, so nothing is fetched (under the old id that would renew it).
     spdlog::info("refresh event=skipped domain={} reason=txt-missing expires_at={}", old.domain,
                  old.expires_at);
+    metrics::registry().refreshes.add("txt-missing");
     return false;
   }
   const std::string txt_id = txt.kind == TxtOutcome::Kind::Id ? txt.id : old.txt_id;
   const DnsSecurity dnssec = txt.kind == TxtOutcome::Kind::Id ? txt.security : old.dnssec;
   auto fetched = fetch_policy(old.domain, txt_id, dnssec, now);
+  metrics::registry().refreshes.add(fetched.policy ? "fetched" : "failed");
   if (!fetched.policy) {
     if (old.policy.mode != Mode::None)
       spdlog::warn("refresh event=failed domain={} result_type={} reason={}", old.domain,
@@ -499,6 +512,7 @@ bool Resolver::Impl::refresh_one(const StoredPolicy& old, std::int64_t now) {
   }
   const Policy& fresh = fetched.policy->policy;
   const bool weaker_mode = old.policy.mode == Mode::Enforce && fresh.mode != Mode::Enforce;
+  if (weaker_mode || fresh.mx != old.policy.mx) metrics::registry().downgrades.add();
   if (weaker_mode || fresh.mx != old.policy.mx)
     spdlog::warn("refresh event=downgrade domain={} old_mode={} new_mode={} mx_changed={}", old.domain,
                  to_string(old.policy.mode), to_string(fresh.mode), fresh.mx != old.policy.mx);
@@ -520,8 +534,17 @@ Resolver::~Resolver() {
 }
 
 Resolution Resolver::resolve(const std::string& domain, Deadline deadline) {
+  Resolution r = resolve_uncounted(domain, deadline);
+  metrics::registry().policy_lookups.add(to_string(r.source));
+  return r;
+}
+
+Resolution Resolver::resolve_uncounted(const std::string& domain, Deadline deadline) {
   const std::int64_t now = impl_->clock.now();
-  if (auto fast = impl_->fresh_answer(domain, now)) return *fast;
+  if (auto fast = impl_->fresh_answer(domain, now)) {
+    metrics::registry().policy_memory_hits.add();
+    return *fast;
+  }
   const auto job = impl_->discoveries.join_or_start(
       domain,
       [impl = impl_.get(), domain](std::stop_token stop) { return impl->discovery_job(domain, stop); },

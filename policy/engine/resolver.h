@@ -150,6 +150,7 @@ class Resolver {
   void set_tlsrpt_sink(TlsrptSink* sink);
 
  private:
+  Resolution resolve_uncounted(const std::string& domain, Deadline deadline);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

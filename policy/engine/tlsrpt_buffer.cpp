@@ -13,6 +13,8 @@
 // take() sorted for free.
 #include "policy/engine/tlsrpt_buffer.h"
 
+#include "policy/engine/metrics.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -147,14 +149,18 @@ struct TlsrptBuffer::Impl {
 
 Result<bool> TlsrptBuffer::Impl::write(const std::vector<TlsrptAggregate>& batch) {
   try {
-    return store->add(batch);
+    auto added = store->add(batch);
+    if (added) metrics::registry().tlsrpt_flushed.add(batch.size());
+    return added;
   } catch (const std::exception& e) {
     return Error{"store-error", e.what()};
   }
 }
 
 void TlsrptBuffer::Impl::report_dropped() {
-  if (const std::int64_t lost = take_dropped(); lost > 0)
+  const std::int64_t lost = take_dropped();
+  if (lost > 0) metrics::registry().tlsrpt_dropped.add(static_cast<std::uint64_t>(lost));
+  if (lost > 0)
     spdlog::warn("tlsrpt event=dropped sessions={} reason=buffer-full max_pending={}", lost,
                  config.max_pending);
 }
@@ -213,6 +219,7 @@ TlsrptBuffer::~TlsrptBuffer() {
   if (impl_->flusher.joinable()) impl_->flusher.join();
   if (!impl_->flush()) {
     const std::vector<TlsrptAggregate> lost = impl_->take();
+    metrics::registry().tlsrpt_dropped.add(static_cast<std::uint64_t>(sessions_in(lost)));
     spdlog::error("tlsrpt event=lost sessions={} aggregates={} reason=last-flush-failed", sessions_in(lost),
                   lost.size());
   }
@@ -220,6 +227,7 @@ TlsrptBuffer::~TlsrptBuffer() {
 }
 
 void TlsrptBuffer::record(const TlsrptSession& session) {
+  metrics::registry().tlsrpt_sessions.add();
   TlsrptAggregate a = aggregate_of(session, impl_->config.sending_mta_ip);
   bool early = false;
   {

@@ -42,6 +42,10 @@ report() {  # report NAME WHY ("" = ok)
   else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
 }
 
+# The milter's Prometheus endpoint in the namespace (README "Metrics"), on
+# for the first block of rows (row_config writes a config without it).
+METRICS_PORT=9489
+
 # One SMTP transaction, JSON out: lib/smtp_client.py PORT RCPT...
 SMTP_CLIENT="$HERE/lib/smtp_client.py"
 
@@ -107,7 +111,7 @@ bed_check() {
 
 start_milter() {
   MILTER_LOG="$MB_DIR/milter.log"
-  [ -f "$MILTER_CONF" ] || mb_milter_config "$MILTER_CONF" || return 1
+  [ -f "$MILTER_CONF" ] || mb_milter_config "$MILTER_CONF" "metrics.listen='127.0.0.1:$METRICS_PORT'" || return 1
   mb_milter_start "$MILTER_CONF" "$MILTER_LOG"
 }
 
@@ -321,6 +325,21 @@ row_report() {
   echo "${why%; }"
 }
 
+# row_metric SERIES OP VALUE: one scrape of /metrics; the sample SERIES
+# (name and labels exactly as exposed) compared with VALUE (OP: >= or ==).
+row_metric() {
+  local series=$1 op=$2 want=$3 body got
+  body=$(tb_exec curl -sS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" 2>&1) || { echo "scrape: $body"; return; }
+  got=$(awk -v s="$series" '$1 == s {print $2}' <<<"$body")
+  [ -n "$got" ] ||
+    { echo "no sample $series in the scrape; its samples: $(grep "^${series%%\{*}" <<<"$body" | head -n 12)"; return; }
+  case $op in
+    '>=') awk -v g="$got" -v w="$want" 'BEGIN {exit !(g + 0 >= w + 0)}' || echo "$series is $got, want >= $want" ;;
+    '==') [ "$got" = "$want" ] || echo "$series is $got, want $want" ;;
+    *) echo "unknown operator '$op'" ;;
+  esac
+}
+
 run_rows() {
   local line
   while IFS= read -r line; do
@@ -342,6 +361,7 @@ run_rows() {
       header)  WHY=$(row_header "${FIELDS[2]}") ;;
       tlsrpt)  WHY=$(row_tlsrpt "${FIELDS[@]:2}") ;;
       report)  WHY=$(row_report "${FIELDS[2]}") ;;
+      metric)  WHY=$(row_metric "${FIELDS[2]}" ${FIELDS[3]}) ;;
       pace)    WHY=$(check_session_pace "${FIELDS[2]}" "${FIELDS[3]}.test" "${FIELDS[4]}" "${FIELDS[5]}" ${FIELDS[6]}) ;;
       *)       WHY="unknown row kind '${FIELDS[0]}'" ;;
     esac

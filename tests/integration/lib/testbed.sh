@@ -404,7 +404,7 @@ tb_config() {
   local kv section key
   for kv in "$@"; do v[${kv%%=*}]=${kv#*=}; done
   : >"$file"
-  for section in store dns https policy log socketmap tlsrpt report; do
+  for section in store dns https policy log socketmap tlsrpt metrics report; do
     echo "[$section]" >>"$file"
     for key in "${!v[@]}"; do
       [ "${key%%.*}" = "$section" ] && echo "${key#*.} = ${v[$key]}" >>"$file"
