@@ -241,6 +241,7 @@ StopCause wait_for_stop(ReloadRequests& reloads) {
     if (sig == SIGHUP || sig == SIGUSR1) {
       reloads.request();
     } else if (sig == SIGTERM || sig == SIGINT) {
+      release_accept_waits();
       smfi_stop();
       return StopCause::Requested;
     } else if (sig == SIGUSR2) {
@@ -268,8 +269,10 @@ bool drain(ContextInstalled& installed, std::chrono::steady_clock::time_point gi
   const bool drained = installed.close(give_up);
   const TcpTuningCounts tcp = tcp_tuning_counts();
   spdlog::info(
-      "milter event=stopped callbacks_in_flight={} open_sessions={} tcp_connections={} quickack_resets={}",
-      callbacks_in_flight(), open_milter_connections(), tcp.tcp_connections, tcp.quickack_resets);
+      "milter event=stopped callbacks_in_flight={} open_sessions={} tcp_connections={} quickack_resets={} "
+      "accept_waits={}",
+      callbacks_in_flight(), open_milter_connections(), tcp.tcp_connections, tcp.quickack_resets,
+      accept_waits());
   return drained;
 }
 
@@ -402,6 +405,22 @@ Config with_engine_threads_fitted(const Config& config) {
   if (const std::optional<std::uint64_t> headroom = task_headroom())
     fitted.engine.threads = engine_threads_that_fit_tasks(config.engine.threads, *headroom);
   return fitted;
+}
+
+// Under a task limit, libmilter's accept waits while this process is within
+// kThreadMargin threads of what the limit leaves it (milter/tcp_tuning.h:
+// a thread that cannot start strands its MTA connection). Called once every
+// thread of ours but libmilter's sessions is running.
+void limit_accepts_to_task_room() {
+  constexpr std::size_t kThreadMargin = 16;  // the metrics and watchdog threads, libc's own
+  const std::optional<std::uint64_t> headroom = task_headroom();
+  const std::size_t threads = threads_of_this_process();
+  if (!headroom || threads == 0) return;
+  const std::size_t budget = threads + static_cast<std::size_t>(*headroom);
+  if (budget <= threads + kThreadMargin) return;  // no room to give: libmilter as it is
+  set_accept_thread_budget(budget - kThreadMargin);
+  spdlog::info("milter event=accept-budget threads_now={} thread_budget={} note=\"accepts wait beyond it\"",
+               threads, budget - kThreadMargin);
 }
 
 // The metrics read when scraped (README "Metrics"), in the text format.
@@ -561,6 +580,7 @@ int run_daemon(const Config& config, const std::string& config_path) {
                        std::ref(reloads), std::cref(reloaded), std::cref(systemd), std::cref(status));
   spdlog::info("milter event=started version={} socket={} store={}", kVersion, config.milter_socket,
                config.store_path);
+  limit_accepts_to_task_room();
   int milter_status = MI_FAILURE;
   std::atomic<bool> milter_running{true};
   std::thread milter([&milter_status, &milter_running, main_thread = pthread_self()] {

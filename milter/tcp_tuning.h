@@ -23,6 +23,7 @@
 //
 // Thread-safety: the functions are safe from any thread; they touch only the
 // descriptor given and two atomic counters.
+#include <cstddef>
 #include <cstdint>
 
 namespace mtasts::milter {
@@ -42,5 +43,22 @@ struct TcpTuningCounts {
 
 // What the wrapped accept() and writev() did so far (for the log and tests).
 TcpTuningCounts tcp_tuning_counts() noexcept;
+
+// Back-pressure at accept under a task limit (TasksMax, a pids cgroup).
+// libmilter starts one thread per accepted connection, and when
+// pthread_create fails it leaves that MTA connection without an answer. So,
+// with a budget set, the wrapped accept() first waits (polling every 2 ms)
+// while this process has `budget` threads or more: the connection waits in
+// the kernel's backlog, where the MTA's own timeouts apply, instead of being
+// accepted into a thread that cannot start. A wait ends after 10 s (then
+// the connection is accepted anyway) or when release_accept_waits() is
+// called (stopping: accept() returns -1/EINTR, libmilter's loop goes on to
+// its stop check). 0: no budget (no task limit), no wait, no extra call.
+void set_accept_thread_budget(std::size_t budget) noexcept;
+void release_accept_waits() noexcept;
+// Threads of this process now (/proc/self/stat); 0 when unreadable.
+std::size_t threads_of_this_process() noexcept;
+// accept() calls that had to wait for the budget (log and tests).
+std::uint64_t accept_waits() noexcept;
 
 }  // namespace mtasts::milter

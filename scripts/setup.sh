@@ -30,6 +30,8 @@ test_packages=(
   time bc
   # tests/integration/man_pages.sh renders the pages with man -l.
   man-db
+  # tests/integration/deb_package.sh builds, checks and installs the package.
+  build-essential debhelper dpkg-dev lintian
 )
 
 missing=()

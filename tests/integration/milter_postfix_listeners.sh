@@ -81,8 +81,8 @@ setup() {
   mb_milter_config "$MILTER_CONF" \
     "milter.socket=\"unix:$SOCKET\"" milter.socket_group='"postfix"' milter.socket_mode='"0660"' \
     "milter.user=\"$RUN_AS\"" decision.non_smtp_action='"quarantine"' \
-    "decision.non_smtp_daemon_names=[\"$SUBMISSION_NAME\"]" "store.path=\"$STORE\"" || return 1
-  printf '[tlsrpt]\nflush_interval = %s\n' "$TLSRPT_FLUSH_SECONDS" >>"$MILTER_CONF"
+    "decision.non_smtp_daemon_names=[\"$SUBMISSION_NAME\"]" "store.path=\"$STORE\"" \
+    "tlsrpt.flush_interval=$TLSRPT_FLUSH_SECONDS" || return 1
   mb_milter_start "$MILTER_CONF" "$MILTER_LOG" "$SOCKET"
 }
 

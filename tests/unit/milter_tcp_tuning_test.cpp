@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 namespace mtasts::milter {
@@ -128,6 +130,26 @@ TEST(TcpTuning, ReplyThroughWritevLeavesDelayedAckMode) {
   ASSERT_EQ(writev(pair.server.get(), &reply, 1), 4);  // as libmilter writes its replies
   EXPECT_EQ(tcp_option(pair.server.get(), TCP_QUICKACK), 1);
   EXPECT_EQ(tcp_tuning_counts().quickack_resets, before.quickack_resets + 1);
+}
+
+}  // namespace
+}  // namespace mtasts::milter
+
+namespace mtasts::milter {
+namespace {
+
+// The accept back-pressure counts this process's threads: one more while a
+// thread runs.
+TEST(TcpTuning, ThreadsOfThisProcessCountsThreads) {
+  const std::size_t before = threads_of_this_process();
+  ASSERT_GE(before, 1U);
+  std::atomic<bool> go{false};
+  std::thread extra([&go] {
+    while (!go) std::this_thread::yield();
+  });
+  EXPECT_EQ(threads_of_this_process(), before + 1);
+  go = true;
+  extra.join();
 }
 
 }  // namespace
