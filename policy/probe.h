@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "policy/tlsrpt.h"
@@ -41,6 +42,9 @@ enum class ProbeOutcome {
   TlsFailure,    // a TLSRPT failure: see result_type / reason
   Unreachable,   // refused, timed out, closed, no greeting: not a TLSRPT failure
 };
+
+// "verified" | "dane-verified" | "tls-failure" | "unreachable" (logs, metrics).
+std::string_view to_string(ProbeOutcome outcome);
 
 struct ProbeResult {
   ProbeOutcome outcome = ProbeOutcome::Unreachable;

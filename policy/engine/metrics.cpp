@@ -70,8 +70,9 @@ void LabeledCounter::add(std::string_view first, std::string_view second, std::u
     std::uint64_t seen = slot.tag.load(std::memory_order_acquire);
     if (seen == kFree) {
       if (slot.tag.compare_exchange_strong(seen, kClaiming, std::memory_order_acq_rel)) {
-        std::memcpy(slot.key.data(), first.data(), first.size());
-        std::memcpy(slot.key.data() + first.size() + 1, second.data(), second.size());
+        // first.copy(): no memcpy from the null data() of an empty view.
+        first.copy(slot.key.data(), first.size());
+        second.copy(slot.key.data() + first.size() + 1, second.size());
         slot.count.fetch_add(n, std::memory_order_relaxed);
         slot.tag.store(tag, std::memory_order_release);
         return;

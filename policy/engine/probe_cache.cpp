@@ -71,20 +71,6 @@ ProbeResult run_failed(const ProbeRequest& request, std::string_view why = reaso
   return result;
 }
 
-std::string_view outcome_name(ProbeOutcome outcome) {
-  switch (outcome) {
-    case ProbeOutcome::Verified:
-      return "verified";
-    case ProbeOutcome::DaneVerified:
-      return "dane-verified";
-    case ProbeOutcome::TlsFailure:
-      return "tls-failure";
-    case ProbeOutcome::Unreachable:
-      break;
-  }
-  return "unreachable";
-}
-
 // A prober must not throw, but a thread that lets an exception escape
 // terminates the daemon: turn it into an unreachable host.
 ProbeResult run_probe(TlsProber& prober, const ProbeRequest& request) {
@@ -95,7 +81,7 @@ ProbeResult run_probe(TlsProber& prober, const ProbeRequest& request) {
     ProbeResult result = prober.probe(request);
     if (result.address.empty()) result.address = request.address;
     m.probe_seconds.observe(std::chrono::steady_clock::now() - started);
-    m.probes.add(outcome_name(result.outcome));
+    m.probes.add(to_string(result.outcome));
     return result;
   } catch (const std::exception& e) {
     spdlog::error("probe event=internal-error host={} address={} error=\"{}\"", request.host, request.address,

@@ -490,20 +490,6 @@ struct SmtpTlsProber::Context {
   std::unique_ptr<SSL_CTX, SslCtxDeleter> ctx;
 };
 
-std::string_view outcome_name(ProbeOutcome outcome) {
-  switch (outcome) {
-    case ProbeOutcome::Verified:
-      return "verified";
-    case ProbeOutcome::DaneVerified:
-      return "dane-verified";
-    case ProbeOutcome::TlsFailure:
-      return "tls-failure";
-    case ProbeOutcome::Unreachable:
-      return "unreachable";
-  }
-  return "unreachable";
-}
-
 SmtpTlsProber::SmtpTlsProber(const SmtpTlsProberConfig& config)
     : context_(std::make_unique<Context>()), ehlo_name_(config.ehlo_name) {
   if (!ehlo_name_.empty() && !valid_ehlo_name(ehlo_name_)) {
@@ -577,7 +563,7 @@ ProbeResult run_tls(SSL* ssl, int fd, const ProbeRequest& request) {
 void log_probe(const ProbeRequest& request, const ProbeResult& result, SteadyClock::time_point started) {
   const auto elapsed = std::chrono::duration_cast<milliseconds>(SteadyClock::now() - started).count();
   spdlog::debug("probe host={} address={} outcome={} reason={} tls={} elapsed_ms={}",
-                logfmt_value(request.host), logfmt_value(request.address), outcome_name(result.outcome),
+                logfmt_value(request.host), logfmt_value(request.address), to_string(result.outcome),
                 result.reason.empty() ? "ok" : result.reason, logfmt_value(result.tls_version), elapsed);
 }
 

@@ -78,7 +78,4 @@ class SmtpTlsProber final : public TlsProber {
   std::string ehlo_name_;
 };
 
-// "verified", "dane-verified", "tls-failure", "unreachable" (log values).
-std::string_view outcome_name(ProbeOutcome outcome);
-
 }  // namespace mtasts::policy::net

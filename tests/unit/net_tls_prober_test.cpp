@@ -523,7 +523,7 @@ TEST_F(TlsProberTest, TableOfPeers) {
     auto r = request(c.peer, c.host, c.tlsa);
     r.step_timeout = milliseconds(c.step_ms);
     const ProbeResult result = prober.probe(r);
-    EXPECT_EQ(outcome_name(result.outcome), outcome_name(c.outcome)) << result.detail;
+    EXPECT_EQ(to_string(result.outcome), to_string(c.outcome)) << result.detail;
     EXPECT_EQ(type_name(result.result_type), type_name(c.type)) << result.detail;
     EXPECT_EQ(result.reason, c.reason) << result.detail;
     EXPECT_EQ(result.address, "127.0.0.1");
