@@ -214,14 +214,10 @@ int open_listener(const std::string& spec, const Config& config, const Identity&
 
 int open_datagram_socket(const std::string& path, const Config& config, const Identity& runs_as,
                          const std::string& what) {
-  if (path.empty() || path.front() != '/')
-    throw StartupError("the " + what + " must be an absolute path, not '" + path + "'", EX_CONFIG);
-  ListenAddress address;
-  address.family = ListenAddress::Family::Unix;
-  address.path = path;
-  if (path.size() >= sizeof(sockaddr_un{}.sun_path))
-    throw StartupError("the " + what + " path " + path + " is too long", EX_CONFIG);
-  return bind_unix(address, config, runs_as, what, SOCK_DGRAM);
+  // The same path rules as a unix stream listener (absolute, fits sun_path).
+  const auto address = parse_listen_address("unix:" + path);
+  if (!address) throw StartupError("invalid " + what + " " + address.error().detail, EX_CONFIG);
+  return bind_unix(*address, config, runs_as, what, SOCK_DGRAM);
 }
 
 }  // namespace mtasts::milter
