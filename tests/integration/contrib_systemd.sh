@@ -42,10 +42,13 @@ snippet_socket_folder() {
 socket_folder_matches() {
   local folder why=""
   folder=$(snippet_socket_folder) || { echo "no '#mtasts_milter = unix:' line in $SNIPPET"; return; }
-  [ "$(unit_value ReadWritePaths)" = "$folder" ] || why+="ReadWritePaths '$(unit_value ReadWritePaths)' (want $folder); "
-  [[ "$(unit_value ExecStartPre)" == *" -g postfix -m 0750 $folder" ]] ||
-    why+="ExecStartPre '$(unit_value ExecStartPre)' does not make $folder (group postfix, 0750); "
-  [ "$(unit_value Group)" = postfix ] || why+="Group '$(unit_value Group)' (want postfix: the socket's group); "
+  [ "$(unit_value ReadWritePaths)" = "-$folder" ] || why+="ReadWritePaths '$(unit_value ReadWritePaths)' (want -$folder); "
+  # Set-group-ID: the socket made in it gets the group postfix; "-": without
+  # that group the start goes on.
+  [[ "$(unit_value ExecStartPre)" == "+-"*" -g postfix -m 2750 $folder" ]] ||
+    why+="ExecStartPre '$(unit_value ExecStartPre)' does not make $folder (+-, group postfix, 2750); "
+  [ "$(unit_value Group)" = mta-sts-milter ] ||
+    why+="Group '$(unit_value Group)' (want mta-sts-milter: the daemon is not in the group postfix); "
   grep -q "socket = \"unix:$folder/milter.sock\"" "$UNIT" || why+="the unit's comment names another socket; "
   echo -n "$why"
 }

@@ -11,8 +11,7 @@
 #   files              binary, units and docs; /etc/mta-sts-milter.toml is a
 #                      conffile equal to contrib's
 #   units              the daemon unit is enabled, the report timer is not;
-#                      both verify (systemd-analyze), the daemon's also with
-#                      the without-postfix drop-in of README.Debian
+#                      all three verify (systemd-analyze)
 #   man-pages          both pages render with man -l and man finds them
 #   user               mta-sts-milter: a system account, nologin, home
 #                      /var/lib/mta-sts-milter, which it owns, mode 0750
@@ -181,7 +180,7 @@ check_files() {
   # README.md uncompressed: the units' Documentation= names it.
   [ -f "/usr/share/doc/$PKG/README.md" ] || why+="no /usr/share/doc/$PKG/README.md; "
   for file in README.Debian copyright examples/postfix/main.cf.snippet examples/postfix/master.cf.snippet \
-    examples/sendmail/mta-sts-milter.mc examples/without-postfix.conf; do
+    examples/sendmail/mta-sts-milter.mc; do
     file=/usr/share/doc/$PKG/$file
     [ -f "$file" ] || [ -f "$file.gz" ] || why+="no $file; "
   done
@@ -189,7 +188,7 @@ check_files() {
 }
 
 check_units() {
-  local why="" out dir="$WORK/units"
+  local why="" out
   [ -L /etc/systemd/system/multi-user.target.wants/mta-sts-milter.service ] ||
     why+="mta-sts-milter.service is not enabled; "
   [ ! -e /etc/systemd/system/timers.target.wants/mta-sts-milter-report.timer ] ||
@@ -197,11 +196,6 @@ check_units() {
   out=$(systemd-analyze verify /lib/systemd/system/mta-sts-milter.service \
     /lib/systemd/system/mta-sts-milter-report.service /lib/systemd/system/mta-sts-milter-report.timer 2>&1)
   [ -z "$out" ] || why+="systemd-analyze verify: $out; "
-  mkdir -p "$dir/mta-sts-milter.service.d"
-  cp /lib/systemd/system/mta-sts-milter.service "$dir/"
-  cp "/usr/share/doc/$PKG/examples/without-postfix.conf" "$dir/mta-sts-milter.service.d/"
-  out=$(systemd-analyze verify "$dir/mta-sts-milter.service" 2>&1)
-  [ -z "$out" ] || why+="with the without-postfix drop-in: $out; "
   echo -n "$why"
 }
 

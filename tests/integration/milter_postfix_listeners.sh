@@ -206,19 +206,21 @@ check_unknown_group() {
   grep -q "unknown milter.socket_group 'no-such-group'" <<<"$out" || echo -n "output: $(tail -n 2 <<<"$out")"
 }
 
-# The contrib systemd unit's shape: started as the unprivileged user itself
-# (User=, Group=postfix, UMask=0007) into a folder ExecStartPre made, with
-# milter.user naming that same user. Nothing to drop, so no initgroups()
-# (which would fail without root): it starts, says so, and stops cleanly.
+# The contrib systemd unit's shape: started as the unprivileged user itself,
+# in its own group and not in the group postfix (User=, Group=, UMask=0007),
+# into a folder ExecStartPre made with the group postfix and set-group-ID
+# (2750), with milter.user naming that same user. The socket gets the group
+# postfix from the folder; nothing to drop, so no initgroups() (which would
+# fail without root): it starts, says so, and stops cleanly.
 check_started_as_user() {
   local conf="$MB_DIR/as-user.toml" log="$MB_DIR/as-user.log" folder="$MB_DIR/as-user-spool/mta-sts-milter"
   local state="$MB_DIR/as-user-state" pid rc why=""
-  install -d -o "$RUN_AS" -g postfix -m 0750 "$folder" && install -d -o "$RUN_AS" -m 0700 "$state" ||
+  install -d -o "$RUN_AS" -g postfix -m 2750 "$folder" && install -d -o "$RUN_AS" -m 0700 "$state" ||
     { echo -n "cannot prepare the folders"; return; }
   sed -e "s|^socket = .*|socket = \"unix:$folder/milter.sock\"|" \
       -e "s|^path = \"$STORE\"|path = \"$state/cache.db\"|" "$MILTER_CONF" >"$conf"
   grep -q "^path = \"$state/cache.db\"" "$conf" || { echo -n "no store path to replace in $MILTER_CONF"; return; }
-  ip netns exec "$TB_NS" setpriv --reuid="$RUN_AS" --regid=postfix --clear-groups \
+  ip netns exec "$TB_NS" setpriv --reuid="$RUN_AS" --regid="$(id -g "$RUN_AS")" --clear-groups \
     bash -c 'umask 0007; exec "$0" -c "$1"' "$MTASTS_BIN" "$conf" >"$log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do [ -S "$folder/milter.sock" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
