@@ -6,8 +6,9 @@
 #   version-agrees     debian/changelog carries the version of project()
 #   build              dpkg-buildpackage -us -uc -b succeeds (its wall time)
 #   lintian            no E: line on the .deb
-#   install            dpkg -i succeeds; the generated systemd calls of the
-#                      maintainer scripts cannot fail it (|| true)
+#   install            apt-get install ./PACKAGE.deb succeeds, as README says;
+#                      the generated systemd calls of the maintainer scripts
+#                      cannot fail it (|| true)
 #   files              binary, units and docs; /etc/mta-sts-milter.toml is a
 #                      conffile equal to contrib's
 #   units              the daemon unit is enabled, the report timer is not;
@@ -23,6 +24,10 @@
 #                      namespace of its own (so its port is free): it starts,
 #                      accepts on its milter socket, keeps its store in the
 #                      package's state folder and exits 0 on SIGTERM
+#   service-*          the package's unit under a real systemd in the mail
+#                      test bed: started, its identity and socket group, mail
+#                      through Postfix, socketmap, metrics, reload, stop, the
+#                      cache kept (lib/deb_service.sh lists each)
 #   purge              dpkg --purge leaves no file, folder, unit link or dpkg
 #                      entry; the user stays (postrm keeps it, as unbound and
 #                      opendkim do) and is removed here if the test made it
@@ -157,7 +162,9 @@ check_lintian() {
 }
 
 install_package() {
-  dpkg_locked -i "$DEB" || { echo "dpkg -i: $(tail -n 5 "$WORK/dpkg.err")"; return; }
+  # apt-get waits for the dpkg lock itself (another apt run on the machine).
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=300 "$DEB" \
+    >"$WORK/apt.out" 2>"$WORK/apt.err" || { echo "apt-get install: $(tail -n 5 "$WORK/apt.err")"; return; }
   INSTALLED=1
   # Every start or restart the generated snippets make is allowed to fail.
   if grep 'deb-systemd-invoke' "/var/lib/dpkg/info/$PKG.postinst" | grep -v '|| true'; then
@@ -292,6 +299,18 @@ EOF
   echo -n "$why"
 }
 
+# lib/deb_service.sh's rows, each as "service-NAME".
+run_service() {
+  local line name seen=0
+  while IFS= read -r line; do
+    case $line in
+      "ok "*) report "service-${line#ok }" ""; seen=1 ;;
+      "FAIL "*) name=${line#FAIL }; report "service-${name%%:*}" "${name#*: }"; seen=1 ;;
+    esac
+  done < <(bash "$HERE/lib/deb_service.sh" 2>"$WORK/service.err")
+  [ "$seen" = 1 ] || report service "no result: $(tail -n 5 "$WORK/service.err")"
+}
+
 purge_package() {
   local why="" path left
   dpkg_locked --purge "$PKG" || { echo "dpkg --purge: $(tail -n 5 "$WORK/dpkg.err")"; return; }
@@ -333,6 +352,7 @@ report version "$(check_version)"
 report print-config "$(check_print_config)"
 report lint-txt "$(check_lint_txt)"
 report daemon "$(run_daemon)"
+run_service
 purge_package >"$WORK/purge.why"
 report purge "$(cat "$WORK/purge.why")"
 finish
