@@ -24,12 +24,14 @@
 #include <string>
 #include <thread>
 
+#include "milter/libmilter_listener.h"
 #include "milter/limits.h"
 #include "milter/listen_socket.h"
 #include "milter/metrics_server.h"
 #include "milter/milter_callbacks.h"
 #include "milter/service_manager.h"
 #include "milter/services.h"
+#include "milter/socket_activation.h"
 #include "milter/socketmap_lookup.h"
 #include "milter/socketmap_server.h"
 #include "milter/tcp_tuning.h"
@@ -112,6 +114,34 @@ void open_socket(const Config& config, const Identity& runs_as) {
   if (opened == MI_FAILURE)
     throw StartupError("cannot open milter socket '" + config.milter_socket + "'", EX_UNAVAILABLE);
   if (!path.empty()) secure_socket(path, owner, "milter socket");
+}
+
+// A milter socket systemd passed goes to libmilter as it is: no folder,
+// owner or mode of ours (the socket unit's), no unix path to remove.
+void open_activated_socket(int fd, const Config& config) {
+  const std::string spec = libmilter_spec_for(fd);
+  if (spec.empty() || smfi_setconn(const_cast<char*>(spec.c_str())) == MI_FAILURE)
+    throw StartupError("libmilter refused the milter socket systemd passed (" + listening_address(fd) + ")",
+                       EX_UNAVAILABLE);
+  begin_listener_handover(fd);
+  const int opened = smfi_opensocket(false);
+  end_listener_handover();
+  if (opened == MI_FAILURE)
+    throw StartupError(
+        "libmilter cannot listen on the milter socket systemd passed (" + listening_address(fd) + ")",
+        EX_UNAVAILABLE);
+  spdlog::info("startup event=socket-activated name=milter address={} instead_of={}", listening_address(fd),
+               config.milter_socket);
+}
+
+// The socketmap server polls its listener: non-blocking, as open_listener's.
+int adopt_activated_socketmap(int fd, const Config& config) {
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+    throw StartupError("cannot make the socketmap socket systemd passed non-blocking", EX_OSERR);
+  spdlog::info("startup event=socket-activated name=socketmap address={} instead_of={}",
+               listening_address(fd), config.socketmap.socket.empty() ? "none" : config.socketmap.socket);
+  return fd;
 }
 
 // The store folder, created for the user the daemon will run as, so that
@@ -504,8 +534,14 @@ int run_daemon(const Config& config, const std::string& config_path) {
   const Identity runs_as = run_as(config);
   if (smfi_register(*milter_description()) == MI_FAILURE)
     throw StartupError("libmilter refused the filter description", EX_SOFTWARE);
-  open_socket(config, runs_as);
-  const int socketmap_fd = config.socketmap.socket.empty()
+  const ActivatedSockets activated = take_activated_sockets();
+  if (activated.milter >= 0) {
+    open_activated_socket(activated.milter, config);
+  } else {
+    open_socket(config, runs_as);
+  }
+  const int socketmap_fd = activated.socketmap >= 0 ? adopt_activated_socketmap(activated.socketmap, config)
+                           : config.socketmap.socket.empty()
                                ? -1
                                : open_listener(config.socketmap.socket, config, runs_as, "socketmap socket");
   const int datagram_fd =

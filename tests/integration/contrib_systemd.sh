@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The systemd units in contrib/ (systemd is not PID 1 in the test machine, so
-# the unit cannot run here): systemd-analyze verify accepts it with the
-# binary under test as ExecStart, and the socket folder it prepares and may
-# write is the one the contrib Postfix snippet names from inside the chroot.
+# The systemd units in contrib/, read (they run under a real systemd in
+# socket_activation.sh and, packaged, in deb_package.sh): systemd-analyze
+# verify accepts them with the binary under test as ExecStart, and the
+# socket folder the daemon's unit prepares and may write is the one the
+# contrib Postfix snippet names from inside the chroot.
 #
 # Usage: contrib_systemd.sh   (MTASTS_BIN: the executable, default <repo>/build/...)
 # Prints "ok NAME" / "FAIL NAME: why", then "N passed, M failed".
@@ -74,7 +75,24 @@ verify_report_units() {
     echo "the report service does not run 'report send'"
 }
 
+# The socket units (socket activation): verified with the service they
+# start; each names its socket as the daemon expects and starts the daemon.
+verify_socket_units() {
+  local out unit name
+  out=$(systemd-analyze verify "$WORK/mta-sts-milter.service" "$ROOT/contrib/systemd/mta-sts-milter.socket" \
+    "$ROOT/contrib/systemd/mta-sts-milter-socketmap.socket" 2>&1)
+  [ -z "$out" ] || echo -n "systemd-analyze verify: $out; "
+  for unit in mta-sts-milter mta-sts-milter-socketmap; do
+    name=${unit#mta-sts-milter}; name=${name#-}
+    grep -qx "FileDescriptorName=${name:-milter}" "$ROOT/contrib/systemd/$unit.socket" ||
+      echo -n "$unit.socket does not name its socket ${name:-milter}; "
+    grep -qx "Service=mta-sts-milter.service" "$ROOT/contrib/systemd/$unit.socket" ||
+      echo -n "$unit.socket does not start mta-sts-milter.service; "
+  done
+}
+
 report unit-verifies "$(verify_unit)"
+report socket-units-verify "$(verify_socket_units)"
 report report-units-verify "$(verify_report_units)"
 report socket-folder-matches-postfix-snippet "$(socket_folder_matches)"
 report reload-is-sigusr1 "$(reload_is_sigusr1)"

@@ -11,8 +11,8 @@
 #                      cannot fail it (|| true)
 #   files              binary, units and docs; /etc/mta-sts-milter.toml is a
 #                      conffile equal to contrib's
-#   units              the daemon unit is enabled, the report timer is not;
-#                      all three verify (systemd-analyze)
+#   units              the daemon unit is enabled, the report timer and the
+#                      socket units are not; all five verify (systemd-analyze)
 #   man-pages          both pages render with man -l and man finds them
 #   user               mta-sts-milter: a system account, nologin, home
 #                      /var/lib/mta-sts-milter, which it owns, mode 0750
@@ -180,7 +180,8 @@ check_files() {
     why+="/etc/mta-sts-milter.toml is not a conffile; "
   cmp -s /etc/mta-sts-milter.toml "$ROOT/contrib/mta-sts-milter.toml" ||
     why+="/etc/mta-sts-milter.toml differs from contrib/mta-sts-milter.toml; "
-  for unit in mta-sts-milter.service mta-sts-milter-report.service mta-sts-milter-report.timer; do
+  for unit in mta-sts-milter.service mta-sts-milter-report.service mta-sts-milter-report.timer \
+    mta-sts-milter.socket mta-sts-milter-socketmap.socket; do
     cmp -s "/lib/systemd/system/$unit" "$ROOT/contrib/systemd/$unit" ||
       why+="/lib/systemd/system/$unit missing or not contrib's; "
   done
@@ -195,13 +196,17 @@ check_files() {
 }
 
 check_units() {
-  local why="" out
+  local why="" out unit
   [ -L /etc/systemd/system/multi-user.target.wants/mta-sts-milter.service ] ||
     why+="mta-sts-milter.service is not enabled; "
   [ ! -e /etc/systemd/system/timers.target.wants/mta-sts-milter-report.timer ] ||
     why+="mta-sts-milter-report.timer is enabled (it needs report.contact_info first); "
+  for unit in mta-sts-milter.socket mta-sts-milter-socketmap.socket; do
+    [ ! -e "/etc/systemd/system/sockets.target.wants/$unit" ] || why+="$unit is enabled (socket activation is optional); "
+  done
   out=$(systemd-analyze verify /lib/systemd/system/mta-sts-milter.service \
-    /lib/systemd/system/mta-sts-milter-report.service /lib/systemd/system/mta-sts-milter-report.timer 2>&1)
+    /lib/systemd/system/mta-sts-milter-report.service /lib/systemd/system/mta-sts-milter-report.timer \
+    /lib/systemd/system/mta-sts-milter.socket /lib/systemd/system/mta-sts-milter-socketmap.socket 2>&1)
   [ -z "$out" ] || why+="systemd-analyze verify: $out; "
   echo -n "$why"
 }

@@ -17,9 +17,12 @@
 #             host's, as a unit on a real machine sees it.
 #   boot      only the target sd-test.target, which Wants= the units given:
 #             nothing else the host has enabled is started.
+#   files     DIR/sd-units/* (if any) become units in /run/systemd/system,
+#             DIR/sd-files/* (if any) are copied to /run/sd-test: under the
+#             tmpfs over /tmp the units could not see DIR.
 #
 # Usage: sd_boot NETNS DIR UNIT...; sd_ctl ARGS (systemctl), sd_journal ARGS
-# (journalctl), sd_nsexec CMD... (in its PID and mount namespaces);
+# (journalctl), sd_nsexec CMD... (in its PID, mount and network namespaces);
 # sd_shutdown (systemctl exit, waits, removes the cgroup subtree). The
 # caller's EXIT trap must call sd_shutdown.
 
@@ -38,7 +41,7 @@ sd_cgroup2_root() {
   return 1
 }
 
-sd_nsexec() { nsenter -t "$SD_PID" -m -p "$@"; }
+sd_nsexec() { nsenter -t "$SD_PID" -m -p -n "$@"; }
 sd_ctl() { sd_nsexec systemctl "$@"; }
 sd_journal() { sd_nsexec journalctl --no-pager "$@"; }
 
@@ -52,11 +55,15 @@ sd_boot() {
   mkdir "$SD_CGROUP" || { sd_die "cannot make $SD_CGROUP"; return 1; }
   cat >"$dir/sd-inner.sh" <<'EOF'
 set -eu
-units=$1
+dir=$1 units=$2
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-for d in /run /tmp /var/tmp /var/log /var/lib/systemd; do mount -t tmpfs -o mode=0755 tmpfs "$d"; done
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/systemd/system /run/lock /run/sd-test
+# Before /tmp is covered: DIR may be under it.
+if [ -d "$dir/sd-units" ]; then cp -a "$dir/sd-units/." /run/systemd/system/; fi
+if [ -d "$dir/sd-files" ]; then cp -a "$dir/sd-files/." /run/sd-test/; fi
+for d in /tmp /var/tmp /var/log /var/lib/systemd; do mount -t tmpfs -o mode=0755 tmpfs "$d"; done
 chmod 1777 /tmp /var/tmp
-mkdir -p /run/systemd/system /run/lock
 printf '[Unit]\nDescription=units under test\nWants=%s\nAfter=%s\n' "$units" "$units" \
   >/run/systemd/system/sd-test.target
 hostname sd-test
@@ -67,7 +74,7 @@ EOF
   # namespace there, and everything below it stays in that subtree.
   # shellcheck disable=SC2016  # expanded by the launcher
   bash -c 'echo $$ >"$1/cgroup.procs" && exec ip netns exec "$2" unshare --cgroup --pid --fork \
-    --mount --uts --ipc --mount-proc bash "$3/sd-inner.sh" "$4"' \
+    --mount --uts --ipc --mount-proc bash "$3/sd-inner.sh" "$3" "$4"' \
     sd-launcher "$SD_CGROUP" "$ns" "$dir" "$*" >"$dir/systemd.log" 2>&1 </dev/null &
   SD_LAUNCHER=$!
   for _ in $(seq 50); do
