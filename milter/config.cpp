@@ -1,7 +1,6 @@
 #include "milter/config.h"
 
 #include "milter/listen_socket.h"
-#include "milter/metrics_server.h"
 #include "policy/socketmap.h"
 
 #include <arpa/inet.h>
@@ -246,13 +245,15 @@ std::string check_sendmail_command(Config& c, const toml::node& n) {
   return "";
 }
 
-std::string check_socketmap_socket(Config& c, const toml::node& n) {
+// A listening socket in the milter's grammar (inet:PORT@HOST, unix:/path;
+// parse_listen_address), or "" for off.
+std::string check_listen_spec(const toml::node& n, std::string& out) {
   if (!n.is_string()) return "must be a string";
   const std::string value = *n.value<std::string>();
   if (!value.empty()) {
     if (const auto address = parse_listen_address(value); !address) return address.error().detail;
   }
-  c.socketmap.socket = value;
+  out = value;
   return "";
 }
 
@@ -404,15 +405,10 @@ const std::vector<Setting>& settings() {
               [](Config& c, const toml::node& n) { return check_unix_path(n, c.tlsrpt.datagram_forward); },
               [](const Config& c) { return toml_quoted(c.tlsrpt.datagram_forward); }},
       Setting{"metrics.listen",
-              "Prometheus text endpoint GET /metrics on ADDRESS:PORT, e.g. '127.0.0.1:9489' (empty: off; "
-              "no authentication: keep it on loopback or a private address)",
-              [](Config& c, const toml::node& n) {
-                if (!n.is_string()) return std::string("must be a string");
-                const std::string value = *n.value<std::string>();
-                if (auto problem = metrics_listen_problem(value); !problem.empty()) return problem;
-                c.metrics.listen = value;
-                return std::string();
-              },
+              "Prometheus text endpoint GET /metrics, as milter.socket: e.g. 'inet:9489@127.0.0.1' or "
+              "'unix:/run/mta-sts-milter/metrics.sock' (empty: off; no authentication: keep it on loopback, "
+              "a private address or a unix socket)",
+              [](Config& c, const toml::node& n) { return check_listen_spec(n, c.metrics.listen); },
               [](const Config& c) { return toml_quoted(c.metrics.listen); }},
       Setting{"report.contact_info",
               "RFC 8460 contact-info of our reports, e.g. tlsrpt@example.net (required)",
@@ -450,7 +446,8 @@ const std::vector<Setting>& settings() {
       Setting{"socketmap.socket",
               "socketmap server for smtp_tls_policy_maps and Sendmail's sts map: inet:PORT@ADDR or "
               "unix:/path (empty: off)",
-              check_socketmap_socket, [](const Config& c) { return toml_quoted(c.socketmap.socket); }},
+              [](Config& c, const toml::node& n) { return check_listen_spec(n, c.socketmap.socket); },
+              [](const Config& c) { return toml_quoted(c.socketmap.socket); }},
       text_list(
           "socketmap.map_names", "map names answered (socketmap:...:NAME); others get PERM",
           [](Config& c) -> std::vector<std::string>& { return c.socketmap.map_names; }, map_name),

@@ -133,7 +133,7 @@ struct SocketmapConfig {
 
 // The Prometheus endpoint (milter/metrics_server.h): "" = off.
 struct MetricsConfig {
-  std::string listen;  // "127.0.0.1:9489"
+  std::string listen;  // as milter.socket: "inet:9489@127.0.0.1"; "" off
 };
 
 struct Config {

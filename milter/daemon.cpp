@@ -548,6 +548,11 @@ int run_daemon(const Config& config, const std::string& config_path) {
       config.tlsrpt.datagram_socket.empty()
           ? -1
           : open_datagram_socket(config.tlsrpt.datagram_socket, config, runs_as, "TLSRPT datagram socket");
+  // Served once the engine exists (below); opened here, before privileges
+  // go, as the other sockets are.
+  const int metrics_fd = config.metrics.listen.empty()
+                             ? -1
+                             : open_listener(config.metrics.listen, config, runs_as, "metrics socket");
   prepare_store_folder(config, runs_as);
   drop_privileges(runs_as);
 
@@ -625,8 +630,8 @@ int run_daemon(const Config& config, const std::string& config_path) {
     pthread_kill(main_thread, SIGUSR2);
   });
   std::optional<MetricsServer> metrics;
-  if (!config.metrics.listen.empty()) {
-    metrics.emplace(config.metrics.listen, [&services, &waiting, &tlsrpt] {
+  if (metrics_fd >= 0) {
+    metrics.emplace(metrics_fd, config.metrics.listen, [&services, &waiting, &tlsrpt] {
       return scrape_gauges(*services, waiting.waiting(), tlsrpt.pending_sessions());
     });
     spdlog::info("metrics event=listening address={} path=/metrics", config.metrics.listen);

@@ -1,5 +1,6 @@
 // The Prometheus text endpoint (README "Metrics"): GET /metrics on
-// metrics.listen, served by libmicrohttpd's own thread; anything else is
+// metrics.listen (inet, inet6 or unix, opened before privileges are
+// dropped), served by libmicrohttpd's own thread; anything else is
 // 404. The counters are policy/engine/metrics.h's; `scrape_gauges` adds what
 // is read at scrape time (policies in memory, sessions, queues), already in
 // the text format. Off unless metrics.listen is set.
@@ -14,9 +15,10 @@ namespace mtasts::milter {
 class MetricsServer {
  public:
   using Gauges = std::function<std::string()>;
-  // `listen` is "ADDRESS:PORT" (IPv4) or "[ADDRESS]:PORT" (IPv6). Throws
-  // std::runtime_error naming the address when it cannot listen.
-  MetricsServer(const std::string& listen, Gauges scrape_gauges);
+  // Serves on `listen_fd`, a listening socket (open_listener: metrics.listen
+  // in the milter's grammar), which it owns from here on, even when it
+  // throws. `address` names it in errors. Throws std::runtime_error.
+  MetricsServer(int listen_fd, const std::string& address, Gauges scrape_gauges);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -25,9 +27,5 @@ class MetricsServer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-// "ADDRESS:PORT" or "[ADDRESS]:PORT" with a literal address and a port
-// 1..65535; "" when valid, else why not (config checks).
-std::string metrics_listen_problem(const std::string& listen);
 
 }  // namespace mtasts::milter

@@ -12,6 +12,10 @@
 #   readme          every metric the README's table lists is in the scrape,
 #                   and every metric in the scrape is in the README's table
 #   off-by-default  without metrics.listen nothing listens on the port
+#   unix-socket     metrics.listen = unix:PATH serves the same over a unix
+#                   socket (curl --unix-socket)
+#   address-grammar metrics.listen takes milter.socket's grammar: the form
+#                   ADDRESS:PORT is refused (exit 78) with the reason
 #
 # Usage: metrics_endpoint.sh   (as root; MTASTS_BIN: the executable)
 # Prints "ok NAME" / "FAIL NAME: why", then "N passed, M failed".
@@ -64,6 +68,13 @@ scrape_while_running() {  # CONF OUT_PREFIX
 }
 scrape_while_running "$WORK/on.toml" "$WORK/on"
 scrape_while_running "$WORK/off.toml" "$WORK/off"
+"$BIN" -c "$WORK/unix.toml" 2>"$WORK/unix.log" &
+pid=$!
+for _ in $(seq 100); do grep -q 'milter event=started' "$WORK/unix.log" && break; sleep 0.1; done
+curl -sS --unix-socket "$WORK/metrics.sock" -D "$WORK/unix.headers" -o "$WORK/unix.body" \
+  http://localhost/metrics 2>"$WORK/unix.curl"
+kill -TERM "$pid"
+wait "$pid"
 EOF
   timeout 60 unshare -n bash "$WORK/inner.sh" "$WORK" "$MTASTS_BIN" >"$WORK/inner.log" 2>&1
 }
@@ -135,6 +146,21 @@ check_readme() {
   [ -z "$extra" ] || echo "exposed but not in README's table: $extra"
 }
 
+check_unix_socket() {
+  grep -q '^HTTP/1.1 200' "$WORK/unix.headers" 2>/dev/null ||
+    { echo "status: $(head -n 1 "$WORK/unix.headers" 2>/dev/null) $(cat "$WORK/unix.curl" "$WORK/unix.log" 2>/dev/null | tail -n 3)"; return; }
+  grep -q '^# TYPE mtasts_decisions_total counter' "$WORK/unix.body" || echo "no mtasts_decisions_total in the body"
+  grep -q "metrics event=listening address=unix:$WORK/metrics.sock " "$WORK/unix.log" || echo "no listening line"
+}
+
+check_address_grammar() {
+  local out rc
+  write_config "$WORK/old-form.toml" 127.0.0.1:19490
+  out=$("$MTASTS_BIN" -c "$WORK/old-form.toml" --print-config 2>&1); rc=$?
+  [ "$rc" = 78 ] || echo -n "exit status $rc (want 78); "
+  grep -q 'metrics.listen' <<<"$out" || echo -n "the refusal does not name metrics.listen: $(tail -n 1 <<<"$out")"
+}
+
 check_off() {
   [ "$(cat "$WORK/off.rc" 2>/dev/null)" = 0 ] || echo "exit status $(cat "$WORK/off.rc" 2>/dev/null)"
   [ ! -s "$WORK/off.body" ] || echo "something answered on the metrics port without metrics.listen"
@@ -143,8 +169,10 @@ check_off() {
 
 main() {
   [ -x "$MTASTS_BIN" ] || { report setup "MTASTS_BIN '$MTASTS_BIN' is not an executable"; return 1; }
-  write_config "$WORK/on.toml" 127.0.0.1:19490
+  write_config "$WORK/on.toml" inet:19490@127.0.0.1
   write_config "$WORK/off.toml"
+  write_config "$WORK/unix.toml" "unix:$WORK/metrics.sock"
+  sed -i 's/18898/18899/' "$WORK/unix.toml"
   run_in_namespace || report setup "namespace run failed: $(tail -n 5 "$WORK/inner.log")"
   report scrape "$(check_scrape)"
   report format "$(check_format)"
@@ -152,6 +180,8 @@ main() {
   report dashboard "$(check_dashboard)"
   report readme "$(check_readme)"
   report off-by-default "$(check_off)"
+  report unix-socket "$(check_unix_socket)"
+  report address-grammar "$(check_address_grammar)"
   echo "$PASSED passed, $FAILED failed"
   [ "$FAILED" = 0 ]
 }

@@ -111,7 +111,7 @@ bed_check() {
 
 start_milter() {
   MILTER_LOG="$MB_DIR/milter.log"
-  [ -f "$MILTER_CONF" ] || mb_milter_config "$MILTER_CONF" "metrics.listen='127.0.0.1:$METRICS_PORT'" || return 1
+  [ -f "$MILTER_CONF" ] || mb_milter_config "$MILTER_CONF" "metrics.listen='inet:$METRICS_PORT@127.0.0.1'" || return 1
   mb_milter_start "$MILTER_CONF" "$MILTER_LOG"
 }
 

@@ -50,7 +50,7 @@ BED_FILES=/etc/mta-sts-milter-test-bed
 SOCKET_DIR=/var/spool/postfix/mta-sts-milter
 SOCKET=$SOCKET_DIR/milter.sock
 STORE=/var/lib/mta-sts-milter/cache.db
-METRICS=127.0.0.1:9489
+METRICS_PORT=9489
 # shellcheck disable=SC2034  # read by decision_checks.sh
 DECISION_KEYS="queue_id domain next_hop mode policy_id source mx tls dane dane_reason action reason result_type elapsed_ms"
 PASSED=0
@@ -87,7 +87,7 @@ install_config() {
     milter.socket_group='"postfix"' \
     "store.path=\"$STORE\"" "dns.trust_anchor_files=[\"$BED_FILES/anchor\"]" \
     "https.ca_file=\"$BED_FILES/ca.pem\"" "probe.ca_file=\"$BED_FILES/ca.pem\"" \
-    'socketmap.socket="inet:8461@127.0.0.1"' "metrics.listen=\"$METRICS\"" || return 1
+    'socketmap.socket="inet:8461@127.0.0.1"' "metrics.listen=\"inet:$METRICS_PORT@127.0.0.1\"" || return 1
   SAVED_CONF="$MB_DIR/package.toml"
   cp -p "$CONF" "$SAVED_CONF" && install -m 0644 "$conf" "$CONF"
 }
@@ -184,7 +184,7 @@ check_socketmap() {
 
 check_metrics() {
   local body why="" action
-  body=$(tb_exec curl -sS --max-time 5 "http://$METRICS/metrics" 2>&1) || { echo "scrape: $body"; return; }
+  body=$(tb_exec curl -sS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" 2>&1) || { echo "scrape: $body"; return; }
   for action in continue tempfail; do
     awk -v a="action=\"$action\"" '$1 ~ /^mtasts_decisions_total\{/ && index($1, a) { n += $2 } END { exit !(n >= 1) }' \
       <<<"$body" || why+="no mtasts_decisions_total with $action; "
