@@ -12,14 +12,14 @@
 # last "N passed, M failed"; exits non-zero when anything failed.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 source "$HERE/lib/testbed.sh"
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 HOSTS_TABLE="$HERE/scenarios/hosts.table"
 STEPS_TABLE=${TB_STEPS_TABLE:-$HERE/scenarios/steps.table}
 POLICY_DIR="$HERE/scenarios/policies"
-PASSED=0
-FAILED=0
 
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; echo "${s%"${s##*[![:space:]]}"}"; }
 
@@ -33,11 +33,6 @@ split_row() {
 
 # table_rows FILE: rows without comments and blank lines.
 table_rows() { grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$1"; }
-
-report() {  # report NAME WHY ("" = ok)
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 policy_file() {  # policy_file NAME -> path of the body to serve
   if [ "$1" = big ]; then
@@ -264,8 +259,7 @@ main() {
       mapfile -t names < <(table_rows "$STEPS_TABLE" | cut -d'|' -f1 | tr -d ' \t' | awk '!seen[$0]++')
     for name in "${names[@]}"; do run_scenario "$name"; done
   fi
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  report_summary
 }
 
 main "$@"

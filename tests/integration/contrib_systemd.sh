@@ -9,20 +9,15 @@
 # Prints "ok NAME" / "FAIL NAME: why", then "N passed, M failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 UNIT="$ROOT/contrib/systemd/mta-sts-milter.service"
 SNIPPET="$ROOT/contrib/postfix/main.cf.snippet"
 CHROOT=/var/spool/postfix
-PASSED=0
-FAILED=0
 WORK=$(mktemp -d) || exit 1
 trap 'rm -rf "$WORK"' EXIT
-
-report() {
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 unit_value() { sed -n "s/^$1=//p" "$UNIT"; }
 
@@ -96,5 +91,4 @@ report socket-units-verify "$(verify_socket_units)"
 report report-units-verify "$(verify_report_units)"
 report socket-folder-matches-postfix-snippet "$(socket_folder_matches)"
 report reload-is-sigusr1 "$(reload_is_sigusr1)"
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" = 0 ]
+report_summary

@@ -12,20 +12,15 @@
 # Prints "ok NAME" / "FAIL NAME: why", then "N passed, M failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
-PASSED=0
-FAILED=0
 WORK=$(mktemp -d) || exit 1
 trap 'rm -rf "$WORK"' EXIT
 # syslog(3) priorities: facility mail (2) * 8 + severity.
 MAIL_ERR=19
 MAIL_INFO=22
-
-report() {
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 write_config() {
   cat >"$WORK/milter.toml" <<EOF
@@ -98,8 +93,7 @@ main() {
   report nothing-on-stderr "$([ -s "$WORK/milter.stderr" ] && echo "stderr: $(head -n 3 "$WORK/milter.stderr")")"
   report sigterm-exit-0 "$(rc=$(cat "$WORK/milter.rc" 2>/dev/null); [ "$rc" = 0 ] ||
     echo "exit status '$rc' (want 0): $(tail -n 3 "$WORK/inner.log")")"
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  report_summary
 }
 
 main "$@"

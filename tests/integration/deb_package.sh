@@ -49,12 +49,12 @@
 # "N passed, M failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 PKG=mta-sts-milter
 VERSION=$(sed -n 's/^project(mta-sts-milter VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
 OWNED_PATHS=(/etc/mta-sts-milter.toml /var/lib/mta-sts-milter /var/spool/postfix/mta-sts-milter)
-PASSED=0
-FAILED=0
 WORK=$(mktemp -d) || exit 1
 PREPARED=0
 INSTALLED=0
@@ -62,14 +62,8 @@ MADE_USER=0
 MOVED=()
 DEB=$WORK/build/${PKG}_${VERSION}_$(dpkg --print-architecture).deb
 
-report() {
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
-
 finish() {
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  report_summary
   exit
 }
 

@@ -10,19 +10,14 @@
 # Prints "ok NAME" / "FAIL NAME: why", then "N passed, M failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 MAN_DIR=$(dirname "$MTASTS_BIN")/man
 VERSION=$(sed -n 's/^project(mta-sts-milter VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
-PASSED=0
-FAILED=0
 WORK=$(mktemp -d) || exit 1
 trap 'rm -rf "$WORK"' EXIT
-
-report() {
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 # render PAGE: the page as text (no hyphenation, one long line per paragraph).
 render() { MANWIDTH=1000 man --no-hyphenation --no-justification -l "$MAN_DIR/$1" 2>"$WORK/$1.err"; }
@@ -74,5 +69,4 @@ report renders-5 "$(check_renders mta-sts-milter.toml.5)"
 report every-key-in-5 "$(check_every_key)"
 report every-command-in-8 "$(check_every_command)"
 report example-config-is-print-config "$(check_example_config)"
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" = 0 ]
+report_summary

@@ -21,18 +21,13 @@
 # Prints "ok NAME" / "FAIL NAME: why", then "N passed, M failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 DASHBOARD="$ROOT/contrib/grafana/mta-sts-milter.json"
-PASSED=0
-FAILED=0
 WORK=$(mktemp -d) || exit 1
 trap 'rm -rf "$WORK"' EXIT
-
-report() {
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 write_config() {  # write_config FILE [METRICS_LISTEN]
   cat >"$1" <<EOF
@@ -182,8 +177,7 @@ main() {
   report off-by-default "$(check_off)"
   report unix-socket "$(check_unix_socket)"
   report address-grammar "$(check_address_grammar)"
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  report_summary
 }
 
 main "$@"

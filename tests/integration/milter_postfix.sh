@@ -14,6 +14,8 @@
 # exits non-zero when anything failed.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/mailbed.sh
 source "$HERE/lib/mailbed.sh"
@@ -24,8 +26,6 @@ TABLE="$HERE/scenarios/milter_postfix.table"
 SNIPPETS="$ROOT/contrib/postfix"
 # The decision line's keys, in this order (the milter contract).
 DECISION_KEYS="queue_id domain next_hop mode policy_id source mx tls dane dane_reason action reason result_type elapsed_ms"
-PASSED=0
-FAILED=0
 MILTER_CONF="" MILTER_LOG="" WHY=""
 
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; echo "${s%"${s##*[![:space:]]}"}"; }
@@ -36,11 +36,6 @@ split_row() {
   for f in "${raw[@]}"; do FIELDS+=("$(trim "$f")"); done
 }
 table_rows() { grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$1"; }
-
-report() {  # report NAME WHY ("" = ok)
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 # The milter's Prometheus endpoint in the namespace (README "Metrics"), on
 # for the first block of rows (row_config writes a config without it).
@@ -388,8 +383,7 @@ main() {
     report milter-start "$WHY"
     [ -n "$WHY" ] || run_rows
   fi
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  report_summary
 }
 
 main "$@"

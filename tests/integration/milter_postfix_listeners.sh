@@ -26,6 +26,8 @@
 # Prints "ok NAME" or "FAIL NAME: why" per check, then "N passed, M failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/mailbed.sh
 source "$HERE/lib/mailbed.sh"
@@ -37,14 +39,7 @@ DECISION_KEYS="queue_id domain next_hop mode policy_id source mx tls dane dane_r
 RUN_AS=nobody
 SUBMISSION_NAME=mtasts-submission
 TLSRPT_FLUSH_SECONDS=2
-PASSED=0
-FAILED=0
 MILTER_CONF="" MILTER_LOG="" SOCKET_DIR="" SOCKET="" STORE=""
-
-report() {  # report NAME WHY ("" = ok)
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 # The contrib snippets, with the unix-socket alternative of main.cf.snippet
 # switched on (the commented "#mtasts_milter = unix:..." line).
@@ -279,8 +274,7 @@ main() {
   report cli-as-root-becomes-user "$(check_cli_as_root)"
   mb_milter_stop  # not in $(...): only the starting shell can wait for it
   report sigterm "$([ "$MB_MILTER_RC" = 0 ] || echo "exit status $MB_MILTER_RC (want 0)")"
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  report_summary
 }
 
 main "$@"

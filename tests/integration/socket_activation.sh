@@ -21,6 +21,8 @@
 # Prints "ok NAME" / "FAIL NAME: why", then "N passed, M failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 # shellcheck source-path=SCRIPTDIR source=lib/systemd_ns.sh
@@ -33,8 +35,6 @@ SOCKETMAP_SOCKET_UNIT=mta-sts-milter-socketmap.socket
 SOCKET_PATH=/run/sd-test/sock/milter.sock
 SOCKETMAP_PORT=18462
 MILTER_PORT=18901
-PASSED=0
-FAILED=0
 WORK=$(mktemp -d) || exit 1
 
 cleanup() {
@@ -44,11 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-report() {
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 # contrib's socket unit with ListenStream= replaced.
 socket_unit() {  # socket_unit NAME LISTEN
@@ -212,5 +207,4 @@ report socketmap "$(check_socketmap)"
 report stop-keeps-socket "$(check_stop_keeps_socket)"
 report milter-inet "$(check_milter_inet)"
 report bad-name "$(check_bad_name)"
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" = 0 ]
+report_summary

@@ -29,6 +29,8 @@
 # exits non-zero when anything failed.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/mailbed.sh
 source "$HERE/lib/mailbed.sh"
@@ -40,8 +42,6 @@ SOCKETMAP_PORT=8461
 MTA=sts
 MTA_PORT=2530
 SMTP_CLIENT="$HERE/lib/smtp_client.py"
-PASSED=0
-FAILED=0
 SERVER_PID=""
 SERVER_LOG=""
 SYSLOG=""
@@ -96,11 +96,6 @@ split_row() {
   for f in "${raw[@]}"; do FIELDS+=("$(trim "$f")"); done
 }
 table_rows() { grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' <<<"$TABLE"; }
-
-report() {  # report NAME WHY ("" = ok)
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 server_stop() {
   [ -n "$SERVER_PID" ] || return 0
@@ -329,8 +324,7 @@ main() {
   fi
   cf_check
   run_rows
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  report_summary
 }
 
 main "$@"

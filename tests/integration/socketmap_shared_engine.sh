@@ -53,6 +53,8 @@
 # exits non-zero when anything failed.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/mailbed.sh
 source "$HERE/lib/mailbed.sh"
@@ -70,10 +72,6 @@ PASSED=0 FAILED=0
 PIDS=()                           # daemons started here, stopped by pid
 LIST="" RUN=""
 
-report() {  # report NAME WHY: "" = ok
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 die() { echo "FAIL setup: $*"; exit 1; }
 
 cleanup() {

@@ -16,18 +16,13 @@
 # Prints "ok NAME" / "FAIL NAME: why", then "N passed, M failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 UNIT="$ROOT/contrib/systemd/mta-sts-milter.service"
-PASSED=0
-FAILED=0
 WORK=$(mktemp -d) || exit 1
 trap 'rm -rf "$WORK"' EXIT
-
-report() {
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 write_files() {
   cat >"$WORK/milter.toml" <<EOF
@@ -138,8 +133,7 @@ main() {
   report stopping "$(check_stopping)"
   report no-socket "$(check_no_socket)"
   report unit "$(check_unit)"
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  report_summary
 }
 
 main "$@"

@@ -21,24 +21,12 @@
 
 #include "milter/libmilter_listener.h"
 #include "milter/services.h"
+#include "owned_fd.h"
 
 namespace mtasts::milter {
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = test_support::OwnedFd;
 
 Fd listening_inet(int family, const char* address) {
   Fd fd(socket(family, SOCK_STREAM, 0));

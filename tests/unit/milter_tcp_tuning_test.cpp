@@ -17,26 +17,12 @@
 #include <thread>
 #include <utility>
 
+#include "owned_fd.h"
+
 namespace mtasts::milter {
 namespace {
 
-// An owned descriptor.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(Fd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  Fd& operator=(Fd&& other) noexcept {
-    std::swap(fd_, other.fd_);
-    return *this;
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using Fd = test_support::OwnedFd;
 
 int tcp_option(int fd, int option) {
   int value = -1;

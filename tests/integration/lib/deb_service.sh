@@ -36,6 +36,8 @@
 # Prints "ok NAME" / "FAIL NAME: why", then "N passed, M failed".
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=report.sh
+source "$HERE/report.sh"
 # shellcheck source-path=SCRIPTDIR source=mailbed.sh
 source "$HERE/mailbed.sh"
 # shellcheck source-path=SCRIPTDIR source=systemd_ns.sh
@@ -53,19 +55,11 @@ STORE=/var/lib/mta-sts-milter/cache.db
 METRICS_PORT=9489
 # shellcheck disable=SC2034  # read by decision_checks.sh
 DECISION_KEYS="queue_id domain next_hop mode policy_id source mx tls dane dane_reason action reason result_type elapsed_ms"
-PASSED=0
-FAILED=0
 SAVED_CONF=""
 MILTER_LOG=""  # the unit's journal, copied by journal_to_log (decision_checks.sh)
 
-report() {
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
-
 finish() {
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  report_summary
   exit
 }
 
