@@ -74,6 +74,12 @@ ExecStart=$MTASTS_BIN -c /run/sd-test/milter.toml
 User=nobody
 Group=nogroup
 EOF
+  # A sanitizer build's options (scripts/sanitize.sh: reports to a folder it
+  # checks), which systemd would not pass on by itself.
+  local name
+  for name in ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS; do
+    [ -z "${!name:-}" ] || echo "Environment=\"$name=${!name}\"" >>"$units/$SERVICE"
+  done
   socket_unit "$MILTER_SOCKET_UNIT" "$SOCKET_PATH" >"$units/$MILTER_SOCKET_UNIT"
   socket_unit "$SOCKETMAP_SOCKET_UNIT" "127.0.0.1:$SOCKETMAP_PORT" >"$units/$SOCKETMAP_SOCKET_UNIT"
 }

@@ -11,15 +11,22 @@
 #             own subtree and never touches the host's hierarchies. That
 #             group has no controllers, so TasksMax= and the like are not
 #             enforced here.
-#   tmpfs     over /run, /tmp, /var/tmp, /var/log and /var/lib/systemd: the
-#             journal, runtime state and PrivateTmp= folders go with it.
-#             Everything else (/etc, /usr, /var/lib/NAME, /var/spool) is the
-#             host's, as a unit on a real machine sees it.
-#   boot      only the target sd-test.target, which Wants= the units given:
-#             nothing else the host has enabled is started.
+#   tmpfs     over /run, /var/log and /var/lib/systemd: the journal and
+#             runtime state go with it. Everything else (/etc, /usr, /tmp,
+#             /var/lib/NAME, /var/spool) is the host's, as a unit on a real
+#             machine sees it: a binary under test in a clone below /tmp
+#             stays visible. PrivateTmp= folders systemd made in /tmp and
+#             left behind are removed by sd_shutdown.
+#   boot      only the target sd-test.target, which Wants= journald and the
+#             units given; nothing else the host has enabled is started.
+#             Every service, socket and timer gets DefaultDependencies=no (a
+#             drop-in in the namespace's /run) and network-online.target is
+#             masked: nothing pulls in sysinit.target or the network set-up,
+#             whose units act on what the host shares with the namespace
+#             (systemd-tmpfiles-setup empties /tmp, systemd-sysctl sets the
+#             kernel's sysctls, ...). sd_boot fails if any other service ran.
 #   files     DIR/sd-units/* (if any) become units in /run/systemd/system,
-#             DIR/sd-files/* (if any) are copied to /run/sd-test: under the
-#             tmpfs over /tmp the units could not see DIR.
+#             DIR/sd-files/* (if any) are copied to /run/sd-test.
 #
 # Usage: sd_boot NETNS DIR UNIT...; sd_ctl ARGS (systemctl), sd_journal ARGS
 # (journalctl), sd_nsexec CMD... (in its PID, mount and network namespaces);
@@ -29,6 +36,8 @@
 SD_PID=""      # systemd's PID as this (the host's) PID namespace sees it
 SD_LAUNCHER="" # the process that became unshare (its parent)
 SD_CGROUP=""   # the cgroup2 folder the namespace's systemd lives under
+SD_TMP_BEFORE="" # the PrivateTmp= folders in /tmp before the boot
+SD_BOOTED=""   # 1 once sd_boot began: sd_shutdown has something to undo
 
 sd_die() { echo "systemd_ns: error: $*" >&2; return 1; }
 
@@ -41,6 +50,8 @@ sd_cgroup2_root() {
   return 1
 }
 
+sd_private_tmp() { find /tmp /var/tmp -maxdepth 1 -name 'systemd-private-*' 2>/dev/null | sort; }
+
 sd_nsexec() { nsenter -t "$SD_PID" -m -p -n "$@"; }
 sd_ctl() { sd_nsexec systemctl "$@"; }
 sd_journal() { sd_nsexec journalctl --no-pager "$@"; }
@@ -52,6 +63,8 @@ sd_boot() {
   root=$(sd_cgroup2_root) || { sd_die "no cgroup2 hierarchy under /sys/fs/cgroup"; return 1; }
   SD_CGROUP="$root$(sed -n 's/^0:://p' /proc/self/cgroup)/mtasts-sd-$$"
   SD_CGROUP=${SD_CGROUP//\/\//\/}
+  SD_TMP_BEFORE=$(sd_private_tmp)
+  SD_BOOTED=1
   mkdir "$SD_CGROUP" || { sd_die "cannot make $SD_CGROUP"; return 1; }
   cat >"$dir/sd-inner.sh" <<'EOF'
 set -eu
@@ -59,13 +72,16 @@ dir=$1 units=$2
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/systemd/system /run/lock /run/sd-test
-# Before /tmp is covered: DIR may be under it.
 if [ -d "$dir/sd-units" ]; then cp -a "$dir/sd-units/." /run/systemd/system/; fi
 if [ -d "$dir/sd-files" ]; then cp -a "$dir/sd-files/." /run/sd-test/; fi
-for d in /tmp /var/tmp /var/log /var/lib/systemd; do mount -t tmpfs -o mode=0755 tmpfs "$d"; done
-chmod 1777 /tmp /var/tmp
-printf '[Unit]\nDescription=units under test\nWants=%s\nAfter=%s\n' "$units" "$units" \
-  >/run/systemd/system/sd-test.target
+for d in /var/log /var/lib/systemd; do mount -t tmpfs -o mode=0755 tmpfs "$d"; done
+for type in service socket timer; do
+  mkdir -p "/run/systemd/system/$type.d"
+  printf '[Unit]\nDefaultDependencies=no\n' >"/run/systemd/system/$type.d/sd-test.conf"
+done
+ln -s /dev/null /run/systemd/system/network-online.target
+printf '[Unit]\nDescription=units under test\nWants=systemd-journald.service %s\nAfter=systemd-journald.service %s\n' \
+  "$units" "$units" >/run/systemd/system/sd-test.target
 hostname sd-test
 export container=mtasts-test
 exec /lib/systemd/systemd --system --unit=sd-test.target --log-target=console --log-color=no
@@ -86,10 +102,20 @@ EOF
   [ -n "$SD_PID" ] || { sd_die "systemd did not start: $(tail -n 3 "$dir/systemd.log")"; return 1; }
   for _ in $(seq 200); do
     state=$(sd_ctl is-system-running 2>/dev/null)
-    case $state in running | degraded) return 0 ;; esac
+    case $state in running | degraded) sd_only_these_ran "$@"; return ;; esac
     sleep 0.1
   done
   sd_die "systemd is '$state' after 20 s: $(tail -n 3 "$dir/systemd.log")"
+}
+
+# sd_only_these_ran UNIT...: no service but journald and those given has run.
+sd_only_these_ran() {
+  local unit others=""
+  for unit in $(sd_ctl list-units --type=service --all --no-legend --plain \
+      --state=active,activating,deactivating,failed 2>/dev/null | awk '{ print $1 }'); do
+    case " systemd-journald.service $* " in *" $unit "*) ;; *) others+="$unit " ;; esac
+  done
+  [ -z "$others" ] || { sd_die "services of the host's boot ran in the namespace: $others"; return 1; }
 }
 
 # Asks systemd to stop every unit and exit (a container's manager exits on
@@ -111,4 +137,7 @@ sd_shutdown() {
     done
   fi
   SD_CGROUP=""
+  # Normally removed by systemd as each unit stops; left when it was killed.
+  [ -z "$SD_BOOTED" ] || comm -13 <(echo "$SD_TMP_BEFORE") <(sd_private_tmp) | xargs -r rm -rf
+  SD_BOOTED=""
 }
