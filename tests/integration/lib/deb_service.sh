@@ -22,6 +22,8 @@
 #                  message to an enforce domain with a good MX and one with
 #                  an MX without STARTTLS: RCPT 250 and 451, decision lines
 #                  in the unit's journal
+#   check          the installed binary's `check --json` (as mta-sts-milter,
+#                  on the same config and cache) resolves the enforce policy
 #   socketmap      postmap -q through socketmap:inet:127.0.0.1:8461 answers
 #                  the enforce policy
 #   metrics        the scrape counts the two decisions (action continue and
@@ -170,6 +172,14 @@ check_mail() {
   echo -n "$why"
 }
 
+check_cli_check() {
+  local out mode
+  out=$(tb_exec setpriv --reuid "$PKG" --regid "$PKG" --clear-groups \
+    /usr/sbin/mta-sts-milter -c "$CONF" check --json nostls.plain.test 2>&1) || { echo "exit $?: $out"; return; }
+  mode=$(jq -r '.policy.mode' <<<"$out" 2>&1)
+  [ "$mode" = enforce ] || echo "policy.mode '$mode' (want enforce): $(head -c 300 <<<"$out")"
+}
+
 check_socketmap() {
   local out
   out=$(tb_exec postmap -q good.plain.test socketmap:inet:127.0.0.1:8461:postfix 2>&1)
@@ -225,6 +235,7 @@ report started "$(check_started)"
 report identity "$(check_identity)"
 report socket-group "$(check_socket_group)"
 report mail "$(check_mail)"
+report check "$(check_cli_check)"
 report socketmap "$(check_socketmap)"
 report metrics "$(check_metrics)"
 report reload "$(check_reload)"
