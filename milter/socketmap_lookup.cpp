@@ -49,6 +49,15 @@ SocketmapLookupResult reusable(SocketmapAnswer answer, const policy::Resolution&
           std::nullopt};
 }
 
+// What the answer depends on besides the policy: the decision settings of
+// the policy domain (its override row applied) and the attributes switch.
+policy::SocketmapSettings answer_settings_of(const DecisionConfig& decision, const Config& config) {
+  return {
+      decision.strict_testing,
+      config.socketmap.tlsrpt_attributes ? policy::TlsrptAttributes::Append : policy::TlsrptAttributes::Omit,
+      decision.enforce_action == Action::Continue ? policy::Enforcement::Off : policy::Enforcement::On};
+}
+
 void log_lookup(const std::string& key, const RecipientRoute& route, const policy::Resolution* resolution,
                 DaneCoverage dane, const SocketmapAnswer& answer, std::int64_t elapsed_ms) {
   const auto* stored = resolution && resolution->policy ? &*resolution->policy : nullptr;
@@ -79,7 +88,7 @@ SocketmapLookupResult SocketmapLookup::lookup(const std::string& key, policy::De
   const Config& config = *settings.config;
   const std::int64_t now = clock_.now();
   const std::int64_t recheck = config.policy.txt_recheck_interval;
-  const RecipientRoute route = route_next_hop(key, rules_from(config.decision));
+  const RecipientRoute route = route_next_hop(key, *rules_for(settings.config));
   if (route.kind == RouteKind::OutOfScope || trusted_relay(route, config.decision)) {
     const SocketmapAnswer answer{SocketmapStatus::NotFound, "",
                                  route.kind == RouteKind::OutOfScope ? "out-of-scope" : "trusted-relay"};
@@ -87,18 +96,12 @@ SocketmapLookupResult SocketmapLookup::lookup(const std::string& key, policy::De
     return {answer, now + recheck, now + 2 * recheck, std::nullopt};
   }
   const policy::Resolution resolution = resolver_.resolve(policy_domain_of(route), deadline);
-  const DecisionConfig decision = decision_config_for(settings, policy_domain_of(route));
-  const policy::SocketmapSettings answer_settings{
-      decision.strict_testing,
-      config.socketmap.tlsrpt_attributes ? policy::TlsrptAttributes::Append : policy::TlsrptAttributes::Omit};
+  const policy::SocketmapSettings answer_settings =
+      answer_settings_of(decision_config_for(settings, policy_domain_of(route)), config);
   const bool enforces = policy::socketmap_enforces(resolution, answer_settings);
   const policy::NextHopView hop = enforces ? next_hop_of(route, deadline) : policy::NextHopView{};
   const DaneCoverage dane = hop.dane;
   SocketmapAnswer answer = policy::choose_socketmap_answer(resolution, hop, answer_settings);
-  // The operator switched enforcement off for this policy domain (an
-  // override row, or enforce_action = "off"): Postfix's default applies.
-  if (enforces && decision.enforce_action == Action::Continue && answer.status == SocketmapStatus::Ok)
-    answer = {SocketmapStatus::NotFound, "", "enforce-off"};
   log_lookup(key, route, &resolution, dane, answer, elapsed_ms());
   SocketmapLookupResult result = reusable(std::move(answer), resolution, dane, enforces, now, recheck);
   // Sendmail's sts rulesets read the data up to its end: the same answer
@@ -110,6 +113,14 @@ SocketmapLookupResult SocketmapLookup::lookup(const std::string& key, policy::De
     result.without_attributes = policy::choose_socketmap_answer(resolution, hop, plain);
   }
   return result;
+}
+
+std::shared_ptr<const RouteRules> SocketmapLookup::rules_for(const std::shared_ptr<const Config>& config) {
+  return rules_.with([&config](RulesOfConfig& last) {
+    if (last.config != config)
+      last = {config, std::make_shared<const RouteRules>(rules_from(config->decision))};
+    return last.rules;
+  });
 }
 
 // The hosts the MTA may connect to, and what Postfix's DANE needs: the MX

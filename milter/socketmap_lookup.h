@@ -9,11 +9,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "milter/recipient_route.h"
 #include "milter/session.h"
+#include "policy/engine/lock_guarded.h"
 #include "policy/engine/resolver.h"
 #include "policy/socketmap.h"
 #include "policy/sources.h"
@@ -37,8 +39,9 @@ struct SocketmapLookupResult {
 
 class SocketmapLookup {
  public:
-  // `settings` is read per lookup (a reload replaces it); `mx_dns` is the
-  // cached known-policy DNS context (MX and TLSA of enforce domains).
+  // `settings` is read per lookup (a reload replaces it; the routing rules
+  // are built again when its config is a new one); `mx_dns` is the cached
+  // known-policy DNS context (MX and TLSA of enforce domains).
   SocketmapLookup(policy::Resolver& resolver, policy::MxDns& mx_dns, const policy::Clock& clock,
                   std::function<Settings()> settings);
 
@@ -47,11 +50,20 @@ class SocketmapLookup {
 
  private:
   policy::NextHopView next_hop_of(const RecipientRoute& route, policy::Deadline deadline);
+  std::shared_ptr<const RouteRules> rules_for(const std::shared_ptr<const Config>& config);
+
+  // The routing rules of the last config seen: a lookup shares them, and
+  // only a new config (a reload) builds them again.
+  struct RulesOfConfig {
+    std::shared_ptr<const Config> config;
+    std::shared_ptr<const RouteRules> rules;
+  };
 
   policy::Resolver& resolver_;
   policy::MxDns& mx_dns_;
   const policy::Clock& clock_;
   std::function<Settings()> settings_;
+  policy::LockGuarded<RulesOfConfig> rules_;
 };
 
 }  // namespace mtasts::milter

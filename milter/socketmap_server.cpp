@@ -13,9 +13,11 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
@@ -72,10 +74,65 @@ struct Waiter {
 };
 
 struct Answer {
-  std::string reply;        // framed
-  std::string plain_reply;  // framed, without TLSRPT attributes; "" when the same
+  policy::SocketmapReply reply;
+  std::optional<policy::SocketmapReply> plain_reply;  // without TLSRPT attributes, when it differs
   std::int64_t reuse_until = 0;
   std::int64_t stale_until = 0;  // given while a new lookup runs
+
+  // The reply for a Sendmail map (`plain`) or a Postfix one.
+  const policy::SocketmapReply& for_map(bool plain) const {
+    return plain && plain_reply ? *plain_reply : reply;
+  }
+};
+
+// The loop's remembered answers, at most `capacity`. A full table forgets
+// the answer used the longest ago, one per new key: clearing it whole would
+// send every warm key back to the resolver at once. find() and put() are
+// O(1) and find() allocates nothing. The loop's own: no lock.
+class AnswerTable {
+ public:
+  explicit AnswerTable(std::size_t capacity) : capacity_(capacity) {}
+
+  // The answer for `key`, now the most recently used; nullptr when none.
+  const Answer* find(std::string_view key) {
+    const auto it = index_.find(key);
+    if (it == index_.end()) return nullptr;
+    order_.splice(order_.begin(), order_, it->second);
+    return &it->second->second;
+  }
+  // Inserts or replaces `key`'s answer as the most recently used.
+  void put(const std::string& key, Answer answer) {
+    if (const auto it = index_.find(key); it != index_.end()) {
+      it->second->second = std::move(answer);
+      order_.splice(order_.begin(), order_, it->second);
+      return;
+    }
+    if (capacity_ == 0) return;
+    if (index_.size() >= capacity_) {
+      index_.erase(order_.back().first);
+      order_.pop_back();
+    }
+    order_.emplace_front(key, std::move(answer));
+    index_.emplace(order_.front().first, order_.begin());
+  }
+  void erase(std::string_view key) {
+    const auto it = index_.find(key);
+    if (it == index_.end()) return;
+    const auto entry = it->second;
+    index_.erase(it);
+    order_.erase(entry);
+  }
+  void clear() {
+    index_.clear();
+    order_.clear();
+  }
+
+ private:
+  using Entry = std::pair<const std::string, Answer>;
+  std::size_t capacity_;
+  std::list<Entry> order_;  // front: the most recently used
+  // Keyed by views of the keys in order_: a list node never moves.
+  std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;
 };
 
 int checked(int result, const char* what) {
@@ -92,19 +149,24 @@ struct SocketmapServer::Impl {
         lookup(std::move(l)),
         unix_now(std::move(u)),
         map_names(config.map_names.begin(), config.map_names.end()),
-        sendmail_maps(config.sendmail_map_names.begin(), config.sendmail_map_names.end()) {}
+        sendmail_maps(config.sendmail_map_names.begin(), config.sendmail_map_names.end()),
+        answers(config.max_answers) {}
 
-  // ---- shared with the lookup threads (under mu) ----
+  // ---- shared with the lookup threads (under mu; `stopping` is read and
+  // written only under it: the lookup threads wait on it) ----
   std::mutex mu;
   std::condition_variable jobs_changed;
   std::deque<std::string> jobs;
   std::vector<std::pair<std::string, SocketmapLookupResult>> done;
   bool stopping = false;
+  // ---- set by any thread ----
   std::atomic<bool> forget{false};
 
   // ---- the loop's own ----
   int listen_fd;
   int epoll_fd = -1;
+  // Written by start() before any other thread may use it, closed only by the
+  // destructor: forget_answers() and stop() may write to it from any thread.
   int wake_fd = -1;
   SocketmapServerConfig config;
   SocketmapLookupFunction lookup;
@@ -115,7 +177,7 @@ struct SocketmapServer::Impl {
   std::uint64_t next_id = 2;
   std::unordered_map<std::string, std::vector<Waiter>> flights;  // keys being looked up
   std::deque<Waiter> deadlines;                                  // by deadline (one fixed delay)
-  std::unordered_map<std::string, Answer> answers;
+  AnswerTable answers;
   std::int64_t now_unix = 0;
   Steady::time_point next_sweep = Steady::now();
   bool accepting = true;
@@ -143,13 +205,14 @@ struct SocketmapServer::Impl {
   void on_readable(Connection& c);
   void process_frames(Connection& c);
   void handle_request(Connection& c, const std::string& payload);
-  void count_answer(const std::string& reply, Steady::time_point asked);
+  void count_answer(SocketmapStatus status, Steady::time_point asked);
   Steady::time_point request_started;  // of the request being handled (the loop's thread)
-  void answer_now(Connection& c, std::string reply);
+  void answer_now(Connection& c, policy::SocketmapReply reply);
   void wait_for_lookup(Connection& c, std::string key, bool plain);
   bool start_lookup(const std::string& key);
   void take_done();
-  void fill(const Waiter& w, const std::string& reply);
+  void answer_waiters(const std::vector<Waiter>& waiters, const Answer& answer);
+  void fill(const Waiter& w, const policy::SocketmapReply& reply);
   void flush(Connection& c);
   bool write_out(Connection& c);
   void update_events(Connection& c);
@@ -170,7 +233,10 @@ SocketmapServer::SocketmapServer(int listen_fd, SocketmapServerConfig config, So
 
 SocketmapServer::~SocketmapServer() {
   stop();
-  if (impl_->listen_fd >= 0) close(impl_->listen_fd);
+  Impl& m = *impl_;
+  if (m.epoll_fd >= 0) close(m.epoll_fd);
+  if (m.wake_fd >= 0) close(m.wake_fd);
+  if (m.listen_fd >= 0) close(m.listen_fd);
 }
 
 void SocketmapServer::start() {
@@ -199,8 +265,8 @@ void SocketmapServer::stop() {
   for (auto& t : m.lookup_threads)
     if (t.joinable()) t.join();
   m.lookup_threads.clear();
-  if (m.epoll_fd >= 0) close(std::exchange(m.epoll_fd, -1));
-  if (m.wake_fd >= 0) close(std::exchange(m.wake_fd, -1));
+  // The descriptors stay open until the destructor: a reload may still call
+  // forget_answers(), and a closed wake_fd could by then be another file.
 }
 
 void SocketmapServer::forget_answers() {
@@ -373,6 +439,7 @@ void SocketmapServer::Impl::on_readable(Connection& c) {
 
 void SocketmapServer::Impl::process_frames(Connection& c) {
   while (!c.closing && c.slots.size() < kMaxRequestsInProgress) {
+    request_started = Steady::now();  // a malformed frame's answer is timed too
     auto frame = c.reader.next();
     if (!frame) {
       ++n_malformed;
@@ -380,9 +447,9 @@ void SocketmapServer::Impl::process_frames(Connection& c) {
         spdlog::warn(
             "socketmap event=malformed-request error={} times={} note=\"answered PERM, connection closed\"",
             policy::to_string(frame.error()), *n);
-      answer_now(
-          c, policy::format_reply(SocketmapStatus::Perm,
-                                  "malformed netstring: " + std::string(policy::to_string(frame.error()))));
+      answer_now(c,
+                 policy::make_reply(SocketmapStatus::Perm,
+                                    "malformed netstring: " + std::string(policy::to_string(frame.error()))));
       c.closing = true;
       break;
     }
@@ -394,30 +461,27 @@ void SocketmapServer::Impl::process_frames(Connection& c) {
 
 void SocketmapServer::Impl::handle_request(Connection& c, const std::string& payload) {
   ++n_requests;
-  request_started = Steady::now();
   auto request = policy::parse_request(payload);
   if (!request) {
-    answer_now(c, policy::format_reply(SocketmapStatus::Perm,
-                                       "bad request: " + std::string(policy::to_string(request.error()))));
+    answer_now(c, policy::make_reply(SocketmapStatus::Perm,
+                                     "bad request: " + std::string(policy::to_string(request.error()))));
     return;
   }
   if (!map_names.contains(request->map_name)) {
-    answer_now(c, policy::format_reply(SocketmapStatus::Perm, "unknown map name " + request->map_name));
+    answer_now(c, policy::make_reply(SocketmapStatus::Perm, "unknown map name " + request->map_name));
     return;
   }
   std::string key = policy::ascii_lowercase(request->key);
   const bool plain = sendmail_maps.contains(request->map_name);
-  if (const auto it = answers.find(key); it != answers.end()) {
-    const Answer& known = it->second;
-    const std::string& reply = plain && !known.plain_reply.empty() ? known.plain_reply : known.reply;
-    if (now_unix < known.reuse_until) {
+  if (const Answer* known = answers.find(key)) {
+    if (now_unix < known->reuse_until) {
       ++n_warm;
-      answer_now(c, reply);
+      answer_now(c, known->for_map(plain));
       return;
     }
-    if (now_unix < known.stale_until) {  // still good enough; refresh it behind the reply
+    if (now_unix < known->stale_until) {  // still good enough; refresh it behind the reply
       ++n_warm;
-      answer_now(c, reply);
+      answer_now(c, known->for_map(plain));
       if (!flights.contains(key) && start_lookup(key)) flights.emplace(std::move(key), std::vector<Waiter>{});
       return;
     }
@@ -425,19 +489,17 @@ void SocketmapServer::Impl::handle_request(Connection& c, const std::string& pay
   wait_for_lookup(c, std::move(key), plain);
 }
 
-void SocketmapServer::Impl::answer_now(Connection& c, std::string reply) {
-  count_answer(reply, request_started);
-  c.slots.push_back(Slot{c.next_seq++, true, std::move(reply)});
+void SocketmapServer::Impl::answer_now(Connection& c, policy::SocketmapReply reply) {
+  count_answer(reply.status, request_started);
+  c.slots.push_back(Slot{c.next_seq++, true, std::move(reply.framed)});
 }
 
-// metrics: the answer's status word ("N:OK data," -> "OK") and the time
-// from the request to its answer.
-void SocketmapServer::Impl::count_answer(const std::string& reply, Steady::time_point asked) {
+// metrics: the answer's status as sent and the time from the request to its
+// answer.
+void SocketmapServer::Impl::count_answer(SocketmapStatus status, Steady::time_point asked) {
   if (!policy::metrics::enabled()) return;
-  const std::size_t start = reply.find(':') + 1;
-  const std::size_t end = reply.find_first_of(" ,", start);
   auto& m = policy::metrics::registry();
-  m.socketmap_requests.add(std::string_view(reply).substr(start, end - start));
+  m.socketmap_requests.add(policy::to_string(status));
   m.socketmap_seconds.observe(Steady::now() - asked);
 }
 
@@ -448,7 +510,7 @@ void SocketmapServer::Impl::wait_for_lookup(Connection& c, std::string key, bool
       if (const auto n = overloaded_log.note(now_unix))
         spdlog::warn("socketmap event=overloaded waiting_keys={} times={} note=\"answered TEMP\"",
                      flights.size(), *n);
-      answer_now(c, policy::format_reply(SocketmapStatus::Temp, "MTA-STS lookups overloaded"));
+      answer_now(c, policy::make_reply(SocketmapStatus::Temp, "MTA-STS lookups overloaded"));
       return;
     }
     flight = flights.emplace(key, std::vector<Waiter>{}).first;
@@ -477,40 +539,43 @@ void SocketmapServer::Impl::take_done() {
     finished.swap(done);
   }
   for (auto& [key, result] : finished) {
-    std::string reply = policy::format_reply(result.answer.status, result.answer.text);
-    std::string plain_reply =
-        result.without_attributes
-            ? policy::format_reply(result.without_attributes->status, result.without_attributes->text)
-            : std::string();
-    if (result.reuse_until > now_unix) {
-      if (answers.size() >= config.max_answers) answers.clear();  // rare; refills from the resolver's memory
-      answers[key] =
-          Answer{reply, plain_reply, result.reuse_until, std::max(result.reuse_until, result.stale_until)};
-    } else {
+    Answer answer{policy::make_reply(result.answer.status, result.answer.text), std::nullopt,
+                  result.reuse_until, std::max(result.reuse_until, result.stale_until)};
+    if (result.without_attributes)
+      answer.plain_reply =
+          policy::make_reply(result.without_attributes->status, result.without_attributes->text);
+    // The table first: a request for the same key read while the waiters'
+    // replies are flushed finds the answer there.
+    if (answer.reuse_until > now_unix)
+      answers.put(key, answer);
+    else
       answers.erase(key);
-    }
     const auto flight = flights.find(key);
     if (flight == flights.end()) continue;
     const std::vector<Waiter> waiters = std::move(flight->second);
     flights.erase(flight);
-    std::set<std::uint64_t> touched;
-    for (const Waiter& w : waiters) {
-      fill(w, w.plain && !plain_reply.empty() ? plain_reply : reply);
-      touched.insert(w.connection);
-    }
-    for (const auto id : touched)
-      if (Connection* c = find(id)) flush(*c);
+    answer_waiters(waiters, answer);
   }
 }
 
-void SocketmapServer::Impl::fill(const Waiter& w, const std::string& reply) {
+void SocketmapServer::Impl::answer_waiters(const std::vector<Waiter>& waiters, const Answer& answer) {
+  std::set<std::uint64_t> touched;
+  for (const Waiter& w : waiters) {
+    fill(w, answer.for_map(w.plain));
+    touched.insert(w.connection);
+  }
+  for (const auto id : touched)
+    if (Connection* c = find(id)) flush(*c);
+}
+
+void SocketmapServer::Impl::fill(const Waiter& w, const policy::SocketmapReply& reply) {
   Connection* c = find(w.connection);
   if (!c || c->slots.empty() || w.seq < c->slots.front().seq) return;  // gone, or already answered
   Slot& slot = c->slots[w.seq - c->slots.front().seq];
   if (slot.ready) return;  // answered TEMP at its deadline
-  count_answer(reply, w.deadline - config.deadline);
+  count_answer(reply.status, w.deadline - config.deadline);
   slot.ready = true;
-  slot.reply = reply;
+  slot.reply = reply.framed;
 }
 
 void SocketmapServer::Impl::expire_deadlines(Steady::time_point now) {
@@ -522,7 +587,7 @@ void SocketmapServer::Impl::expire_deadlines(Steady::time_point now) {
     if (!c || c->slots.empty() || w.seq < c->slots.front().seq) continue;
     if (c->slots[w.seq - c->slots.front().seq].ready) continue;
     ++n_temp_deadline;
-    fill(w, policy::format_reply(SocketmapStatus::Temp, "MTA-STS lookup still running, try again"));
+    fill(w, policy::make_reply(SocketmapStatus::Temp, "MTA-STS lookup still running, try again"));
     touched.insert(w.connection);
   }
   for (const auto id : touched)

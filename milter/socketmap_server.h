@@ -45,7 +45,9 @@ struct SocketmapServerConfig {
   std::chrono::seconds idle_timeout{300};
   std::size_t lookup_threads = 64;
   std::size_t max_waiting_keys = 4096;
-  std::size_t max_answers = 200000;  // the answer table; the oldest half goes when full
+  // The answer table; when full, each new key pushes out the answer used
+  // the longest ago (0: no answer is remembered).
+  std::size_t max_answers = 200000;
 };
 
 // Blocking; runs on a lookup thread. `key` is lower-cased ASCII.
@@ -77,9 +79,11 @@ class SocketmapServer {
   // Starts the loop and the lookup threads. Throws std::system_error.
   void start();
   // Answers requests still waiting with TEMP, closes every connection, and
-  // joins the threads (a lookup in progress ends within its deadline).
+  // joins the threads (a lookup in progress ends within its deadline). Not
+  // to be called from two threads at once; the destructor calls it again.
   void stop();
   // Drops every remembered answer (after a reload changed the settings).
+  // Thread-safe, also after stop().
   void forget_answers();
 
   SocketmapCounts counts() const;

@@ -73,11 +73,11 @@ bool is_key_byte(char c) { return c != ' ' && !is_control(c); }
 
 // ---- Replies
 
-std::string framed(SocketmapStatus status, std::string_view text) {
+SocketmapReply framed(SocketmapStatus status, std::string_view text) {
   std::string payload(to_string(status));
   payload += ' ';
   payload += text;
-  return encode_netstring(payload);
+  return {status, encode_netstring(payload)};
 }
 
 std::string reason_text(std::string_view text) {
@@ -262,7 +262,7 @@ std::string_view to_string(SocketmapStatus status) {
   return "PERM";
 }
 
-std::string format_reply(SocketmapStatus status, std::string_view text) {
+SocketmapReply make_reply(SocketmapStatus status, std::string_view text) {
   switch (status) {
     case SocketmapStatus::Ok:
       if (text.size() > kMaxOkDataBytes || has_control(text)) {
@@ -277,6 +277,10 @@ std::string format_reply(SocketmapStatus status, std::string_view text) {
       return framed(status, reason_text(text));
   }
   return framed(SocketmapStatus::Perm, "");
+}
+
+std::string format_reply(SocketmapStatus status, std::string_view text) {
+  return make_reply(status, text).framed;
 }
 
 // ---- Answer data
@@ -409,13 +413,13 @@ DaneCoverage dane_coverage(std::span<const TlsaAnswer> hosts) {
   return failed > 0 ? DaneCoverage::Unknown : DaneCoverage::None;
 }
 
-bool socketmap_enforces(const Resolution& resolution, const SocketmapSettings& settings) {
-  if (!resolution.policy) return false;
-  const Mode mode = resolution.policy->policy.mode;
+namespace {
+
+// The policy asks for enforcement (§5), before the operator's switch.
+bool policy_enforces(const StoredPolicy& stored, const SocketmapSettings& settings) {
+  const Mode mode = stored.policy.mode;
   return mode == Mode::Enforce || (mode == Mode::Testing && settings.strict_testing);
 }
-
-namespace {
 
 SocketmapAnswer without_policy(const Resolution& resolution) {
   // Only a discovery that has not finished is worth a retry (see the header).
@@ -453,10 +457,19 @@ SocketmapAnswer enforcing(const StoredPolicy& stored, const NextHopView& hop,
 
 }  // namespace
 
+bool socketmap_enforces(const Resolution& resolution, const SocketmapSettings& settings) {
+  return resolution.policy && policy_enforces(*resolution.policy, settings) &&
+         settings.enforcement == Enforcement::On;
+}
+
 SocketmapAnswer choose_socketmap_answer(const Resolution& resolution, const NextHopView& hop,
                                         const SocketmapSettings& settings) {
   if (!resolution.policy) return without_policy(resolution);
   if (socketmap_enforces(resolution, settings)) return enforcing(*resolution.policy, hop, settings);
+  // Switched off by the operator: Postfix's own default level applies, even
+  // where the policy could not be expressed (that TEMP would block mail the
+  // operator chose to let through).
+  if (policy_enforces(*resolution.policy, settings)) return {SocketmapStatus::NotFound, "", "enforce-off"};
   if (resolution.policy->policy.mode == Mode::Testing) return {SocketmapStatus::NotFound, "", "testing"};
   return {SocketmapStatus::NotFound, "", "mode-none"};
 }

@@ -157,11 +157,22 @@ enum class SocketmapStatus { Ok, NotFound, Temp, Timeout, Perm };
 // "OK", "NOTFOUND", "TEMP", "TIMEOUT", "PERM": the words on the wire.
 std::string_view to_string(SocketmapStatus status);
 
+// One reply as it goes on the wire, with the status it carries: the status
+// asked for, except OK data that cannot be sent, which goes as TEMP. Counting
+// `status` counts what the MTA reads; nobody parses the bytes back.
+struct SocketmapReply {
+  SocketmapStatus status = SocketmapStatus::Perm;
+  std::string framed;  // the netstring
+  friend bool operator==(const SocketmapReply&, const SocketmapReply&) = default;
+};
+
 // The whole framed reply. Ok: `OK DATA` with `text` as the data (see
 // "Choices": unsafe or oversized data becomes TEMP). NotFound: `NOTFOUND `,
 // `text` ignored. Temp, Timeout, Perm: `WORD REASON`, the reason sanitised to
 // printable ASCII and cut at kMaxReasonBytes. Never longer than
 // kPostfixMaxReplyBytes plus the framing.
+SocketmapReply make_reply(SocketmapStatus status, std::string_view text);
+// make_reply(status, text).framed.
 std::string format_reply(SocketmapStatus status, std::string_view text);
 
 // ---- MTA-STS answer data -----------------------------------------------
@@ -248,6 +259,9 @@ Result<std::string, AnswerError> sts_answer_data(const StsPolicyFacts& facts, Tl
 //   mix levels per host: `secure` keeps every host verified (a DANE host must
 //   then also pass WebPKI, as the RFC already asks of enforce MX hosts);
 //   `dane` would leave the others at `may`, an unverified delivery.
+//   The operator may switch that off for a policy domain (enforce_action =
+//   "off", or an override row saying so; Enforcement::Off): NOTFOUND, as for
+//   testing below, whatever the next hop; the milter likewise continues.
 // - testing (RFC 8461 §5: deliver, report): NOTFOUND, so Postfix applies its
 //   own default level (DANE where published) and delivers.
 // - none, or no policy (no TXT record, an invalid one, a failed fetch with
@@ -276,17 +290,22 @@ enum class DaneCoverage {
 };
 std::string_view to_string(DaneCoverage coverage);  // "unknown" | "none" | "some" | "all"
 
+// Whether a policy that enforces may steer delivery, as the operator set it
+// for the policy domain (the config's enforce_action or an override row).
+enum class Enforcement { On, Off };
+
 struct SocketmapSettings {
   bool strict_testing = false;  // testing answered as enforce
   TlsrptAttributes attributes = TlsrptAttributes::Omit;
+  Enforcement enforcement = Enforcement::On;
 };
 
 struct SocketmapAnswer {
   SocketmapStatus status = SocketmapStatus::NotFound;
   std::string text;  // OK data or the TEMP reason
   // Why, for the log: "enforce", "dane-only", "testing", "mode-none",
-  // "enforce-no-attributes", "no-policy", "pending", "overloaded", "stopping",
-  // "unusable-policy".
+  // "enforce-no-attributes", "enforce-off", "no-policy", "pending",
+  // "overloaded", "stopping", "unusable-policy".
   std::string_view why;
   friend bool operator==(const SocketmapAnswer&, const SocketmapAnswer&) = default;
 };
@@ -310,8 +329,9 @@ SocketmapAnswer choose_socketmap_answer(const Resolution& resolution, const Next
 // fail that host, `secure` still verifies it. No hosts: None.
 DaneCoverage dane_coverage(std::span<const TlsaAnswer> hosts);
 
-// Whether a resolution enforces (enforce, or testing under strict_testing):
-// then the answer needs the next hop (NextHopView).
+// Whether the answer for a resolution enforces (enforce, or testing under
+// strict_testing, and Enforcement::On): then it needs the next hop
+// (NextHopView); otherwise the next hop changes nothing.
 bool socketmap_enforces(const Resolution& resolution, const SocketmapSettings& settings);
 
 }  // namespace mtasts::policy

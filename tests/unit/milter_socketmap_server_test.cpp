@@ -14,10 +14,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "policy/engine/metrics.h"
 #include "policy/socketmap.h"
 
 namespace mtasts::milter {
@@ -26,8 +28,8 @@ namespace {
 using namespace std::chrono_literals;
 using policy::SocketmapStatus;
 
-// The lookup the server calls: answers from a table; keys in `held` wait
-// until release() (a slow discovery).
+// The lookup the server calls: answers by the key's first word; keys
+// starting "slow" wait while held, until release() (a slow discovery).
 class FakeLookup {
  public:
   SocketmapLookupResult operator()(const std::string& key, policy::Deadline) {
@@ -36,6 +38,8 @@ class FakeLookup {
     keys_.push_back(key);
     changed_.wait(lock, [&] { return !held_ || key.rfind("slow", 0) != 0; });
     if (key.rfind("temp", 0) == 0) return {{SocketmapStatus::Temp, "pending", "pending"}, 0, 0};
+    if (key.rfind("unsafe", 0) == 0)  // OK data the server cannot send
+      return {{SocketmapStatus::Ok, "secure match=\x01", "enforce"}, 0, 0};
     if (key.rfind("none", 0) == 0)
       return {{SocketmapStatus::NotFound, "", "no-policy"}, now_ + 60, now_ + 120};
     return {{SocketmapStatus::Ok, "secure match=mx." + key + " servername=hostname", "enforce"},
@@ -71,6 +75,32 @@ std::string ok_reply(const std::string& key) {
   return policy::format_reply(SocketmapStatus::Ok, "secure match=mx." + key + " servername=hostname");
 }
 const std::string kNotFound = "9:NOTFOUND ,";
+
+// The answers counted (mtasts_socketmap_requests_total) by status word.
+std::uint64_t answers_counted(SocketmapStatus status) {
+  return policy::metrics::registry().socketmap_requests.value(policy::to_string(status));
+}
+
+// Answers timed at over a second (mtasts_socketmap_request_duration_seconds).
+std::uint64_t answers_over_a_second() {
+  std::string text;
+  policy::metrics::registry().socketmap_seconds.write(text);
+  std::istringstream lines(text);
+  std::uint64_t within = 0, all = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const std::string value = line.substr(line.rfind(' ') + 1);
+    if (line.find("_bucket{le=\"1\"} ") != std::string::npos) within = std::stoull(value);
+    if (line.find("_count ") != std::string::npos) all = std::stoull(value);
+  }
+  EXPECT_GT(all, 0u) << text;  // the histogram was read
+  return all - within;
+}
+
+// Metrics on for one test (they are process-wide).
+struct MetricsOn {
+  MetricsOn() { policy::metrics::set_enabled(true); }
+  ~MetricsOn() { policy::metrics::set_enabled(false); }
+};
 
 class SocketmapServerTest : public ::testing::Test {
  protected:
@@ -237,6 +267,109 @@ TEST_F(SocketmapServerTest, ALookupPastTheDeadlineIsAnsweredTempAndFillsTheTable
   EXPECT_EQ(read_bytes(fd, ok_reply("slow.example").size()), ok_reply("slow.example"));
   EXPECT_EQ(lookup_.calls(), 1);
   close(fd);
+}
+
+TEST_F(SocketmapServerTest, AFullTableForgetsOnlyTheAnswerUsedTheLongestAgo) {
+  SocketmapServerConfig config;
+  config.max_answers = 2;
+  start(config);
+  const int fd = connect_client();
+  const auto ask = [&](const std::string& key) {
+    send_all(fd, request("postfix", key));
+    EXPECT_EQ(read_bytes(fd, ok_reply(key).size()), ok_reply(key)) << key;
+  };
+  ask("one.example");
+  ask("two.example");
+  ask("one.example");    // warm: now used after two
+  ask("three.example");  // the table is full: two goes, one stays
+  EXPECT_EQ(lookup_.calls(), 3);
+  ask("one.example");
+  ask("three.example");
+  EXPECT_EQ(lookup_.calls(), 3);  // both still warm
+  ask("two.example");
+  EXPECT_EQ(lookup_.calls(), 4);
+  EXPECT_EQ(server_->counts().warm_answers, 3u);
+  close(fd);
+}
+
+TEST_F(SocketmapServerTest, ForgetAnswersSendsTheNextRequestToALookup) {
+  start();
+  const int fd = connect_client();
+  for (int i = 0; i < 2; ++i) {
+    send_all(fd, request("postfix", "none.example"));
+    EXPECT_EQ(read_bytes(fd, kNotFound.size()), kNotFound);
+  }
+  EXPECT_EQ(lookup_.calls(), 1);
+  server_->forget_answers();
+  send_all(fd, request("postfix", "none.example"));
+  EXPECT_EQ(read_bytes(fd, kNotFound.size()), kNotFound);
+  EXPECT_EQ(lookup_.calls(), 2);
+  close(fd);
+}
+
+// The daemon stops the server before it stops its reload thread, which may
+// call forget_answers() meanwhile (a race TSan reports on the wake
+// descriptor if stop() closes it).
+TEST_F(SocketmapServerTest, ForgetAnswersMayRunWhileTheServerStops) {
+  start();
+  std::atomic<bool> stopped{false};
+  std::thread reload([&] {
+    for (int after_stop = 0; after_stop < 100;) {
+      server_->forget_answers();
+      if (stopped) ++after_stop;
+    }
+  });
+  std::this_thread::sleep_for(10ms);
+  server_->stop();
+  stopped = true;
+  reload.join();
+}
+
+// metrics: every answer counted once by the status the client reads, the
+// warm ones too, and OK data that cannot be sent as the TEMP it becomes.
+TEST_F(SocketmapServerTest, AnswersAreCountedByTheStatusSent) {
+  const MetricsOn metrics;
+  start();
+  const auto ok = answers_counted(SocketmapStatus::Ok);
+  const auto not_found = answers_counted(SocketmapStatus::NotFound);
+  const auto temp = answers_counted(SocketmapStatus::Temp);
+  const auto perm = answers_counted(SocketmapStatus::Perm);
+  const int fd = connect_client();
+  const std::string unsafe = policy::format_reply(SocketmapStatus::Temp, "unsafe or oversized reply data");
+  const std::string pending = policy::format_reply(SocketmapStatus::Temp, "pending");
+  const std::string unknown = policy::format_reply(SocketmapStatus::Perm, "unknown map name other");
+  send_all(fd, request("postfix", "a.example"));
+  EXPECT_EQ(read_bytes(fd, ok_reply("a.example").size()), ok_reply("a.example"));
+  send_all(fd, request("postfix", "a.example") + request("postfix", "none.example") +
+                   request("postfix", "unsafe.example") + request("postfix", "temp.example") +
+                   request("other", "a.example"));
+  const std::string expected = ok_reply("a.example") + kNotFound + unsafe + pending + unknown;
+  EXPECT_EQ(read_bytes(fd, expected.size()), expected);
+  EXPECT_EQ(answers_counted(SocketmapStatus::Ok) - ok, 2u);
+  EXPECT_EQ(answers_counted(SocketmapStatus::NotFound) - not_found, 1u);
+  EXPECT_EQ(answers_counted(SocketmapStatus::Temp) - temp, 2u);
+  EXPECT_EQ(answers_counted(SocketmapStatus::Perm) - perm, 1u);
+  close(fd);
+}
+
+// A malformed frame's PERM is timed from its own arrival, not from the last
+// well-formed request (on whichever connection that was).
+TEST_F(SocketmapServerTest, AMalformedFrameIsTimedFromItsOwnArrival) {
+  const MetricsOn metrics;
+  start();
+  const int before = connect_client();
+  send_all(before, request("postfix", "none.example"));
+  EXPECT_EQ(read_bytes(before, kNotFound.size()), kNotFound);
+  std::this_thread::sleep_for(1100ms);
+  const auto slow = answers_over_a_second();
+  const int fd = connect_client();
+  send_all(fd, "hello\r\n");
+  const std::string perm =
+      policy::format_reply(SocketmapStatus::Perm, "malformed netstring: bad-length-digit");
+  EXPECT_EQ(read_bytes(fd, perm.size()), perm);
+  EXPECT_EQ(answers_over_a_second(), slow);
+  close(fd);
+  close(before);
 }
 
 TEST_F(SocketmapServerTest, TempAnswersAreNotRemembered) {

@@ -53,6 +53,18 @@ TEST(PolicySocketmap, ReplyFrames) {
   }
 }
 
+// The status travels with the bytes: the one asked for, except OK data that
+// cannot be sent, which goes (and is counted) as TEMP.
+TEST(PolicySocketmap, MakeReplyCarriesTheStatusSent) {
+  for (const auto status : {SocketmapStatus::Ok, SocketmapStatus::NotFound, SocketmapStatus::Temp,
+                            SocketmapStatus::Timeout, SocketmapStatus::Perm}) {
+    SCOPED_TRACE(to_string(status));
+    EXPECT_EQ(make_reply(status, "text"), (SocketmapReply{status, format_reply(status, "text")}));
+  }
+  EXPECT_EQ(make_reply(SocketmapStatus::Ok, "secure\nmatch=x"),
+            (SocketmapReply{SocketmapStatus::Temp, "35:TEMP unsafe or oversized reply data,"}));
+}
+
 TEST(PolicySocketmap, OkDataAtPostfixLimit) {
   const std::string data(kMaxOkDataBytes, 'd');
   EXPECT_EQ(format_reply(SocketmapStatus::Ok, data), "100000:OK " + data + ",");
@@ -633,6 +645,10 @@ TEST(PolicySocketmap, AnswerTable) {
   const NextHopView unknown{};
   const SocketmapSettings plain{};
   const SocketmapSettings strict{true, TlsrptAttributes::Omit};
+  const SocketmapSettings off{false, TlsrptAttributes::Omit, Enforcement::Off};
+  const SocketmapSettings strict_off{true, TlsrptAttributes::Omit, Enforcement::Off};
+  Resolution unusable = with_policy(Mode::Enforce);  // a pattern `match=` cannot carry
+  unusable.policy->policy.mx = {"mx1.example.com", "bad pattern"};
   const std::string secure_hosts = "secure match=mx1.example.com:a.example.net servername=hostname";
   const std::string secure_patterns = "secure match=mx1.example.com:.example.net servername=hostname";
   const std::vector<AnswerCase> cases = {
@@ -676,6 +692,55 @@ TEST(PolicySocketmap, AnswerTable) {
        strict,
        {SocketmapStatus::Ok, secure_hosts, "enforce"}},
       {"none", with_policy(Mode::None), hosts, strict, {SocketmapStatus::NotFound, "", "mode-none"}},
+      {"enforce, unusable",
+       unusable,
+       unknown,
+       plain,
+       {SocketmapStatus::Temp, "MTA-STS policy of example.com cannot be expressed: bad-mx-pattern",
+        "unusable-policy"}},
+      // The operator switched enforcement off for the domain: Postfix's own
+      // default level, whatever the next hop, even for a policy that could
+      // not be expressed (it blocks no mail the operator lets through).
+      {"enforce, switched off",
+       with_policy(Mode::Enforce),
+       hosts,
+       off,
+       {SocketmapStatus::NotFound, "", "enforce-off"}},
+      {"enforce, every MX has DANE, switched off",
+       with_policy(Mode::Enforce),
+       all_dane,
+       off,
+       {SocketmapStatus::NotFound, "", "enforce-off"}},
+      {"enforce, unusable, switched off",
+       unusable,
+       unknown,
+       off,
+       {SocketmapStatus::NotFound, "", "enforce-off"}},
+      {"testing, strict, switched off",
+       with_policy(Mode::Testing),
+       hosts,
+       strict_off,
+       {SocketmapStatus::NotFound, "", "enforce-off"}},
+      {"testing, switched off",
+       with_policy(Mode::Testing),
+       hosts,
+       off,
+       {SocketmapStatus::NotFound, "", "testing"}},
+      {"none, switched off",
+       with_policy(Mode::None),
+       hosts,
+       off,
+       {SocketmapStatus::NotFound, "", "mode-none"}},
+      {"no policy, switched off",
+       without_policy(false, "txt-missing"),
+       hosts,
+       off,
+       {SocketmapStatus::NotFound, "", "no-policy"}},
+      {"first discovery still running, switched off",
+       without_policy(true, "deadline"),
+       hosts,
+       off,
+       {SocketmapStatus::Temp, "MTA-STS policy discovery for example.com still running", "pending"}},
       {"no policy",
        without_policy(false, "txt-missing"),
        hosts,
@@ -714,6 +779,30 @@ TEST(PolicySocketmap, AnswerTable) {
   };
   for (const auto& c : cases)
     EXPECT_EQ(choose_socketmap_answer(c.resolution, c.hop, c.settings), c.expected) << c.name;
+}
+
+// Only an answer that enforces needs the next hop looked up.
+TEST(PolicySocketmap, EnforcesTable) {
+  struct Case {
+    std::string name;
+    Resolution resolution;
+    SocketmapSettings settings;
+    bool enforces;
+  };
+  const SocketmapSettings off{false, TlsrptAttributes::Omit, Enforcement::Off};
+  const std::vector<Case> cases = {
+      {"enforce", with_policy(Mode::Enforce), {}, true},
+      {"enforce, switched off", with_policy(Mode::Enforce), off, false},
+      {"testing", with_policy(Mode::Testing), {}, false},
+      {"testing, strict", with_policy(Mode::Testing), {true, TlsrptAttributes::Omit}, true},
+      {"testing, strict, switched off",
+       with_policy(Mode::Testing),
+       {true, TlsrptAttributes::Omit, Enforcement::Off},
+       false},
+      {"none", with_policy(Mode::None), {}, false},
+      {"no policy", without_policy(false, "txt-missing"), {}, false},
+  };
+  for (const auto& c : cases) EXPECT_EQ(socketmap_enforces(c.resolution, c.settings), c.enforces) << c.name;
 }
 
 TEST(PolicySocketmap, AnswerWithAttributesKeepsThePolicysOwnPatterns) {
