@@ -47,18 +47,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/report_bed.sh
 source "$HERE/lib/report_bed.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/report.sh
+source "$HERE/lib/report.sh"
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 DAY=$(date -u -d '-2 days' +%F)
 RCV=rcv.secure.test     # the Postfix instance's mailbox domain
 SELECTOR=sel1
 DKIM_KEY=""
-PASSED=0
-FAILED=0
-
-check() {  # check NAME WHY ("" = ok)
-  if [ -z "$2" ]; then echo "ok $1"; PASSED=$((PASSED + 1))
-  else echo "FAIL $1: $(tr '\n' ' ' <<<"$2")"; FAILED=$((FAILED + 1)); fi
-}
 
 # want_kv OUT KEY VALUE: "" when the send summary OUT has KEY=VALUE.
 want_kv() {
@@ -108,18 +103,18 @@ bed_check() {
     https://reports.https.secure.test/tlsrpt 2>&1)
   [ "$out" = 405 ] || why+="sink GET through DNS and the test CA: '$out'; "
   [ "$(rb_sink_posts https)" = 0 ] || why+="the sink counted the GET; "
-  check bed "${why%; }"
+  report bed "${why%; }"
 }
 
 # ------------------------------------------------------------ 1. https
 scenario_https() {
   local conf="$RB_DIR/https.toml" dest=https://reports.https.secure.test/tlsrpt why out id json
   rb_config "$conf" && rb_seed_domain "$conf" "$DAY" https.secure.test 42 3 ||
-    { check https-setup "config or seed failed"; return; }
+    { report https-setup "config or seed failed"; return; }
   out=$(rb_cli "$conf" report send --now --day "$DAY")
   why=$(want_kv "$out" delivered 1)
   [ "$(rb_sink_posts https)" = 1 ] || why+="sink got $(rb_sink_posts https) POSTs, want 1; "
-  check https-send "${why%; }"
+  report https-send "${why%; }"
 
   why=""
   grep -qix 'content-type: application/tlsrpt+gzip.' "$RB_DIR/sinks/https/posts/1.headers" ||
@@ -144,25 +139,25 @@ scenario_https() {
   mkdir -p "$RB_DIR/built" && rb_cli "$conf" report build --day "$DAY" --out "$RB_DIR/built" >/dev/null
   cmp -s "$RB_DIR/sinks/https/posts/1.body" "$RB_DIR/built/reporter.secure.test!https.secure.test!"*.json.gz ||
     why+="POST body differs from report build --out; "
-  check https-report "${why%; }"
+  report https-report "${why%; }"
 
   why=""
   [ "$(rb_delivery "$conf" "$dest" state)" = delivered ] ||
     why+="status: $(rb_cli "$conf" report status | tr '\n' ' '); "
   [ "$(rb_delivery "$conf" dns:_smtp._tls.https.secure.test state)" = delivered ] || why+="lookup row not delivered; "
-  check https-status "${why%; }"
+  report https-status "${why%; }"
 
   out=$(rb_cli "$conf" report send --now --day "$DAY")
   why=$(want_kv "$out" attempted 0)
   [ "$(rb_sink_posts https)" = 1 ] || why+="sink got $(rb_sink_posts https) POSTs after the second send; "
-  check https-once "${why%; }"
+  report https-once "${why%; }"
 }
 
 # A receiver's https: host at one of our own addresses (SSRF): refused.
 scenario_private() {
   local conf="$RB_DIR/private.toml" dest=https://reports.trap.secure.test/private why out before
   rb_config "$conf" report.allow_private_destinations=false &&
-    rb_seed_domain "$conf" "$DAY" private.secure.test 1 0 || { check private-refused "config or seed failed"; return; }
+    rb_seed_domain "$conf" "$DAY" private.secure.test 1 0 || { report private-refused "config or seed failed"; return; }
   before=$(rb_sink_posts trap)
   out=$(rb_cli "$conf" report send --now --day "$DAY")
   why=$(want_kv "$out" delivered 0)
@@ -170,14 +165,14 @@ scenario_private() {
   [ "$(rb_delivery "$conf" "$dest" state)" = failed ] || why+="state $(rb_delivery "$conf" "$dest" state), want failed; "
   rb_delivery "$conf" "$dest" last_error | grep -q 'resolves to 127\.3\.0\.[0-9]*, not a public address' ||
     why+="last_error '$(rb_delivery "$conf" "$dest" last_error)'; "
-  check private-refused "${why%; }"
+  report private-refused "${why%; }"
 }
 
 # ------------------------------------------------------------ 2. retry
 scenario_retry() {
   local conf="$RB_DIR/retry.toml" dest=https://reports.retry.secure.test/v1/reports why out t0 t1 nb
   rb_config "$conf" && rb_seed_domain "$conf" "$DAY" retry.secure.test 5 0 ||
-    { check retry-setup "config or seed failed"; return; }
+    { report retry-setup "config or seed failed"; return; }
   t0=$(date +%s)
   out=$(rb_cli "$conf" report send --now --day "$DAY")
   t1=$(date +%s)
@@ -189,7 +184,7 @@ scenario_retry() {
   [ "$nb" -ge $((t0 + 300)) ] && [ "$nb" -le $((t1 + 300)) ] ||
     why+="not_before $nb, want first attempt + 300 ($((t0 + 300))..$((t1 + 300))); "
   [ "$(rb_sink_posts retry)" = 1 ] || why+="sink got $(rb_sink_posts retry) POSTs, want 1; "
-  check retry-pending "${why%; }"
+  report retry-pending "${why%; }"
 
   why=""
   out=$(rb_cli "$conf" report send --now --day "$DAY")
@@ -197,7 +192,7 @@ scenario_retry() {
   out=$(rb_cli +4m "$conf" report send --now --day "$DAY")
   why+=$(want_kv "$out" attempted 0)
   [ "$(rb_sink_posts retry)" = 1 ] || why+="sink got $(rb_sink_posts retry) POSTs before the back-off; "
-  check retry-backoff "${why%; }"
+  report retry-backoff "${why%; }"
 
   out=$(rb_cli +6m "$conf" report send --now --day "$DAY")
   why=$(want_kv "$out" delivered 1)
@@ -205,12 +200,12 @@ scenario_retry() {
   [ "$(rb_delivery "$conf" "$dest" state)" = delivered ] && [ "$(rb_delivery "$conf" "$dest" attempts)" = 2 ] ||
     why+="status: $(rb_cli "$conf" report status | tr '\n' ' '); "
   cmp -s "$RB_DIR/sinks/retry/posts/1.body" "$RB_DIR/sinks/retry/posts/2.body" || why+="the retry sent other bytes; "
-  check retry-delivered "${why%; }"
+  report retry-delivered "${why%; }"
 
   out=$(rb_cli +30m "$conf" report send --now --day "$DAY")
   why=$(want_kv "$out" attempted 0)
   [ "$(rb_sink_posts retry)" = 2 ] || why+="sink got $(rb_sink_posts retry) POSTs after delivery; "
-  check retry-once "${why%; }"
+  report retry-once "${why%; }"
 }
 
 # ------------------------------------------------------------ 3. mailto
@@ -263,18 +258,18 @@ PY
 scenario_mailto() {
   local conf="$RB_DIR/mail.toml" dest="mailto:tlsrpt@$RCV" why out msg id
   rb_config "$conf" "report.dkim_selector=\"$SELECTOR\"" "report.dkim_key_file=\"$DKIM_KEY\"" &&
-    rb_seed_domain "$conf" "$DAY" mail.secure.test 7 1 || { check mailto-setup "config or seed failed"; return; }
+    rb_seed_domain "$conf" "$DAY" mail.secure.test 7 1 || { report mailto-setup "config or seed failed"; return; }
   out=$(rb_cli "$conf" report send --now --day "$DAY")
   why=$(want_kv "$out" delivered 1)
   [ "$(rb_delivery "$conf" "$dest" state)" = delivered ] ||
     why+="status: $(rb_cli "$conf" report status | tr '\n' ' '); "
   rb_wait_maildir tlsrpt 1 10 || why+="no message in the Maildir after 10 s: $(tail -n 2 "$MB_DIR/maillog"); "
-  check mailto-send "${why%; }"
+  report mailto-send "${why%; }"
 
   msg=$(find "$RB_DIR/vmail/tlsrpt/new" -type f | head -n 1)
-  [ -n "$msg" ] || { check mailto-message "no message"; return; }
+  [ -n "$msg" ] || { report mailto-message "no message"; return; }
   id=$(rb_delivery "$conf" "$dest" report_id)
-  check mailto-mime "$(mime_check "$msg" "$id" mail.secure.test)"
+  report mailto-mime "$(mime_check "$msg" "$id" mail.secure.test)"
 
   why=""
   out=$(tb_exec opendkim-testmsg <"$msg" 2>&1) || why+="opendkim-testmsg: exit $?: $out; "
@@ -282,13 +277,13 @@ scenario_mailto() {
   sed 's/^TLS-Report-Domain: .*/TLS-Report-Domain: other.secure.test/' "$msg" >"$RB_DIR/tampered.eml"
   cmp -s "$msg" "$RB_DIR/tampered.eml" && why+="could not alter the message; "
   tb_exec opendkim-testmsg <"$RB_DIR/tampered.eml" >/dev/null 2>&1 && why+="a tampered message verifies; "
-  check mailto-dkim "${why%; }"
+  report mailto-dkim "${why%; }"
 
   out=$(rb_cli "$conf" report send --now --day "$DAY")
   why=$(want_kv "$out" attempted 0)
   sleep 0.5
   [ "$(rb_maildir_count tlsrpt)" = 1 ] || why+="$(rb_maildir_count tlsrpt) messages after a second send; "
-  check mailto-once "${why%; }"
+  report mailto-once "${why%; }"
 }
 
 # The key as a systemd credential (LoadCredential=dkim.pem:...): a bare
@@ -297,19 +292,19 @@ scenario_mailto_credential() {
   local conf="$RB_DIR/cred.toml" creds="$RB_DIR/credentials" why out msg
   mkdir -p "$creds" && cp "$DKIM_KEY" "$creds/dkim.pem"
   rb_config "$conf" "report.dkim_selector=\"$SELECTOR\"" 'report.dkim_key_file="dkim.pem"' &&
-    rb_seed_domain "$conf" "$DAY" cred.secure.test 2 0 || { check mailto-credential "config or seed failed"; return; }
+    rb_seed_domain "$conf" "$DAY" cred.secure.test 2 0 || { report mailto-credential "config or seed failed"; return; }
   out=$(CREDENTIALS_DIRECTORY=$creds rb_cli "$conf" report send --now --day "$DAY")
   why=$(want_kv "$out" delivered 1)
   rb_wait_maildir cred 1 10 || why+="no message in the Maildir after 10 s; "
   msg=$(find "$RB_DIR/vmail/cred/new" -type f 2>/dev/null | head -n 1)
   [ -n "$msg" ] && out=$(tb_exec opendkim-testmsg <"$msg" 2>&1) && [ -z "$out" ] || why+="DKIM: $out; "
-  check mailto-credential "${why%; }"
+  report mailto-credential "${why%; }"
 }
 
 scenario_mailto_nodkim() {
   local conf="$RB_DIR/nodkim.toml" dest="mailto:nodkim@$RCV" why out err
   rb_config "$conf" "report.sendmail_command=$(recorder nodkim)" &&
-    rb_seed_domain "$conf" "$DAY" nodkim.secure.test 1 0 || { check mailto-nodkim-setup "config or seed failed"; return; }
+    rb_seed_domain "$conf" "$DAY" nodkim.secure.test 1 0 || { report mailto-nodkim-setup "config or seed failed"; return; }
   out=$(rb_cli "$conf" report send --now --day "$DAY")
   # Retried, not failed: a key fixed within the day still sends the report.
   why=$(want_kv "$out" waiting 1)
@@ -318,15 +313,15 @@ scenario_mailto_nodkim() {
   [[ $err == *DKIM* ]] || why+="last_error '$err' does not name DKIM; "
   [ ! -e "$RB_DIR/bin/nodkim.calls" ] || why+="sendmail started: $(cat "$RB_DIR/bin/nodkim.calls"); "
   [ "$(rb_maildir_count nodkim)" = 0 ] || why+="mail delivered; "
-  check mailto-nodkim "${why%; }"
+  report mailto-nodkim "${why%; }"
 }
 
 # ------------------------------------------------------------ 4. no record
 scenario_no_record() {
   local conf="$RB_DIR/norec.toml" why="" out d rows log_before
-  rb_config "$conf" "report.sendmail_command=$(recorder norec)" || { check no-record-setup "config"; return; }
+  rb_config "$conf" "report.sendmail_command=$(recorder norec)" || { report no-record-setup "config"; return; }
   for d in norec ftp syntax two; do
-    rb_seed_domain "$conf" "$DAY" "$d.secure.test" 2 1 || { check no-record-setup "seed $d"; return; }
+    rb_seed_domain "$conf" "$DAY" "$d.secure.test" 2 1 || { report no-record-setup "seed $d"; return; }
   done
   log_before=$(wc -l <"$RB_LOG")
   out=$(rb_cli "$conf" report send --now --day "$DAY")
@@ -341,14 +336,14 @@ scenario_no_record() {
   [ "$rows" = 4 ] || why+="$rows delivery rows, want the 4 lookups only; "
   [ "$(rb_sink_posts trap)" = 0 ] || why+="the trap sink got $(rb_sink_posts trap) POSTs; "
   [ ! -e "$RB_DIR/bin/norec.calls" ] || why+="sendmail started; "
-  check no-record "${why%; }"
+  report no-record "${why%; }"
   # The reasons, one per kind of record.
   why=""
   for d in norec:nxdomain ftp:tlsrpt-no-usable-uri syntax:tlsrpt-syntax two:tlsrpt-multiple; do
     [[ $(rb_delivery "$conf" "dns:_smtp._tls.${d%%:*}.secure.test" last_error) == *"${d#*:}"* ]] ||
       why+="${d%%:*}: last_error '$(rb_delivery "$conf" "dns:_smtp._tls.${d%%:*}.secure.test" last_error)'; "
   done
-  check no-record-reasons "${why%; }"
+  report no-record-reasons "${why%; }"
 }
 
 # ------------------------------------------------------------ 5. crash
@@ -367,7 +362,7 @@ EOF
   chmod 755 "$script"
   rb_config "$conf" "report.dkim_selector=\"$SELECTOR\"" "report.dkim_key_file=\"$DKIM_KEY\"" \
     "report.sendmail_command=[\"$script\"]" && rb_seed_domain "$conf" "$DAY" crash.secure.test 3 0 ||
-    { check crash-setup "config or seed failed"; return; }
+    { report crash-setup "config or seed failed"; return; }
   ip netns exec "$TB_NS" "$MTASTS_BIN" -c "$conf" report send --now --day "$DAY" >/dev/null 2>>"$RB_LOG" &
   cli=$!
   for ((i = 0; i < 100; i++)); do [ -s "$state/first/pid" ] && break; sleep 0.1; done
@@ -379,7 +374,7 @@ EOF
   [ -n "$pid" ] || why+="sendmail never started; "
   [ "$(rb_delivery "$conf" "$dest" state)" = sending ] ||
     why+="after the kill: $(rb_cli "$conf" report status | tr '\n' ' '); "
-  check crash-sending "${why%; }"
+  report crash-sending "${why%; }"
 
   why=""
   out=$(rb_cli "$conf" report send --now --day "$DAY")
@@ -387,7 +382,7 @@ EOF
   out=$(rb_cli +14m "$conf" report send --now --day "$DAY")
   why+=$(want_kv "$out" attempted 0)
   [ ! -e "$state/calls" ] || why+="sent before the claim went stale; "
-  check crash-claim-held "${why%; }"
+  report crash-claim-held "${why%; }"
 
   out=$(rb_cli +16m "$conf" report send --now --day "$DAY")
   why=$(want_kv "$out" delivered 1)
@@ -399,7 +394,7 @@ EOF
   sleep 0.5
   [ "$(wc -l <"$state/calls" 2>/dev/null)" = 1 ] || why+="sendmail calls: $(cat "$state/calls" 2>/dev/null); "
   [ "$(rb_maildir_count crash)" = 1 ] || why+="$(rb_maildir_count crash) messages; "
-  check crash-delivered-once "${why%; }"
+  report crash-delivered-once "${why%; }"
 }
 
 main() {
@@ -409,7 +404,7 @@ main() {
     command -v "$tool" >/dev/null || { echo "FAIL setup: $tool not installed"; return 1; }
   done
   if ! setup; then
-    check setup "report bed did not start"
+    report setup "report bed did not start"
     echo "$PASSED passed, $FAILED failed"; return 1
   fi
   bed_check
@@ -421,8 +416,7 @@ main() {
   scenario_mailto_nodkim
   scenario_no_record
   scenario_crash
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" = 0 ]
+  report_summary
 }
 
 main "$@"
