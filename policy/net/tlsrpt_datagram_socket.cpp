@@ -72,7 +72,8 @@ struct DatagramForwarder::Impl {
     return records.insert_or_assign(domain, std::move(fresh)).first->second.text;
   }
 
-  void send(const TlsrptSession& session) {
+  // `hurry`: stopping, so no wait for room at a busy collector.
+  void send(const TlsrptSession& session, bool hurry) {
     const std::optional<std::string>& record = record_of(session.policy_domain);
     if (!record) {
       std::lock_guard lock(mu);
@@ -80,7 +81,10 @@ struct DatagramForwarder::Impl {
       return;
     }
     const std::string bytes = encode_datagram(datagram_from_session(session, *record));
-    const ssize_t sent = sendto(fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
+    // Blocking, up to kCollectorWait (SO_SNDTIMEO): this thread is not the
+    // mail path, and a collector's queue holds only net.unix.max_dgram_qlen
+    // datagrams (10 on some hosts), so a burst would otherwise be dropped.
+    const ssize_t sent = sendto(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | (hurry ? MSG_DONTWAIT : 0),
                                 reinterpret_cast<const sockaddr*>(&address), sizeof address);
     const int error = errno;
     std::lock_guard lock(mu);
@@ -102,8 +106,9 @@ struct DatagramForwarder::Impl {
       TlsrptSession session = std::move(queue.front());
       queue.pop_front();
       busy = true;
+      const bool hurry = stopping;
       lock.unlock();
-      send(session);
+      send(session, hurry);
       lock.lock();
       busy = false;
       if (queue.empty()) idle.notify_all();
@@ -124,6 +129,12 @@ DatagramForwarder::DatagramForwarder(TlsrptSink* next, DatagramForwarderConfig c
   std::memcpy(impl_->address.sun_path, path.c_str(), path.size() + 1);
   impl_->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (impl_->fd < 0) throw std::runtime_error("cannot create a unix datagram socket");
+  const timeval wait{0, static_cast<suseconds_t>(
+                            std::chrono::duration_cast<std::chrono::microseconds>(kCollectorWait).count())};
+  if (setsockopt(impl_->fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait) != 0) {
+    close(impl_->fd);
+    throw std::runtime_error("cannot set a send timeout on the TLSRPT datagram socket");
+  }
   impl_->sender = std::thread([impl = impl_.get()] { impl->run(); });
 }
 

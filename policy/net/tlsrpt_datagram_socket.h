@@ -8,8 +8,13 @@
 // - DatagramReceiver: datagrams from Postfix >= 3.10 built with libtlsrpt
 //   (smtp_tlsrpt_socket_name) land in our own daily counts.
 // Neither ever blocks the mail path: the forwarder's record() only queues
-// (bounded; a full queue drops, as libtlsrpt's non-blocking sendto does
-// when a collector is busy), and a bad datagram is logged and dropped.
+// (bounded; a full queue drops), and a bad datagram is logged and dropped.
+// The forwarder's own thread waits up to kCollectorWait per datagram for
+// room at a busy collector (libtlsrpt's client, on the MTA's path, drops
+// at once instead): a unix datagram socket queues as few as
+// net.unix.max_dgram_qlen datagrams (10 on some hosts), and a burst of
+// sessions would otherwise be lost (tests/bench/datagram_bench). Stopping,
+// it waits for nothing.
 #pragma once
 
 #include <chrono>
@@ -22,6 +27,8 @@
 #include "policy/tlsrpt.h"
 
 namespace mtasts::policy::net {
+
+inline constexpr std::chrono::milliseconds kCollectorWait{250};
 
 struct DatagramForwarderConfig {
   std::string socket_path;                // the collector's socket

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <future>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -153,6 +154,57 @@ TEST(NetTlsrptDatagramSocket, FullQueueDropsInsteadOfBlocking) {
   const auto counts = forwarder.counts();
   EXPECT_GE(counts.queue_full, 7);  // one taken by the thread, two queued, the rest dropped
   EXPECT_EQ(counts.sent + counts.queue_full, 10);
+  close(collector);
+}
+
+// A collector that reads late (its queue holds net.unix.max_dgram_qlen
+// datagrams, 10 on some hosts) loses nothing of a burst: the sender thread
+// waits for room. 200 sessions, the collector starts reading after 100 ms.
+TEST(NetTlsrptDatagramSocket, ABusyCollectorLosesNothingOfABurst) {
+  TempSocketDir dir;
+  const int collector = bound_datagram_socket(dir.file("collector"));
+  DatagramForwarderConfig config;
+  config.socket_path = dir.file("collector");
+  DatagramForwarder forwarder(nullptr, config,
+                              [](const std::string&) { return std::string("v=TLSRPTv1;rua=mailto:a@b.c"); });
+  constexpr int kBurst = 200;
+  for (int i = 0; i < kBurst; ++i) forwarder.record(failure_for("d" + std::to_string(i % 7) + ".example"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  int received = 0;
+  while (received < kBurst && receive(collector) != "<nothing>") ++received;
+  forwarder.wait_idle();
+  EXPECT_EQ(received, kBurst);
+  EXPECT_EQ(forwarder.counts().sent, kBurst);
+  EXPECT_EQ(forwarder.counts().send_failed, 0);
+  close(collector);
+}
+
+// Stopping waits for no collector: a queue behind one that never reads is
+// given up at once, not kCollectorWait per datagram.
+TEST(NetTlsrptDatagramSocket, StoppingDoesNotWaitForAStuckCollector) {
+  TempSocketDir dir;
+  const int collector = bound_datagram_socket(dir.file("collector"));  // never read
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  DatagramForwarderConfig config;
+  config.socket_path = dir.file("collector");
+  std::chrono::steady_clock::duration stop_took{};
+  {
+    auto forwarder = std::make_unique<DatagramForwarder>(nullptr, config, [released](const std::string&) {
+      released.wait();
+      return std::string("v=TLSRPTv1;rua=mailto:a@b.c");
+    });
+    for (int i = 0; i < 100; ++i) forwarder->record(failure_for("example.com"));
+    std::thread stopper([&] {
+      const auto started = std::chrono::steady_clock::now();
+      forwarder.reset();
+      stop_took = std::chrono::steady_clock::now() - started;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the destructor has set stopping
+    release.set_value();
+    stopper.join();
+  }
+  EXPECT_LT(stop_took, std::chrono::seconds(2)) << "100 datagrams x 250 ms would be 25 s";
   close(collector);
 }
 
