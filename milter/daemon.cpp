@@ -134,6 +134,15 @@ void open_activated_socket(int fd, const Config& config) {
                config.milter_socket);
 }
 
+// The config with the addresses of the sockets systemd passed in place of
+// milter.socket and socketmap.socket.
+Config with_activated_addresses(const Config& configured, const ActivatedSockets& activated) {
+  Config config = configured;
+  if (activated.milter >= 0) config.milter_socket = listening_address(activated.milter);
+  if (activated.socketmap >= 0) config.socketmap.socket = listening_address(activated.socketmap);
+  return config;
+}
+
 // The socketmap server polls its listener: non-blocking, as open_listener's.
 int adopt_activated_socketmap(int fd, const Config& config) {
   const int flags = fcntl(fd, F_GETFL);
@@ -161,7 +170,7 @@ void drop_privileges(const Identity& runs_as) {
   if (runs_as.name.empty()) return;
   // Already that user without root (systemd's User= naming the same one):
   // nothing to drop, and initgroups() would fail. The groups stay as the
-  // starter chose them (systemd's Group=, e.g. postfix).
+  // starter chose them (systemd's Group=).
   if (geteuid() != 0 && getuid() == runs_as.uid && geteuid() == runs_as.uid) {
     spdlog::info("milter event=privileges-kept user={} uid={} reason=already-that-user", runs_as.name,
                  runs_as.uid);
@@ -503,7 +512,7 @@ class TlsrptDatagrams {
                    c.rejected, c.sessions);
     }
     if (forwarder_) {
-      forwarder_->wait_idle();
+      forwarder_->stop();  // not wait_idle(): that waits for a busy collector
       const auto c = forwarder_->counts();
       spdlog::info("tlsrpt-datagram event=forward-stopped sent={} no_record={} queue_full={} send_failed={}",
                    c.sent, c.no_record, c.queue_full, c.send_failed);
@@ -526,21 +535,25 @@ class TlsrptDatagrams {
 
 }  // namespace
 
-int run_daemon(const Config& config, const std::string& config_path) {
+int run_daemon(const Config& configured, const std::string& config_path) {
   limit_malloc_arenas();  // before any thread starts
   const DescriptorLimit descriptors = raise_descriptor_limit();
+  const ActivatedSockets activated = take_activated_sockets();
+  // Sockets systemd passed are the addresses in force from here on (the
+  // limits fitted to a socketmap, the log lines).
+  const Config config = with_activated_addresses(configured, activated);
   // The socket first, with the starting user's rights; everything else
   // (the store, DNS, probes) as the user the daemon runs as.
   const Identity runs_as = run_as(config);
   if (smfi_register(*milter_description()) == MI_FAILURE)
     throw StartupError("libmilter refused the filter description", EX_SOFTWARE);
-  const ActivatedSockets activated = take_activated_sockets();
   if (activated.milter >= 0) {
-    open_activated_socket(activated.milter, config);
+    open_activated_socket(activated.milter, configured);
   } else {
     open_socket(config, runs_as);
   }
-  const int socketmap_fd = activated.socketmap >= 0 ? adopt_activated_socketmap(activated.socketmap, config)
+  const int socketmap_fd = activated.socketmap >= 0
+                               ? adopt_activated_socketmap(activated.socketmap, configured)
                            : config.socketmap.socket.empty()
                                ? -1
                                : open_listener(config.socketmap.socket, config, runs_as, "socketmap socket");
@@ -617,6 +630,15 @@ int run_daemon(const Config& config, const std::string& config_path) {
            ", milter sessions: " + std::to_string(open_milter_connections()) +
            ", recipients waiting: " + std::to_string(waiting.waiting());
   };
+  // Before any thread of ours starts: a failure here throws, and a running
+  // std::thread would end the process on unwinding.
+  std::optional<MetricsServer> metrics;
+  if (metrics_fd >= 0) {
+    metrics.emplace(metrics_fd, config.metrics.listen, [&services, &waiting, &tlsrpt] {
+      return scrape_gauges(*services, waiting.waiting(), tlsrpt.pending_sessions());
+    });
+    spdlog::info("metrics event=listening address={} path=/metrics", config.metrics.listen);
+  }
   std::thread reloader(reload_loop, std::ref(context), std::ref(override_store), config_path,
                        std::ref(reloads), std::cref(reloaded), std::cref(systemd), std::cref(status));
   spdlog::info("milter event=started version={} socket={} store={}", kVersion, config.milter_socket,
@@ -629,13 +651,6 @@ int run_daemon(const Config& config, const std::string& config_path) {
     milter_running = false;
     pthread_kill(main_thread, SIGUSR2);
   });
-  std::optional<MetricsServer> metrics;
-  if (metrics_fd >= 0) {
-    metrics.emplace(metrics_fd, config.metrics.listen, [&services, &waiting, &tlsrpt] {
-      return scrape_gauges(*services, waiting.waiting(), tlsrpt.pending_sessions());
-    });
-    spdlog::info("metrics event=listening address={} path=/metrics", config.metrics.listen);
-  }
   PoolProgress pool_progress(kEngineStallLimit);
   const ServiceWatchdog watchdog(
       systemd,

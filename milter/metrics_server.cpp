@@ -2,7 +2,6 @@
 #include "milter/metrics_server.h"
 
 #include <microhttpd.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <stdexcept>
@@ -49,10 +48,10 @@ MetricsServer::MetricsServer(int listen_fd, const std::string& address, Gauges s
       MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, nullptr, nullptr, &Impl::handle,
                        impl_.get(), MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_LIMIT, 16U,
                        MHD_OPTION_CONNECTION_TIMEOUT, 10U, MHD_OPTION_END);
-  if (impl_->daemon == nullptr) {
-    close(listen_fd);
-    throw std::runtime_error("cannot serve metrics on " + address);
-  }
+  // On failure the descriptor is left alone: libmicrohttpd closes it on some
+  // of its failure paths, and a second close could hit another thread's new
+  // descriptor. Startup ends here anyway.
+  if (impl_->daemon == nullptr) throw std::runtime_error("cannot serve metrics on " + address);
   policy::metrics::set_enabled(true);
 }
 

@@ -16,8 +16,9 @@ class MetricsServer {
  public:
   using Gauges = std::function<std::string()>;
   // Serves on `listen_fd`, a listening socket (open_listener: metrics.listen
-  // in the milter's grammar), which it owns from here on, even when it
-  // throws. `address` names it in errors. Throws std::runtime_error.
+  // in the milter's grammar), which it owns from here on (when it throws,
+  // the descriptor's fate is libmicrohttpd's: a start-up error). `address`
+  // names it in errors. Throws std::runtime_error.
   MetricsServer(int listen_fd, const std::string& address, Gauges scrape_gauges);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;

@@ -39,10 +39,12 @@ times="$build/sanitize-times.txt"
 # tests/unit/<folder>_<unit>_test.cpp), and of them the suites below.
 tsan_units='(resolver|next_hop_checker|probe_cache|memory_cache|mx_dns_cache|tlsrpt_buffer|refresher'
 tsan_units+='|worker_pool|single_flight|lock_guarded|sqlite_store|tlsrpt_store|override_store|session'
-tsan_units+='|tcp_tuning|callback_gate|unbound_dns|curl_fetcher|tls_prober|socketmap_server|metrics|tlsrpt_datagram_socket)_test'
+tsan_units+='|tcp_tuning|callback_gate|unbound_dns|curl_fetcher|tls_prober|socketmap_server|socketmap_lookup|metrics'
+tsan_units+='|tlsrpt_datagram_socket)_test'
 tsan_tests='^(Resolver|BackgroundRefresher|Refresher|NextHopChecker|ProbeCache|MemoryCache|MxDnsCache'
 tsan_tests+='|TlsrptBuffer|WorkerPool|SingleFlight|LockGuarded|SqliteStoreTest|SqliteTlsrptStore'
-tsan_tests+='|OverrideStore|Session|TcpTuning|CallbackGate|SocketmapServerTest|MetricsTest|NetTlsrptDatagramSocket)\.'
+tsan_tests+='|OverrideStore|Session|TcpTuning|CallbackGate|SocketmapServerTest|SocketmapLookup|MetricsTest'
+tsan_tests+='|NetTlsrptDatagramSocket)\.'
 tsan_tests+='|^UnboundDnsHermetic\.ConcurrentTimeoutsAndShutdown$'
 tsan_tests+='|^CurlFetcherTest\.ConcurrentFetchesShareOneFetcher$|^TlsProberTest\.ConcurrentProbesShareOneProber$'
 

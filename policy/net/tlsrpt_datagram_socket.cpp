@@ -73,7 +73,17 @@ struct DatagramForwarder::Impl {
   }
 
   // `hurry`: stopping, so no wait for room at a busy collector.
+  bool record_known(const std::string& domain) const {
+    const auto it = records.find(domain);
+    return it != records.end() && it->second.expires > std::chrono::steady_clock::now();
+  }
+
   void send(const TlsrptSession& session, bool hurry) {
+    if (hurry && !record_known(session.policy_domain)) {  // stopping: no DNS lookup either
+      std::lock_guard lock(mu);
+      ++counts.send_failed;
+      return;
+    }
     const std::optional<std::string>& record = record_of(session.policy_domain);
     if (!record) {
       std::lock_guard lock(mu);
@@ -129,6 +139,7 @@ DatagramForwarder::DatagramForwarder(TlsrptSink* next, DatagramForwarderConfig c
   std::memcpy(impl_->address.sun_path, path.c_str(), path.size() + 1);
   impl_->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (impl_->fd < 0) throw std::runtime_error("cannot create a unix datagram socket");
+  static_assert(kCollectorWait < std::chrono::seconds(1), "timeval below: microseconds only");
   const timeval wait{0, static_cast<suseconds_t>(
                             std::chrono::duration_cast<std::chrono::microseconds>(kCollectorWait).count())};
   if (setsockopt(impl_->fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait) != 0) {
@@ -139,13 +150,17 @@ DatagramForwarder::DatagramForwarder(TlsrptSink* next, DatagramForwarderConfig c
 }
 
 DatagramForwarder::~DatagramForwarder() {
+  stop();
+  close(impl_->fd);
+}
+
+void DatagramForwarder::stop() {
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopping = true;
   }
   impl_->wake.notify_all();
-  impl_->sender.join();
-  close(impl_->fd);
+  if (impl_->sender.joinable()) impl_->sender.join();
 }
 
 void DatagramForwarder::record(const TlsrptSession& session) {

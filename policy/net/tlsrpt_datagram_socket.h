@@ -52,14 +52,21 @@ class DatagramForwarder final : public TlsrptSink {
 
   // Every session also goes to `next` (may be nullptr), first.
   DatagramForwarder(TlsrptSink* next, DatagramForwarderConfig config, RecordFinder find_record);
-  ~DatagramForwarder() override;  // sends what is queued, then stops
+  ~DatagramForwarder() override;  // stop()
   DatagramForwarder(const DatagramForwarder&) = delete;
   DatagramForwarder& operator=(const DatagramForwarder&) = delete;
 
   void record(const TlsrptSession& session) override;
 
-  // Blocks until every session queued so far was handled (tests, shutdown).
+  // Blocks until every session queued so far was handled (tests): with a
+  // busy collector up to kCollectorWait per datagram.
   void wait_idle();
+  // Sends what is queued without waiting for a busy collector or a DNS
+  // lookup (what does not fit, or has no record known yet, is counted
+  // send_failed), then ends the sender thread; sessions
+  // recorded afterwards only queue. For shutdown: bounded by the queue, not
+  // by the collector. Idempotent.
+  void stop();
   DatagramForwarderCounts counts() const;
 
  private:

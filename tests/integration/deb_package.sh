@@ -298,16 +298,22 @@ EOF
   echo -n "$why"
 }
 
-# lib/deb_service.sh's rows, each as "service-NAME".
+# lib/deb_service.sh's rows, each as "service-NAME"; its own summary line
+# and exit status must agree with them (a row it never printed, a crash).
 run_service() {
-  local line name seen=0
+  local line name rows=0 rc summary
+  bash "$HERE/lib/deb_service.sh" >"$WORK/service.out" 2>"$WORK/service.err"
+  rc=$?
   while IFS= read -r line; do
     case $line in
-      "ok "*) report "service-${line#ok }" ""; seen=1 ;;
-      "FAIL "*) name=${line#FAIL }; report "service-${name%%:*}" "${name#*: }"; seen=1 ;;
+      "ok "*) report "service-${line#ok }" ""; rows=$((rows + 1)) ;;
+      "FAIL "*) name=${line#FAIL }; report "service-${name%%:*}" "${name#*: }"; rows=$((rows + 1)) ;;
     esac
-  done < <(bash "$HERE/lib/deb_service.sh" 2>"$WORK/service.err")
-  [ "$seen" = 1 ] || report service "no result: $(tail -n 5 "$WORK/service.err")"
+  done <"$WORK/service.out"
+  summary=$(tail -n 1 "$WORK/service.out")
+  [[ "$summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]] &&
+    [ $((BASH_REMATCH[1] + BASH_REMATCH[2])) = "$rows" ] && { [ "$rc" = 0 ] || [ "${BASH_REMATCH[2]}" != 0 ]; } ||
+    report service "exit status $rc, $rows rows, last line '$summary': $(tail -n 5 "$WORK/service.err")"
 }
 
 purge_package() {

@@ -7,8 +7,10 @@
 #   sockets-first       both sockets listen, the service has not started
 #   milter-unix         a milter OPTNEG on the unix socket systemd made starts
 #                       the service and is answered
-#   activated-log       the journal says socket-activated for both names, and
-#                       the config's own addresses are not listened on
+#   activated-log       the journal says socket-activated for both names, the
+#                       config's own milter address is not listened on, and
+#                       the socketmap, which the config leaves off, runs on
+#                       the passed socket with its lookup threads
 #   socketmap           a socketmap request on the passed socket is answered
 #   stop-keeps-socket   after the service stops the unix socket's path is
 #                       still there, and a new connection starts it again
@@ -63,7 +65,7 @@ path = '/run/sd-test/state/cache.db'
 use_resolv_conf = false
 timeout = 1
 [socketmap]
-socket = 'inet:18460@127.0.0.1'
+socket = ''
 EOF
   chmod 0644 "$files/milter.toml"
   cat >"$units/$SERVICE" <<EOF
@@ -151,10 +153,15 @@ check_activated_log() {
   log=$(journal)
   grep -q "startup event=socket-activated name=milter address=unix:$SOCKET_PATH instead_of=inet:18898@127.0.0.1" \
     <<<"$log" || why+="no socket-activated line for the milter; "
-  grep -q "startup event=socket-activated name=socketmap address=inet:$SOCKETMAP_PORT@127.0.0.1 instead_of=inet:18460@127.0.0.1" \
+  grep -q "startup event=socket-activated name=socketmap address=inet:$SOCKETMAP_PORT@127.0.0.1 instead_of=none" \
     <<<"$log" || why+="no socket-activated line for the socketmap; "
+  # The config has no socketmap: the passed socket alone turns it on, with
+  # its lookup threads fitted as for a configured one (not a single thread).
+  grep -q "socketmap event=started socket=inet:$SOCKETMAP_PORT@127.0.0.1 " <<<"$log" ||
+    why+="no 'socketmap event=started' line with the passed address; "
+  grep -Eq "milter event=limits .*socketmap_lookup_threads=([2-9]|[1-9][0-9]+)( |$)" <<<"$log" ||
+    why+="socketmap lookup threads: $(grep -o 'socketmap_lookup_threads=[0-9]*' <<<"$log" | head -n 1); "
   ! listening 18898 || why+="the config's milter address 18898 is listened on; "
-  ! listening 18460 || why+="the config's socketmap address 18460 is listened on; "
   echo -n "$why"
 }
 

@@ -157,12 +157,25 @@ TEST(NetTlsrptDatagramSocket, FullQueueDropsInsteadOfBlocking) {
   close(collector);
 }
 
-// A collector that reads late (its queue holds net.unix.max_dgram_qlen
-// datagrams, 10 on some hosts) loses nothing of a burst: the sender thread
-// waits for room. 200 sessions, the collector starts reading after 100 ms.
+// Fills `path`'s queue (whatever net.unix.max_dgram_qlen allows here) with
+// datagrams sent without waiting; returns how many it took.
+int fill_queue(const std::string& path) {
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strcpy(address.sun_path, path.c_str());
+  int sent = 0;
+  while (sendto(fd, "x", 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&address), sizeof address) == 1) ++sent;
+  close(fd);
+  return sent;
+}
+
+// A collector whose queue is full when a burst comes, and that reads 100 ms
+// later, loses nothing of it: the sender thread waits for room.
 TEST(NetTlsrptDatagramSocket, ABusyCollectorLosesNothingOfABurst) {
   TempSocketDir dir;
   const int collector = bound_datagram_socket(dir.file("collector"));
+  const int queued = fill_queue(dir.file("collector"));
   DatagramForwarderConfig config;
   config.socket_path = dir.file("collector");
   DatagramForwarder forwarder(nullptr, config,
@@ -171,40 +184,41 @@ TEST(NetTlsrptDatagramSocket, ABusyCollectorLosesNothingOfABurst) {
   for (int i = 0; i < kBurst; ++i) forwarder.record(failure_for("d" + std::to_string(i % 7) + ".example"));
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   int received = 0;
-  while (received < kBurst && receive(collector) != "<nothing>") ++received;
+  while (received < queued + kBurst && receive(collector) != "<nothing>") ++received;
   forwarder.wait_idle();
-  EXPECT_EQ(received, kBurst);
+  EXPECT_EQ(received, queued + kBurst);
   EXPECT_EQ(forwarder.counts().sent, kBurst);
   EXPECT_EQ(forwarder.counts().send_failed, 0);
   close(collector);
 }
 
-// Stopping waits for no collector: a queue behind one that never reads is
-// given up at once, not kCollectorWait per datagram.
+// stop() (as the daemon's shutdown calls it) waits for no collector: a queue
+// behind one that never reads is given up at once, not kCollectorWait per
+// datagram.
 TEST(NetTlsrptDatagramSocket, StoppingDoesNotWaitForAStuckCollector) {
   TempSocketDir dir;
   const int collector = bound_datagram_socket(dir.file("collector"));  // never read
+  fill_queue(dir.file("collector"));
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   DatagramForwarderConfig config;
   config.socket_path = dir.file("collector");
+  DatagramForwarder forwarder(nullptr, config, [released](const std::string&) {
+    released.wait();
+    return std::string("v=TLSRPTv1;rua=mailto:a@b.c");
+  });
+  for (int i = 0; i < 100; ++i) forwarder.record(failure_for("example.com"));
   std::chrono::steady_clock::duration stop_took{};
-  {
-    auto forwarder = std::make_unique<DatagramForwarder>(nullptr, config, [released](const std::string&) {
-      released.wait();
-      return std::string("v=TLSRPTv1;rua=mailto:a@b.c");
-    });
-    for (int i = 0; i < 100; ++i) forwarder->record(failure_for("example.com"));
-    std::thread stopper([&] {
-      const auto started = std::chrono::steady_clock::now();
-      forwarder.reset();
-      stop_took = std::chrono::steady_clock::now() - started;
-    });
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the destructor has set stopping
-    release.set_value();
-    stopper.join();
-  }
+  std::thread stopper([&] {
+    const auto started = std::chrono::steady_clock::now();
+    forwarder.stop();
+    stop_took = std::chrono::steady_clock::now() - started;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // stop() has set stopping
+  release.set_value();
+  stopper.join();
   EXPECT_LT(stop_took, std::chrono::seconds(2)) << "100 datagrams x 250 ms would be 25 s";
+  EXPECT_EQ(forwarder.counts().send_failed, 100);  // the first waited its 250 ms, the rest none
   close(collector);
 }
 

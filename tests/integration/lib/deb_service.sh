@@ -174,8 +174,10 @@ check_mail() {
 
 check_cli_check() {
   local out mode
+  # stdout is the JSON; the log lines go to stderr.
   out=$(tb_exec setpriv --reuid "$PKG" --regid "$PKG" --clear-groups \
-    /usr/sbin/mta-sts-milter -c "$CONF" check --json nostls.plain.test 2>&1) || { echo "exit $?: $out"; return; }
+    /usr/sbin/mta-sts-milter -c "$CONF" check --json nostls.plain.test 2>"$MB_DIR/check.err") ||
+    { echo "exit $?: $out $(tail -n 2 "$MB_DIR/check.err")"; return; }
   mode=$(jq -r '.policy.mode' <<<"$out" 2>&1)
   [ "$mode" = enforce ] || echo "policy.mode '$mode' (want enforce): $(head -c 300 <<<"$out")"
 }

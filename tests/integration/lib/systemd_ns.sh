@@ -11,6 +11,11 @@
 #             own subtree and never touches the host's hierarchies. That
 #             group has no controllers, so TasksMax= and the like are not
 #             enforced here.
+#   /dev      its own tmpfs: the plain device nodes bound in, its own devpts
+#             and /dev/shm (journald's /dev/log symlink and systemd's
+#             console and kernel-log writes stay out of the host's);
+#             /proc/sys read-only (systemd as PID 1 would raise the host's
+#             fs.file-max and fs.nr_open). systemd logs to its journal.
 #   tmpfs     over /run, /var/log and /var/lib/systemd: the journal and
 #             runtime state go with it. Everything else (/etc, /usr, /tmp,
 #             /var/lib/NAME, /var/spool) is the host's, as a unit on a real
@@ -24,7 +29,8 @@
 #             masked: nothing pulls in sysinit.target or the network set-up,
 #             whose units act on what the host shares with the namespace
 #             (systemd-tmpfiles-setup empties /tmp, systemd-sysctl sets the
-#             kernel's sysctls, ...). sd_boot fails if any other service ran.
+#             kernel's sysctls, ...). sd_boot fails if a service other than
+#             journald and those given is loaded in a running or failed state.
 #   files     DIR/sd-units/* (if any) become units in /run/systemd/system,
 #             DIR/sd-files/* (if any) are copied to /run/sd-test.
 #
@@ -57,9 +63,16 @@ sd_ctl() { sd_nsexec systemctl "$@"; }
 sd_journal() { sd_nsexec journalctl --no-pager "$@"; }
 
 # sd_boot NETNS DIR UNIT...: boots and waits (20 s at most) until systemd
-# says the system is running or degraded; its console log is DIR/systemd.log.
+# says the system is running or degraded. systemd's own messages go to its
+# journal (sd_journal; SD_LOG_LEVEL=debug for more); DIR/systemd.log holds
+# what the set-up before it printed.
 sd_boot() {
   local ns=$1 dir=$2 root state; shift 2
+  # On a host whose PID 1 is systemd, its services share /tmp's
+  # systemd-private-* folders and more with the namespace: test there with
+  # the host's own systemd instead.
+  [ "$(cat /proc/1/comm 2>/dev/null)" != systemd ] ||
+    { sd_die "PID 1 is systemd here; this harness is for machines without it"; return 1; }
   root=$(sd_cgroup2_root) || { sd_die "no cgroup2 hierarchy under /sys/fs/cgroup"; return 1; }
   SD_CGROUP="$root$(sed -n 's/^0:://p' /proc/self/cgroup)/mtasts-sd-$$"
   SD_CGROUP=${SD_CGROUP//\/\//\/}
@@ -72,6 +85,26 @@ dir=$1 units=$2
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs -o mode=0755 tmpfs /run
 mkdir -p /run/systemd/system /run/lock /run/sd-test
+# A /dev of its own (journald's socket would leave /dev/log on the host's,
+# and its messages in the host's kernel log): the plain device nodes bound
+# in, nothing else.
+mkdir -p /run/sd-dev-nodes
+for n in null zero full random urandom tty; do
+  [ -e "/dev/$n" ] || continue
+  : >"/run/sd-dev-nodes/$n" && mount --bind "/dev/$n" "/run/sd-dev-nodes/$n"
+done
+mount -t tmpfs -o mode=0755,nosuid tmpfs /dev
+for n in /run/sd-dev-nodes/*; do
+  : >"/dev/${n##*/}" && mount --move "$n" "/dev/${n##*/}"
+done
+mkdir -p /dev/shm /dev/pts
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts
+ln -s pts/ptmx /dev/ptmx
+ln -s /proc/self/fd /dev/fd
+# The kernel's settings are the host's (systemd as PID 1 raises fs.file-max
+# and fs.nr_open): read-only here, systemd goes on without.
+mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
 if [ -d "$dir/sd-units" ]; then cp -a "$dir/sd-units/." /run/systemd/system/; fi
 if [ -d "$dir/sd-files" ]; then cp -a "$dir/sd-files/." /run/sd-test/; fi
 for d in /var/log /var/lib/systemd; do mount -t tmpfs -o mode=0755 tmpfs "$d"; done
@@ -84,7 +117,7 @@ printf '[Unit]\nDescription=units under test\nWants=systemd-journald.service %s\
   "$units" "$units" >/run/systemd/system/sd-test.target
 hostname sd-test
 export container=mtasts-test
-exec /lib/systemd/systemd --system --unit=sd-test.target --log-target=console --log-color=no
+exec /lib/systemd/systemd --system --unit=sd-test.target --log-target=journal --log-color=no ${SD_LOG_LEVEL:+--log-level=$SD_LOG_LEVEL}
 EOF
   # The launcher joins the new group first: unshare --cgroup then roots the
   # namespace there, and everything below it stays in that subtree.
@@ -105,7 +138,7 @@ EOF
     case $state in running | degraded) sd_only_these_ran "$@"; return ;; esac
     sleep 0.1
   done
-  sd_die "systemd is '$state' after 20 s: $(tail -n 3 "$dir/systemd.log")"
+  sd_die "systemd is '$state' after 20 s: $(tail -n 3 "$dir/systemd.log") $(sd_journal -o cat 2>&1 | tail -n 3)"
 }
 
 # sd_only_these_ran UNIT...: no service but journald and those given has run.
