@@ -51,6 +51,8 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/report.sh
 source "$HERE/lib/report.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/offline_config.sh
+source "$HERE/lib/offline_config.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 PKG=mta-sts-milter
 VERSION=$(sed -n 's/^project(mta-sts-milter VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
@@ -257,17 +259,7 @@ run_daemon() {
   local run="$WORK/run" why="" pid
   mkdir -p "$run"
   chmod 0711 "$WORK"
-  cat >"$run/milter.toml" <<'EOF'
-[milter]
-socket = 'inet:8891@127.0.0.1'
-[store]
-path = '/var/lib/mta-sts-milter/cache.db'
-[dns]
-use_resolv_conf = false
-timeout = 1
-[socketmap]
-socket = ''
-EOF
+  offline_config "$run/milter.toml" 'inet:8891@127.0.0.1' "/var/lib/mta-sts-milter/cache.db"
   chmod 0644 "$run/milter.toml"
   cat >"$run/inner.sh" <<'EOF'
 set -u

@@ -23,6 +23,8 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/report.sh
 source "$HERE/lib/report.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/offline_config.sh
+source "$HERE/lib/offline_config.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 DASHBOARD="$ROOT/contrib/grafana/mta-sts-milter.json"
@@ -30,17 +32,7 @@ WORK=$(mktemp -d) || exit 1
 trap 'rm -rf "$WORK"' EXIT
 
 write_config() {  # write_config FILE [METRICS_LISTEN]
-  cat >"$1" <<EOF
-[milter]
-socket = 'inet:18898@127.0.0.1'
-[store]
-path = '$WORK/state/cache.db'
-[dns]
-use_resolv_conf = false
-timeout = 1
-[socketmap]
-socket = ''
-EOF
+  offline_config "$1" 'inet:18898@127.0.0.1' "$WORK/state/cache.db"
   [ -z "${2:-}" ] || printf "[metrics]\nlisten = '%s'\n" "$2" >>"$1"
 }
 

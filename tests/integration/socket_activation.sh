@@ -25,6 +25,8 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/report.sh
 source "$HERE/lib/report.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/offline_config.sh
+source "$HERE/lib/offline_config.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 # shellcheck source-path=SCRIPTDIR source=lib/systemd_ns.sh
@@ -56,17 +58,7 @@ write_files() {
   local units="$WORK/sd-units" files="$WORK/sd-files"
   mkdir -p "$units" "$files/state" "$files/sock"
   chown nobody "$files/state" "$files/sock"
-  cat >"$files/milter.toml" <<EOF
-[milter]
-socket = 'inet:18898@127.0.0.1'
-[store]
-path = '/run/sd-test/state/cache.db'
-[dns]
-use_resolv_conf = false
-timeout = 1
-[socketmap]
-socket = ''
-EOF
+  offline_config "$files/milter.toml" 'inet:18898@127.0.0.1' "/run/sd-test/state/cache.db"
   chmod 0644 "$files/milter.toml"
   cat >"$units/$SERVICE" <<EOF
 [Service]

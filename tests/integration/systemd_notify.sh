@@ -18,6 +18,8 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib/report.sh
 source "$HERE/lib/report.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/offline_config.sh
+source "$HERE/lib/offline_config.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 MTASTS_BIN=${MTASTS_BIN:-$ROOT/build/milter/mta-sts-milter}
 UNIT="$ROOT/contrib/systemd/mta-sts-milter.service"
@@ -25,17 +27,7 @@ WORK=$(mktemp -d) || exit 1
 trap 'rm -rf "$WORK"' EXIT
 
 write_files() {
-  cat >"$WORK/milter.toml" <<EOF
-[milter]
-socket = 'inet:18896@127.0.0.1'
-[store]
-path = '$WORK/state/cache.db'
-[dns]
-use_resolv_conf = false
-timeout = 1
-[socketmap]
-socket = ''
-EOF
+  offline_config "$WORK/milter.toml" 'inet:18896@127.0.0.1' "$WORK/state/cache.db"
   # The service manager's end: each datagram as one line, its fields joined by "|".
   cat >"$WORK/manager.py" <<'EOF'
 import socket, sys, time
